@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Stops everything up.sh (or test.sh) started, by pid. Data stays under .serving/.
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+stop_pid() { # name pidfile
+  if pid_alive "$2"; then
+    log "stopping $1"
+    kill "$(cat "$2")" 2>/dev/null || true
+    for _ in $(seq 1 100); do pid_alive "$2" || break; sleep 0.1; done
+    pid_alive "$2" && kill -9 "$(cat "$2")" 2>/dev/null || true
+  fi
+  rm -f "$2"
+}
+
+stop_pid worker "$STATE/worker.pid"
+stop_pid api "$STATE/api.pid"
+if rabbit_ready; then log "stopping RabbitMQ"; ( rabbit_env; "$RABBIT_BIN/rabbitmqctl" -n rabbit@localhost -q shutdown >/dev/null ) || true; fi
+if [ -f "$STATE/postgres.datadir" ] && pg_isready -q -h 127.0.0.1 -p "$PG_PORT"; then
+  log "stopping PostgreSQL"
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$(cat "$STATE/postgres.datadir")" -m fast -w stop >/dev/null || true
+fi
+stop_pid redis "$STATE/redis.pid"
+log "stopped"

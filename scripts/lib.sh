@@ -1,0 +1,147 @@
+# Shared by the scripts in this folder: where things live and how each service is started.
+# Every service binds to 127.0.0.1 and keeps its data under .serving/ in the checkout.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+STATE="${SERVING_STATE_DIR:-$ROOT/.serving}"
+LOGS="$STATE/logs"
+MODELS="${SERVING_MODELS_DIR:-$ROOT/models}"
+CONFIGURATION="${SERVING_CONFIGURATION:-Release}"
+
+REDIS_PORT="${SERVING_REDIS_PORT:-6379}"
+PG_PORT="${SERVING_PG_PORT:-5432}"
+AMQP_PORT="${SERVING_AMQP_PORT:-5672}"
+RABBIT_MGMT_PORT="${SERVING_RABBIT_MGMT_PORT:-15672}"
+API_PORT="${SERVING_API_PORT:-5080}"
+PG_BIN=/usr/lib/postgresql/15/bin
+RABBIT_BIN=/usr/lib/rabbitmq/bin
+
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+
+mkdir -p "$STATE" "$LOGS"
+
+exec 4>&2 # messages go here even from commands whose stderr is silenced
+log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&4; }
+die() { log "error: $*"; exit 1; }
+
+# wait_for <seconds> <description> <command...>: polls until the command succeeds.
+wait_for() {
+  local seconds=$1 what=$2; shift 2
+  local deadline=$((SECONDS + seconds))
+  until "$@" >/dev/null 2>&1; do
+    [ $SECONDS -lt $deadline ] || die "$what not ready after ${seconds}s"
+    sleep 0.3
+  done
+}
+
+pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
+
+install_packages() {
+  local wanted=(redis-server postgresql rabbitmq-server ffmpeg fonts-dejavu-core docker-compose curl openssl)
+  local missing=()
+  for p in "${wanted[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing OS packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >"$LOGS/apt.log" 2>&1
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$LOGS/apt.log" 2>&1 \
+      || die "apt-get install failed, see $LOGS/apt.log"
+  fi
+  command -v dotnet >/dev/null || die "the .NET SDK (dotnet) is not on PATH"
+}
+
+start_redis() {
+  if redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; then return; fi
+  log "starting Redis on 127.0.0.1:$REDIS_PORT"
+  mkdir -p "$STATE/redis"
+  # Keyspace notifications for expired keys are used by waiters; persistence off (state is rebuilt by clients).
+  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$STATE/redis" --daemonize yes \
+    --pidfile "$STATE/redis.pid" --logfile "$LOGS/redis.log" --save '' --appendonly no  4>&-
+  wait_for 10 Redis redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping
+}
+
+pg_data_dir() {
+  local dir="$STATE/postgres"
+  # initdb and pg_ctl refuse root; the postgres user must be able to reach the data folder.
+  mkdir -p "$dir" && chown postgres:postgres "$dir" && chmod 700 "$dir"
+  if runuser -u postgres -- test -w "$dir" 2>/dev/null; then
+    echo "$dir"
+  else
+    dir="/var/tmp/async-serving-pg-$(printf '%s' "$ROOT" | md5sum | cut -c1-8)"
+    mkdir -p "$dir" && chown postgres:postgres "$dir" && chmod 700 "$dir"
+    echo "$dir"
+  fi
+}
+
+start_postgres() {
+  if pg_isready -q -h 127.0.0.1 -p "$PG_PORT"; then return; fi
+  local data; data=$(pg_data_dir)
+  if [ ! -f "$data/PG_VERSION" ]; then
+    log "initialising PostgreSQL in $data"
+    runuser -u postgres -- "$PG_BIN/initdb" -D "$data" --auth=trust -U postgres >"$LOGS/initdb.log" 2>&1
+  fi
+  log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+  touch "$LOGS/postgres.log" && chown postgres "$LOGS/postgres.log"
+  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" -l "$LOGS/postgres.log" -w start \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $data" >/dev/null 4>&-
+  echo "$data" >"$STATE/postgres.datadir"
+  wait_for 20 PostgreSQL pg_isready -h 127.0.0.1 -p "$PG_PORT"
+  psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='serving'" | grep -q 1 \
+    || psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE DATABASE serving" >/dev/null
+}
+
+rabbit_env() {
+  export HOME="$STATE/rabbitmq" RABBITMQ_NODENAME=rabbit@localhost \
+    RABBITMQ_MNESIA_BASE="$STATE/rabbitmq/mnesia" RABBITMQ_LOG_BASE="$LOGS/rabbitmq" \
+    RABBITMQ_CONFIG_FILE="$STATE/rabbitmq/rabbitmq.conf" \
+    RABBITMQ_ENABLED_PLUGINS_FILE="$STATE/rabbitmq/enabled_plugins" \
+    RABBITMQ_PID_FILE="$STATE/rabbitmq.pid" ERL_EPMD_ADDRESS=127.0.0.1 \
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
+}
+
+rabbit_ready() { ( rabbit_env; "$RABBIT_BIN/rabbitmqctl" -n rabbit@localhost -q status >/dev/null 2>&1 ) && (exec 3<>"/dev/tcp/127.0.0.1/$AMQP_PORT") 2>/dev/null; }
+
+start_rabbitmq() {
+  if rabbit_ready; then return; fi
+  log "starting RabbitMQ on 127.0.0.1:$AMQP_PORT (management on $RABBIT_MGMT_PORT)"
+  mkdir -p "$STATE/rabbitmq" "$LOGS/rabbitmq"
+  cat >"$STATE/rabbitmq/rabbitmq.conf" <<CONF
+listeners.tcp.default = 127.0.0.1:$AMQP_PORT
+management.tcp.ip = 127.0.0.1
+management.tcp.port = $RABBIT_MGMT_PORT
+CONF
+  echo '[rabbitmq_management].' >"$STATE/rabbitmq/enabled_plugins"
+  ( rabbit_env; nohup "$RABBIT_BIN/rabbitmq-server" >"$LOGS/rabbitmq/stdout.log" 2>&1 4>&- & )
+  # await_startup fails at once while the node is not reachable yet, so it is polled.
+  wait_for 180 "RabbitMQ (see $LOGS/rabbitmq)" rabbit_await
+  wait_for 30 RabbitMQ rabbit_ready
+}
+
+rabbit_await() { ( rabbit_env; "$RABBIT_BIN/rabbitmqctl" -n rabbit@localhost -q -t 10 await_startup ); }
+
+start_services() {
+  start_redis
+  start_postgres
+  start_rabbitmq
+}
+
+# Builds the solution once; restore also fetches the ResNet-18 package into the NuGet cache.
+build_solution() {
+  log "building ($CONFIGURATION)"
+  dotnet build "$ROOT/Async.Serving.sln" -c "$CONFIGURATION" -nologo -v q -clp:NoSummary >"$LOGS/build.log" 2>&1 \
+    || { tail -40 "$LOGS/build.log" >&2; die "build failed, see $LOGS/build.log"; }
+}
+
+fetch_models() {
+  dotnet "$ROOT/tools/ModelPrep/bin/$CONFIGURATION/net10.0/Async.Serving.ModelPrep.dll" "$MODELS" >&2
+}
+
+# Environment the API, the worker and the tests share.
+service_env() {
+  export ConnectionStrings__Redis="127.0.0.1:$REDIS_PORT"
+  export ConnectionStrings__Postgres="Host=127.0.0.1;Port=$PG_PORT;Username=postgres;Database=serving"
+  export Serving__RabbitMq__Host=127.0.0.1 Serving__RabbitMq__Port="$AMQP_PORT"
+  export Serving__Models__Path="$MODELS"
+}

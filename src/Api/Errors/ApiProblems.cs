@@ -1,0 +1,43 @@
+using Microsoft.AspNetCore.Http.HttpResults;
+
+namespace Async.Serving.Api.Errors;
+
+/// <summary>
+/// RFC 9457 problem details with the contract's <c>code</c> extension. The <c>type</c> is a stable
+/// URI per code, so a client can switch on either.
+/// </summary>
+public static class ApiProblems
+{
+    public const string InputInvalid = "input_invalid";
+    public const string InputTooLarge = "input_too_large";
+    public const string UnsupportedMediaType = "unsupported_media_type";
+    public const string UnknownPipeline = "unknown_pipeline";
+    public const string UnknownModel = "unknown_model";
+    public const string BrokerUnavailable = "broker_unavailable";
+    public const string NotFound = "not_found";
+    public const string Unauthorized = "unauthorized";
+
+    public static ProblemHttpResult Problem(int status, string code, string title, string detail, IDictionary<string, string[]>? errors = null)
+    {
+        var extensions = new Dictionary<string, object?> { ["code"] = code };
+        if (errors is not null)
+        {
+            extensions["errors"] = errors;
+        }
+
+        return TypedResults.Problem(
+            detail: detail,
+            statusCode: status,
+            title: title,
+            type: TypeUri(code),
+            extensions: extensions);
+    }
+
+    public static string TypeUri(string code) => $"https://async-serving.dev/problems/{code.Replace('_', '-')}";
+
+    public static ProblemHttpResult Invalid(string detail, IDictionary<string, string[]>? errors = null) =>
+        Problem(StatusCodes.Status400BadRequest, InputInvalid, "The request is not valid.", detail, errors);
+
+    public static ProblemHttpResult JobNotFound(string id) =>
+        Problem(StatusCodes.Status404NotFound, NotFound, "No such job.", $"There is no job '{id}'.");
+}

@@ -1,0 +1,70 @@
+using Async.Serving.Contracts;
+using Async.Serving.Jobs;
+using MassTransit;
+using Microsoft.Extensions.Options;
+
+namespace Async.Serving.Api.Jobs;
+
+/// <summary>The broker did not confirm the publish in time; the job was removed again.</summary>
+public sealed class BrokerUnavailableException(string message, Exception inner) : Exception(message, inner);
+
+/// <summary>
+/// Stores a job and its input, then sends it to its model's queue and waits for the broker's
+/// confirm. Only a confirmed job gets a ticket: when the send fails, the stored job is deleted, so
+/// no orphan is left that no worker will ever see.
+/// </summary>
+internal sealed partial class JobPublisher(
+    RedisJobStore store,
+    ISendEndpointProvider sendEndpoints,
+    IOptions<JobLimitsOptions> limits,
+    TimeProvider clock,
+    ILogger<JobPublisher> logger)
+{
+    public async Task<JobRecord> SubmitAsync(Submission submission, string tenantId, CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        var job = new JobRecord
+        {
+            Id = RedisJobStore.NewJobId(),
+            TenantId = tenantId,
+            Status = JobStatus.Queued,
+            Pipeline = submission.Pipeline,
+            Model = submission.Model.Id,
+            CreatedAt = now,
+            MetadataJson = submission.MetadataJson,
+        };
+        await store.CreateAsync(job, submission.Input).ConfigureAwait(false);
+
+        try
+        {
+            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            timeout.CancelAfter(limits.Value.PublishTimeout);
+            var endpoint = await sendEndpoints.GetSendEndpoint(new Uri($"queue:{submission.Model.QueueName}")).ConfigureAwait(false);
+            await endpoint.Send(new RunInference
+            {
+                JobId = job.Id,
+                TenantId = tenantId,
+                Pipeline = submission.Pipeline,
+                Model = submission.Model.Name,
+                ModelVersion = submission.Model.Version,
+                InputKey = RedisJobStore.InputKey(job.Id).ToString(),
+                ContentType = submission.ContentType,
+                ParamsJson = submission.ParamsJson,
+                SubmittedAt = now,
+                ExpiresAt = now.AddSeconds(submission.TtlSeconds),
+                TimeoutSeconds = submission.TimeoutSeconds,
+            }, timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        {
+            LogPublishFailed(logger, job.Id, ex.Message);
+            await store.DeleteAsync(job.Id).ConfigureAwait(false);
+            throw new BrokerUnavailableException("The broker did not confirm the job.", ex);
+        }
+
+        return job;
+    }
+
+    [LoggerMessage(EventId = 300, Level = LogLevel.Warning, Message = "Publish of job {JobId} failed, job removed: {Reason}")]
+    private static partial void LogPublishFailed(ILogger logger, string jobId, string reason);
+}

@@ -1,0 +1,49 @@
+using System.Text.Json;
+using Async.Serving.Jobs;
+
+namespace Async.Serving.Api.Jobs;
+
+/// <summary>The Job resource of the HTTP contract. Times are UTC ("…Z").</summary>
+public sealed record JobResource
+{
+    public required string Id { get; init; }
+    public required string Status { get; init; }
+    public required string Pipeline { get; init; }
+    public required string Model { get; init; }
+    public required DateTime CreatedAt { get; init; }
+    public DateTime? StartedAt { get; init; }
+    public DateTime? CompletedAt { get; init; }
+    public long? QueueMs { get; init; }
+    public long? ExecutionMs { get; init; }
+    public double Progress { get; init; }
+    public int Attempts { get; init; }
+    public JsonElement? Output { get; init; }
+    public JobError? Error { get; init; }
+    public JsonElement? Metadata { get; init; }
+    public DateTime? ResultExpiresAt { get; init; }
+    public required JobLinks Links { get; init; }
+
+    public static JobResource From(JobRecord job) => new()
+    {
+        Id = job.Id,
+        Status = job.Status,
+        Pipeline = job.Pipeline,
+        Model = job.Model,
+        CreatedAt = job.CreatedAt.UtcDateTime,
+        StartedAt = job.StartedAt?.UtcDateTime,
+        CompletedAt = job.CompletedAt?.UtcDateTime,
+        QueueMs = job.QueueMs,
+        ExecutionMs = job.ExecutionMs,
+        Progress = job.Progress,
+        Attempts = job.Attempts,
+        Output = job.OutputJson is { } output ? JsonDocument.Parse(output).RootElement : null,
+        Error = job.ErrorCode is { } code ? new JobError(code, job.ErrorMessage ?? string.Empty) : null,
+        Metadata = job.MetadataJson is { } metadata ? JsonDocument.Parse(metadata).RootElement : null,
+        ResultExpiresAt = job.ResultExpiresAt?.UtcDateTime,
+        Links = new JobLinks($"/v1/jobs/{job.Id}", $"/v1/jobs/{job.Id}/events", $"/v1/jobs/{job.Id}/cancel"),
+    };
+}
+
+public sealed record JobError(string Code, string Message);
+
+public sealed record JobLinks(string Self, string Events, string Cancel);

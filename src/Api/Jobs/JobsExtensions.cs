@@ -1,0 +1,18 @@
+using Async.Serving.Messaging;
+
+namespace Async.Serving.Api.Jobs;
+
+public static class JobsExtensions
+{
+    /// <summary>Submit and read jobs: limits, the submission reader, and the bus that carries jobs to the model queues.</summary>
+    public static IHostApplicationBuilder AddJobs(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddOptionsWithValidateOnStart<JobLimitsOptions>()
+            .BindConfiguration(JobLimitsOptions.Section)
+            .ValidateDataAnnotations();
+        builder.Services.AddSingleton<SubmissionReader>();
+        builder.Services.AddSingleton<JobPublisher>();
+        builder.Services.AddServingBus();
+        return builder;
+    }
+}

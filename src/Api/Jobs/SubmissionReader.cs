@@ -1,0 +1,218 @@
+using System.Text.Json;
+using Async.Serving.Api.Errors;
+using Async.Serving.Models;
+using Microsoft.AspNetCore.Http.HttpResults;
+using Microsoft.Extensions.Options;
+
+namespace Async.Serving.Api.Jobs;
+
+/// <summary>A submit that passed every check at the door.</summary>
+public sealed record Submission(
+    string Pipeline, ModelEntry Model, byte[] Input, string ContentType, string? ParamsJson,
+    int TtlSeconds, int TimeoutSeconds, string? MetadataJson);
+
+/// <summary>
+/// Reads <c>POST /v1/jobs</c> as JSON (<c>input.base64</c>) or multipart (<c>file</c> plus an optional
+/// <c>request</c> part) and checks it: sizes, media type, pipeline, model, ttl, timeout, metadata.
+/// </summary>
+internal sealed class SubmissionReader(ModelRepository models, IOptions<JobLimitsOptions> limits, IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json)
+{
+    private static readonly string[] Pipelines = ["image.embed", "image.ocr", "video.analyze"];
+
+    public async Task<(Submission? Submission, ProblemHttpResult? Problem)> ReadAsync(HttpRequest request, CancellationToken cancellationToken)
+    {
+        var max = limits.Value.MaxRequestBytes;
+        if (request.ContentLength > max)
+        {
+            return (null, TooLarge($"The request body is {request.ContentLength:N0} bytes; the limit is {max:N0}."));
+        }
+
+        if (request.HttpContext.Features.Get<Microsoft.AspNetCore.Http.Features.IHttpMaxRequestBodySizeFeature>() is { IsReadOnly: false } feature)
+        {
+            feature.MaxRequestBodySize = max;
+        }
+
+        try
+        {
+            return request.HasFormContentType
+                ? await ReadMultipartAsync(request, cancellationToken).ConfigureAwait(false)
+                : request.HasJsonContentType()
+                    ? await ReadJsonAsync(request, cancellationToken).ConfigureAwait(false)
+                    : (null, ApiProblems.Problem(StatusCodes.Status415UnsupportedMediaType, ApiProblems.UnsupportedMediaType,
+                        "Unsupported request type.", "Send application/json with input.base64, or multipart/form-data with a 'file' part."));
+        }
+        catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
+        {
+            return (null, TooLarge($"The request body is larger than the limit of {max:N0} bytes."));
+        }
+        catch (InvalidDataException ex)
+        {
+            // Multipart limits (part or section length) surface as InvalidDataException.
+            return (null, TooLarge(ex.Message));
+        }
+        catch (JsonException ex)
+        {
+            return (null, ApiProblems.Invalid($"The JSON body could not be read: {ex.Message}"));
+        }
+    }
+
+    private async Task<(Submission?, ProblemHttpResult?)> ReadJsonAsync(HttpRequest request, CancellationToken cancellationToken)
+    {
+        var body = await JsonSerializer.DeserializeAsync<SubmitRequest>(request.Body, json.Value.SerializerOptions, cancellationToken).ConfigureAwait(false);
+        if (body is null)
+        {
+            return (null, ApiProblems.Invalid("The body is empty."));
+        }
+
+        if (body.Input?.Url is not null)
+        {
+            return (null, ApiProblems.Invalid("input.url is not accepted by this server yet; send input.base64 or a multipart 'file'.",
+                new Dictionary<string, string[]> { ["input.url"] = ["Not supported yet."] }));
+        }
+
+        if (string.IsNullOrEmpty(body.Input?.Base64))
+        {
+            return (null, ApiProblems.Invalid("The job has no input.", new Dictionary<string, string[]> { ["input"] = ["Give input.base64."] }));
+        }
+
+        if ((long)body.Input.Base64.Length * 3 / 4 > limits.Value.MaxImageBytes)
+        {
+            return (null, TooLarge($"The image is larger than the limit of {limits.Value.MaxImageBytes:N0} bytes."));
+        }
+
+        byte[] input;
+        try
+        {
+            input = Convert.FromBase64String(body.Input.Base64);
+        }
+        catch (FormatException)
+        {
+            return (null, ApiProblems.Invalid("input.base64 is not valid base64.", new Dictionary<string, string[]> { ["input.base64"] = ["Not valid base64."] }));
+        }
+
+        return Validate(body, input, declaredType: null);
+    }
+
+    private async Task<(Submission?, ProblemHttpResult?)> ReadMultipartAsync(HttpRequest request, CancellationToken cancellationToken)
+    {
+        var form = await request.ReadFormAsync(cancellationToken).ConfigureAwait(false);
+        var file = form.Files.GetFile("file");
+        if (file is null)
+        {
+            return (null, ApiProblems.Invalid("The multipart body has no 'file' part.", new Dictionary<string, string[]> { ["file"] = ["Required."] }));
+        }
+
+        if (file.Length > limits.Value.MaxImageBytes)
+        {
+            return (null, TooLarge($"The file is {file.Length:N0} bytes; the limit is {limits.Value.MaxImageBytes:N0}."));
+        }
+
+        SubmitRequest body = new();
+        if (form.TryGetValue("request", out var requestPart) && !string.IsNullOrWhiteSpace(requestPart))
+        {
+            body = JsonSerializer.Deserialize<SubmitRequest>(requestPart.ToString(), json.Value.SerializerOptions) ?? body;
+        }
+        else if (form.Files.GetFile("request") is { } requestFile)
+        {
+            await using var stream = requestFile.OpenReadStream();
+            body = await JsonSerializer.DeserializeAsync<SubmitRequest>(stream, json.Value.SerializerOptions, cancellationToken).ConfigureAwait(false) ?? body;
+        }
+
+        if (body.Input is not null)
+        {
+            return (null, ApiProblems.Invalid("Give the input either as the 'file' part or in JSON, not both.", new Dictionary<string, string[]> { ["input"] = ["Not allowed with a file part."] }));
+        }
+
+        var input = new byte[file.Length];
+        await using (var stream = file.OpenReadStream())
+        {
+            await stream.ReadExactlyAsync(input, cancellationToken).ConfigureAwait(false);
+        }
+
+        return Validate(body, input, file.ContentType);
+    }
+
+    private (Submission?, ProblemHttpResult?) Validate(SubmitRequest body, byte[] input, string? declaredType)
+    {
+        var l = limits.Value;
+        var errors = new Dictionary<string, string[]>();
+        if (string.IsNullOrWhiteSpace(body.Pipeline))
+        {
+            errors["pipeline"] = ["Required."];
+        }
+
+        if (body.TtlSeconds is { } ttl && (ttl < 1 || ttl > l.MaxTtlSeconds))
+        {
+            errors["ttl_seconds"] = [$"Must be between 1 and {l.MaxTtlSeconds}."];
+        }
+
+        if (body.TimeoutSeconds is { } timeout && (timeout < 1 || timeout > l.MaxTimeoutSeconds))
+        {
+            errors["timeout_seconds"] = [$"Must be between 1 and {l.MaxTimeoutSeconds}."];
+        }
+
+        if (body.Params is { } p && p.ValueKind is not (JsonValueKind.Object or JsonValueKind.Null))
+        {
+            errors["params"] = ["Must be an object."];
+        }
+
+        string? metadata = null;
+        if (body.Metadata is { ValueKind: not JsonValueKind.Null } m)
+        {
+            metadata = m.GetRawText();
+            if (m.ValueKind != JsonValueKind.Object)
+            {
+                errors["metadata"] = ["Must be an object."];
+            }
+            else if (System.Text.Encoding.UTF8.GetByteCount(metadata) > l.MaxMetadataBytes)
+            {
+                return (null, TooLarge($"metadata is larger than {l.MaxMetadataBytes:N0} bytes."));
+            }
+        }
+
+        if (errors.Count > 0)
+        {
+            return (null, ApiProblems.Invalid("Some fields are not valid.", errors));
+        }
+
+        var pipeline = body.Pipeline!;
+        if (!Pipelines.Contains(pipeline))
+        {
+            return (null, ApiProblems.Problem(StatusCodes.Status422UnprocessableEntity, ApiProblems.UnknownPipeline, "Unknown pipeline.",
+                $"Pipeline '{pipeline}' does not exist; pipelines are {string.Join(", ", Pipelines)}."));
+        }
+
+        var model = body.Model is { Length: > 0 } name
+            ? models.Resolve(name)
+            : models.All.Where(e => e.Config.Pipeline == pipeline).OrderBy(e => e.Name, StringComparer.Ordinal).FirstOrDefault();
+        if (model is null || model.Config.Pipeline != pipeline)
+        {
+            return (null, ApiProblems.Problem(StatusCodes.Status422UnprocessableEntity, ApiProblems.UnknownModel, "Unknown model.",
+                body.Model is null
+                    ? $"No model serves pipeline '{pipeline}'."
+                    : $"Model '{body.Model}' is not served for pipeline '{pipeline}'. See GET /v1/models."));
+        }
+
+        if (!MediaSniffer.IsAcceptableImageContentType(declaredType))
+        {
+            return (null, ApiProblems.Problem(StatusCodes.Status415UnsupportedMediaType, ApiProblems.UnsupportedMediaType, "Unsupported media type.",
+                $"The file is declared as '{declaredType}'; {pipeline} takes JPEG, PNG, WebP, GIF or BMP images."));
+        }
+
+        if (input.Length == 0 || MediaSniffer.ImageType(input) is not { } sniffed)
+        {
+            return (null, ApiProblems.Problem(StatusCodes.Status422UnprocessableEntity, ApiProblems.InputInvalid, "The input is not an image.",
+                "The input's bytes are not a JPEG, PNG, WebP, GIF or BMP image."));
+        }
+
+        return (new Submission(
+            pipeline, model, input, sniffed,
+            body.Params is { ValueKind: JsonValueKind.Object } ps ? ps.GetRawText() : null,
+            body.TtlSeconds ?? l.DefaultTtlSeconds,
+            body.TimeoutSeconds ?? l.DefaultTimeoutSeconds,
+            metadata), null);
+    }
+
+    private static ProblemHttpResult TooLarge(string detail) =>
+        ApiProblems.Problem(StatusCodes.Status413PayloadTooLarge, ApiProblems.InputTooLarge, "The input is too large.", detail);
+}

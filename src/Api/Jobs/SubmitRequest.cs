@@ -1,0 +1,21 @@
+using System.Text.Json;
+
+namespace Async.Serving.Api.Jobs;
+
+/// <summary>The JSON body of <c>POST /v1/jobs</c> (or the <c>request</c> part of a multipart submit, without <c>input</c>).</summary>
+public sealed record SubmitRequest
+{
+    public string? Pipeline { get; init; }
+    public string? Model { get; init; }
+    public SubmitInput? Input { get; init; }
+    public JsonElement? Params { get; init; }
+    public int? TtlSeconds { get; init; }
+    public int? TimeoutSeconds { get; init; }
+    public JsonElement? Metadata { get; init; }
+}
+
+public sealed record SubmitInput
+{
+    public string? Base64 { get; init; }
+    public string? Url { get; init; }
+}

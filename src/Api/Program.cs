@@ -1,0 +1,31 @@
+using Async.Serving.Api.Auth;
+using Async.Serving.Api.Health;
+using Async.Serving.Api.Jobs;
+using Async.Serving.Hosting;
+using Prometheus;
+
+var builder = WebApplication.CreateBuilder(args);
+builder.AddServingDefaults();
+builder.AddApiKeyAuth();
+builder.AddJobs();
+builder.AddServingHealthChecks();
+builder.Services.AddProblemDetails();
+builder.Services.AddOpenApi();
+builder.Services.ConfigureHttpJsonOptions(o =>
+    o.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower);
+
+var app = builder.Build();
+app.UseExceptionHandler();
+app.UseStatusCodePages();
+app.UseHttpMetrics();
+app.UseAuthentication();
+app.UseAuthorization();
+
+app.MapOpenApi();
+app.MapServingHealth();
+app.MapMetrics("/metrics");
+app.MapJobsApi();
+app.Run();
+
+/// <summary>Entry point, visible to WebApplicationFactory in the tests.</summary>
+public partial class Program;

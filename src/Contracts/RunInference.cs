@@ -1,0 +1,22 @@
+namespace Async.Serving.Contracts;
+
+/// <summary>
+/// Command sent by the API to the queue of one model: run this job. The input itself is not in the
+/// message; it waits in Redis under <see cref="InputKey"/> (claim check).
+/// </summary>
+public sealed record RunInference
+{
+    public required string JobId { get; init; }
+    public required string TenantId { get; init; }
+    public required string Pipeline { get; init; }
+    public required string Model { get; init; }
+    public required string ModelVersion { get; init; }
+    public required string InputKey { get; init; }
+    public string? ContentType { get; init; }
+    /// <summary>Pipeline parameters as a JSON object, passed through untouched.</summary>
+    public string? ParamsJson { get; init; }
+    public required DateTimeOffset SubmittedAt { get; init; }
+    /// <summary>A job still queued after this instant is expired and never run.</summary>
+    public DateTimeOffset? ExpiresAt { get; init; }
+    public int TimeoutSeconds { get; init; }
+}

@@ -1,0 +1,45 @@
+using Async.Serving.Jobs;
+using Async.Serving.Messaging;
+using Async.Serving.Models;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+
+namespace Async.Serving.Hosting;
+
+public static class ServingDefaults
+{
+    /// <summary>What the API and the worker share: options, Redis, the job store and the model repository.</summary>
+    public static IHostApplicationBuilder AddServingDefaults(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddOptionsWithValidateOnStart<JobStoreOptions>()
+            .BindConfiguration(JobStoreOptions.Section)
+            .ValidateDataAnnotations();
+        builder.Services.AddOptionsWithValidateOnStart<RabbitMqOptions>()
+            .BindConfiguration(RabbitMqOptions.Section)
+            .ValidateDataAnnotations();
+        builder.Services.AddOptionsWithValidateOnStart<ModelRepositoryOptions>()
+            .BindConfiguration(ModelRepositoryOptions.Section)
+            .ValidateDataAnnotations();
+
+        builder.Services.AddSingleton(TimeProvider.System);
+        builder.Services.AddSingleton<IConnectionMultiplexer>(_ =>
+        {
+            var connection = builder.Configuration.GetConnectionString("Redis")
+                ?? throw new InvalidOperationException("ConnectionStrings:Redis is not set.");
+            var options = ConfigurationOptions.Parse(connection);
+            options.AbortOnConnectFail = false;
+            return ConnectionMultiplexer.Connect(options);
+        });
+        builder.Services.AddSingleton<RedisJobStore>();
+        builder.Services.AddSingleton(sp =>
+        {
+            var options = sp.GetRequiredService<IOptions<ModelRepositoryOptions>>().Value;
+            var env = sp.GetRequiredService<IHostEnvironment>();
+            return ModelRepository.Load(Path.GetFullPath(options.Path, env.ContentRootPath), options.RequireWeights);
+        });
+        return builder;
+    }
+}

@@ -1,0 +1,11 @@
+namespace Async.Serving.Jobs;
+
+/// <summary>Codes a failed job carries in <c>error.code</c>.</summary>
+public static class JobErrorCodes
+{
+    public const string InputInvalid = "input_invalid";
+    public const string InputMissing = "input_missing";
+    public const string InferenceFailed = "inference_failed";
+    public const string Timeout = "timeout";
+    public const string InternalError = "internal_error";
+}

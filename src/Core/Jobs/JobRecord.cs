@@ -1,0 +1,24 @@
+namespace Async.Serving.Jobs;
+
+/// <summary>One job as the job store holds it. Times are UTC.</summary>
+public sealed record JobRecord
+{
+    public required string Id { get; init; }
+    public required string TenantId { get; init; }
+    public required string Status { get; init; }
+    public required string Pipeline { get; init; }
+    public required string Model { get; init; }
+    public required DateTimeOffset CreatedAt { get; init; }
+    public DateTimeOffset? StartedAt { get; init; }
+    public DateTimeOffset? CompletedAt { get; init; }
+    public long? QueueMs { get; init; }
+    public long? ExecutionMs { get; init; }
+    public double Progress { get; init; }
+    public int Attempts { get; init; }
+    /// <summary>The output as a JSON document, while it is retained.</summary>
+    public string? OutputJson { get; init; }
+    public string? ErrorCode { get; init; }
+    public string? ErrorMessage { get; init; }
+    public string? MetadataJson { get; init; }
+    public DateTimeOffset? ResultExpiresAt { get; init; }
+}

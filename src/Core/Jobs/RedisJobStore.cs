@@ -1,0 +1,186 @@
+using System.Globalization;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+
+namespace Async.Serving.Jobs;
+
+/// <summary>
+/// Job state, inputs (claim check) and outputs in Redis. Every state change is one Lua script, so a
+/// cancel racing a start, or a redelivered message racing its first delivery, cannot both win;
+/// each change is announced on <c>job-changed:{id}</c> for waiters.
+/// </summary>
+public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStoreOptions> options, TimeProvider clock)
+{
+    private const string StartScript = """
+        local status = redis.call('HGET', KEYS[1], 'status')
+        if not status then return 'missing' end
+        if status ~= 'queued' and status ~= 'running' then return status end
+        local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+        redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'queue_ms', ARGV[1] - redis.call('HGET', KEYS[1], 'created_at'))
+        redis.call('PUBLISH', KEYS[2], 'running')
+        return 'started:' .. attempts
+        """;
+
+    // KEYS: job, channel, result, input. ARGV: now, new status, allowed-from (space separated), execution_ms,
+    // output json ('' for none), result retention seconds, error code, error message, status retention seconds.
+    private const string FinishScript = """
+        local status = redis.call('HGET', KEYS[1], 'status')
+        if not status then return 'missing' end
+        if not string.find(' ' .. ARGV[3] .. ' ', ' ' .. status .. ' ', 1, true) then return status end
+        redis.call('HSET', KEYS[1], 'status', ARGV[2], 'completed_at', ARGV[1])
+        if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'execution_ms', ARGV[4]) end
+        if ARGV[2] == 'succeeded' then redis.call('HSET', KEYS[1], 'progress', '1') end
+        if ARGV[5] ~= '' then
+          redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6])
+          redis.call('HSET', KEYS[1], 'result_expires_at', ARGV[1] + ARGV[6] * 1000)
+        end
+        if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'error_code', ARGV[7], 'error_message', ARGV[8]) end
+        redis.call('EXPIRE', KEYS[1], ARGV[9])
+        redis.call('DEL', KEYS[4])
+        redis.call('PUBLISH', KEYS[2], ARGV[2])
+        return 'ok'
+        """;
+
+    private readonly IDatabase _db = redis.GetDatabase();
+    private readonly JobStoreOptions _options = options.Value;
+
+    public static string NewJobId() => Guid.CreateVersion7().ToString("N");
+
+    public static RedisKey JobKey(string id) => "job:" + id;
+
+    public static RedisKey InputKey(string id) => "input:" + id;
+
+    public static RedisKey ResultKey(string id) => "result:" + id;
+
+    public static RedisChannel ChangedChannel(string id) => RedisChannel.Literal("job-changed:" + id);
+
+    /// <summary>Writes a queued job and its input in one transaction.</summary>
+    public async Task CreateAsync(JobRecord job, ReadOnlyMemory<byte> input)
+    {
+        var tx = _db.CreateTransaction();
+        var key = JobKey(job.Id);
+        var fields = new List<HashEntry>
+        {
+            new("id", job.Id),
+            new("tenant", job.TenantId),
+            new("status", job.Status),
+            new("pipeline", job.Pipeline),
+            new("model", job.Model),
+            new("created_at", job.CreatedAt.ToUnixTimeMilliseconds()),
+            new("progress", 0),
+            new("attempts", 0),
+        };
+        if (job.MetadataJson is not null)
+        {
+            fields.Add(new HashEntry("metadata", job.MetadataJson));
+        }
+
+        _ = tx.HashSetAsync(key, [.. fields]);
+        _ = tx.KeyExpireAsync(key, _options.InputRetention + _options.StatusRetention);
+        _ = tx.StringSetAsync(InputKey(job.Id), input, _options.InputRetention);
+        if (!await tx.ExecuteAsync().ConfigureAwait(false))
+        {
+            throw new RedisException($"Transaction creating job {job.Id} was not committed.");
+        }
+    }
+
+    /// <summary>Removes a job that never reached the broker, so no orphan is left behind.</summary>
+    public Task DeleteAsync(string id) =>
+        _db.KeyDeleteAsync([JobKey(id), InputKey(id), ResultKey(id)]);
+
+    public async Task<JobRecord?> GetAsync(string id)
+    {
+        var batch = _db.CreateBatch();
+        var hashTask = batch.HashGetAllAsync(JobKey(id));
+        var resultTask = batch.StringGetAsync(ResultKey(id));
+        batch.Execute();
+        var entries = await hashTask.ConfigureAwait(false);
+        if (entries.Length == 0)
+        {
+            return null;
+        }
+
+        var result = await resultTask.ConfigureAwait(false);
+        return Read(entries, result.IsNull ? null : result.ToString());
+    }
+
+    public async Task<byte[]?> GetInputAsync(string inputKey) =>
+        await _db.StringGetAsync(inputKey).ConfigureAwait(false);
+
+    /// <summary>Moves a queued (or redelivered running) job to running and counts the attempt.</summary>
+    public async Task<StartOutcome> TryStartAsync(string id)
+    {
+        var now = clock.GetUtcNow();
+        var reply = (string?)await _db.ScriptEvaluateAsync(
+            StartScript,
+            [JobKey(id), ChangedChannel(id).ToString()],
+            [now.ToUnixTimeMilliseconds()]).ConfigureAwait(false) ?? "missing";
+        return reply.StartsWith("started:", StringComparison.Ordinal)
+            ? new StartOutcome(true, JobStatus.Running, int.Parse(reply.AsSpan(8), CultureInfo.InvariantCulture), now)
+            : new StartOutcome(false, reply, 0, now);
+    }
+
+    /// <summary>Running → succeeded with the output. False when the job is no longer running (for example cancelled).</summary>
+    public Task<bool> CompleteAsync(string id, string outputJson, long executionMs) =>
+        FinishAsync(id, JobStatus.Succeeded, JobStatus.Running, executionMs, outputJson, null, null);
+
+    /// <summary>Queued or running → failed with a code and a message.</summary>
+    public Task<bool> FailAsync(string id, string code, string message, long? executionMs = null) =>
+        FinishAsync(id, JobStatus.Failed, $"{JobStatus.Queued} {JobStatus.Running}", executionMs, null, code, message);
+
+    /// <summary>Queued → expired: its TTL passed before a worker took it.</summary>
+    public Task<bool> ExpireAsync(string id) =>
+        FinishAsync(id, JobStatus.Expired, JobStatus.Queued, null, null, "expired", "The job waited in the queue longer than its ttl_seconds.");
+
+    private async Task<bool> FinishAsync(
+        string id, string status, string allowedFrom, long? executionMs, string? outputJson, string? code, string? message)
+    {
+        var reply = (string?)await _db.ScriptEvaluateAsync(
+            FinishScript,
+            [JobKey(id), ChangedChannel(id).ToString(), ResultKey(id), InputKey(id)],
+            [
+                clock.GetUtcNow().ToUnixTimeMilliseconds(),
+                status,
+                allowedFrom,
+                executionMs?.ToString(CultureInfo.InvariantCulture) ?? string.Empty,
+                outputJson ?? string.Empty,
+                (long)_options.Retention.TotalSeconds,
+                code ?? string.Empty,
+                message ?? string.Empty,
+                (long)_options.StatusRetention.TotalSeconds,
+            ]).ConfigureAwait(false);
+        return reply == "ok";
+    }
+
+    private static JobRecord Read(HashEntry[] entries, string? outputJson)
+    {
+        var map = entries.ToDictionary(e => e.Name.ToString(), e => e.Value);
+        string? Str(string name) => map.TryGetValue(name, out var v) && !v.IsNullOrEmpty ? v.ToString() : null;
+        long? Long(string name) => Str(name) is { } s ? long.Parse(s, CultureInfo.InvariantCulture) : null;
+        DateTimeOffset? Time(string name) => Long(name) is { } ms ? DateTimeOffset.FromUnixTimeMilliseconds(ms) : null;
+
+        return new JobRecord
+        {
+            Id = Str("id") ?? string.Empty,
+            TenantId = Str("tenant") ?? string.Empty,
+            Status = Str("status") ?? JobStatus.Queued,
+            Pipeline = Str("pipeline") ?? string.Empty,
+            Model = Str("model") ?? string.Empty,
+            CreatedAt = Time("created_at") ?? DateTimeOffset.UnixEpoch,
+            StartedAt = Time("started_at"),
+            CompletedAt = Time("completed_at"),
+            QueueMs = Long("queue_ms"),
+            ExecutionMs = Long("execution_ms"),
+            Progress = Str("progress") is { } p ? double.Parse(p, CultureInfo.InvariantCulture) : 0,
+            Attempts = (int)(Long("attempts") ?? 0),
+            OutputJson = outputJson,
+            ErrorCode = Str("error_code"),
+            ErrorMessage = Str("error_message"),
+            MetadataJson = Str("metadata"),
+            ResultExpiresAt = Time("result_expires_at"),
+        };
+    }
+}
+
+/// <summary>What <see cref="RedisJobStore.TryStartAsync"/> found.</summary>
+public readonly record struct StartOutcome(bool Started, string Status, int Attempt, DateTimeOffset At);

@@ -1,0 +1,194 @@
+using System.Diagnostics;
+using System.Threading.Channels;
+
+namespace Async.Serving.Worker.Batching;
+
+/// <summary>
+/// Runs one model's inference requests, from any job, as batches: a batch leaves when it holds
+/// <c>maxBatchSize</c> items or when its oldest item has waited <c>maxQueueDelay</c>. A request
+/// whose token is cancelled before it joins a batch is dropped (its task is cancelled). A batch
+/// whose execution throws is split in halves and retried, so one poisoned input fails alone.
+/// </summary>
+public sealed class DynamicBatcher : IAsyncDisposable
+{
+    /// <summary>Runs <paramref name="count"/> items laid end to end in <paramref name="inputs"/>; writes as many outputs.</summary>
+    public delegate void BatchExecutor(Memory<float> inputs, int count, Span<float> outputs);
+
+    private readonly Channel<Request> _queue;
+    private readonly BatchExecutor _execute;
+    private readonly int _maxBatchSize;
+    private readonly TimeSpan _maxQueueDelay;
+    private readonly Task[] _loops;
+    private long _batches;
+    private long _items;
+
+    public DynamicBatcher(
+        string name, int inputLength, int outputLength, int maxBatchSize, TimeSpan maxQueueDelay, int instances, BatchExecutor execute)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxBatchSize, 1);
+        ArgumentOutOfRangeException.ThrowIfLessThan(instances, 1);
+        Name = name;
+        InputLength = inputLength;
+        OutputLength = outputLength;
+        _maxBatchSize = maxBatchSize;
+        _maxQueueDelay = maxQueueDelay;
+        _execute = execute;
+        _queue = Channel.CreateUnbounded<Request>(new UnboundedChannelOptions
+        {
+            SingleReader = instances == 1,
+            SingleWriter = false,
+            AllowSynchronousContinuations = false,
+        });
+        _loops = new Task[instances];
+        for (var i = 0; i < instances; i++)
+        {
+            _loops[i] = Task.Factory.StartNew(RunAsync, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default).Unwrap();
+        }
+    }
+
+    public string Name { get; }
+
+    public int InputLength { get; }
+
+    public int OutputLength { get; }
+
+    public long Batches => Interlocked.Read(ref _batches);
+
+    public long Items => Interlocked.Read(ref _items);
+
+    /// <summary>Raised after each executed batch with its size and how long the model took.</summary>
+    public event Action<int, TimeSpan>? BatchExecuted;
+
+    /// <summary>
+    /// Queues one item. The caller keeps ownership of <paramref name="input"/> and must not reuse it
+    /// before the returned task completes; cancellation is honoured only before the item joins a batch.
+    /// </summary>
+    public Task<float[]> InferAsync(float[] input, CancellationToken cancellationToken)
+    {
+        if (input.Length < InputLength)
+        {
+            throw new ArgumentException($"Input holds {input.Length} values; the model takes {InputLength}.", nameof(input));
+        }
+
+        var request = new Request(input, cancellationToken, Stopwatch.GetTimestamp());
+        if (!_queue.Writer.TryWrite(request))
+        {
+            throw new ObjectDisposedException(Name, "The batcher is stopped.");
+        }
+
+        return request.Completion.Task;
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        _queue.Writer.TryComplete();
+        await Task.WhenAll(_loops).ConfigureAwait(false);
+    }
+
+    private async Task RunAsync()
+    {
+        var batch = new List<Request>(_maxBatchSize);
+        var inputs = new float[_maxBatchSize * InputLength];
+        var outputs = new float[_maxBatchSize * OutputLength];
+        var reader = _queue.Reader;
+        while (await reader.WaitToReadAsync().ConfigureAwait(false))
+        {
+            batch.Clear();
+            await CollectAsync(reader, batch).ConfigureAwait(false);
+            if (batch.Count > 0)
+            {
+                Execute(batch, 0, batch.Count, inputs, outputs);
+            }
+        }
+    }
+
+    private async Task CollectAsync(ChannelReader<Request> reader, List<Request> batch)
+    {
+        long oldest = 0;
+        while (batch.Count < _maxBatchSize)
+        {
+            while (batch.Count < _maxBatchSize && reader.TryRead(out var request))
+            {
+                if (request.Cancellation.IsCancellationRequested)
+                {
+                    request.Completion.TrySetCanceled(request.Cancellation);
+                    continue;
+                }
+
+                if (batch.Count == 0)
+                {
+                    oldest = request.EnqueuedAt;
+                }
+
+                batch.Add(request);
+            }
+
+            if (batch.Count == 0 || batch.Count >= _maxBatchSize)
+            {
+                return;
+            }
+
+            var remaining = _maxQueueDelay - Stopwatch.GetElapsedTime(oldest);
+            if (remaining <= TimeSpan.Zero)
+            {
+                return;
+            }
+
+            using var timer = new CancellationTokenSource(remaining);
+            try
+            {
+                if (!await reader.WaitToReadAsync(timer.Token).ConfigureAwait(false))
+                {
+                    return;
+                }
+            }
+            catch (OperationCanceledException) when (timer.IsCancellationRequested)
+            {
+                return;
+            }
+        }
+    }
+
+    private void Execute(List<Request> batch, int start, int count, float[] inputs, float[] outputs)
+    {
+        try
+        {
+            for (var i = 0; i < count; i++)
+            {
+                batch[start + i].Input.AsSpan(0, InputLength).CopyTo(inputs.AsSpan(i * InputLength, InputLength));
+            }
+
+            var began = Stopwatch.GetTimestamp();
+            _execute(inputs.AsMemory(0, count * InputLength), count, outputs.AsSpan(0, count * OutputLength));
+            var elapsed = Stopwatch.GetElapsedTime(began);
+            Interlocked.Increment(ref _batches);
+            Interlocked.Add(ref _items, count);
+            BatchExecuted?.Invoke(count, elapsed);
+
+            for (var i = 0; i < count; i++)
+            {
+                batch[start + i].Completion.TrySetResult(outputs.AsSpan(i * OutputLength, OutputLength).ToArray());
+            }
+        }
+        catch (Exception) when (count > 1)
+        {
+            // Bisect: the neighbours of a poisoned input still get their results.
+            var half = count / 2;
+            Execute(batch, start, half, inputs, outputs);
+            Execute(batch, start + half, count - half, inputs, outputs);
+        }
+        catch (Exception ex)
+        {
+            batch[start].Completion.TrySetException(new BatchExecutionException(Name, ex));
+        }
+    }
+
+    private sealed record Request(float[] Input, CancellationToken Cancellation, long EnqueuedAt)
+    {
+        public TaskCompletionSource<float[]> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
+    }
+}
+
+/// <summary>The model failed on this item even when it ran alone.</summary>
+public sealed class BatchExecutionException(string model, Exception inner)
+    : Exception($"Model {model} failed on this input: {inner.Message}", inner);

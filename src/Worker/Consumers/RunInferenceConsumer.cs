@@ -1,0 +1,144 @@
+using System.Diagnostics;
+using Async.Serving.Contracts;
+using Async.Serving.Jobs;
+using Async.Serving.Worker.Inference;
+using Async.Serving.Worker.Pipelines;
+using MassTransit;
+using Microsoft.Extensions.Options;
+
+namespace Async.Serving.Worker.Consumers;
+
+/// <summary>
+/// Runs one job. The message is acknowledged only after the outcome is in the job store, so a
+/// worker that dies mid-job leaves the message to be redelivered; a redelivery of a job that has
+/// already finished changes nothing and announces nothing.
+/// </summary>
+internal sealed partial class RunInferenceConsumer(
+    RedisJobStore store,
+    ModelHost models,
+    ImageEmbedPipeline embed,
+    IOptions<WorkerOptions> options,
+    TimeProvider clock,
+    ILogger<RunInferenceConsumer> logger) : IConsumer<RunInference>
+{
+    public async Task Consume(ConsumeContext<RunInference> context)
+    {
+        var job = context.Message;
+        if (job.ExpiresAt is { } expiresAt && clock.GetUtcNow() > expiresAt)
+        {
+            if (await store.ExpireAsync(job.JobId).ConfigureAwait(false))
+            {
+                LogExpired(logger, job.JobId);
+            }
+
+            return;
+        }
+
+        var start = await store.TryStartAsync(job.JobId).ConfigureAwait(false);
+        if (!start.Started)
+        {
+            // Finished, cancelled or expired before this delivery: nothing to run, nothing to announce.
+            LogSkipped(logger, job.JobId, start.Status);
+            return;
+        }
+
+        if (start.Attempt > options.Value.MaxAttempts)
+        {
+            await FailAsync(context, JobErrorCodes.InternalError,
+                $"The job was delivered {start.Attempt} times without finishing (a worker stopped while running it).", null).ConfigureAwait(false);
+            return;
+        }
+
+        await context.Publish(new JobStarted
+        {
+            JobId = job.JobId,
+            TenantId = job.TenantId,
+            StartedAt = start.At,
+            Attempt = start.Attempt,
+        }, context.CancellationToken).ConfigureAwait(false);
+
+        var model = models.Get($"{job.Model}@{job.ModelVersion}");
+        if (model is null)
+        {
+            await FailAsync(context, "unknown_model", $"This worker does not serve {job.Model}@{job.ModelVersion}.", null).ConfigureAwait(false);
+            return;
+        }
+
+        var input = await store.GetInputAsync(job.InputKey).ConfigureAwait(false);
+        if (input is null)
+        {
+            await FailAsync(context, JobErrorCodes.InputMissing, "The job's input is no longer stored (it expired before a worker took the job).", null).ConfigureAwait(false);
+            return;
+        }
+
+        var timeout = TimeSpan.FromSeconds(job.TimeoutSeconds > 0 ? job.TimeoutSeconds : options.Value.DefaultTimeoutSeconds);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+        deadline.CancelAfter(timeout);
+        var began = Stopwatch.GetTimestamp();
+        string output;
+        try
+        {
+            output = job.Pipeline switch
+            {
+                "image.embed" => await embed.RunAsync(input, model, deadline.Token).ConfigureAwait(false),
+                _ => throw new JobFailureException("unknown_pipeline", $"Pipeline {job.Pipeline} is not served by this worker."),
+            };
+        }
+        catch (JobFailureException ex)
+        {
+            await FailAsync(context, ex.Code, ex.Message, Elapsed(began)).ConfigureAwait(false);
+            return;
+        }
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
+        {
+            await FailAsync(context, JobErrorCodes.Timeout, $"The job ran longer than its timeout of {timeout.TotalSeconds:F0} s.", Elapsed(began)).ConfigureAwait(false);
+            return;
+        }
+
+        var executionMs = Elapsed(began);
+        if (!await store.CompleteAsync(job.JobId, output, executionMs).ConfigureAwait(false))
+        {
+            LogSkipped(logger, job.JobId, "no longer running");
+            return;
+        }
+
+        await context.Publish(new JobCompleted
+        {
+            JobId = job.JobId,
+            TenantId = job.TenantId,
+            CompletedAt = clock.GetUtcNow(),
+            QueueMs = (long)(start.At - job.SubmittedAt).TotalMilliseconds,
+            ExecutionMs = executionMs,
+        }, context.CancellationToken).ConfigureAwait(false);
+    }
+
+    private static long Elapsed(long began) => (long)Stopwatch.GetElapsedTime(began).TotalMilliseconds;
+
+    private async Task FailAsync(ConsumeContext<RunInference> context, string code, string message, long? executionMs)
+    {
+        var job = context.Message;
+        LogFailed(logger, job.JobId, code, message);
+        if (!await store.FailAsync(job.JobId, code, message, executionMs).ConfigureAwait(false))
+        {
+            return;
+        }
+
+        await context.Publish(new JobFailed
+        {
+            JobId = job.JobId,
+            TenantId = job.TenantId,
+            FailedAt = clock.GetUtcNow(),
+            ErrorCode = code,
+            ErrorMessage = message,
+        }, context.CancellationToken).ConfigureAwait(false);
+    }
+
+    [LoggerMessage(EventId = 200, Level = LogLevel.Information, Message = "Job {JobId} expired in the queue")]
+    private static partial void LogExpired(ILogger logger, string jobId);
+
+    [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "Job {JobId} not run: {Status}")]
+    private static partial void LogSkipped(ILogger logger, string jobId, string status);
+
+    [LoggerMessage(EventId = 202, Level = LogLevel.Information, Message = "Job {JobId} failed: {Code}: {Message}")]
+    private static partial void LogFailed(ILogger logger, string jobId, string code, string message);
+}

@@ -1,0 +1,55 @@
+using Async.Serving.Messaging;
+using Async.Serving.Models;
+using Async.Serving.Worker.Consumers;
+using Async.Serving.Worker.Inference;
+using Async.Serving.Worker.Pipelines;
+using MassTransit;
+using Microsoft.Extensions.Options;
+
+namespace Async.Serving.Worker.Hosting;
+
+public static class WorkerHostExtensions
+{
+    /// <summary>Model loading, ONNX Runtime sessions, batchers and pipelines. Registered before the bus, so models warm first.</summary>
+    public static IHostApplicationBuilder AddInference(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddOptionsWithValidateOnStart<WorkerOptions>()
+            .BindConfiguration(WorkerOptions.Section)
+            .ValidateDataAnnotations();
+        builder.Services.PostConfigure<ModelRepositoryOptions>(o => o.RequireWeights = true);
+        builder.Services.AddSingleton(sp => new OnnxSessionFactory(
+            sp.GetRequiredService<IOptions<WorkerOptions>>().Value,
+            sp.GetRequiredService<ILogger<OnnxSessionFactory>>()));
+        builder.Services.AddSingleton<ModelHost>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<ModelHost>());
+        builder.Services.AddSingleton<ImageEmbedPipeline>();
+        return builder;
+    }
+
+    /// <summary>
+    /// One receive endpoint per served model, on the model's own queue. Messages in flight per queue:
+    /// max_batch_size × instances × Serving:Worker:PrefetchBatches, enough to fill the next batch while
+    /// one runs, and no more, so one worker does not hoard a queue that others share.
+    /// </summary>
+    public static IHostApplicationBuilder AddWorkerBus(this IHostApplicationBuilder builder)
+    {
+        builder.Services.AddServingBus(
+            x => x.AddConsumer<RunInferenceConsumer, RunInferenceConsumerDefinition>(),
+            (context, cfg) =>
+            {
+                var options = context.GetRequiredService<IOptions<WorkerOptions>>().Value;
+                foreach (var entry in ModelHost.Select(context.GetRequiredService<ModelRepository>(), options))
+                {
+                    cfg.ReceiveEndpoint(entry.QueueName, e =>
+                    {
+                        var inFlight = entry.Config.MaxBatchSize * entry.Config.Instances * options.PrefetchBatches;
+                        e.PrefetchCount = inFlight;
+                        e.ConcurrentMessageLimit = inFlight;
+                        e.ConfigureConsumeTopology = false;
+                        e.ConfigureConsumer<RunInferenceConsumer>(context);
+                    });
+                }
+            });
+        return builder;
+    }
+}

@@ -1,0 +1,35 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Async.Serving.Worker.Inference;
+
+/// <summary>Section <c>Serving:Worker</c>.</summary>
+public sealed class WorkerOptions
+{
+    public const string Section = "Serving:Worker";
+
+    /// <summary>Models this worker serves (<c>name</c> or <c>name@version</c>); empty means every model in the repository.</summary>
+    public string[] Models { get; set; } = [];
+
+    [Range(0, 64)]
+    public int CudaDeviceId { get; set; }
+
+    /// <summary>ONNX Runtime intra-op threads on CPU; 0 lets ONNX Runtime choose (one per physical core).</summary>
+    [Range(0, 256)]
+    public int IntraOpThreads { get; set; }
+
+    /// <summary>Deliveries of one job before it is failed for good (a worker that dies mid-job counts as one).</summary>
+    [Range(1, 20)]
+    public int MaxAttempts { get; set; } = 3;
+
+    /// <summary>Images whose header declares more pixels than this are refused before decoding.</summary>
+    [Range(1, 1_000_000_000)]
+    public long MaxImagePixels { get; set; } = 50_000_000;
+
+    /// <summary>Upper bound of a job's execution when it names no <c>timeout_seconds</c>.</summary>
+    [Range(1, 86_400)]
+    public int DefaultTimeoutSeconds { get; set; } = 600;
+
+    /// <summary>Messages in flight per model queue = max_batch_size × instances × this factor (see docs/worker.md).</summary>
+    [Range(1, 16)]
+    public int PrefetchBatches { get; set; } = 2;
+}

@@ -1,0 +1,70 @@
+using System.Buffers;
+using System.Text.Json;
+using Async.Serving.Jobs;
+using Async.Serving.Worker.Batching;
+using Async.Serving.Worker.Inference;
+using Microsoft.Extensions.Options;
+
+namespace Async.Serving.Worker.Pipelines;
+
+/// <summary><c>image.embed</c>: decode, preprocess into a pooled buffer, one slot in the model's batch, L2-normalise.</summary>
+internal sealed class ImageEmbedPipeline(IOptions<WorkerOptions> options)
+{
+    public async Task<string> RunAsync(byte[] input, LoadedModel model, CancellationToken cancellationToken)
+    {
+        var vector = await EmbedAsync(input, model, cancellationToken).ConfigureAwait(false);
+        return ToJson(vector);
+    }
+
+    /// <summary>The model's output for one image, L2-normalised when the model's config says so.</summary>
+    public async Task<float[]> EmbedAsync(byte[] input, LoadedModel model, CancellationToken cancellationToken)
+    {
+        var buffer = ArrayPool<float>.Shared.Rent(model.Batcher.InputLength);
+        try
+        {
+            ImagePreprocessor.Preprocess(input, model.Entry.Config.Preprocessing, options.Value.MaxImagePixels, buffer);
+            cancellationToken.ThrowIfCancellationRequested();
+            float[] output;
+            try
+            {
+                output = await model.Batcher.InferAsync(buffer, cancellationToken).ConfigureAwait(false);
+            }
+            catch (BatchExecutionException ex)
+            {
+                throw new JobFailureException(JobErrorCodes.InferenceFailed, ex.Message, ex);
+            }
+
+            if (model.Entry.Config.L2Normalize)
+            {
+                VectorMath.NormalizeL2(output);
+            }
+
+            return output;
+        }
+        finally
+        {
+            // The batcher has copied the input by the time its task completes, whatever the outcome.
+            ArrayPool<float>.Shared.Return(buffer);
+        }
+    }
+
+    public static string ToJson(float[] embedding)
+    {
+        var buffer = new ArrayBufferWriter<byte>(embedding.Length * 12);
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStartObject();
+            writer.WriteStartArray("embedding");
+            foreach (var value in embedding)
+            {
+                writer.WriteNumberValue(value);
+            }
+
+            writer.WriteEndArray();
+            writer.WriteNumber("dims", embedding.Length);
+            writer.WriteEndObject();
+        }
+
+        return System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
+    }
+}

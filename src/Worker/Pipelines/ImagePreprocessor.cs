@@ -1,0 +1,159 @@
+using Async.Serving.Jobs;
+using Async.Serving.Models;
+using SkiaSharp;
+
+namespace Async.Serving.Worker.Pipelines;
+
+/// <summary>
+/// Decodes an encoded image with SkiaSharp and writes it as planar floats in the layout a model's
+/// config asks for. The header is read first: an image that declares too many pixels is refused
+/// before a single pixel is decoded, and JPEGs are decoded at a reduced scale when that still
+/// covers the model's input size.
+/// </summary>
+public static class ImagePreprocessor
+{
+    private static readonly SKSamplingOptions Sampling = new(SKFilterMode.Linear, SKMipmapMode.Linear);
+
+    /// <summary>Width and height from the header, without decoding; null when the bytes are not an image SkiaSharp can read.</summary>
+    public static SKSizeI? ReadSize(ReadOnlySpan<byte> encoded)
+    {
+        using var data = SKData.CreateCopy(encoded);
+        using var codec = SKCodec.Create(data);
+        return codec?.Info.Size;
+    }
+
+    /// <summary>Fills <paramref name="destination"/> (channels × height × width) from <paramref name="encoded"/>.</summary>
+    public static void Preprocess(ReadOnlySpan<byte> encoded, PreprocessingConfig config, long maxPixels, Span<float> destination)
+    {
+        var width = config.Width;
+        var height = config.Height;
+        if (destination.Length < 3 * width * height)
+        {
+            throw new ArgumentException("Destination is smaller than the model input.", nameof(destination));
+        }
+
+        using var data = SKData.CreateCopy(encoded);
+        using var codec = SKCodec.Create(data)
+            ?? throw new JobFailureException(JobErrorCodes.InputInvalid, "The input is not a decodable image (JPEG, PNG, WebP, GIF or BMP).");
+        var info = codec.Info;
+        if (info.Width <= 0 || info.Height <= 0)
+        {
+            throw new JobFailureException(JobErrorCodes.InputInvalid, "The image declares no pixels.");
+        }
+
+        if ((long)info.Width * info.Height > maxPixels)
+        {
+            throw new JobFailureException("input_too_large",
+                $"The image declares {info.Width}×{info.Height} pixels; the limit is {maxPixels:N0} pixels.");
+        }
+
+        using var decoded = Decode(codec, OrientedSize(codec), width, height);
+        using var rotated = codec.EncodedOrigin == SKEncodedOrigin.TopLeft ? null : Orient(decoded, codec.EncodedOrigin);
+        var oriented = rotated ?? decoded;
+        using var resized = new SKBitmap(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Premul));
+        using (var canvas = new SKCanvas(resized))
+        using (var image = SKImage.FromBitmap(oriented))
+        {
+            canvas.Clear(SKColors.Black);
+            var source = config.Resize == "stretch"
+                ? SKRect.Create(oriented.Width, oriented.Height)
+                : CenterCrop(oriented.Width, oriented.Height, width, height);
+            canvas.DrawImage(image, source, SKRect.Create(width, height), Sampling);
+        }
+
+        WritePlanes(resized.GetPixelSpan(), config, destination[..(3 * width * height)]);
+    }
+
+    /// <summary>Writes RGBA8888 pixels as three planes, scaled, in the configured channel order, normalised.</summary>
+    public static void WritePlanes(ReadOnlySpan<byte> rgba, PreprocessingConfig config, Span<float> destination)
+    {
+        var plane = destination.Length / 3;
+        var bgr = config.ChannelOrder == "bgr";
+        Span<float> mul = stackalloc float[3];
+        Span<float> add = stackalloc float[3];
+        for (var c = 0; c < 3; c++)
+        {
+            // value = (pixel * scale - mean) / std, folded into one multiply-add.
+            mul[c] = config.Scale / config.Std[c];
+            add[c] = -config.Mean[c] / config.Std[c];
+        }
+
+        var first = destination[..plane];
+        var second = destination.Slice(plane, plane);
+        var third = destination.Slice(2 * plane, plane);
+        for (var i = 0; i < plane; i++)
+        {
+            var r = rgba[4 * i];
+            var g = rgba[(4 * i) + 1];
+            var b = rgba[(4 * i) + 2];
+            first[i] = ((bgr ? b : r) * mul[0]) + add[0];
+            second[i] = (g * mul[1]) + add[1];
+            third[i] = ((bgr ? r : b) * mul[2]) + add[2];
+        }
+    }
+
+    private static SKSizeI OrientedSize(SKCodec codec) =>
+        codec.EncodedOrigin is SKEncodedOrigin.LeftTop or SKEncodedOrigin.RightTop or SKEncodedOrigin.RightBottom or SKEncodedOrigin.LeftBottom
+            ? new SKSizeI(codec.Info.Height, codec.Info.Width)
+            : codec.Info.Size;
+
+    private static SKBitmap Decode(SKCodec codec, SKSizeI oriented, int width, int height)
+    {
+        // The smallest decode that still covers the target (JPEG decodes at 1/2, 1/4, 1/8 for free).
+        var scale = Math.Max((float)width / oriented.Width, (float)height / oriented.Height);
+        var size = codec.Info.Size;
+        if (scale < 1f)
+        {
+            var scaled = codec.GetScaledDimensions(scale);
+            var shortest = Math.Min(scaled.Width, scaled.Height);
+            var needed = (int)Math.Ceiling(Math.Min(codec.Info.Width, codec.Info.Height) * scale);
+            if (shortest >= needed && scaled.Width > 0 && scaled.Height > 0)
+            {
+                size = scaled;
+            }
+        }
+
+        var info = new SKImageInfo(size.Width, size.Height, SKColorType.Rgba8888, SKAlphaType.Premul);
+        var bitmap = new SKBitmap(info);
+        var result = codec.GetPixels(info, bitmap.GetPixels());
+        if (result != SKCodecResult.Success)
+        {
+            bitmap.Dispose();
+            throw new JobFailureException(JobErrorCodes.InputInvalid, result == SKCodecResult.IncompleteInput
+                ? "The image data is truncated."
+                : $"The image could not be decoded ({result}).");
+        }
+
+        return bitmap;
+    }
+
+    private static SKBitmap Orient(SKBitmap bitmap, SKEncodedOrigin origin)
+    {
+        float w = bitmap.Width, h = bitmap.Height;
+        var (matrix, swap) = origin switch
+        {
+            SKEncodedOrigin.TopRight => (new SKMatrix(-1, 0, w, 0, 1, 0, 0, 0, 1), false),
+            SKEncodedOrigin.BottomRight => (new SKMatrix(-1, 0, w, 0, -1, h, 0, 0, 1), false),
+            SKEncodedOrigin.BottomLeft => (new SKMatrix(1, 0, 0, 0, -1, h, 0, 0, 1), false),
+            SKEncodedOrigin.LeftTop => (new SKMatrix(0, 1, 0, 1, 0, 0, 0, 0, 1), true),
+            SKEncodedOrigin.RightTop => (new SKMatrix(0, -1, h, 1, 0, 0, 0, 0, 1), true),
+            SKEncodedOrigin.RightBottom => (new SKMatrix(0, -1, h, -1, 0, w, 0, 0, 1), true),
+            SKEncodedOrigin.LeftBottom => (new SKMatrix(0, 1, 0, -1, 0, w, 0, 0, 1), true),
+            _ => (SKMatrix.Identity, false),
+        };
+        var result = new SKBitmap(new SKImageInfo(swap ? bitmap.Height : bitmap.Width, swap ? bitmap.Width : bitmap.Height, SKColorType.Rgba8888, SKAlphaType.Premul));
+        using var canvas = new SKCanvas(result);
+        canvas.SetMatrix(matrix);
+        using var image = SKImage.FromBitmap(bitmap);
+        canvas.DrawImage(image, 0, 0, Sampling);
+        return result;
+    }
+
+    private static SKRect CenterCrop(int sourceWidth, int sourceHeight, int width, int height)
+    {
+        var scale = Math.Max((float)width / sourceWidth, (float)height / sourceHeight);
+        var cropWidth = width / scale;
+        var cropHeight = height / scale;
+        return SKRect.Create((sourceWidth - cropWidth) / 2, (sourceHeight - cropHeight) / 2, cropWidth, cropHeight);
+    }
+}
