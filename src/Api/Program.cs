@@ -1,4 +1,5 @@
 using Async.Serving.Api.Auth;
+using Async.Serving.Api.Errors;
 using Async.Serving.Api.Health;
 using Async.Serving.Api.Jobs;
 using Async.Serving.Hosting;
@@ -9,7 +10,7 @@ builder.AddServingDefaults();
 builder.AddApiKeyAuth();
 builder.AddJobs();
 builder.AddServingHealthChecks();
-builder.Services.AddProblemDetails();
+builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ApiProblems.AddCode);
 builder.Services.AddOpenApi();
 builder.Services.ConfigureHttpJsonOptions(o =>
     o.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower);

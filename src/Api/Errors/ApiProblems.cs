@@ -33,6 +33,35 @@ public static class ApiProblems
             extensions: extensions);
     }
 
+    /// <summary>
+    /// Gives problems written by the framework itself (415 from endpoint metadata, 404 for an unknown
+    /// route, 500 from the exception handler) the same <c>code</c> extension as ours.
+    /// </summary>
+    public static void AddCode(ProblemDetailsContext context)
+    {
+        var problem = context.ProblemDetails;
+        if (problem.Extensions.ContainsKey("code"))
+        {
+            return;
+        }
+
+        var code = problem.Status switch
+        {
+            StatusCodes.Status400BadRequest => InputInvalid,
+            StatusCodes.Status401Unauthorized => Unauthorized,
+            StatusCodes.Status404NotFound => NotFound,
+            StatusCodes.Status405MethodNotAllowed => "method_not_allowed",
+            StatusCodes.Status409Conflict => "conflict",
+            StatusCodes.Status413PayloadTooLarge => InputTooLarge,
+            StatusCodes.Status415UnsupportedMediaType => UnsupportedMediaType,
+            StatusCodes.Status429TooManyRequests => "rate_limited",
+            StatusCodes.Status503ServiceUnavailable => "service_unavailable",
+            _ => "internal_error",
+        };
+        problem.Extensions["code"] = code;
+        problem.Detail ??= problem.Title;
+    }
+
     public static string TypeUri(string code) => $"https://async-serving.dev/problems/{code.Replace('_', '-')}";
 
     public static ProblemHttpResult Invalid(string detail, IDictionary<string, string[]>? errors = null) =>

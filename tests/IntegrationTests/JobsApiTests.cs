@@ -1,0 +1,258 @@
+using System.Net;
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Async.Serving.Contracts;
+using Async.Serving.Jobs;
+using MassTransit;
+using Microsoft.Extensions.DependencyInjection;
+using StackExchange.Redis;
+
+namespace Async.Serving.IntegrationTests;
+
+[Collection(ServingCollection.Name)]
+public sealed class JobsApiTests(ServingFixture serving)
+{
+    private static MultipartFormDataContent Multipart(byte[] file, string request, string contentType = "image/jpeg")
+    {
+        var content = new MultipartFormDataContent();
+        var part = new ByteArrayContent(file);
+        part.Headers.ContentType = new MediaTypeHeaderValue(contentType);
+        content.Add(part, "file", "image.jpg");
+        content.Add(new StringContent(request), "request");
+        return content;
+    }
+
+    private static async Task<string> SubmitAsync(HttpClient client, byte[] image)
+    {
+        var response = await client.PostAsync("/v1/jobs", Multipart(image, """{"pipeline":"image.embed","model":"resnet18"}"""));
+        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        var job = await response.Content.ReadFromJsonAsync<JsonElement>();
+        return job.GetProperty("id").GetString()!;
+    }
+
+    private static float[] Embedding(JsonElement job) =>
+        [.. job.GetProperty("output").GetProperty("embedding").EnumerateArray().Select(e => e.GetSingle())];
+
+    private static double Cosine(float[] a, float[] b) => a.Zip(b, (x, y) => (double)x * y).Sum();
+
+    private static async Task AssertProblemAsync(HttpResponseMessage response, HttpStatusCode status, string code)
+    {
+        Assert.Equal(status, response.StatusCode);
+        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
+        var problem = await response.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.Equal(code, problem.GetProperty("code").GetString());
+        Assert.Equal((int)status, problem.GetProperty("status").GetInt32());
+        Assert.False(string.IsNullOrEmpty(problem.GetProperty("title").GetString()));
+        Assert.False(string.IsNullOrEmpty(problem.GetProperty("detail").GetString()));
+    }
+
+    [Fact]
+    public async Task A_multipart_image_is_queued_then_embedded_as_a_unit_vector()
+    {
+        using var client = serving.Client();
+        var response = await client.PostAsync("/v1/jobs", Multipart(TestImages.Scene(1), """{"pipeline":"image.embed","model":"resnet18@1","metadata":{"k":"v"}}"""));
+
+        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        var ticket = await response.Content.ReadFromJsonAsync<JsonElement>();
+        var id = ticket.GetProperty("id").GetString()!;
+        Assert.Equal($"/v1/jobs/{id}", response.Headers.Location?.ToString());
+        Assert.Equal("queued", ticket.GetProperty("status").GetString());
+
+        var job = await ServingFixture.WaitForTerminalAsync(client, id);
+        Assert.Equal("succeeded", job.GetProperty("status").GetString());
+        Assert.Equal("resnet18@1", job.GetProperty("model").GetString());
+        Assert.Equal("v", job.GetProperty("metadata").GetProperty("k").GetString());
+        Assert.Equal(1, job.GetProperty("attempts").GetInt32());
+        Assert.True(job.GetProperty("queue_ms").GetInt64() >= 0);
+        Assert.True(job.GetProperty("execution_ms").GetInt64() >= 0);
+        Assert.EndsWith("Z", job.GetProperty("completed_at").GetString(), StringComparison.Ordinal);
+        Assert.Equal(512, job.GetProperty("output").GetProperty("dims").GetInt32());
+        var embedding = Embedding(job);
+        Assert.Equal(512, embedding.Length);
+        Assert.Equal(1.0, Math.Sqrt(embedding.Sum(v => (double)v * v)), 3);
+        Assert.Contains(embedding, v => v != 0);
+    }
+
+    [Fact]
+    public async Task A_base64_json_input_is_accepted()
+    {
+        using var client = serving.Client();
+        var response = await client.PostAsJsonAsync("/v1/jobs", new
+        {
+            pipeline = "image.embed",
+            input = new { base64 = Convert.ToBase64String(TestImages.Scene(2)) },
+        });
+        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        var id = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
+
+        var job = await ServingFixture.WaitForTerminalAsync(client, id);
+        Assert.Equal("succeeded", job.GetProperty("status").GetString());
+        Assert.Equal(512, Embedding(job).Length);
+    }
+
+    [Fact]
+    public async Task A_corrupt_image_fails_alone_while_the_jobs_submitted_with_it_succeed()
+    {
+        using var client = serving.Client();
+        var images = Enumerable.Range(10, 7).Select(seed => TestImages.Scene(seed)).ToList();
+        images.Insert(3, TestImages.TruncatedJpeg());
+
+        var ids = await Task.WhenAll(images.Select(image => SubmitAsync(client, image)));
+        var jobs = await Task.WhenAll(ids.Select(id => ServingFixture.WaitForTerminalAsync(client, id)));
+
+        var corrupt = jobs[3];
+        Assert.Equal("failed", corrupt.GetProperty("status").GetString());
+        Assert.Equal("input_invalid", corrupt.GetProperty("error").GetProperty("code").GetString());
+        Assert.False(string.IsNullOrEmpty(corrupt.GetProperty("error").GetProperty("message").GetString()));
+        Assert.Equal(JsonValueKind.Null, corrupt.GetProperty("output").ValueKind);
+        Assert.All(jobs.Where((_, i) => i != 3), job => Assert.Equal("succeeded", job.GetProperty("status").GetString()));
+    }
+
+    [Fact]
+    public async Task Near_duplicate_photos_embed_closer_than_unrelated_ones()
+    {
+        using var client = serving.Client();
+        int[] seeds = [21, 22, 23, 24];
+        var originals = seeds.Select(s => TestImages.Scene(s)).ToList();
+        var duplicates = seeds.Select(s => TestImages.Scene(s, 800, 600, crop: 0.05f, brightness: 1.12f, quality: 55)).ToList();
+
+        var ids = await Task.WhenAll(originals.Concat(duplicates).Select(image => SubmitAsync(client, image)));
+        var embeddings = (await Task.WhenAll(ids.Select(id => ServingFixture.WaitForTerminalAsync(client, id)))).Select(Embedding).ToArray();
+
+        for (var i = 0; i < seeds.Length; i++)
+        {
+            var duplicate = Cosine(embeddings[i], embeddings[seeds.Length + i]);
+            for (var j = 0; j < seeds.Length; j++)
+            {
+                if (j != i)
+                {
+                    var unrelated = Cosine(embeddings[i], embeddings[j]);
+                    Assert.True(duplicate > unrelated, $"scene {seeds[i]}: near-duplicate {duplicate:F3} vs unrelated scene {seeds[j]} {unrelated:F3}");
+                }
+            }
+        }
+    }
+
+    [Fact]
+    public async Task A_redelivered_job_that_already_finished_is_not_run_again()
+    {
+        using var client = serving.Client();
+        var id = await SubmitAsync(client, TestImages.Scene(30));
+        var first = await ServingFixture.WaitForTerminalAsync(client, id);
+        Assert.Equal("succeeded", first.GetProperty("status").GetString());
+
+        // The same message again, as RabbitMQ would redeliver it after a lost ack.
+        var send = await serving.Api.Services.GetRequiredService<ISendEndpointProvider>().GetSendEndpoint(new Uri("queue:infer-resnet18-1"));
+        await send.Send(new RunInference
+        {
+            JobId = id,
+            TenantId = serving.Tenant,
+            Pipeline = "image.embed",
+            Model = "resnet18",
+            ModelVersion = "1",
+            InputKey = RedisJobStore.InputKey(id).ToString(),
+            SubmittedAt = DateTimeOffset.UtcNow,
+        });
+        // A canary submitted after the duplicate finishing means the duplicate was consumed too.
+        var canary = await SubmitAsync(client, TestImages.Scene(31));
+        await ServingFixture.WaitForTerminalAsync(client, canary);
+        await Task.Delay(500);
+
+        var again = await client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{id}");
+        Assert.Equal("succeeded", again.GetProperty("status").GetString());
+        Assert.Equal(1, again.GetProperty("attempts").GetInt32());
+        Assert.Equal(first.GetProperty("completed_at").GetString(), again.GetProperty("completed_at").GetString());
+    }
+
+    [Fact]
+    public async Task Requests_without_a_valid_key_get_401_problem_details()
+    {
+        using var anonymous = serving.Api.CreateClient();
+        await AssertProblemAsync(await anonymous.GetAsync("/v1/jobs/abc"), HttpStatusCode.Unauthorized, "unauthorized");
+
+        using var wrong = serving.Client(key: "sk_wrong");
+        await AssertProblemAsync(await wrong.PostAsync("/v1/jobs", Multipart(TestImages.Scene(1), """{"pipeline":"image.embed"}""")),
+            HttpStatusCode.Unauthorized, "unauthorized");
+    }
+
+    [Fact]
+    public async Task An_unknown_job_is_404_problem_details()
+    {
+        using var client = serving.Client();
+        await AssertProblemAsync(await client.GetAsync("/v1/jobs/0000000000000000000000000000dead"), HttpStatusCode.NotFound, "not_found");
+    }
+
+    [Fact]
+    public async Task Bad_submissions_get_the_contract_codes()
+    {
+        using var client = serving.Client();
+        var image = TestImages.Scene(3);
+
+        await AssertProblemAsync(await client.PostAsync("/v1/jobs", Multipart(image, """{"pipeline":"image.nope"}""")),
+            HttpStatusCode.UnprocessableEntity, "unknown_pipeline");
+        await AssertProblemAsync(await client.PostAsync("/v1/jobs", Multipart(image, """{"pipeline":"image.embed","model":"resnet18@9"}""")),
+            HttpStatusCode.UnprocessableEntity, "unknown_model");
+        await AssertProblemAsync(await client.PostAsync("/v1/jobs", Multipart("%PDF-1.7 not an image"u8.ToArray(), """{"pipeline":"image.embed"}""")),
+            HttpStatusCode.UnprocessableEntity, "input_invalid");
+        await AssertProblemAsync(await client.PostAsync("/v1/jobs", Multipart(image, """{"pipeline":"image.embed"}""", "text/plain")),
+            HttpStatusCode.UnsupportedMediaType, "unsupported_media_type");
+        await AssertProblemAsync(await client.PostAsJsonAsync("/v1/jobs", new { pipeline = "image.embed", input = new { base64 = "%%%" } }),
+            HttpStatusCode.BadRequest, "input_invalid");
+        await AssertProblemAsync(await client.PostAsJsonAsync("/v1/jobs", new { input = new { base64 = Convert.ToBase64String(image) } }),
+            HttpStatusCode.BadRequest, "input_invalid");
+        await AssertProblemAsync(await client.PostAsync("/v1/jobs", new StringContent("{ not json", System.Text.Encoding.UTF8, "application/json")),
+            HttpStatusCode.BadRequest, "input_invalid");
+        await AssertProblemAsync(await client.PostAsync("/v1/jobs", new StringContent("hello", System.Text.Encoding.UTF8, "text/plain")),
+            HttpStatusCode.UnsupportedMediaType, "unsupported_media_type");
+    }
+
+    [Fact]
+    public async Task Without_a_broker_confirm_there_is_no_ticket_and_no_orphan_job()
+    {
+        var tenant = "nobroker-" + Guid.NewGuid().ToString("N")[..8];
+        await using var api = serving.CreateApi(new Dictionary<string, string?>
+        {
+            ["Serving:RabbitMq:Port"] = "1", // nothing listens there
+            ["Serving:Limits:PublishTimeout"] = "00:00:01",
+            ["Serving:Auth:DevelopmentTenant"] = tenant,
+        });
+        using var client = serving.Client(api);
+
+        var response = await client.PostAsync("/v1/jobs", Multipart(TestImages.Scene(4), """{"pipeline":"image.embed"}"""));
+
+        await AssertProblemAsync(response, HttpStatusCode.ServiceUnavailable, "broker_unavailable");
+        Assert.NotNull(response.Headers.RetryAfter);
+        var redis = serving.Api.Services.GetRequiredService<IConnectionMultiplexer>();
+        var server = redis.GetServer(redis.GetEndPoints()[0]);
+        await foreach (var key in server.KeysAsync(pattern: "job:*"))
+        {
+            Assert.NotEqual(tenant, (string?)await redis.GetDatabase().HashGetAsync(key, "tenant"));
+        }
+    }
+
+    [Fact]
+    public async Task Readiness_reports_broker_redis_and_postgres()
+    {
+        using var client = serving.Api.CreateClient();
+        var response = await client.GetAsync("/readyz");
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var report = await response.Content.ReadFromJsonAsync<JsonElement>();
+        var checks = report.GetProperty("checks");
+        Assert.Equal("healthy", checks.GetProperty("redis").GetProperty("status").GetString());
+        Assert.Equal("healthy", checks.GetProperty("postgres").GetProperty("status").GetString());
+        Assert.Equal("healthy", checks.GetProperty("masstransit-bus").GetProperty("status").GetString());
+        Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/healthz")).StatusCode);
+    }
+
+    [Fact]
+    public async Task The_worker_is_warm_before_it_consumes()
+    {
+        var model = Assert.Single(serving.Models.Loaded, m => m.Entry.Id == "resnet18@1");
+        Assert.True(serving.Models.IsReady);
+        Assert.Contains(model.Provider, new[] { "cpu", "cuda" });
+        using var client = serving.Client();
+        var id = await SubmitAsync(client, TestImages.Scene(5));
+        Assert.Equal("succeeded", (await ServingFixture.WaitForTerminalAsync(client, id)).GetProperty("status").GetString());
+    }
+}

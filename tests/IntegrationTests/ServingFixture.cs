@@ -1,0 +1,139 @@
+using System.Net.Http.Headers;
+using System.Net.Http.Json;
+using System.Security.Cryptography;
+using System.Text.Json;
+using Async.Serving.Hosting;
+using Async.Serving.Worker.Hosting;
+using Async.Serving.Worker.Inference;
+using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.Configuration;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
+
+namespace Async.Serving.IntegrationTests;
+
+/// <summary>
+/// The API (in-memory server) and a worker host, both against the real RabbitMQ, Redis and
+/// PostgreSQL that scripts/test.sh starts (addresses come from the environment it exports, or the
+/// loopback defaults). Nothing here is mocked; a missing service fails the tests.
+/// </summary>
+public sealed class ServingFixture : IAsyncLifetime
+{
+    public static readonly TimeSpan JobWait = TimeSpan.FromSeconds(60);
+
+    public string ApiKey { get; } = "sk_test_" + Convert.ToHexString(RandomNumberGenerator.GetBytes(16)).ToLowerInvariant();
+
+    public string Tenant { get; } = "tenant-" + Guid.NewGuid().ToString("N")[..8];
+
+    public WebApplicationFactory<Program> Api { get; private set; } = null!;
+
+    public IHost Worker { get; private set; } = null!;
+
+    public static string RepoRoot
+    {
+        get
+        {
+            var dir = new DirectoryInfo(AppContext.BaseDirectory);
+            while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "Async.Serving.sln")))
+            {
+                dir = dir.Parent;
+            }
+
+            return dir?.FullName ?? throw new InvalidOperationException("Async.Serving.sln not found above the test binaries.");
+        }
+    }
+
+    public static string ModelsPath =>
+        Environment.GetEnvironmentVariable("Serving__Models__Path") is { Length: > 0 } path ? path : Path.Combine(RepoRoot, "models");
+
+    public async Task InitializeAsync()
+    {
+        Worker = BuildWorker();
+        await Worker.StartAsync();
+        Api = CreateApi();
+        _ = Api.Server; // start the API now, so its bus connects while the first test prepares
+    }
+
+    public async Task DisposeAsync()
+    {
+        await Api.DisposeAsync();
+        await Worker.StopAsync(TimeSpan.FromSeconds(30));
+        Worker.Dispose();
+    }
+
+    /// <summary>An API host; <paramref name="overrides"/> change its configuration (for example a broker that is down).</summary>
+    public WebApplicationFactory<Program> CreateApi(IDictionary<string, string?>? overrides = null)
+    {
+        var settings = new Dictionary<string, string?>
+        {
+            ["Serving:Models:Path"] = ModelsPath,
+            ["Serving:Auth:DevelopmentKey"] = ApiKey,
+            ["Serving:Auth:DevelopmentTenant"] = Tenant,
+        };
+        foreach (var (k, v) in overrides ?? new Dictionary<string, string?>())
+        {
+            settings[k] = v;
+        }
+
+        return new WebApplicationFactory<Program>().WithWebHostBuilder(b =>
+        {
+            b.UseEnvironment("Testing");
+            foreach (var (k, v) in settings)
+            {
+                b.UseSetting(k, v);
+            }
+
+            b.ConfigureLogging(l => l.SetMinimumLevel(LogLevel.Warning));
+        });
+    }
+
+    public HttpClient Client(WebApplicationFactory<Program>? api = null, string? key = null)
+    {
+        var client = (api ?? Api).CreateClient();
+        client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key ?? ApiKey);
+        return client;
+    }
+
+    internal ModelHost Models => Worker.Services.GetRequiredService<ModelHost>();
+
+    /// <summary>Polls a job until it is terminal, at most <see cref="JobWait"/>.</summary>
+    public static async Task<JsonElement> WaitForTerminalAsync(HttpClient client, string id)
+    {
+        var deadline = DateTime.UtcNow + JobWait;
+        while (true)
+        {
+            var job = await client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{id}");
+            var status = job.GetProperty("status").GetString();
+            if (status is "succeeded" or "failed" or "cancelled" or "expired")
+            {
+                return job;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"job {id} still {status} after {JobWait.TotalSeconds} s");
+            await Task.Delay(50);
+        }
+    }
+
+    private static IHost BuildWorker()
+    {
+        var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { EnvironmentName = "Testing" });
+        builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
+        {
+            ["ConnectionStrings:Redis"] = Environment.GetEnvironmentVariable("ConnectionStrings__Redis") ?? "127.0.0.1:6379",
+            ["Serving:Models:Path"] = ModelsPath,
+        });
+        builder.Logging.SetMinimumLevel(LogLevel.Warning);
+        builder.AddServingDefaults();
+        builder.AddInference();
+        builder.AddWorkerBus();
+        return builder.Build();
+    }
+}
+
+[CollectionDefinition(Name)]
+public sealed class ServingCollection : ICollectionFixture<ServingFixture>
+{
+    public const string Name = "serving";
+}

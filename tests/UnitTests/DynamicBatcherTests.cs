@@ -1,0 +1,127 @@
+using Async.Serving.Worker.Batching;
+
+namespace Async.Serving.UnitTests;
+
+public sealed class DynamicBatcherTests
+{
+    private static readonly TimeSpan Wait = TimeSpan.FromSeconds(10);
+
+    // A "model" that doubles each input value; an item whose first value is NaN poisons its whole batch.
+    private static void Double(Memory<float> inputs, int count, Span<float> outputs)
+    {
+        var span = inputs.Span;
+        for (var i = 0; i < count; i++)
+        {
+            if (float.IsNaN(span[i * 2]))
+            {
+                throw new InvalidOperationException("poisoned item");
+            }
+        }
+
+        for (var i = 0; i < span.Length; i++)
+        {
+            outputs[i] = span[i] * 2;
+        }
+    }
+
+    [Fact]
+    public async Task Requests_queued_together_run_as_one_full_batch()
+    {
+        var sizes = new List<int>();
+        await using var batcher = new DynamicBatcher("m", 2, 2, maxBatchSize: 4, TimeSpan.FromSeconds(5), 1, Double);
+        batcher.BatchExecuted += (n, _) => { lock (sizes) { sizes.Add(n); } };
+
+        // The delay is long: only a full batch can leave this quickly.
+        var results = await Task.WhenAll(Enumerable.Range(1, 4).Select(v => batcher.InferAsync([v, v], CancellationToken.None))).WaitAsync(Wait);
+
+        Assert.Equal([2f, 2f], results[0]);
+        Assert.Equal([8f, 8f], results[3]);
+        Assert.Equal([4], sizes);
+    }
+
+    [Fact]
+    public async Task A_lone_request_leaves_after_the_queue_delay()
+    {
+        await using var batcher = new DynamicBatcher("m", 2, 2, maxBatchSize: 8, TimeSpan.FromMilliseconds(20), 1, Double);
+        var result = await batcher.InferAsync([3, 4], CancellationToken.None).WaitAsync(Wait);
+        Assert.Equal([6f, 8f], result);
+        Assert.Equal(1, batcher.Batches);
+    }
+
+    [Fact]
+    public async Task A_cancelled_request_never_enters_a_batch()
+    {
+        var seen = new List<float>();
+        var gate = new ManualResetEventSlim(false);
+        await using var batcher = new DynamicBatcher("m", 2, 2, maxBatchSize: 4, TimeSpan.FromMilliseconds(50), 1, (i, n, o) =>
+        {
+            gate.Wait(Wait);
+            lock (seen) { seen.AddRange(i.Span.ToArray()); }
+            Double(i, n, o);
+        });
+
+        var blocker = batcher.InferAsync([0, 0], CancellationToken.None);
+        await Task.Delay(100);
+        using var cts = new CancellationTokenSource();
+        var cancelled = batcher.InferAsync([7, 7], cts.Token);
+        var kept = batcher.InferAsync([9, 9], CancellationToken.None);
+        await cts.CancelAsync();
+        gate.Set();
+
+        await Assert.ThrowsAnyAsync<OperationCanceledException>(() => cancelled.WaitAsync(Wait));
+        var keptResult = await kept.WaitAsync(Wait);
+        Assert.Equal([18f, 18f], keptResult);
+        await blocker.WaitAsync(Wait);
+        Assert.DoesNotContain(7f, seen);
+    }
+
+    [Fact]
+    public async Task A_poisoned_input_fails_alone_and_its_batch_mates_succeed()
+    {
+        var gate = new ManualResetEventSlim(false);
+        await using var batcher = new DynamicBatcher("m", 2, 2, maxBatchSize: 8, TimeSpan.FromMilliseconds(200), 1, (i, n, o) =>
+        {
+            gate.Wait(Wait);
+            Double(i, n, o);
+        });
+
+        var blocker = batcher.InferAsync([0, 0], CancellationToken.None);
+        await Task.Delay(100);
+        var good = Enumerable.Range(1, 5).Select(v => batcher.InferAsync([v, v], CancellationToken.None)).ToList();
+        var bad = batcher.InferAsync([float.NaN, 0], CancellationToken.None);
+        good.Add(batcher.InferAsync([6, 6], CancellationToken.None));
+        gate.Set();
+
+        var results = await Task.WhenAll(good).WaitAsync(Wait);
+        Assert.Equal(Enumerable.Range(1, 6).Select(v => 2f * v), results.Select(r => r[0]));
+        var error = await Assert.ThrowsAsync<BatchExecutionException>(() => bad.WaitAsync(Wait));
+        Assert.Contains("poisoned item", error.Message, StringComparison.Ordinal);
+        await blocker.WaitAsync(Wait);
+    }
+
+    [Fact]
+    public async Task No_batch_exceeds_the_maximum_size()
+    {
+        var largest = 0;
+        await using var batcher = new DynamicBatcher("m", 2, 2, maxBatchSize: 3, TimeSpan.FromMilliseconds(30), 2, (i, n, o) =>
+        {
+            InterlockedMax(ref largest, n);
+            Thread.Sleep(5);
+            Double(i, n, o);
+        });
+
+        var all = Enumerable.Range(0, 50).Select(v => batcher.InferAsync([v, v], CancellationToken.None)).ToArray();
+        var results = await Task.WhenAll(all).WaitAsync(Wait);
+        Assert.Equal(Enumerable.Range(0, 50).Select(v => 2f * v), results.Select(r => r[1]));
+        Assert.InRange(largest, 2, 3);
+        Assert.Equal(50, batcher.Items);
+    }
+
+    private static void InterlockedMax(ref int target, int value)
+    {
+        int current;
+        while (value > (current = Volatile.Read(ref target)) && Interlocked.CompareExchange(ref target, value, current) != current)
+        {
+        }
+    }
+}
