@@ -2,6 +2,7 @@ using Async.Serving.Api.Auth;
 using Async.Serving.Api.Errors;
 using Async.Serving.Api.Health;
 using Async.Serving.Api.Jobs;
+using Async.Serving.Api.Models;
 using Async.Serving.Hosting;
 using Prometheus;
 
@@ -26,6 +27,7 @@ app.MapOpenApi();
 app.MapServingHealth();
 app.MapMetrics("/metrics");
 app.MapJobsApi();
+app.MapModelsApi();
 app.Run();
 
 /// <summary>Entry point, visible to WebApplicationFactory in the tests.</summary>

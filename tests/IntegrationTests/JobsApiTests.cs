@@ -255,4 +255,30 @@ public sealed class JobsApiTests(ServingFixture serving)
         var id = await SubmitAsync(client, TestImages.Scene(5));
         Assert.Equal("succeeded", (await ServingFixture.WaitForTerminalAsync(client, id)).GetProperty("status").GetString());
     }
+
+    [Fact]
+    public async Task Models_lists_versions_batching_and_live_workers()
+    {
+        using var client = serving.Client();
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
+        JsonElement resnet;
+        do
+        {
+            var list = await client.GetFromJsonAsync<JsonElement>("/v1/models");
+            resnet = list.GetProperty("data").EnumerateArray().Single(m => m.GetProperty("id").GetString() == "resnet18@1");
+        }
+        while (resnet.GetProperty("workers").GetInt32() == 0 && DateTime.UtcNow < deadline && await Delay());
+
+        Assert.Equal("image.embed", resnet.GetProperty("pipeline").GetString());
+        Assert.True(resnet.GetProperty("latest").GetBoolean());
+        Assert.Equal(8, resnet.GetProperty("batching").GetProperty("max_batch_size").GetInt32());
+        Assert.True(resnet.GetProperty("workers").GetInt32() >= 1);
+        Assert.Contains(resnet.GetProperty("execution_providers").EnumerateArray().Select(p => p.GetString()), p => p is "cpu" or "cuda");
+
+        static async Task<bool> Delay()
+        {
+            await Task.Delay(200);
+            return true;
+        }
+    }
 }

@@ -123,6 +123,7 @@ public sealed class ServingFixture : IAsyncLifetime
         {
             ["ConnectionStrings:Redis"] = Environment.GetEnvironmentVariable("ConnectionStrings__Redis") ?? "127.0.0.1:6379",
             ["Serving:Models:Path"] = ModelsPath,
+            ["Serving:Worker:MetricsPort"] = "0",
         });
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.AddServingDefaults();

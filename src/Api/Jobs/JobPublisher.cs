@@ -20,9 +20,14 @@ internal sealed partial class JobPublisher(
     TimeProvider clock,
     ILogger<JobPublisher> logger)
 {
+    private static readonly Prometheus.Counter Submitted = Prometheus.Metrics.CreateCounter(
+        "serving_api_jobs_submitted_total", "Jobs accepted (broker-confirmed) by the API.",
+        new Prometheus.CounterConfiguration { LabelNames = ["pipeline", "model"] });
+
     public async Task<JobRecord> SubmitAsync(Submission submission, string tenantId, CancellationToken cancellationToken)
     {
-        var now = clock.GetUtcNow();
+        // Millisecond precision, as stored: the ticket and later reads show the same instant.
+        var now = DateTimeOffset.FromUnixTimeMilliseconds(clock.GetUtcNow().ToUnixTimeMilliseconds());
         var job = new JobRecord
         {
             Id = RedisJobStore.NewJobId(),
@@ -62,6 +67,7 @@ internal sealed partial class JobPublisher(
             throw new BrokerUnavailableException("The broker did not confirm the job.", ex);
         }
 
+        Submitted.WithLabels(submission.Pipeline, submission.Model.Id).Inc();
         return job;
     }
 

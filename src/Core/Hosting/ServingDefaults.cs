@@ -34,6 +34,7 @@ public static class ServingDefaults
             return ConnectionMultiplexer.Connect(options);
         });
         builder.Services.AddSingleton<RedisJobStore>();
+        builder.Services.AddSingleton<WorkerRegistry>();
         builder.Services.AddSingleton(sp =>
         {
             var options = sp.GetRequiredService<IOptions<ModelRepositoryOptions>>().Value;

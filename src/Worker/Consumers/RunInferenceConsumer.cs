@@ -2,6 +2,8 @@ using System.Diagnostics;
 using Async.Serving.Contracts;
 using Async.Serving.Jobs;
 using Async.Serving.Worker.Inference;
+using Async.Serving.Worker.Observability;
+using Prometheus;
 using Async.Serving.Worker.Pipelines;
 using MassTransit;
 using Microsoft.Extensions.Options;
@@ -71,6 +73,8 @@ internal sealed partial class RunInferenceConsumer(
             return;
         }
 
+        WorkerMetrics.QueueDelay.WithLabels(model.Entry.Id).Observe(Math.Max(0, (start.At - job.SubmittedAt).TotalSeconds));
+        using var inFlight = WorkerMetrics.InFlight.WithLabels(model.Entry.Id).TrackInProgress();
         var timeout = TimeSpan.FromSeconds(job.TimeoutSeconds > 0 ? job.TimeoutSeconds : options.Value.DefaultTimeoutSeconds);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
         deadline.CancelAfter(timeout);
@@ -96,12 +100,14 @@ internal sealed partial class RunInferenceConsumer(
         }
 
         var executionMs = Elapsed(began);
+        WorkerMetrics.Execution.WithLabels(job.Pipeline, model.Entry.Id).Observe(executionMs / 1000.0);
         if (!await store.CompleteAsync(job.JobId, output, executionMs).ConfigureAwait(false))
         {
             LogSkipped(logger, job.JobId, "no longer running");
             return;
         }
 
+        WorkerMetrics.Jobs.WithLabels(job.Pipeline, $"{job.Model}@{job.ModelVersion}", JobStatus.Succeeded).Inc();
         await context.Publish(new JobCompleted
         {
             JobId = job.JobId,
@@ -118,6 +124,7 @@ internal sealed partial class RunInferenceConsumer(
     {
         var job = context.Message;
         LogFailed(logger, job.JobId, code, message);
+        WorkerMetrics.Jobs.WithLabels(job.Pipeline, $"{job.Model}@{job.ModelVersion}", JobStatus.Failed).Inc();
         if (!await store.FailAsync(job.JobId, code, message, executionMs).ConfigureAwait(false))
         {
             return;

@@ -2,6 +2,7 @@ using Async.Serving.Messaging;
 using Async.Serving.Models;
 using Async.Serving.Worker.Consumers;
 using Async.Serving.Worker.Inference;
+using Async.Serving.Worker.Observability;
 using Async.Serving.Worker.Pipelines;
 using MassTransit;
 using Microsoft.Extensions.Options;
@@ -23,6 +24,8 @@ public static class WorkerHostExtensions
         builder.Services.AddSingleton<ModelHost>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ModelHost>());
         builder.Services.AddSingleton<ImageEmbedPipeline>();
+        builder.Services.AddHostedService<WorkerHeartbeat>();
+        builder.Services.AddHostedService<WorkerMetricsServer>();
         return builder;
     }
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Async.Serving.Models;
+using Async.Serving.Worker.Observability;
 using Microsoft.Extensions.Options;
 
 namespace Async.Serving.Worker.Inference;
@@ -44,6 +45,14 @@ internal sealed partial class ModelHost(
             var (session, provider) = sessions.Create(entry.ModelPath, entry.Config.ExecutionProvider);
             var model = new LoadedModel(entry, session, provider, Stopwatch.GetElapsedTime(started));
             var warm = model.WarmUp();
+            WorkerMetrics.ModelLoad.WithLabels(entry.Id, provider).Set(model.LoadTime.TotalSeconds);
+            var batchSize = WorkerMetrics.BatchSize.WithLabels(entry.Id);
+            var inference = WorkerMetrics.BatchInference.WithLabels(entry.Id);
+            model.Batcher.BatchExecuted += (size, elapsed) =>
+            {
+                batchSize.Observe(size);
+                inference.Observe(elapsed.TotalSeconds);
+            };
             _loaded[entry.Id] = model;
             LogLoaded(logger, entry.Id, provider, model.LoadTime.TotalMilliseconds, entry.Config.MaxBatchSize, warm.TotalMilliseconds);
         }

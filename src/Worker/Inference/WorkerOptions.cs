@@ -32,4 +32,11 @@ public sealed class WorkerOptions
     /// <summary>Messages in flight per model queue = max_batch_size × instances × this factor (see docs/worker.md).</summary>
     [Range(1, 16)]
     public int PrefetchBatches { get; set; } = 2;
+
+    /// <summary>Port of the worker's Prometheus endpoint (<c>/metrics</c>); 0 turns it off.</summary>
+    [Range(0, 65535)]
+    public int MetricsPort { get; set; } = 9464;
+
+    [Required]
+    public string MetricsHost { get; set; } = "127.0.0.1";
 }

@@ -1,0 +1,57 @@
+using Async.Serving.Models;
+using Microsoft.AspNetCore.Http.HttpResults;
+
+namespace Async.Serving.Api.Models;
+
+public static class ModelsApi
+{
+    public static void MapModelsApi(this IEndpointRouteBuilder app) =>
+        app.MapGet("/v1/models", ListAsync)
+            .RequireAuthorization("tenant")
+            .WithTags("Models")
+            .WithSummary("Models served, their versions, batching settings and live workers.");
+
+    internal static async Task<Ok<ModelList>> ListAsync(ModelRepository repository, WorkerRegistry registry)
+    {
+        var entries = repository.All.OrderBy(e => e.Name, StringComparer.Ordinal).ToList();
+        var live = await Task.WhenAll(entries.Select(e => registry.LiveAsync(e.Id))).ConfigureAwait(false);
+        var models = entries.Select((e, i) => new ModelResource
+        {
+            Id = e.Id,
+            Name = e.Name,
+            Version = e.Version,
+            Latest = repository.Resolve(e.Name) == e,
+            Pipeline = e.Config.Pipeline,
+            Input = new TensorResource(e.Config.Input.Name, e.Config.Input.Shape),
+            Batching = new BatchingResource(e.Config.MaxBatchSize, e.Config.MaxQueueDelayMs, e.Config.Instances),
+            PreferredExecutionProvider = e.Config.ExecutionProvider,
+            Workers = live[i].Workers,
+            ExecutionProviders = live[i].Providers,
+        }).ToList();
+        return TypedResults.Ok(new ModelList(models));
+    }
+}
+
+public sealed record ModelList(IReadOnlyList<ModelResource> Data);
+
+public sealed record ModelResource
+{
+    public required string Id { get; init; }
+    public required string Name { get; init; }
+    public required string Version { get; init; }
+    public required bool Latest { get; init; }
+    public required string Pipeline { get; init; }
+    public required TensorResource Input { get; init; }
+    public required BatchingResource Batching { get; init; }
+    public required string PreferredExecutionProvider { get; init; }
+
+    /// <summary>Workers that announced this model within the last 15 s.</summary>
+    public required int Workers { get; init; }
+
+    /// <summary>Providers those workers actually run it on (<c>cuda</c>, <c>cpu</c>).</summary>
+    public required IReadOnlyList<string> ExecutionProviders { get; init; }
+}
+
+public sealed record TensorResource(string Name, int[] Shape);
+
+public sealed record BatchingResource(int MaxBatchSize, int MaxQueueDelayMs, int Instances);
