@@ -1,0 +1,129 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+
+namespace Async.Serving.IntegrationTests;
+
+/// <summary>
+/// Two real worker processes share one model's queue; one is killed (SIGKILL) while it holds
+/// unacknowledged jobs. RabbitMQ redelivers them to the survivor, and every job ends succeeded,
+/// each completed once. The model gets its own name here, so no other worker takes its jobs.
+/// </summary>
+[Collection(ServingCollection.Name)]
+public sealed class WorkerFailoverTests(ServingFixture serving) : IDisposable
+{
+    private readonly string _repository = Directory.CreateTempSubdirectory("failover-models-").FullName;
+    private readonly List<Process> _workers = [];
+
+    public void Dispose()
+    {
+        foreach (var worker in _workers)
+        {
+            if (!worker.HasExited)
+            {
+                worker.Kill(entireProcessTree: true);
+                worker.WaitForExit(10_000);
+            }
+
+            worker.Dispose();
+        }
+
+        Directory.Delete(_repository, recursive: true);
+    }
+
+    [Fact]
+    public async Task Killing_a_worker_mid_batch_loses_no_job_and_runs_none_twice()
+    {
+        // A private copy of resnet18: same weights, its own queue.
+        var name = "failover" + Guid.NewGuid().ToString("N")[..6];
+        var source = Path.Combine(ServingFixture.ModelsPath, "resnet18", "1");
+        var target = Path.Combine(_repository, name, "1");
+        Directory.CreateDirectory(target);
+        File.Copy(Path.Combine(source, "config.json"), Path.Combine(target, "config.json"));
+        File.CreateSymbolicLink(Path.Combine(target, "model.onnx"), Path.Combine(source, "model.onnx"));
+
+        var doomed = StartWorker();
+        var survivor = StartWorker();
+        await WaitForReadyAsync(doomed);
+        await WaitForReadyAsync(survivor);
+
+        await using var api = serving.CreateApi(new Dictionary<string, string?> { ["Serving:Models:Path"] = _repository });
+        using var client = serving.Client(api);
+        var ids = new List<string>();
+        foreach (var seed in Enumerable.Range(100, 40))
+        {
+            var response = await client.PostAsJsonAsync("/v1/jobs", new
+            {
+                pipeline = "image.embed",
+                model = name,
+                input = new { base64 = Convert.ToBase64String(TestImages.Scene(seed, 320, 240)) },
+            });
+            Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+            ids.Add((await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!);
+        }
+
+        // Kill as soon as work is under way, while both workers hold prefetched, unacked jobs.
+        await WaitUntilAsync(async () => (await StatusesAsync(client, ids)).Count(s => s.Status == "succeeded") >= 2);
+        doomed.Kill(entireProcessTree: true);
+        await doomed.WaitForExitAsync();
+
+        var jobs = await Task.WhenAll(ids.Select(id => ServingFixture.WaitForTerminalAsync(client, id)));
+        Assert.All(jobs, job => Assert.Equal("succeeded", job.GetProperty("status").GetString()));
+        Assert.All(jobs, job => Assert.InRange(job.GetProperty("attempts").GetInt32(), 1, 2));
+        Assert.Contains(jobs, job => job.GetProperty("attempts").GetInt32() == 2);
+    }
+
+    private Process StartWorker()
+    {
+        var bin = Path.GetDirectoryName(typeof(ServingFixture).Assembly.Location)!;
+        var configuration = bin.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
+        var workerBin = Path.Combine(ServingFixture.RepoRoot, "src", "Worker", "bin", configuration, "net10.0");
+        var start = new ProcessStartInfo("dotnet", [Path.Combine(workerBin, "Async.Serving.Worker.dll")])
+        {
+            WorkingDirectory = workerBin,
+            RedirectStandardOutput = true,
+            RedirectStandardError = true,
+        };
+        start.Environment["DOTNET_ENVIRONMENT"] = "Testing";
+        start.Environment["Serving__Models__Path"] = _repository;
+        start.Environment["Serving__Worker__MetricsPort"] = "0";
+        start.Environment["Serving__Worker__IntraOpThreads"] = "1";
+        var worker = Process.Start(start)!;
+        _workers.Add(worker);
+        return worker;
+    }
+
+    private static async Task WaitForReadyAsync(Process worker)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(90);
+        while (await worker.StandardOutput.ReadLineAsync().WaitAsync(deadline - DateTime.UtcNow) is { } line)
+        {
+            if (line.Contains("Worker ready", StringComparison.Ordinal))
+            {
+                // Keep draining its output, so the worker never blocks on a full pipe.
+                _ = worker.StandardOutput.ReadToEndAsync();
+                _ = worker.StandardError.ReadToEndAsync();
+                return;
+            }
+        }
+
+        Assert.Fail($"worker exited before it was ready: {await worker.StandardError.ReadToEndAsync()}");
+    }
+
+    private static async Task<List<(string Id, string Status)>> StatusesAsync(HttpClient client, List<string> ids)
+    {
+        var jobs = await Task.WhenAll(ids.Select(id => client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{id}")));
+        return [.. jobs.Select(j => (j.GetProperty("id").GetString()!, j.GetProperty("status").GetString()!))];
+    }
+
+    private static async Task WaitUntilAsync(Func<Task<bool>> condition)
+    {
+        var deadline = DateTime.UtcNow + ServingFixture.JobWait;
+        while (!await condition())
+        {
+            Assert.True(DateTime.UtcNow < deadline, "condition not met in time");
+            await Task.Delay(20);
+        }
+    }
+}
