@@ -56,7 +56,7 @@ start_redis() {
   if redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; then return; fi
   log "starting Redis on 127.0.0.1:$REDIS_PORT"
   mkdir -p "$STATE/redis"
-  # Keyspace notifications for expired keys are used by waiters; persistence off (state is rebuilt by clients).
+  # Persistence off: this is a development instance (compose enables AOF).
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$STATE/redis" --daemonize yes \
     --pidfile "$STATE/redis.pid" --logfile "$LOGS/redis.log" --save '' --appendonly no  4>&-
   wait_for 10 Redis redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping
@@ -101,7 +101,8 @@ rabbit_env() {
     RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}"
 }
 
-rabbit_ready() { ( rabbit_env; "$RABBIT_BIN/rabbitmqctl" -n rabbit@localhost -q status >/dev/null 2>&1 ) && (exec 3<>"/dev/tcp/127.0.0.1/$AMQP_PORT") 2>/dev/null; }
+# Ready means the AMQP port accepts connections: a broker started from another checkout counts too.
+rabbit_ready() { (exec 3<>"/dev/tcp/127.0.0.1/$AMQP_PORT") 2>/dev/null; }
 
 start_rabbitmq() {
   if rabbit_ready; then return; fi

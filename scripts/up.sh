@@ -19,11 +19,12 @@ start_process() { # name project-dir dll
   local name=$1 dir=$2 dll=$3
   if pid_alive "$STATE/$name.pid"; then return; fi
   log "starting $name"
+  [ -f "$LOGS/$name.log" ] && mv "$LOGS/$name.log" "$LOGS/$name.log.1"
   (
     cd "$dir" # the content root: appsettings.json sits beside the dll
     export Serving__Auth__DevelopmentKey="$API_KEY" Serving__Auth__DevelopmentTenant=dev
     export ASPNETCORE_URLS="$URL" DOTNET_ENVIRONMENT=Production ASPNETCORE_ENVIRONMENT=Production
-    nohup dotnet "$dll" >>"$LOGS/$name.log" 2>&1 4>&- &
+    nohup dotnet "$dll" >"$LOGS/$name.log" 2>&1 4>&- &
     echo $! >"$STATE/$name.pid"
   )
 }

@@ -17,6 +17,8 @@ builder.Services.ConfigureHttpJsonOptions(o =>
     o.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower);
 
 var app = builder.Build();
+// Read the model repository now: a broken config.json stops the API at start, naming file and field.
+app.Services.GetRequiredService<Async.Serving.Models.ModelRepository>();
 app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseHttpMetrics();

@@ -184,7 +184,8 @@ internal sealed class SubmissionReader(ModelRepository models, IOptions<JobLimit
 
         var model = body.Model is { Length: > 0 } name
             ? models.Resolve(name)
-            : models.All.Where(e => e.Config.Pipeline == pipeline).OrderBy(e => e.Name, StringComparer.Ordinal).FirstOrDefault();
+            : models.All.Where(e => e.Config.Pipeline == pipeline).Select(e => e.Name).Order(StringComparer.Ordinal)
+                .Select(models.Resolve).FirstOrDefault(e => e?.Config.Pipeline == pipeline);
         if (model is null || model.Config.Pipeline != pipeline)
         {
             return (null, ApiProblems.Problem(StatusCodes.Status422UnprocessableEntity, ApiProblems.UnknownModel, "Unknown model.",

@@ -15,7 +15,7 @@ public sealed class JobStoreOptions
     [Range(typeof(TimeSpan), "00:01:00", "365.00:00:00")]
     public TimeSpan StatusRetention { get; set; } = TimeSpan.FromDays(7);
 
-    /// <summary>How long an input waits in Redis for a worker (claim check); at least the longest TTL.</summary>
+    /// <summary>How long an input waits in Redis for a worker (claim check); longer than Serving:Limits:MaxTtlSeconds (7 days).</summary>
     [Range(typeof(TimeSpan), "00:01:00", "30.00:00:00")]
-    public TimeSpan InputRetention { get; set; } = TimeSpan.FromDays(2);
+    public TimeSpan InputRetention { get; set; } = TimeSpan.FromDays(8);
 }

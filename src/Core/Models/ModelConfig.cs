@@ -23,7 +23,7 @@ public sealed class ModelConfig
 
     public int MaxQueueDelayMs { get; set; } = 5;
 
-    /// <summary>How many ONNX Runtime sessions (batch loops) a worker runs for this model.</summary>
+    /// <summary>How many batch loops a worker runs for this model over its one (thread-safe) ONNX Runtime session.</summary>
     public int Instances { get; set; } = 1;
 
     /// <summary><c>cuda</c> (falls back to CPU when CUDA cannot load) or <c>cpu</c>.</summary>

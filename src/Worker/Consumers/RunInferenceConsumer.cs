@@ -26,13 +26,10 @@ internal sealed partial class RunInferenceConsumer(
     public async Task Consume(ConsumeContext<RunInference> context)
     {
         var job = context.Message;
-        if (job.ExpiresAt is { } expiresAt && clock.GetUtcNow() > expiresAt)
+        // The TTL bounds the wait in the queue only: a redelivered job that was already running goes on.
+        if (job.ExpiresAt is { } expiresAt && clock.GetUtcNow() > expiresAt && await store.ExpireAsync(job.JobId).ConfigureAwait(false))
         {
-            if (await store.ExpireAsync(job.JobId).ConfigureAwait(false))
-            {
-                LogExpired(logger, job.JobId);
-            }
-
+            LogExpired(logger, job.JobId);
             return;
         }
 

@@ -18,6 +18,7 @@ public static class WorkerHostExtensions
             .BindConfiguration(WorkerOptions.Section)
             .ValidateDataAnnotations();
         builder.Services.PostConfigure<ModelRepositoryOptions>(o => o.RequireWeights = true);
+        builder.Services.AddOptions<HostOptions>().Configure<IOptions<WorkerOptions>>((host, worker) => host.ShutdownTimeout = worker.Value.ShutdownTimeout);
         builder.Services.AddSingleton(sp => new OnnxSessionFactory(
             sp.GetRequiredService<IOptions<WorkerOptions>>().Value,
             sp.GetRequiredService<ILogger<OnnxSessionFactory>>()));

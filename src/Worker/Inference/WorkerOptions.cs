@@ -33,6 +33,10 @@ public sealed class WorkerOptions
     [Range(1, 16)]
     public int PrefetchBatches { get; set; } = 2;
 
+    /// <summary>On stop: how long in-flight jobs may take to finish before the process exits (unacked messages return to the queue).</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "01:00:00")]
+    public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(30);
+
     /// <summary>Port of the worker's Prometheus endpoint (<c>/metrics</c>); 0 turns it off.</summary>
     [Range(0, 65535)]
     public int MetricsPort { get; set; } = 9464;
