@@ -85,7 +85,8 @@ public sealed class ServingFixture : IAsyncLifetime
                 b.UseSetting(k, v);
             }
 
-            b.ConfigureLogging(l => l.SetMinimumLevel(LogLevel.Warning));
+            b.UseSetting("Logging:LogLevel:Default", "Warning");
+            b.UseSetting("Logging:LogLevel:Microsoft.AspNetCore", "Warning");
         });
     }
 
@@ -124,6 +125,7 @@ public sealed class ServingFixture : IAsyncLifetime
             ["ConnectionStrings:Redis"] = Environment.GetEnvironmentVariable("ConnectionStrings__Redis") ?? "127.0.0.1:6379",
             ["Serving:Models:Path"] = ModelsPath,
             ["Serving:Worker:MetricsPort"] = "0",
+            ["Logging:LogLevel:Default"] = "Warning",
         });
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.AddServingDefaults();

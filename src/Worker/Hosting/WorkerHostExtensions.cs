@@ -37,6 +37,12 @@ public static class WorkerHostExtensions
     /// </summary>
     public static IHostApplicationBuilder AddWorkerBus(this IHostApplicationBuilder builder)
     {
+        builder.Services.AddOptions<MassTransitHostOptions>().Configure<IOptions<WorkerOptions>>((host, worker) =>
+        {
+            host.WaitUntilStarted = true;
+            host.StartTimeout = TimeSpan.FromMinutes(2);
+            host.StopTimeout = worker.Value.ShutdownTimeout;
+        });
         builder.Services.AddServingBus(
             x => x.AddConsumer<RunInferenceConsumer, RunInferenceConsumerDefinition>(),
             (context, cfg) =>

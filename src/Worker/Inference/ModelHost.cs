@@ -13,6 +13,7 @@ internal sealed partial class ModelHost(
     ModelRepository repository,
     IOptions<WorkerOptions> options,
     OnnxSessionFactory sessions,
+    IHostApplicationLifetime lifetime,
     ILogger<ModelHost> logger) : IHostedService, IAsyncDisposable
 {
     private readonly Dictionary<string, LoadedModel> _loaded = new(StringComparer.OrdinalIgnoreCase);
@@ -63,7 +64,8 @@ internal sealed partial class ModelHost(
         }
 
         IsReady = true;
-        LogReady(logger, string.Join(", ", _loaded.Keys));
+        // "ready" once every hosted service has started, the bus included (it waits for its connection).
+        lifetime.ApplicationStarted.Register(() => LogReady(logger, string.Join(", ", _loaded.Keys)));
         return Task.CompletedTask;
     }
 
