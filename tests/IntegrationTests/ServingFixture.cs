@@ -117,13 +117,14 @@ public sealed class ServingFixture : IAsyncLifetime
         }
     }
 
-    private static IHost BuildWorker()
+    /// <summary>A worker host (not started) serving the models of <paramref name="modelsPath"/> (default: the shared repository).</summary>
+    public static IHost BuildWorker(string? modelsPath = null)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { EnvironmentName = "Testing" });
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
         {
             ["ConnectionStrings:Redis"] = Environment.GetEnvironmentVariable("ConnectionStrings__Redis") ?? "127.0.0.1:6379",
-            ["Serving:Models:Path"] = ModelsPath,
+            ["Serving:Models:Path"] = modelsPath ?? ModelsPath,
             ["Serving:Worker:MetricsPort"] = "0",
             ["Logging:LogLevel:Default"] = "Warning",
         });

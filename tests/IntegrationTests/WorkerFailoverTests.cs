@@ -13,7 +13,7 @@ namespace Async.Serving.IntegrationTests;
 [Collection(ServingCollection.Name)]
 public sealed class WorkerFailoverTests(ServingFixture serving) : IDisposable
 {
-    private readonly string _repository = Directory.CreateTempSubdirectory("failover-models-").FullName;
+    private readonly PrivateModels _models = new();
     private readonly List<Process> _workers = [];
 
     public void Dispose()
@@ -29,24 +29,17 @@ public sealed class WorkerFailoverTests(ServingFixture serving) : IDisposable
             worker.Dispose();
         }
 
-        Directory.Delete(_repository, recursive: true);
+        _models.Dispose();
     }
 
     [Fact]
     public async Task Killing_a_worker_mid_batch_loses_no_job_and_runs_none_twice()
     {
-        // A private copy of resnet18: same weights, its own queue.
-        var name = "failover" + Guid.NewGuid().ToString("N")[..6];
-        var source = Path.Combine(ServingFixture.ModelsPath, "resnet18", "1");
-        var target = Path.Combine(_repository, name, "1");
-        Directory.CreateDirectory(target);
-        File.Copy(Path.Combine(source, "config.json"), Path.Combine(target, "config.json"));
-        File.CreateSymbolicLink(Path.Combine(target, "model.onnx"), Path.Combine(source, "model.onnx"));
-
+        var name = _models.Name;
         var doomed = StartWorker();
         await WaitForReadyAsync(doomed);
 
-        await using var api = serving.CreateApi(new Dictionary<string, string?> { ["Serving:Models:Path"] = _repository });
+        await using var api = serving.CreateApi(new Dictionary<string, string?> { ["Serving:Models:Path"] = _models.Path });
         using var client = serving.Client(api);
         var ids = new List<string>();
         foreach (var seed in Enumerable.Range(100, 40))
@@ -87,7 +80,7 @@ public sealed class WorkerFailoverTests(ServingFixture serving) : IDisposable
             RedirectStandardError = true,
         };
         start.Environment["DOTNET_ENVIRONMENT"] = "Testing";
-        start.Environment["Serving__Models__Path"] = _repository;
+        start.Environment["Serving__Models__Path"] = _models.Path;
         start.Environment["Serving__Worker__MetricsPort"] = "0";
         start.Environment["Serving__Worker__IntraOpThreads"] = "1";
         var worker = Process.Start(start)!;

@@ -14,6 +14,9 @@ public static class ApiProblems
     public const string UnknownPipeline = "unknown_pipeline";
     public const string UnknownModel = "unknown_model";
     public const string BrokerUnavailable = "broker_unavailable";
+    public const string QueueFull = "queue_full";
+    public const string IdempotencyMismatch = "idempotency_mismatch";
+    public const string Conflict = "conflict";
     public const string NotFound = "not_found";
     public const string Unauthorized = "unauthorized";
 
@@ -51,7 +54,7 @@ public static class ApiProblems
             StatusCodes.Status401Unauthorized => Unauthorized,
             StatusCodes.Status404NotFound => NotFound,
             StatusCodes.Status405MethodNotAllowed => "method_not_allowed",
-            StatusCodes.Status409Conflict => "conflict",
+            StatusCodes.Status409Conflict => Conflict,
             StatusCodes.Status413PayloadTooLarge => InputTooLarge,
             StatusCodes.Status415UnsupportedMediaType => UnsupportedMediaType,
             StatusCodes.Status429TooManyRequests => "rate_limited",

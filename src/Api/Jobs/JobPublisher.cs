@@ -63,7 +63,7 @@ internal sealed partial class JobPublisher(
         catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
         {
             LogPublishFailed(logger, job.Id, ex.Message);
-            await store.DeleteAsync(job.Id).ConfigureAwait(false);
+            await store.DeleteAsync(job.Id, tenantId).ConfigureAwait(false);
             throw new BrokerUnavailableException("The broker did not confirm the job.", ex);
         }
 

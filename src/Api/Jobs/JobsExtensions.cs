@@ -12,6 +12,12 @@ public static class JobsExtensions
             .ValidateDataAnnotations();
         builder.Services.AddSingleton<SubmissionReader>();
         builder.Services.AddSingleton<JobPublisher>();
+        builder.Services.AddSingleton<JobWaiter>();
+        builder.Services.AddSingleton<IdempotencyKeys>();
+        builder.Services.AddOptionsWithValidateOnStart<QueueOptions>()
+            .BindConfiguration(QueueOptions.Section)
+            .ValidateDataAnnotations();
+        builder.Services.AddSingleton<QueueDepthProbe>();
         builder.Services.AddServingBus();
         return builder;
     }

@@ -15,6 +15,11 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         local status = redis.call('HGET', KEYS[1], 'status')
         if not status then return 'missing' end
         if status ~= 'queued' and status ~= 'running' then return status end
+        if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
+          redis.call('HSET', KEYS[1], 'status', 'cancelled', 'completed_at', ARGV[1])
+          redis.call('PUBLISH', KEYS[2], 'cancelled')
+          return 'cancelled'
+        end
         local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
         redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'queue_ms', ARGV[1] - redis.call('HGET', KEYS[1], 'created_at'))
         redis.call('PUBLISH', KEYS[2], 'running')
@@ -41,6 +46,29 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         return 'ok'
         """;
 
+    // KEYS: job, channel, input. ARGV: now, status retention seconds, cancel channel.
+    // queued → cancelled at once; running → flagged, and workers are told on the cancel channel.
+    private const string CancelScript = """
+        local status = redis.call('HGET', KEYS[1], 'status')
+        if not status then return 'missing' end
+        if status == 'queued' then
+          redis.call('HSET', KEYS[1], 'status', 'cancelled', 'completed_at', ARGV[1])
+          redis.call('EXPIRE', KEYS[1], ARGV[2])
+          redis.call('DEL', KEYS[3])
+          redis.call('PUBLISH', KEYS[2], 'cancelled')
+          return 'ok:cancelled'
+        end
+        if status == 'running' then
+          redis.call('HSET', KEYS[1], 'cancel_requested', '1')
+          redis.call('PUBLISH', ARGV[3], string.sub(KEYS[1], 5))
+          return 'ok:requested'
+        end
+        return status
+        """;
+
+    /// <summary>Workers listen here for running jobs to stop; the message is the job id.</summary>
+    public static readonly RedisChannel CancelChannel = RedisChannel.Literal("job-cancel");
+
     private readonly IDatabase _db = redis.GetDatabase();
     private readonly JobStoreOptions _options = options.Value;
 
@@ -53,6 +81,9 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     public static RedisKey ResultKey(string id) => "result:" + id;
 
     public static RedisChannel ChangedChannel(string id) => RedisChannel.Literal("job-changed:" + id);
+
+    /// <summary>A tenant's job ids, all with score 0: ids are UUIDv7 in hex, so their order is submit order.</summary>
+    public static RedisKey TenantIndexKey(string tenantId) => "tenant-jobs:" + tenantId;
 
     /// <summary>Writes a queued job and its input in one transaction.</summary>
     public async Task CreateAsync(JobRecord job, ReadOnlyMemory<byte> input)
@@ -78,6 +109,12 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         _ = tx.HashSetAsync(key, [.. fields]);
         _ = tx.KeyExpireAsync(key, _options.InputRetention + _options.StatusRetention);
         _ = tx.StringSetAsync(InputKey(job.Id), input, _options.InputRetention);
+        var index = TenantIndexKey(job.TenantId);
+        _ = tx.SortedSetAddAsync(index, job.Id, 0);
+        // Ids older than any job can live are dropped from the index as new ones arrive.
+        var oldest = job.CreatedAt - _options.InputRetention - _options.StatusRetention;
+        _ = tx.SortedSetRemoveRangeByValueAsync(index, RedisValue.Null, IdPrefixAt(oldest), Exclude.None);
+        _ = tx.KeyExpireAsync(index, _options.InputRetention + _options.StatusRetention);
         if (!await tx.ExecuteAsync().ConfigureAwait(false))
         {
             throw new RedisException($"Transaction creating job {job.Id} was not committed.");
@@ -85,14 +122,90 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     }
 
     /// <summary>Removes a job that never reached the broker, so no orphan is left behind.</summary>
-    public Task DeleteAsync(string id) =>
-        _db.KeyDeleteAsync([JobKey(id), InputKey(id), ResultKey(id)]);
+    public async Task DeleteAsync(string id, string tenantId)
+    {
+        await _db.KeyDeleteAsync([JobKey(id), InputKey(id), ResultKey(id)]).ConfigureAwait(false);
+        await _db.SortedSetRemoveAsync(TenantIndexKey(tenantId), id).ConfigureAwait(false);
+    }
 
-    public async Task<JobRecord?> GetAsync(string id)
+    /// <summary>
+    /// Cancels a job: a queued one at once (it will never run), a running one by flagging it and
+    /// telling the workers. Returns the outcome, or the terminal status that made it impossible.
+    /// </summary>
+    public async Task<CancelOutcome> CancelAsync(string id)
+    {
+        var reply = (string?)await _db.ScriptEvaluateAsync(
+            CancelScript,
+            [JobKey(id), ChangedChannel(id).ToString(), InputKey(id)],
+            [clock.GetUtcNow().ToUnixTimeMilliseconds(), (long)_options.StatusRetention.TotalSeconds, CancelChannel.ToString()]).ConfigureAwait(false);
+        return reply switch
+        {
+            "ok:cancelled" => CancelOutcome.Cancelled,
+            "ok:requested" => CancelOutcome.Requested,
+            "missing" or null => CancelOutcome.Missing,
+            _ => CancelOutcome.AlreadyTerminal,
+        };
+    }
+
+    /// <summary>Running → cancelled, after the worker stopped it on request.</summary>
+    public Task<bool> MarkCancelledAsync(string id, long executionMs) =>
+        FinishAsync(id, JobStatus.Cancelled, JobStatus.Running, executionMs, null, null, null);
+
+    /// <summary>
+    /// A page of the tenant's jobs, newest first, starting after <paramref name="after"/> (an id),
+    /// keeping those <paramref name="filter"/> accepts. Scans at most <paramref name="scanLimit"/>
+    /// ids; the cursor says where to go on (null when the index is exhausted).
+    /// </summary>
+    public async Task<(List<JobRecord> Jobs, string? Next)> ListAsync(
+        string tenantId, string? after, int limit, Func<JobRecord, bool> filter, int scanLimit = 1000)
+    {
+        var index = TenantIndexKey(tenantId);
+        var jobs = new List<JobRecord>(limit);
+        var cursor = after;
+        var scanned = 0;
+        while (jobs.Count < limit && scanned < scanLimit)
+        {
+            // ZREVRANGEBYLEX spelled out: its arguments run from the high end to the low end.
+            var reply = await _db.ExecuteAsync(
+                "ZREVRANGEBYLEX", index, cursor is null ? "+" : "(" + cursor, "-", "LIMIT", 0, Math.Min(limit * 2, 200)).ConfigureAwait(false);
+            var ids = (RedisValue[])reply!;
+            if (ids.Length == 0)
+            {
+                return (jobs, null);
+            }
+
+            foreach (var id in ids)
+            {
+                scanned++;
+                cursor = id.ToString();
+                var job = await GetAsync(cursor, includeOutput: false).ConfigureAwait(false);
+                if (job is null)
+                {
+                    await _db.SortedSetRemoveAsync(index, id).ConfigureAwait(false); // expired: prune lazily
+                }
+                else if (job.TenantId == tenantId && filter(job))
+                {
+                    jobs.Add(job);
+                    if (jobs.Count == limit)
+                    {
+                        break;
+                    }
+                }
+            }
+        }
+
+        return (jobs, cursor);
+    }
+
+    /// <summary>The smallest UUIDv7 hex id of a job created at <paramref name="at"/>.</summary>
+    private static RedisValue IdPrefixAt(DateTimeOffset at) =>
+        Math.Max(0, at.ToUnixTimeMilliseconds()).ToString("x12", CultureInfo.InvariantCulture);
+
+    public async Task<JobRecord?> GetAsync(string id, bool includeOutput = true)
     {
         var batch = _db.CreateBatch();
         var hashTask = batch.HashGetAllAsync(JobKey(id));
-        var resultTask = batch.StringGetAsync(ResultKey(id));
+        var resultTask = includeOutput ? batch.StringGetAsync(ResultKey(id)) : Task.FromResult(RedisValue.Null);
         batch.Execute();
         var entries = await hashTask.ConfigureAwait(false);
         if (entries.Length == 0)
@@ -180,6 +293,14 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             ResultExpiresAt = Time("result_expires_at"),
         };
     }
+}
+
+public enum CancelOutcome
+{
+    Cancelled,
+    Requested,
+    AlreadyTerminal,
+    Missing,
 }
 
 /// <summary>What <see cref="RedisJobStore.TryStartAsync"/> found.</summary>

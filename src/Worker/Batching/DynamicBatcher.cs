@@ -60,8 +60,9 @@ public sealed class DynamicBatcher : IAsyncDisposable
     public event Action<int, TimeSpan>? BatchExecuted;
 
     /// <summary>
-    /// Queues one item. The caller keeps ownership of <paramref name="input"/> and must not reuse it
-    /// before the returned task completes; cancellation is honoured only before the item joins a batch.
+    /// Queues one item. The caller keeps ownership of <paramref name="input"/>; the batcher reads it
+    /// until the returned task completes (a cancelled item may still be read by a batch already
+    /// running, and its values then land only in a discarded result).
     /// </summary>
     public Task<float[]> InferAsync(float[] input, CancellationToken cancellationToken)
     {
@@ -74,6 +75,14 @@ public sealed class DynamicBatcher : IAsyncDisposable
         if (!_queue.Writer.TryWrite(request))
         {
             throw new ObjectDisposedException(Name, "The batcher is stopped.");
+        }
+
+        // A cancel while the item waits for its batch to fill ends the wait at once; the batch then
+        // leaves the item out (see Execute). Once its batch runs, the result is simply discarded.
+        if (cancellationToken.CanBeCanceled)
+        {
+            var registration = cancellationToken.Register(static state => ((Request)state!).Completion.TrySetCanceled(), request);
+            request.Completion.Task.ContinueWith(static (_, r) => ((CancellationTokenRegistration)r!).Dispose(), registration, TaskScheduler.Default);
         }
 
         return request.Completion.Task;
@@ -95,6 +104,8 @@ public sealed class DynamicBatcher : IAsyncDisposable
         {
             batch.Clear();
             await CollectAsync(reader, batch).ConfigureAwait(false);
+            // Items cancelled while the batch filled never enter it.
+            batch.RemoveAll(r => r.Completion.Task.IsCompleted);
             if (batch.Count > 0)
             {
                 Execute(batch, 0, batch.Count, inputs, outputs);

@@ -19,6 +19,7 @@ internal sealed partial class RunInferenceConsumer(
     RedisJobStore store,
     ModelHost models,
     ImageEmbedPipeline embed,
+    JobCancellations cancellations,
     IOptions<WorkerOptions> options,
     TimeProvider clock,
     ILogger<RunInferenceConsumer> logger) : IConsumer<RunInference>
@@ -33,6 +34,7 @@ internal sealed partial class RunInferenceConsumer(
             return;
         }
 
+        using var cancel = cancellations.Register(job.JobId);
         var start = await store.TryStartAsync(job.JobId).ConfigureAwait(false);
         if (!start.Started)
         {
@@ -73,7 +75,7 @@ internal sealed partial class RunInferenceConsumer(
         WorkerMetrics.QueueDelay.WithLabels(model.Entry.Id).Observe(Math.Max(0, (start.At - job.SubmittedAt).TotalSeconds));
         using var inFlight = WorkerMetrics.InFlight.WithLabels(model.Entry.Id).TrackInProgress();
         var timeout = TimeSpan.FromSeconds(job.TimeoutSeconds > 0 ? job.TimeoutSeconds : options.Value.DefaultTimeoutSeconds);
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, cancel.Token);
         deadline.CancelAfter(timeout);
         var began = Stopwatch.GetTimestamp();
         string output;
@@ -88,6 +90,16 @@ internal sealed partial class RunInferenceConsumer(
         catch (JobFailureException ex)
         {
             await FailAsync(context, ex.Code, ex.Message, Elapsed(began)).ConfigureAwait(false);
+            return;
+        }
+        catch (OperationCanceledException) when (cancel.Token.IsCancellationRequested)
+        {
+            if (await store.MarkCancelledAsync(job.JobId, Elapsed(began)).ConfigureAwait(false))
+            {
+                WorkerMetrics.Jobs.WithLabels(job.Pipeline, model.Entry.Id, JobStatus.Cancelled).Inc();
+                LogCancelled(logger, job.JobId);
+            }
+
             return;
         }
         catch (OperationCanceledException) when (deadline.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
@@ -142,6 +154,9 @@ internal sealed partial class RunInferenceConsumer(
 
     [LoggerMessage(EventId = 201, Level = LogLevel.Information, Message = "Job {JobId} not run: {Status}")]
     private static partial void LogSkipped(ILogger logger, string jobId, string status);
+
+    [LoggerMessage(EventId = 203, Level = LogLevel.Information, Message = "Job {JobId} cancelled while running")]
+    private static partial void LogCancelled(ILogger logger, string jobId);
 
     [LoggerMessage(EventId = 202, Level = LogLevel.Information, Message = "Job {JobId} failed: {Code}: {Message}")]
     private static partial void LogFailed(ILogger logger, string jobId, string code, string message);

@@ -25,6 +25,8 @@ public static class WorkerHostExtensions
         builder.Services.AddSingleton<ModelHost>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ModelHost>());
         builder.Services.AddSingleton<ImageEmbedPipeline>();
+        builder.Services.AddSingleton<JobCancellations>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<JobCancellations>());
         builder.Services.AddHostedService<WorkerHeartbeat>();
         builder.Services.AddHostedService<WorkerMetricsServer>();
         return builder;

@@ -1,0 +1,118 @@
+using System.Collections.Concurrent;
+using System.ComponentModel.DataAnnotations;
+using Async.Serving.Messaging;
+using Microsoft.Extensions.Options;
+using RabbitMQ.Client;
+using RabbitMQ.Client.Exceptions;
+
+namespace Async.Serving.Api.Jobs;
+
+/// <summary>Section <c>Serving:Queues</c>.</summary>
+public sealed class QueueOptions
+{
+    public const string Section = "Serving:Queues";
+
+    /// <summary>Ready messages a model queue may hold before submits get 503 <c>queue_full</c>; 0 means no limit.</summary>
+    [Range(0, long.MaxValue)]
+    public long MaxDepth { get; set; } = 100_000;
+
+    /// <summary>How long a measured depth is reused, so a burst of submits costs one broker round trip.</summary>
+    [Range(typeof(TimeSpan), "00:00:00", "00:01:00")]
+    public TimeSpan DepthCacheTime { get; set; } = TimeSpan.FromSeconds(1);
+
+    /// <summary>What <c>Retry-After</c> says when a queue is full.</summary>
+    [Range(1, 3600)]
+    public int RetryAfterSeconds { get; set; } = 5;
+}
+
+/// <summary>
+/// Reads a model queue's depth with a passive declare on its own broker connection, cached for
+/// <see cref="QueueOptions.DepthCacheTime"/>. When the broker cannot be asked, the depth is
+/// unknown and submits go on: the publish itself then fails with <c>broker_unavailable</c>.
+/// </summary>
+internal sealed class QueueDepthProbe(IOptions<RabbitMqOptions> rabbit, IOptions<QueueOptions> options, TimeProvider clock) : IAsyncDisposable
+{
+    private readonly ConcurrentDictionary<string, (long Depth, DateTimeOffset At)> _cache = new();
+    private readonly SemaphoreSlim _gate = new(1, 1);
+    private IConnection? _connection;
+
+    public async Task<bool> IsFullAsync(string queue, CancellationToken cancellationToken)
+    {
+        var max = options.Value.MaxDepth;
+        return max > 0 && await DepthAsync(queue, cancellationToken).ConfigureAwait(false) >= max;
+    }
+
+    public async Task<long> DepthAsync(string queue, CancellationToken cancellationToken)
+    {
+        if (Fresh(queue) is { } cached)
+        {
+            return cached;
+        }
+
+        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
+        try
+        {
+            if (Fresh(queue) is { } again)
+            {
+                return again;
+            }
+
+            long depth;
+            try
+            {
+                _connection ??= await Factory().CreateConnectionAsync(cancellationToken).ConfigureAwait(false);
+                await using var channel = await _connection.CreateChannelAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
+                depth = (await channel.QueueDeclarePassiveAsync(queue, cancellationToken).ConfigureAwait(false)).MessageCount;
+            }
+            catch (OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == 404)
+            {
+                depth = 0; // not declared yet: nothing waits in it
+            }
+            catch (Exception ex) when (ex is BrokerUnreachableException or AlreadyClosedException or OperationInterruptedException or System.Net.Sockets.SocketException)
+            {
+                await ResetAsync().ConfigureAwait(false);
+                return 0;
+            }
+
+            _cache[queue] = (depth, clock.GetUtcNow());
+            return depth;
+        }
+        finally
+        {
+            _gate.Release();
+        }
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        await ResetAsync().ConfigureAwait(false);
+        _gate.Dispose();
+    }
+
+    private long? Fresh(string queue) =>
+        _cache.TryGetValue(queue, out var entry) && clock.GetUtcNow() - entry.At < options.Value.DepthCacheTime ? entry.Depth : null;
+
+    private ConnectionFactory Factory()
+    {
+        var o = rabbit.Value;
+        return new ConnectionFactory
+        {
+            HostName = o.Host,
+            Port = o.Port,
+            VirtualHost = o.VirtualHost,
+            UserName = o.Username,
+            Password = o.Password,
+            ClientProvidedName = "async-serving-api-queue-depth",
+            RequestedConnectionTimeout = TimeSpan.FromSeconds(3),
+        };
+    }
+
+    private async Task ResetAsync()
+    {
+        if (_connection is not null)
+        {
+            await _connection.DisposeAsync().ConfigureAwait(false);
+            _connection = null;
+        }
+    }
+}
