@@ -11,9 +11,9 @@ internal sealed class BenchOptions
 
     public required string OutDir { get; init; }
 
-    public int ResNetJobs { get; init; } = 300;
+    public int ResNetJobs { get; init; } = 600;
 
-    public int TrivialJobs { get; init; } = 2000;
+    public int TrivialJobs { get; init; } = 6000;
 
     public int QueuedJobs { get; init; } = 10_000;
 
@@ -59,8 +59,8 @@ internal sealed class BenchOptions
             Root = root,
             ModelsDir = Environment.GetEnvironmentVariable("SERVING_MODELS_DIR") ?? Path.Combine(root, "models"),
             OutDir = values.GetValueOrDefault("out") ?? Path.Combine(root, "artifacts", "bench"),
-            ResNetJobs = Int("resnet-jobs", 300),
-            TrivialJobs = Int("trivial-jobs", 2000),
+            ResNetJobs = Int("resnet-jobs", 600),
+            TrivialJobs = Int("trivial-jobs", 6000),
             QueuedJobs = Int("queued-jobs", 10_000),
             Concurrency = Int("concurrency", 32),
             InProcessImages = Int("inprocess-images", 64),
