@@ -1,0 +1,87 @@
+using System.Globalization;
+
+namespace Async.Serving.Benchmark;
+
+/// <summary>Command line and environment of one benchmark run.</summary>
+internal sealed class BenchOptions
+{
+    public required string Root { get; init; }
+
+    public required string ModelsDir { get; init; }
+
+    public required string OutDir { get; init; }
+
+    public int ResNetJobs { get; init; } = 600;
+
+    public int TrivialJobs { get; init; } = 6000;
+
+    public int QueuedJobs { get; init; } = 10_000;
+
+    public int Concurrency { get; init; } = 32;
+
+    public int InProcessImages { get; init; } = 64;
+
+    public string Redis { get; init; } = Env("ConnectionStrings__Redis", "127.0.0.1:6379");
+
+    public string Postgres { get; init; } = Env("ConnectionStrings__Postgres", "Host=127.0.0.1;Port=5432;Username=postgres;Database=serving");
+
+    public string RabbitHost { get; init; } = Env("Serving__RabbitMq__Host", "127.0.0.1");
+
+    public string RabbitPort { get; init; } = Env("Serving__RabbitMq__Port", "5672");
+
+    public string RabbitManagementPort { get; init; } = Env("SERVING_RABBIT_MGMT_PORT", "15672");
+
+    public string Configuration { get; init; } = Env("SERVING_CONFIGURATION", "Release");
+
+    /// <summary><c>--root DIR --out DIR --resnet-jobs N --trivial-jobs N --queued-jobs N --concurrency N --inprocess-images N</c>.</summary>
+    public static BenchOptions Parse(string[] args)
+    {
+        var values = new Dictionary<string, string>(StringComparer.Ordinal);
+        for (var i = 0; i + 1 < args.Length; i += 2)
+        {
+            if (!args[i].StartsWith("--", StringComparison.Ordinal))
+            {
+                throw new ArgumentException($"Unexpected argument '{args[i]}'.");
+            }
+
+            values[args[i][2..]] = args[i + 1];
+        }
+
+        if (args.Length % 2 != 0)
+        {
+            throw new ArgumentException($"Argument '{args[^1]}' has no value.");
+        }
+
+        var root = values.GetValueOrDefault("root") ?? FindRoot();
+        int Int(string name, int fallback) => values.TryGetValue(name, out var v) ? int.Parse(v, CultureInfo.InvariantCulture) : fallback;
+        return new BenchOptions
+        {
+            Root = root,
+            ModelsDir = Environment.GetEnvironmentVariable("SERVING_MODELS_DIR") ?? Path.Combine(root, "models"),
+            OutDir = values.GetValueOrDefault("out") ?? Path.Combine(root, "artifacts", "bench"),
+            ResNetJobs = Int("resnet-jobs", 600),
+            TrivialJobs = Int("trivial-jobs", 6000),
+            QueuedJobs = Int("queued-jobs", 10_000),
+            Concurrency = Int("concurrency", 32),
+            InProcessImages = Int("inprocess-images", 64),
+        };
+    }
+
+    public string Dll(string project, string assembly) =>
+        Path.Combine(Root, "src", project, "bin", Configuration, "net10.0", assembly + ".dll");
+
+    private static string Env(string name, string fallback) => Environment.GetEnvironmentVariable(name) is { Length: > 0 } v ? v : fallback;
+
+    private static string FindRoot()
+    {
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
+        {
+            if (File.Exists(Path.Combine(dir.FullName, "Async.Serving.sln")))
+            {
+                return dir.FullName;
+            }
+        }
+
+        throw new InvalidOperationException("Async.Serving.sln not found above the benchmark; pass --root.");
+    }
+}

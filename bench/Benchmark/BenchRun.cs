@@ -1,0 +1,355 @@
+using System.Globalization;
+using System.Net.Http.Headers;
+using System.Security.Cryptography;
+using System.Text;
+using System.Text.RegularExpressions;
+using Async.Serving.Models;
+using StackExchange.Redis;
+
+namespace Async.Serving.Benchmark;
+
+internal sealed record EndToEndFigure(
+    string Model, int Jobs, int Concurrency, int Succeeded, int Failed, int Refused, int Unfinished,
+    double JobsPerSecond, double SubmitPerSecond, double SubmitP50Ms, double SubmitP99Ms,
+    double? MeanBatchSize, long? WorkerPeakRssBytes, CpuSplit Cpu);
+
+internal sealed record MemoryFigure(
+    int Jobs, int Refused, double SubmitPerSecond, double SubmitP50Ms, double SubmitP99Ms, long? QueueDepthAfterSubmit,
+    long? ApiPeakRssBytes, long? ApiRssBytesWithJobsQueued, long? WorkerPeakRssBytes,
+    int Drained, double DrainJobsPerSecond, long RedisUsedMemoryBefore, long RedisUsedMemoryAfter,
+    double RedisBytesPerFinishedJob, double? RedisKeyBytesPerJobSampled);
+
+/// <summary>One benchmark run: in-process limit, then the API and one worker at a time as child processes.</summary>
+internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
+{
+    private readonly List<ServingProcess> _processes = [];
+    private readonly List<string> _jobIds = [];
+    private readonly string _apiKey = "sk_bench_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
+    private string? _repository;
+    private ServingProcess? _api;
+    private ServingClient? _client;
+    private ConnectionMultiplexer? _redis;
+
+    public async Task<BenchSummary> RunAsync()
+    {
+        Directory.CreateDirectory(options.OutDir);
+        _repository = BenchRepository.Create(options.ModelsDir);
+        var repository = ModelRepository.Load(_repository, requireWeights: true);
+        Console.WriteLine($"model repository: {_repository}");
+
+        var photos = BenchImages.Photos(64);
+        var pngs = BenchImages.TinyPngs(16);
+        Console.WriteLine($"test images: {photos.Count} JPEGs (640×480 and 1280×960, mean {photos.Average(p => p.Length) / 1024:F0} KiB), {pngs.Count} 8×8 PNGs");
+
+        Console.WriteLine("1. in-process limit (decode + preprocess + ONNX Runtime, no queue)");
+        var inProcess = InProcessLimit.Run(repository.Resolve(BenchRepository.ResNet)!, photos, [1, 4, 8, 16], options.InProcessImages, 50_000_000);
+
+        _redis = await ConnectionMultiplexer.ConnectAsync(options.Redis + ",allowAdmin=true").ConfigureAwait(false);
+        await PurgeQueuesAsync(delete: false).ConfigureAwait(false);
+        await StartApiAsync().ConfigureAwait(false);
+
+        Console.WriteLine($"2. end to end, image.embed on ResNet-18, batching on: {options.ResNetJobs} jobs, {options.Concurrency} clients");
+        var batched = await EndToEndAsync(BenchRepository.ResNet, photos, "image/jpeg", options.ResNetJobs, warmUp: 16).ConfigureAwait(false);
+
+        Console.WriteLine($"4. end to end, batching off (max_batch_size 1): {options.ResNetJobs} jobs");
+        var unbatched = await EndToEndAsync(BenchRepository.ResNetNoBatch, photos, "image/jpeg", options.ResNetJobs, warmUp: 16).ConfigureAwait(false);
+
+        Console.WriteLine($"3. orchestration-bound, trivial model: {options.TrivialJobs} jobs, {options.Concurrency} clients");
+        var trivial = await EndToEndAsync(BenchRepository.Trivial, pngs, "image/png", options.TrivialJobs, warmUp: 200).ConfigureAwait(false);
+
+        Console.WriteLine($"5. memory: {options.QueuedJobs} trivial jobs queued with no worker, then drained");
+        var memory = await MemoryAsync(pngs).ConfigureAwait(false);
+
+        return new BenchSummary(Machine.Describe(), DateTimeOffset.UtcNow, options.ResNetJobs, options.TrivialJobs, options.QueuedJobs,
+            options.Concurrency, inProcess, batched, unbatched, trivial, memory);
+    }
+
+    public async ValueTask DisposeAsync()
+    {
+        foreach (var process in _processes)
+        {
+            process.Dispose();
+        }
+
+        _client?.Dispose();
+        try
+        {
+            await DeleteJobsAsync().ConfigureAwait(false);
+            await PurgeQueuesAsync(delete: true).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is RedisException or HttpRequestException or TimeoutException)
+        {
+            Console.Error.WriteLine($"cleanup: {ex.Message}");
+        }
+
+        if (_redis is not null)
+        {
+            await _redis.DisposeAsync().ConfigureAwait(false);
+        }
+
+        if (_repository is not null && Directory.Exists(_repository))
+        {
+            Directory.Delete(_repository, recursive: true);
+        }
+    }
+
+    private Dictionary<string, string> ServiceEnvironment() => new()
+    {
+        ["ConnectionStrings__Redis"] = options.Redis,
+        ["ConnectionStrings__Postgres"] = options.Postgres,
+        ["Serving__RabbitMq__Host"] = options.RabbitHost,
+        ["Serving__RabbitMq__Port"] = options.RabbitPort,
+        ["Serving__Models__Path"] = _repository!,
+        ["DOTNET_ENVIRONMENT"] = "Production",
+        ["ASPNETCORE_ENVIRONMENT"] = "Production",
+    };
+
+    private async Task StartApiAsync()
+    {
+        var port = ServingProcess.FreePort();
+        var env = ServiceEnvironment();
+        env["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}";
+        env["Serving__Auth__DevelopmentKey"] = _apiKey;
+        env["Serving__Auth__DevelopmentTenant"] = "bench";
+        env["Logging__LogLevel__Microsoft.AspNetCore"] = "Warning";
+        _api = ServingProcess.Start("api", options.Dll("Api", "Async.Serving.Api"), env, Path.Combine(options.OutDir, "logs", "api.log"));
+        _processes.Add(_api);
+        _client = new ServingClient(new Uri($"http://127.0.0.1:{port}"), _apiKey);
+        var deadline = DateTime.UtcNow.AddSeconds(120);
+        while (!await _client.IsReadyAsync().ConfigureAwait(false))
+        {
+            if (_api.HasExited || DateTime.UtcNow > deadline)
+            {
+                throw new InvalidOperationException($"The API did not become ready; see {options.OutDir}/logs/api.log.");
+            }
+
+            await Task.Delay(300).ConfigureAwait(false);
+        }
+
+        Console.WriteLine($"  API ready on port {port} (pid {_api.Pid})");
+    }
+
+    private async Task<(ServingProcess Worker, int MetricsPort)> StartWorkerAsync(string model)
+    {
+        var metricsPort = ServingProcess.FreePort();
+        var env = ServiceEnvironment();
+        env["Serving__Worker__Models__0"] = model;
+        env["Serving__Worker__MetricsPort"] = metricsPort.ToString(CultureInfo.InvariantCulture);
+        var worker = ServingProcess.Start($"worker {model}", options.Dll("Worker", "Async.Serving.Worker"), env,
+            Path.Combine(options.OutDir, "logs", $"worker-{model}.log"), readyLine: "Worker ready");
+        _processes.Add(worker);
+        await worker.WaitReadyAsync(TimeSpan.FromSeconds(180)).ConfigureAwait(false);
+        Console.WriteLine($"  worker for {model} ready (pid {worker.Pid})");
+        return (worker, metricsPort);
+    }
+
+    private Dictionary<string, int[]> CpuGroups(ServingProcess? worker)
+    {
+        var groups = new Dictionary<string, int[]>
+        {
+            ["api"] = [_api!.Pid],
+            ["rabbitmq"] = [.. ProcStats.FindByName("beam.smp")],
+            ["redis"] = [.. ProcStats.FindByName("redis-server")],
+            ["bench_client"] = [Environment.ProcessId],
+        };
+        if (worker is not null)
+        {
+            groups["worker"] = [worker.Pid];
+        }
+
+        return groups;
+    }
+
+    private async Task<EndToEndFigure> EndToEndAsync(string model, IReadOnlyList<byte[]> files, string contentType, int jobs, int warmUp)
+    {
+        var (worker, metricsPort) = await StartWorkerAsync(model).ConfigureAwait(false);
+        try
+        {
+            var warm = await _client!.SubmitManyAsync(model, files, contentType, warmUp, options.Concurrency).ConfigureAwait(false);
+            _jobIds.AddRange(warm.Jobs.Select(j => j.Id));
+            await _client.WaitAllAsync(warm.Jobs, TimeSpan.FromSeconds(120)).ConfigureAwait(false);
+
+            var before = await BatchMetricsAsync(metricsPort, model).ConfigureAwait(false);
+            var profile = new CpuProfile(CpuGroups(worker));
+            var load = await _client.SubmitManyAsync(model, files, contentType, jobs, options.Concurrency).ConfigureAwait(false);
+            _jobIds.AddRange(load.Jobs.Select(j => j.Id));
+            var finished = await _client.WaitAllAsync(load.Jobs, TimeSpan.FromSeconds(300)).ConfigureAwait(false);
+            var cpu = profile.Stop();
+            var after = await BatchMetricsAsync(metricsPort, model).ConfigureAwait(false);
+
+            var succeeded = finished.Where(f => f.Status == "succeeded").ToList();
+            var failed = finished.Count - succeeded.Count;
+            foreach (var code in finished.Where(f => f.Status != "succeeded").GroupBy(f => $"{f.Status}/{f.ErrorCode}"))
+            {
+                Console.WriteLine($"  {code.Count()} jobs ended {code.Key}");
+            }
+
+            var last = succeeded.Count > 0 ? succeeded.Max(f => f.CompletedAt ?? load.LastSubmit) : load.LastSubmit;
+            var seconds = Math.Max(0.001, (last - load.FirstSubmit).TotalSeconds);
+            var latencies = load.Jobs.Select(j => j.LatencyMs).Order().ToArray();
+            double? meanBatch = after.Count > before.Count ? (after.Sum - before.Sum) / (after.Count - before.Count) : null;
+            var figure = new EndToEndFigure(model, jobs, options.Concurrency, succeeded.Count, failed, load.Refused,
+                load.Jobs.Count - finished.Count, Math.Round(succeeded.Count / seconds, 2),
+                Math.Round(load.Jobs.Count / Math.Max(0.001, load.SubmitSeconds), 1),
+                Percentile(latencies, 0.50), Percentile(latencies, 0.99),
+                meanBatch is { } m ? Math.Round(m, 2) : null, ProcStats.StatusBytes(worker.Pid, "VmHWM"), cpu);
+            Console.WriteLine($"  {figure.JobsPerSecond:F1} jobs/s end to end ({succeeded.Count}/{jobs} succeeded in {seconds:F2} s), submit p50 {figure.SubmitP50Ms:F1} ms p99 {figure.SubmitP99Ms:F1} ms, mean batch {figure.MeanBatchSize?.ToString("F2", CultureInfo.InvariantCulture) ?? "n/a"}");
+            Console.WriteLine($"  CPU share of {cpu.Cores} cores over {cpu.WallSeconds:F1} s: {string.Join(", ", cpu.ShareOfMachine.Select(s => $"{s.Key} {s.Value:P0}"))}");
+            return figure;
+        }
+        finally
+        {
+            await worker.StopAsync(TimeSpan.FromSeconds(15)).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<MemoryFigure> MemoryAsync(IReadOnlyList<byte[]> pngs)
+    {
+        var db = _redis!.GetDatabase();
+        var usedBefore = await UsedMemoryAsync().ConfigureAwait(false);
+        var load = await _client!.SubmitManyAsync(BenchRepository.Trivial, pngs, "image/png", options.QueuedJobs, options.Concurrency).ConfigureAwait(false);
+        _jobIds.AddRange(load.Jobs.Select(j => j.Id));
+        var apiPeak = ProcStats.StatusBytes(_api!.Pid, "VmHWM");
+        var apiRss = ProcStats.StatusBytes(_api.Pid, "VmRSS");
+        var depth = await QueueDepthAsync($"infer-{BenchRepository.Trivial}-1").ConfigureAwait(false);
+        var latencies = load.Jobs.Select(j => j.LatencyMs).Order().ToArray();
+        Console.WriteLine($"  {load.Jobs.Count} queued at {load.Jobs.Count / Math.Max(0.001, load.SubmitSeconds):F0} submits/s (no worker running), queue depth {depth?.ToString(CultureInfo.InvariantCulture) ?? "n/a"}; API RSS {Mib(apiRss)}, peak {Mib(apiPeak)}");
+
+        var (worker, _) = await StartWorkerAsync(BenchRepository.Trivial).ConfigureAwait(false);
+        IReadOnlyList<Finished> finished;
+        long? workerPeak;
+        try
+        {
+            finished = await _client.WaitAllAsync(load.Jobs, TimeSpan.FromSeconds(300)).ConfigureAwait(false);
+            workerPeak = ProcStats.StatusBytes(worker.Pid, "VmHWM");
+        }
+        finally
+        {
+            await worker.StopAsync(TimeSpan.FromSeconds(15)).ConfigureAwait(false);
+        }
+
+        var succeeded = finished.Where(f => f.Status == "succeeded" && f.StartedAt is not null && f.CompletedAt is not null).ToList();
+        var drainSeconds = succeeded.Count > 0 ? (succeeded.Max(f => f.CompletedAt!.Value) - succeeded.Min(f => f.StartedAt!.Value)).TotalSeconds : 0;
+        var usedAfter = await UsedMemoryAsync().ConfigureAwait(false);
+
+        // Cross-check on this run's own keys: what one finished job occupies (hash + result).
+        double? sampled = null;
+        var sample = succeeded.Take(200).ToList();
+        if (sample.Count > 0)
+        {
+            long total = 0;
+            foreach (var job in sample)
+            {
+                foreach (var key in new[] { $"job:{job.Id}", $"result:{job.Id}", $"input:{job.Id}" })
+                {
+                    var usage = await db.ExecuteAsync("MEMORY", "USAGE", key).ConfigureAwait(false);
+                    total += usage.IsNull ? 0 : (long)usage;
+                }
+            }
+
+            sampled = Math.Round((double)total / sample.Count, 1);
+        }
+
+        var figure = new MemoryFigure(options.QueuedJobs, load.Refused, Math.Round(load.Jobs.Count / Math.Max(0.001, load.SubmitSeconds), 1),
+            Percentile(latencies, 0.50), Percentile(latencies, 0.99), depth, apiPeak, apiRss, workerPeak,
+            succeeded.Count, Math.Round(succeeded.Count / Math.Max(0.001, drainSeconds), 1), usedBefore, usedAfter,
+            Math.Round((double)(usedAfter - usedBefore) / Math.Max(1, succeeded.Count), 1), sampled);
+        Console.WriteLine($"  drained {succeeded.Count} at {figure.DrainJobsPerSecond:F0} jobs/s; worker peak RSS {Mib(workerPeak)}; Redis {figure.RedisBytesPerFinishedJob:F0} B per finished job (keys sampled: {sampled?.ToString("F0", CultureInfo.InvariantCulture) ?? "n/a"} B)");
+        return figure;
+    }
+
+    private async Task<long> UsedMemoryAsync()
+    {
+        var info = (string)(await _redis!.GetDatabase().ExecuteAsync("INFO", "memory").ConfigureAwait(false))!;
+        var line = info.Split('\n').First(l => l.StartsWith("used_memory:", StringComparison.Ordinal));
+        return long.Parse(line["used_memory:".Length..].Trim(), CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>serving_batch_size sum and count for one model from the worker's /metrics.</summary>
+    private static async Task<(double Sum, double Count)> BatchMetricsAsync(int port, string model)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        var text = await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics")).ConfigureAwait(false);
+        double Read(string name)
+        {
+            var match = Regex.Match(text, $"^{name}\\{{model=\"{Regex.Escape(model)}@1\"\\}} (\\S+)$", RegexOptions.Multiline);
+            return match.Success ? double.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture) : 0;
+        }
+
+        return (Read("serving_batch_size_sum"), Read("serving_batch_size_count"));
+    }
+
+    private HttpClient Management()
+    {
+        var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{options.RabbitManagementPort}"), Timeout = TimeSpan.FromSeconds(10) };
+        http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Basic", Convert.ToBase64String(Encoding.ASCII.GetBytes("guest:guest")));
+        return http;
+    }
+
+    private async Task<long?> QueueDepthAsync(string queue)
+    {
+        try
+        {
+            using var http = Management();
+            // The management API refreshes its counters every few seconds.
+            await Task.Delay(5500).ConfigureAwait(false);
+            using var json = System.Text.Json.JsonDocument.Parse(await http.GetStringAsync(new Uri($"/api/queues/%2F/{queue}", UriKind.Relative)).ConfigureAwait(false));
+            return json.RootElement.TryGetProperty("messages", out var m) ? m.GetInt64() : null;
+        }
+        catch (HttpRequestException)
+        {
+            return null;
+        }
+    }
+
+    /// <summary>Empties (start) or deletes (end) the benchmark's queues through the management API; best effort.</summary>
+    private async Task PurgeQueuesAsync(bool delete)
+    {
+        try
+        {
+            using var http = Management();
+            foreach (var model in BenchRepository.Models)
+            {
+                foreach (var queue in new[] { $"infer-{model}-1", $"infer-{model}-1_error", $"infer-{model}-1_skipped" })
+                {
+                    var path = delete ? $"/api/queues/%2F/{queue}" : $"/api/queues/%2F/{queue}/contents";
+                    using var response = await http.DeleteAsync(new Uri(path, UriKind.Relative)).ConfigureAwait(false);
+                    if (delete)
+                    {
+                        using var exchange = await http.DeleteAsync(new Uri($"/api/exchanges/%2F/{queue}", UriKind.Relative)).ConfigureAwait(false);
+                    }
+                }
+            }
+        }
+        catch (HttpRequestException ex)
+        {
+            Console.WriteLine($"  RabbitMQ management API not reachable ({ex.Message}); bench queues left as they are");
+        }
+    }
+
+    /// <summary>Removes every job this run created, and the heartbeats of its workers, from the shared Redis.</summary>
+    private async Task DeleteJobsAsync()
+    {
+        if (_redis is null)
+        {
+            return;
+        }
+
+        var db = _redis.GetDatabase();
+        foreach (var chunk in _jobIds.Chunk(500))
+        {
+            RedisKey[] keys = [.. chunk.SelectMany(id => new RedisKey[] { $"job:{id}", $"result:{id}", $"input:{id}" })];
+            await db.KeyDeleteAsync(keys).ConfigureAwait(false);
+        }
+
+        foreach (var model in BenchRepository.Models)
+        {
+            await db.KeyDeleteAsync([$"model-workers:{model}@1", $"model-providers:{model}@1"]).ConfigureAwait(false);
+        }
+    }
+
+    private static double Percentile(double[] sorted, double q) =>
+        sorted.Length == 0 ? 0 : Math.Round(sorted[Math.Clamp((int)Math.Ceiling(q * sorted.Length) - 1, 0, sorted.Length - 1)], 2);
+
+    private static string Mib(long? bytes) => bytes is { } b ? $"{b / 1048576.0:F0} MiB" : "n/a";
+}

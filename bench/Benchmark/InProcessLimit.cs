@@ -1,0 +1,101 @@
+using System.Diagnostics;
+using Async.Serving.Models;
+using Async.Serving.Worker.Pipelines;
+using Microsoft.ML.OnnxRuntime;
+
+namespace Async.Serving.Benchmark;
+
+internal sealed record BatchFigure(int BatchSize, int Images, double ImagesPerSecond, double DecodeMsPerImage, double InferenceMsPerImage);
+
+internal sealed record InProcessResult(string Provider, int IntraOpThreads, IReadOnlyList<BatchFigure> Batches)
+{
+    public BatchFigure Best => Batches.MaxBy(b => b.ImagesPerSecond)!;
+}
+
+/// <summary>
+/// The model-bound limit: what one process does with the worker's own code and settings and no
+/// queue in between. Each batch is decoded and preprocessed in parallel over the cores (the worker
+/// runs as many consumers at once), then run by ONNX Runtime with the worker's session options.
+/// </summary>
+internal static class InProcessLimit
+{
+    public static InProcessResult Run(ModelEntry entry, IReadOnlyList<byte[]> photos, int[] batchSizes, int imagesPerSize, long maxPixels)
+    {
+        var (session, provider) = CreateSession(entry);
+        using (session)
+        {
+            var config = entry.Config;
+            var length = config.Input.Shape.Aggregate(1, (a, b) => a * b);
+            long[] itemShape = [.. config.Input.Shape.Select(d => (long)d)];
+            var figures = new List<BatchFigure>();
+            using var runOptions = new RunOptions();
+            foreach (var size in batchSizes)
+            {
+                var inputs = new float[size * length];
+                void RunBatch(int first, ref long decodeTicks, ref long inferTicks)
+                {
+                    var began = Stopwatch.GetTimestamp();
+                    Parallel.For(0, size, k => ImagePreprocessor.Preprocess(
+                        photos[(first + k) % photos.Count], config.Preprocessing, maxPixels, inputs.AsSpan(k * length, length)));
+                    var decoded = Stopwatch.GetTimestamp();
+                    using var input = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, inputs.AsMemory(), [size, .. itemShape]);
+                    using var results = session.Run(runOptions, [config.Input.Name], [input], [config.Output.Name]);
+                    _ = results[0].GetTensorDataAsSpan<float>()[0];
+                    decodeTicks += decoded - began;
+                    inferTicks += Stopwatch.GetTimestamp() - decoded;
+                }
+
+                long ignoreDecode = 0, ignoreInfer = 0;
+                RunBatch(0, ref ignoreDecode, ref ignoreInfer); // warm-up at this shape
+                var batches = Math.Max(1, imagesPerSize / size);
+                long decodeTicks = 0, inferTicks = 0;
+                var started = Stopwatch.GetTimestamp();
+                for (var b = 0; b < batches; b++)
+                {
+                    RunBatch(b * size, ref decodeTicks, ref inferTicks);
+                }
+
+                var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+                var images = batches * size;
+                figures.Add(new BatchFigure(size, images, Math.Round(images / seconds, 2),
+                    Math.Round(decodeTicks * 1000.0 / Stopwatch.Frequency / images, 2),
+                    Math.Round(inferTicks * 1000.0 / Stopwatch.Frequency / images, 2)));
+                Console.WriteLine($"  in-process batch {size,2}: {images / seconds,7:F1} images/s  (decode+preprocess {figures[^1].DecodeMsPerImage:F1} ms/image wall, inference {figures[^1].InferenceMsPerImage:F1} ms/image)");
+            }
+
+            return new InProcessResult(provider, 0, figures);
+        }
+    }
+
+    /// <summary>The worker's session settings (OnnxSessionFactory): CUDA when asked for and loadable, else CPU with ONNX Runtime's default intra-op threads.</summary>
+    private static (InferenceSession Session, string Provider) CreateSession(ModelEntry entry)
+    {
+        SessionOptions Options() => new()
+        {
+            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
+            ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
+            IntraOpNumThreads = 0,
+        };
+
+        if (entry.Config.ExecutionProvider == "cuda")
+        {
+            var options = Options();
+            try
+            {
+                options.AppendExecutionProvider_CUDA(0);
+                return (new InferenceSession(entry.ModelPath, options), "cuda");
+            }
+            catch (Exception ex) when (ex is OnnxRuntimeException or DllNotFoundException or EntryPointNotFoundException)
+            {
+                Console.WriteLine($"  CUDA unavailable in-process, using CPU ({ex.GetType().Name})");
+            }
+            finally
+            {
+                options.Dispose();
+            }
+        }
+
+        using var cpu = Options();
+        return (new InferenceSession(entry.ModelPath, cpu), "cpu");
+    }
+}

@@ -1,0 +1,26 @@
+namespace Async.Serving.Benchmark;
+
+/// <summary>
+/// The performance figures of docs/benchmarks.md (DESIGN.md section 5), measured in one run against
+/// the real services on this machine. Run through scripts/bench.sh, which starts what it needs.
+/// </summary>
+internal static class Program
+{
+    private static async Task<int> Main(string[] args)
+    {
+        var options = BenchOptions.Parse(args);
+        Console.WriteLine($"Async.Serving benchmark: {Environment.ProcessorCount} cores, load average {Machine.LoadAverage}");
+        Console.WriteLine($"N: ResNet e2e {options.ResNetJobs} jobs per run, trivial {options.TrivialJobs} jobs, queued {options.QueuedJobs} jobs, {options.Concurrency} concurrent clients, in-process {options.InProcessImages} images per batch size");
+        var started = System.Diagnostics.Stopwatch.GetTimestamp();
+        var run = new BenchRun(options);
+        await using (run.ConfigureAwait(false))
+        {
+            var summary = await run.RunAsync().ConfigureAwait(false);
+            Report.Write(summary, options.OutDir);
+            Report.Print(summary);
+        }
+
+        Console.WriteLine($"benchmark took {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds:F0} s");
+        return 0;
+    }
+}

@@ -1,0 +1,92 @@
+using System.Globalization;
+using System.Text.Json;
+
+namespace Async.Serving.Benchmark;
+
+internal sealed record MachineInfo(int Cores, string CpuModel, long MemoryBytes, string Os, string Runtime, string LoadAverageAtStart);
+
+internal sealed record BenchSummary(
+    MachineInfo Machine, DateTimeOffset FinishedAt, int ResNetJobs, int TrivialJobs, int QueuedJobs, int Concurrency,
+    InProcessResult InProcess, EndToEndFigure BatchingOn, EndToEndFigure BatchingOff, EndToEndFigure Orchestration, MemoryFigure Memory)
+{
+    public double ModelBoundRatio => Math.Round(BatchingOn.JobsPerSecond / InProcess.Best.ImagesPerSecond, 3);
+}
+
+internal static class Machine
+{
+    public static MachineInfo Describe()
+    {
+        var cpu = File.ReadLines("/proc/cpuinfo").FirstOrDefault(l => l.StartsWith("model name", StringComparison.Ordinal))?.Split(':', 2)[1].Trim() ?? "unknown";
+        var memKb = File.ReadLines("/proc/meminfo").First(l => l.StartsWith("MemTotal:", StringComparison.Ordinal))
+            .Split(' ', StringSplitOptions.RemoveEmptyEntries)[1];
+        return new MachineInfo(Environment.ProcessorCount, cpu, long.Parse(memKb, CultureInfo.InvariantCulture) * 1024,
+            System.Runtime.InteropServices.RuntimeInformation.OSDescription,
+            System.Runtime.InteropServices.RuntimeInformation.FrameworkDescription, LoadAverage);
+    }
+
+    public static string LoadAverage { get; } = File.Exists("/proc/loadavg") ? File.ReadAllText("/proc/loadavg").Trim() : "n/a";
+}
+
+/// <summary>summary.json and the table printed at the end, each figure beside its limit or goal.</summary>
+internal static class Report
+{
+    private static readonly JsonSerializerOptions Json = new()
+    {
+        WriteIndented = true,
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        DictionaryKeyPolicy = JsonNamingPolicy.SnakeCaseLower,
+    };
+
+    public static void Write(BenchSummary s, string outDir)
+    {
+        var path = Path.Combine(outDir, "summary.json");
+        var goals = new
+        {
+            model_bound_ratio = new { value = s.ModelBoundRatio, goal = 0.9, met = s.ModelBoundRatio >= 0.9 },
+            orchestration_jobs_per_second = new { value = s.Orchestration.JobsPerSecond, goal = 2000, met = s.Orchestration.JobsPerSecond >= 2000, cores = s.Machine.Cores },
+        };
+        File.WriteAllText(path, JsonSerializer.Serialize(new { summary = s, in_process_best = s.InProcess.Best, goals }, Json));
+        Console.WriteLine($"wrote {path}");
+    }
+
+    public static void Print(BenchSummary s)
+    {
+        var rows = new List<(string Figure, string Value, string Goal)>();
+        foreach (var b in s.InProcess.Batches)
+        {
+            rows.Add(($"in-process ResNet-18, batch {b.BatchSize} ({s.InProcess.Provider})", $"{b.ImagesPerSecond:F1} img/s", b == s.InProcess.Best ? "= the limit (best batch)" : "-"));
+        }
+
+        var limit = s.InProcess.Best.ImagesPerSecond;
+        rows.Add(($"e2e image.embed, batching on (N={s.ResNetJobs})", $"{s.BatchingOn.JobsPerSecond:F1} jobs/s", $"limit {limit:F1}; goal >= {0.9 * limit:F1}"));
+        rows.Add(("  model-bound ratio e2e / limit", $"{s.ModelBoundRatio:F3}", $"goal >= 0.9 {Met(s.ModelBoundRatio >= 0.9)}"));
+        rows.Add(("  mean batch size, batching on", Num(s.BatchingOn.MeanBatchSize), $"max_batch_size 8"));
+        rows.Add(($"e2e image.embed, batching off (N={s.ResNetJobs})", $"{s.BatchingOff.JobsPerSecond:F1} jobs/s", $"on/off = {s.BatchingOn.JobsPerSecond / Math.Max(0.001, s.BatchingOff.JobsPerSecond):F2}x"));
+        rows.Add(("  mean batch size, batching off", Num(s.BatchingOff.MeanBatchSize), "max_batch_size 1"));
+        rows.Add(($"orchestration, trivial model (N={s.TrivialJobs}, {s.Concurrency} clients)", $"{s.Orchestration.JobsPerSecond:F0} jobs/s",
+            $"goal >= 2000 on 2 cores {Met(s.Orchestration.JobsPerSecond >= 2000)} (gap {Math.Max(0, 2000 - s.Orchestration.JobsPerSecond):F0})"));
+        rows.Add(("  submit latency p50 / p99", $"{s.Orchestration.SubmitP50Ms:F1} / {s.Orchestration.SubmitP99Ms:F1} ms", "-"));
+        rows.Add(("  mean batch size, trivial", Num(s.Orchestration.MeanBatchSize), "max_batch_size 64"));
+        rows.Add(($"memory: API peak RSS ({s.QueuedJobs} queued)", Mib(s.Memory.ApiPeakRssBytes), $"RSS now {Mib(s.Memory.ApiRssBytesWithJobsQueued)}"));
+        rows.Add(("memory: worker peak RSS (draining them)", Mib(s.Memory.WorkerPeakRssBytes), $"ResNet worker {Mib(s.BatchingOn.WorkerPeakRssBytes)}"));
+        rows.Add(("memory: Redis bytes per finished job", $"{s.Memory.RedisBytesPerFinishedJob:F0} B", $"keys sampled {Num(s.Memory.RedisKeyBytesPerJobSampled)} B"));
+        rows.Add(("  submit rate with no worker / drain rate", $"{s.Memory.SubmitPerSecond:F0} / {s.Memory.DrainJobsPerSecond:F0} jobs/s", "-"));
+
+        var w1 = rows.Max(r => r.Figure.Length) + 2;
+        var w2 = rows.Max(r => r.Value.Length) + 2;
+        Console.WriteLine();
+        Console.WriteLine($"Async.Serving benchmark, {s.Machine.Cores} cores ({s.Machine.CpuModel}), {s.Machine.MemoryBytes / 1073741824.0:F0} GiB");
+        Console.WriteLine($"{"figure".PadRight(w1)}{"value".PadRight(w2)}limit / goal");
+        Console.WriteLine(new string('-', w1 + w2 + 40));
+        foreach (var (figure, value, goal) in rows)
+        {
+            Console.WriteLine($"{figure.PadRight(w1)}{value.PadRight(w2)}{goal}");
+        }
+    }
+
+    private static string Met(bool met) => met ? "MET" : "MISSED";
+
+    private static string Num(double? value) => value is { } v ? v.ToString("F2", CultureInfo.InvariantCulture) : "n/a";
+
+    private static string Mib(long? bytes) => bytes is { } b ? $"{b / 1048576.0:F0} MiB" : "n/a";
+}
