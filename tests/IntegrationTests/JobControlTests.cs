@@ -315,4 +315,61 @@ public sealed class JobControlTests(ServingFixture serving)
         Assert.DoesNotContain(list.GetProperty("data").EnumerateArray(), j => j.GetProperty("id").GetString() == id);
         Assert.Equal("succeeded", Status(await ServingFixture.WaitForTerminalAsync(owner, id)));
     }
+
+    [Fact]
+    public async Task After_the_result_retention_a_job_keeps_its_status_without_output()
+    {
+        using var models = new PrivateModels();
+        var overrides = new Dictionary<string, string?> { ["Serving:Models:Path"] = models.Path, ["Serving:Results:Retention"] = "00:00:02" };
+        await using var api = serving.CreateApi(overrides);
+        using var client = serving.Client(api);
+        var worker = ServingFixture.BuildWorker(models.Path, new Dictionary<string, string?> { ["Serving:Results:Retention"] = "00:00:02" });
+        await worker.StartAsync();
+        try
+        {
+            var response = await client.PostAsJsonAsync("/v1/jobs?wait=30", Body(models.Name, 57));
+            var job = await JsonAsync(response);
+            Assert.Equal("succeeded", Status(job));
+            Assert.Equal(JsonValueKind.Object, job.GetProperty("output").ValueKind);
+            var expiresAt = job.GetProperty("result_expires_at").GetDateTimeOffset();
+            Assert.InRange((expiresAt - job.GetProperty("completed_at").GetDateTimeOffset()).TotalSeconds, 1.9, 2.1);
+
+            await Task.Delay(TimeSpan.FromSeconds(2.5));
+            var later = await GetAsync(client, job.GetProperty("id").GetString()!);
+            Assert.Equal("succeeded", Status(later));
+            Assert.Equal(JsonValueKind.Null, later.GetProperty("output").ValueKind);
+            Assert.Equal(expiresAt, later.GetProperty("result_expires_at").GetDateTimeOffset());
+        }
+        finally
+        {
+            await StopAsync(worker);
+        }
+    }
+
+    [Fact]
+    public async Task A_job_running_past_its_timeout_fails_with_timeout()
+    {
+        // The lone job waits 10 s for batch-mates: longer than its 1 s timeout.
+        using var models = new PrivateModels(c => c["max_queue_delay_ms"] = 10_000);
+        await using var api = serving.CreateApi(new Dictionary<string, string?> { ["Serving:Models:Path"] = models.Path });
+        using var client = serving.Client(api);
+        var worker = await StartWorkerAsync(models);
+        try
+        {
+            var response = await client.PostAsJsonAsync("/v1/jobs?wait=8", new
+            {
+                pipeline = "image.embed",
+                model = models.Name,
+                input = new { base64 = Convert.ToBase64String(TestImages.Scene(58, 320, 240)) },
+                timeout_seconds = 1,
+            });
+            var job = await JsonAsync(response);
+            Assert.Equal("failed", Status(job));
+            Assert.Equal("timeout", job.GetProperty("error").GetProperty("code").GetString());
+        }
+        finally
+        {
+            await StopAsync(worker);
+        }
+    }
 }

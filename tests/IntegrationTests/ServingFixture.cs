@@ -118,7 +118,7 @@ public sealed class ServingFixture : IAsyncLifetime
     }
 
     /// <summary>A worker host (not started) serving the models of <paramref name="modelsPath"/> (default: the shared repository).</summary>
-    public static IHost BuildWorker(string? modelsPath = null)
+    public static IHost BuildWorker(string? modelsPath = null, IDictionary<string, string?>? overrides = null)
     {
         var builder = Host.CreateApplicationBuilder(new HostApplicationBuilderSettings { EnvironmentName = "Testing" });
         builder.Configuration.AddInMemoryCollection(new Dictionary<string, string?>
@@ -128,6 +128,7 @@ public sealed class ServingFixture : IAsyncLifetime
             ["Serving:Worker:MetricsPort"] = "0",
             ["Logging:LogLevel:Default"] = "Warning",
         });
+        builder.Configuration.AddInMemoryCollection(overrides ?? new Dictionary<string, string?>());
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.AddServingDefaults();
         builder.AddInference();

@@ -8,7 +8,7 @@ public sealed class JobStoreOptions
     public const string Section = "Serving:Results";
 
     /// <summary>How long an output is kept after the job finished.</summary>
-    [Range(typeof(TimeSpan), "00:01:00", "30.00:00:00")]
+    [Range(typeof(TimeSpan), "00:00:01", "30.00:00:00")]
     public TimeSpan Retention { get; set; } = TimeSpan.FromHours(24);
 
     /// <summary>How long the job's status (without output) is kept after it finished.</summary>

@@ -23,7 +23,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
         redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'queue_ms', ARGV[1] - redis.call('HGET', KEYS[1], 'created_at'))
         redis.call('PUBLISH', KEYS[2], 'running')
-        return 'started:' .. attempts
+        return {'started', attempts, redis.call('GET', KEYS[3])}
         """;
 
     // KEYS: job, channel, result, input. ARGV: now, new status, allowed-from (space separated), execution_ms,
@@ -217,20 +217,24 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         return Read(entries, result.IsNull ? null : result.ToString());
     }
 
-    public async Task<byte[]?> GetInputAsync(string inputKey) =>
-        await _db.StringGetAsync(inputKey).ConfigureAwait(false);
-
-    /// <summary>Moves a queued (or redelivered running) job to running and counts the attempt.</summary>
-    public async Task<StartOutcome> TryStartAsync(string id)
+    /// <summary>
+    /// Moves a queued (or redelivered running) job to running, counts the attempt and reads the
+    /// input, in one round trip. A job flagged for cancel while its worker died ends cancelled here.
+    /// </summary>
+    public async Task<StartOutcome> TryStartAsync(string id, string inputKey)
     {
         var now = clock.GetUtcNow();
-        var reply = (string?)await _db.ScriptEvaluateAsync(
+        var reply = await _db.ScriptEvaluateAsync(
             StartScript,
-            [JobKey(id), ChangedChannel(id).ToString()],
-            [now.ToUnixTimeMilliseconds()]).ConfigureAwait(false) ?? "missing";
-        return reply.StartsWith("started:", StringComparison.Ordinal)
-            ? new StartOutcome(true, JobStatus.Running, int.Parse(reply.AsSpan(8), CultureInfo.InvariantCulture), now)
-            : new StartOutcome(false, reply, 0, now);
+            [JobKey(id), ChangedChannel(id).ToString(), inputKey],
+            [now.ToUnixTimeMilliseconds()]).ConfigureAwait(false);
+        if (reply.Resp2Type == ResultType.Array)
+        {
+            var parts = (RedisResult[])reply!;
+            return new StartOutcome(true, JobStatus.Running, (int)parts[1], now, parts.Length > 2 && !parts[2].IsNull ? (byte[]?)parts[2] : null);
+        }
+
+        return new StartOutcome(false, (string?)reply ?? "missing", 0, now, null);
     }
 
     /// <summary>Running → succeeded with the output. False when the job is no longer running (for example cancelled).</summary>
@@ -304,4 +308,4 @@ public enum CancelOutcome
 }
 
 /// <summary>What <see cref="RedisJobStore.TryStartAsync"/> found.</summary>
-public readonly record struct StartOutcome(bool Started, string Status, int Attempt, DateTimeOffset At);
+public sealed record StartOutcome(bool Started, string Status, int Attempt, DateTimeOffset At, byte[]? Input);

@@ -24,6 +24,8 @@ internal sealed partial class RunInferenceConsumer(
     TimeProvider clock,
     ILogger<RunInferenceConsumer> logger) : IConsumer<RunInference>
 {
+    private DateTimeOffset? _startedAt;
+
     public async Task Consume(ConsumeContext<RunInference> context)
     {
         var job = context.Message;
@@ -35,7 +37,7 @@ internal sealed partial class RunInferenceConsumer(
         }
 
         using var cancel = cancellations.Register(job.JobId);
-        var start = await store.TryStartAsync(job.JobId).ConfigureAwait(false);
+        var start = await store.TryStartAsync(job.JobId, job.InputKey).ConfigureAwait(false);
         if (!start.Started)
         {
             // Finished, cancelled or expired before this delivery: nothing to run, nothing to announce.
@@ -50,13 +52,17 @@ internal sealed partial class RunInferenceConsumer(
             return;
         }
 
-        await context.Publish(new JobStarted
+        _startedAt = start.At;
+        if (job.AnnounceStart)
         {
-            JobId = job.JobId,
-            TenantId = job.TenantId,
-            StartedAt = start.At,
-            Attempt = start.Attempt,
-        }, context.CancellationToken).ConfigureAwait(false);
+            await context.Publish(new JobStarted
+            {
+                JobId = job.JobId,
+                TenantId = job.TenantId,
+                StartedAt = start.At,
+                Attempt = start.Attempt,
+            }, context.CancellationToken).ConfigureAwait(false);
+        }
 
         var model = models.Get($"{job.Model}@{job.ModelVersion}");
         if (model is null)
@@ -65,7 +71,7 @@ internal sealed partial class RunInferenceConsumer(
             return;
         }
 
-        var input = await store.GetInputAsync(job.InputKey).ConfigureAwait(false);
+        var input = start.Input;
         if (input is null)
         {
             await FailAsync(context, JobErrorCodes.InputMissing, "The job's input is no longer stored (it expired before a worker took the job).", null).ConfigureAwait(false);
@@ -121,7 +127,9 @@ internal sealed partial class RunInferenceConsumer(
         {
             JobId = job.JobId,
             TenantId = job.TenantId,
+            StartedAt = start.At,
             CompletedAt = clock.GetUtcNow(),
+            Attempt = start.Attempt,
             QueueMs = (long)(start.At - job.SubmittedAt).TotalMilliseconds,
             ExecutionMs = executionMs,
         }, context.CancellationToken).ConfigureAwait(false);
@@ -143,6 +151,7 @@ internal sealed partial class RunInferenceConsumer(
         {
             JobId = job.JobId,
             TenantId = job.TenantId,
+            StartedAt = _startedAt,
             FailedAt = clock.GetUtcNow(),
             ErrorCode = code,
             ErrorMessage = message,
