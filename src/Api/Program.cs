@@ -3,12 +3,19 @@ using Async.Serving.Api.Errors;
 using Async.Serving.Api.Health;
 using Async.Serving.Api.Jobs;
 using Async.Serving.Api.Models;
+using Async.Serving.Api.RateLimiting;
 using Async.Serving.Hosting;
 using Prometheus;
+
+if (args is [CreateKeyCommand.Verb, ..])
+{
+    return await CreateKeyCommand.RunAsync(args[1..]);
+}
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddServingDefaults();
 builder.AddApiKeyAuth();
+builder.AddPerKeyRateLimiting();
 builder.AddJobs();
 builder.AddServingHealthChecks();
 builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ApiProblems.AddCode);
@@ -24,13 +31,17 @@ app.UseStatusCodePages();
 app.UseHttpMetrics();
 app.UseAuthentication();
 app.UseAuthorization();
+app.UseRateLimiter(); // after authorisation: only requests with a valid key take a token
 
 app.MapOpenApi();
 app.MapServingHealth();
 app.MapMetrics("/metrics");
-app.MapJobsApi();
-app.MapModelsApi();
-app.Run();
+// The /v1 routes, each limited per API key.
+var v1 = app.MapGroup("").RequireRateLimiting(PerKeyRateLimiting.Policy);
+v1.MapJobsApi();
+v1.MapModelsApi();
+await app.RunAsync();
+return 0;
 
 /// <summary>Entry point, visible to WebApplicationFactory in the tests.</summary>
 public partial class Program;

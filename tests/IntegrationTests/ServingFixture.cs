@@ -71,6 +71,9 @@ public sealed class ServingFixture : IAsyncLifetime
             ["Serving:Models:Path"] = ModelsPath,
             ["Serving:Auth:DevelopmentKey"] = ApiKey,
             ["Serving:Auth:DevelopmentTenant"] = Tenant,
+            // Tests poll many jobs at once with one key; the limiter has its own test.
+            ["Serving:RateLimits:PermitsPerSecond"] = "100000",
+            ["Serving:RateLimits:Burst"] = "100000",
         };
         foreach (var (k, v) in overrides ?? new Dictionary<string, string?>())
         {

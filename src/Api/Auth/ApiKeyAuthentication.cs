@@ -1,10 +1,10 @@
+using System.ComponentModel.DataAnnotations;
 using System.Security.Claims;
-using System.Security.Cryptography;
-using System.Text;
 using System.Text.Encodings.Web;
 using Async.Serving.Api.Errors;
 using Microsoft.AspNetCore.Authentication;
 using Microsoft.Extensions.Options;
+using Npgsql;
 
 namespace Async.Serving.Api.Auth;
 
@@ -17,6 +17,13 @@ public sealed class ApiKeyOptions
     public string? DevelopmentKey { get; set; }
 
     public string DevelopmentTenant { get; set; } = "dev";
+
+    /// <summary>
+    /// How long a key looked up in PostgreSQL (found or not) is remembered. A revoked key keeps
+    /// working at most this long; expiry is checked on every request.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "00:10:00")]
+    public TimeSpan KeyCacheDuration { get; set; } = TimeSpan.FromSeconds(30);
 }
 
 /// <summary><c>Authorization: Bearer &lt;api key&gt;</c> → the key's tenant as the <c>tenant</c> claim.</summary>
@@ -24,28 +31,31 @@ internal sealed class ApiKeyAuthenticationHandler(
     IOptionsMonitor<AuthenticationSchemeOptions> schemeOptions,
     ILoggerFactory loggerFactory,
     UrlEncoder encoder,
-    IOptions<ApiKeyOptions> keys) : AuthenticationHandler<AuthenticationSchemeOptions>(schemeOptions, loggerFactory, encoder)
+    ApiKeyValidator validator) : AuthenticationHandler<AuthenticationSchemeOptions>(schemeOptions, loggerFactory, encoder)
 {
     public const string SchemeName = "ApiKey";
     public const string TenantClaim = "tenant";
+    public const string KeyIdClaim = "key_id";
 
-    protected override Task<AuthenticateResult> HandleAuthenticateAsync()
+    protected override async Task<AuthenticateResult> HandleAuthenticateAsync()
     {
         var header = Request.Headers.Authorization.ToString();
         if (!header.StartsWith("Bearer ", StringComparison.OrdinalIgnoreCase))
         {
-            return Task.FromResult(AuthenticateResult.NoResult());
+            return AuthenticateResult.NoResult();
         }
 
         var key = header["Bearer ".Length..].Trim();
-        var tenant = Match(key);
-        if (tenant is null)
+        var identity = await validator.ValidateAsync(key, Context.RequestAborted).ConfigureAwait(false);
+        if (identity is null)
         {
-            return Task.FromResult(AuthenticateResult.Fail("Unknown API key."));
+            // One message for unknown, expired and revoked keys: the answer tells nothing about a key.
+            return AuthenticateResult.Fail("Unknown, expired or revoked API key.");
         }
 
-        var identity = new ClaimsIdentity([new Claim(TenantClaim, tenant)], SchemeName);
-        return Task.FromResult(AuthenticateResult.Success(new AuthenticationTicket(new ClaimsPrincipal(identity), SchemeName)));
+        var principal = new ClaimsPrincipal(new ClaimsIdentity(
+            [new Claim(TenantClaim, identity.TenantId), new Claim(KeyIdClaim, identity.KeyId)], SchemeName));
+        return AuthenticateResult.Success(new AuthenticationTicket(principal, SchemeName));
     }
 
     protected override async Task HandleChallengeAsync(AuthenticationProperties properties)
@@ -55,27 +65,22 @@ internal sealed class ApiKeyAuthenticationHandler(
             "Authentication required.", "Send a valid API key as 'Authorization: Bearer <key>'.");
         await problem.ExecuteAsync(Context).ConfigureAwait(false);
     }
-
-    private string? Match(string key)
-    {
-        var development = keys.Value.DevelopmentKey;
-        if (string.IsNullOrEmpty(development) || key.Length == 0)
-        {
-            return null;
-        }
-
-        // Compare digests in constant time, so neither the key nor its length leaks through timing.
-        var given = SHA256.HashData(Encoding.UTF8.GetBytes(key));
-        var expected = SHA256.HashData(Encoding.UTF8.GetBytes(development));
-        return CryptographicOperations.FixedTimeEquals(given, expected) ? keys.Value.DevelopmentTenant : null;
-    }
 }
 
 public static class AuthExtensions
 {
+    /// <summary>API keys: the development key from configuration and the keys in PostgreSQL (table created at start).</summary>
     public static IHostApplicationBuilder AddApiKeyAuth(this IHostApplicationBuilder builder)
     {
-        builder.Services.AddOptions<ApiKeyOptions>().BindConfiguration(ApiKeyOptions.Section);
+        builder.Services.AddOptionsWithValidateOnStart<ApiKeyOptions>()
+            .BindConfiguration(ApiKeyOptions.Section)
+            .ValidateDataAnnotations();
+        builder.Services.AddSingleton(sp => NpgsqlDataSource.Create(
+            sp.GetRequiredService<IConfiguration>().GetConnectionString("Postgres")
+            ?? throw new InvalidOperationException("ConnectionStrings:Postgres is not set.")));
+        builder.Services.AddSingleton<ApiKeyStore>();
+        builder.Services.AddSingleton<ApiKeyValidator>();
+        builder.Services.AddHostedService<ApiKeySchemaMigration>();
         builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
             .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
         builder.Services.AddAuthorizationBuilder()
@@ -85,5 +90,10 @@ public static class AuthExtensions
 
     public static string TenantId(this ClaimsPrincipal user) =>
         user.FindFirstValue(ApiKeyAuthenticationHandler.TenantClaim)
+        ?? throw new InvalidOperationException("The request is not authenticated.");
+
+    /// <summary>The id of the key that authenticated the request (<c>development</c> for the development key).</summary>
+    public static string ApiKeyId(this ClaimsPrincipal user) =>
+        user.FindFirstValue(ApiKeyAuthenticationHandler.KeyIdClaim)
         ?? throw new InvalidOperationException("The request is not authenticated.");
 }

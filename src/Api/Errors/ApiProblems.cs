@@ -19,6 +19,7 @@ public static class ApiProblems
     public const string Conflict = "conflict";
     public const string NotFound = "not_found";
     public const string Unauthorized = "unauthorized";
+    public const string RateLimited = "rate_limited";
 
     public static ProblemHttpResult Problem(int status, string code, string title, string detail, IDictionary<string, string[]>? errors = null)
     {

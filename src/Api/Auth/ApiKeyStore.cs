@@ -1,0 +1,155 @@
+using System.Buffers.Text;
+using System.Security.Cryptography;
+using System.Text;
+using Npgsql;
+using NpgsqlTypes;
+
+namespace Async.Serving.Api.Auth;
+
+/// <summary>A row of <c>api_keys</c>; the key itself is never stored, only its SHA-256.</summary>
+public sealed record ApiKeyRecord(
+    Guid Id,
+    string TenantId,
+    string Name,
+    string KeyPrefix,
+    DateTimeOffset CreatedAt,
+    DateTimeOffset? ExpiresAt,
+    DateTimeOffset? RevokedAt)
+{
+    public bool IsValidAt(DateTimeOffset now) => RevokedAt is null && (ExpiresAt is null || now < ExpiresAt);
+}
+
+/// <summary>A key just created: <see cref="Key"/> is shown once and cannot be recovered later.</summary>
+public sealed record CreatedApiKey(string Key, ApiKeyRecord Record);
+
+/// <summary>API keys in PostgreSQL, table <c>api_keys</c>.</summary>
+public sealed class ApiKeyStore(NpgsqlDataSource dataSource, TimeProvider clock)
+{
+    public const string Prefix = "sk_live_";
+
+    /// <summary><see cref="Prefix"/> plus 32 random bytes in base64url (43 characters).</summary>
+    public const int KeyLength = 8 + 43;
+
+    /// <summary>How much of a key is stored in clear, so that a person can tell keys apart.</summary>
+    public const int DisplayPrefixLength = 12;
+
+    // Any number works, as long as nothing else in the database takes the same advisory lock.
+    private const long MigrationLock = 0x61_70_69_6b_65_79_73; // "apikeys"
+
+    private const string Schema = """
+        CREATE TABLE IF NOT EXISTS api_keys (
+            id          uuid        PRIMARY KEY,
+            tenant_id   text        NOT NULL,
+            name        text        NOT NULL,
+            key_prefix  text        NOT NULL,
+            key_hash    bytea       NOT NULL UNIQUE,
+            created_at  timestamptz NOT NULL,
+            expires_at  timestamptz NULL,
+            revoked_at  timestamptz NULL
+        );
+        CREATE INDEX IF NOT EXISTS api_keys_tenant_id ON api_keys (tenant_id);
+        """;
+
+    private const string Columns = "id, tenant_id, name, key_prefix, created_at, expires_at, revoked_at";
+
+    /// <summary>A new random key: 256 bits from the OS generator.</summary>
+    public static string NewKey() => Prefix + Base64Url.EncodeToString(RandomNumberGenerator.GetBytes(32));
+
+    /// <summary>
+    /// SHA-256 of the key. A fast, unsalted hash is right here, unlike for passwords: keys are 256
+    /// random bits, so neither a dictionary nor brute force gets anywhere, and a fast hash keeps the
+    /// lookup a single indexed equality.
+    /// </summary>
+    public static byte[] Hash(string key) => SHA256.HashData(Encoding.UTF8.GetBytes(key));
+
+    /// <summary>Whether <paramref name="key"/> could have come from <see cref="NewKey"/>: others are refused without a query.</summary>
+    public static bool IsWellFormed(string key) =>
+        key.Length == KeyLength && key.StartsWith(Prefix, StringComparison.Ordinal) && Base64Url.IsValid(key.AsSpan(Prefix.Length));
+
+    /// <summary>Creates the table when missing. Safe to run from several processes at once.</summary>
+    public async Task MigrateAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        // CREATE ... IF NOT EXISTS still races in the catalog when two APIs start together.
+        await using (var lockCommand = new NpgsqlCommand("SELECT pg_advisory_xact_lock($1)", connection, transaction))
+        {
+            lockCommand.Parameters.Add(new NpgsqlParameter<long> { TypedValue = MigrationLock });
+            await lockCommand.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await using (var schema = new NpgsqlCommand(Schema, connection, transaction))
+        {
+            await schema.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task<CreatedApiKey> CreateAsync(string tenantId, string name, DateTimeOffset? expiresAt, CancellationToken cancellationToken)
+    {
+        var key = NewKey();
+        var record = new ApiKeyRecord(
+            Guid.CreateVersion7(),
+            tenantId,
+            name,
+            key[..DisplayPrefixLength],
+            // Microsecond precision, as PostgreSQL stores it: the record returned equals the one read back.
+            Truncate(clock.GetUtcNow()),
+            expiresAt is { } e ? Truncate(e.ToUniversalTime()) : null,
+            RevokedAt: null);
+
+        await using var command = dataSource.CreateCommand(
+            "INSERT INTO api_keys (id, tenant_id, name, key_prefix, key_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)");
+        command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = record.Id });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = record.TenantId });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = record.Name });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = record.KeyPrefix });
+        command.Parameters.Add(new NpgsqlParameter<byte[]> { TypedValue = Hash(key) });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = record.CreatedAt });
+        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.TimestampTz, Value = record.ExpiresAt is { } x ? x : DBNull.Value });
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        return new CreatedApiKey(key, record);
+    }
+
+    /// <summary>The key whose SHA-256 is <paramref name="hash"/>, revoked and expired ones included.</summary>
+    public async Task<ApiKeyRecord?> FindAsync(byte[] hash, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand($"SELECT {Columns} FROM api_keys WHERE key_hash = $1");
+        command.Parameters.Add(new NpgsqlParameter<byte[]> { TypedValue = hash });
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            return null;
+        }
+
+        return new ApiKeyRecord(
+            reader.GetGuid(0),
+            reader.GetString(1),
+            reader.GetString(2),
+            reader.GetString(3),
+            reader.GetFieldValue<DateTimeOffset>(4),
+            reader.IsDBNull(5) ? null : reader.GetFieldValue<DateTimeOffset>(5),
+            reader.IsDBNull(6) ? null : reader.GetFieldValue<DateTimeOffset>(6));
+    }
+
+    /// <summary>Marks the key revoked; false when there is no such key or it was revoked already.</summary>
+    public async Task<bool> RevokeAsync(Guid id, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand("UPDATE api_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL");
+        command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = id });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = Truncate(clock.GetUtcNow()) });
+        return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) == 1;
+    }
+
+    private static DateTimeOffset Truncate(DateTimeOffset time) =>
+        new(time.UtcTicks - (time.UtcTicks % TimeSpan.TicksPerMicrosecond), TimeSpan.Zero);
+}
+
+/// <summary>Creates <c>api_keys</c> before the API takes requests.</summary>
+internal sealed class ApiKeySchemaMigration(ApiKeyStore store) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken) => store.MigrateAsync(cancellationToken);
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}
