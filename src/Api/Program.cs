@@ -3,12 +3,14 @@ using Async.Serving.Api.Errors;
 using Async.Serving.Api.Health;
 using Async.Serving.Api.Jobs;
 using Async.Serving.Api.Models;
+using Async.Serving.Api.Security;
 using Async.Serving.Hosting;
 using Prometheus;
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddServingDefaults();
 builder.AddApiKeyAuth();
+builder.AddNetworkGuard();
 builder.AddJobs();
 builder.AddServingHealthChecks();
 builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ApiProblems.AddCode);
