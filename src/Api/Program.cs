@@ -4,6 +4,7 @@ using Async.Serving.Api.Health;
 using Async.Serving.Api.Jobs;
 using Async.Serving.Api.Models;
 using Async.Serving.Api.RateLimiting;
+using Async.Serving.Api.Security;
 using Async.Serving.Hosting;
 using Prometheus;
 
@@ -16,6 +17,7 @@ var builder = WebApplication.CreateBuilder(args);
 builder.AddServingDefaults();
 builder.AddApiKeyAuth();
 builder.AddPerKeyRateLimiting();
+builder.AddNetworkGuard();
 builder.AddJobs();
 builder.AddServingHealthChecks();
 builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ApiProblems.AddCode);

@@ -1,4 +1,5 @@
 using Async.Serving.Api.Jobs;
+using Async.Serving.Images;
 using Async.Serving.Models;
 using Async.Serving.Worker.Pipelines;
 using SkiaSharp;
@@ -80,7 +81,7 @@ public sealed class ImagePreprocessorTests
         var error = Assert.Throws<JobFailureException>(() =>
             ImagePreprocessor.Preprocess(png, new PreprocessingConfig(), maxPixels: 100_000, new float[3 * 224 * 224]));
         Assert.Equal("input_too_large", error.Code);
-        Assert.Equal(new SKSizeI(400, 300), ImagePreprocessor.ReadSize(png));
+        Assert.Equal(new SKSizeI(400, 300), ImageHeader.ReadSize(png));
     }
 
     [Fact]

@@ -11,9 +11,20 @@ public sealed class JobLimitsOptions
     [Range(1024, 2L * 1024 * 1024 * 1024)]
     public long MaxRequestBytes { get; set; } = 32 * 1024 * 1024;
 
-    /// <summary>Largest encoded image.</summary>
+    /// <summary>Largest encoded image (multipart file, decoded base64, or the body fetched from <c>input.url</c>).</summary>
     [Range(1024, 1024L * 1024 * 1024)]
     public long MaxImageBytes { get; set; } = 20 * 1024 * 1024;
+
+    /// <summary>
+    /// Most pixels (width × height, from the image header) an image may declare; refused at submit,
+    /// before it is stored. The worker has its own limit (<c>Serving:Worker:MaxImagePixels</c>).
+    /// </summary>
+    [Range(1, 1_000_000_000)]
+    public long MaxImagePixels { get; set; } = 50_000_000;
+
+    /// <summary>How long the API may take to download <c>input.url</c>: every redirect and the whole body.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.100", "00:05:00")]
+    public TimeSpan FetchTimeout { get; set; } = TimeSpan.FromSeconds(10);
 
     /// <summary>Largest <c>metadata</c> object, serialised.</summary>
     [Range(0, 1024 * 1024)]

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Async.Serving.Api.Errors;
+using Async.Serving.Images;
 using Async.Serving.Models;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
@@ -12,10 +13,12 @@ public sealed record Submission(
     int TtlSeconds, int TimeoutSeconds, string? MetadataJson);
 
 /// <summary>
-/// Reads <c>POST /v1/jobs</c> as JSON (<c>input.base64</c>) or multipart (<c>file</c> plus an optional
-/// <c>request</c> part) and checks it: sizes, media type, pipeline, model, ttl, timeout, metadata.
+/// Reads <c>POST /v1/jobs</c> as JSON (<c>input.base64</c> or <c>input.url</c>, fetched here) or
+/// multipart (<c>file</c> plus an optional <c>request</c> part) and checks it: sizes, media type,
+/// pipeline, model, ttl, timeout, metadata, and the pixels the image header declares.
 /// </summary>
-internal sealed class SubmissionReader(ModelRepository models, IOptions<JobLimitsOptions> limits, IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json)
+internal sealed class SubmissionReader(
+    ModelRepository models, InputFetcher fetcher, IOptions<JobLimitsOptions> limits, IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json)
 {
     private static readonly string[] Pipelines = ["image.embed", "image.ocr", "video.analyze"];
 
@@ -39,7 +42,7 @@ internal sealed class SubmissionReader(ModelRepository models, IOptions<JobLimit
                 : request.HasJsonContentType()
                     ? await ReadJsonAsync(request, cancellationToken).ConfigureAwait(false)
                     : (null, ApiProblems.Problem(StatusCodes.Status415UnsupportedMediaType, ApiProblems.UnsupportedMediaType,
-                        "Unsupported request type.", "Send application/json with input.base64, or multipart/form-data with a 'file' part."));
+                        "Unsupported request type.", "Send application/json with input.base64 or input.url, or multipart/form-data with a 'file' part."));
         }
         catch (BadHttpRequestException ex) when (ex.StatusCode == StatusCodes.Status413PayloadTooLarge)
         {
@@ -64,15 +67,14 @@ internal sealed class SubmissionReader(ModelRepository models, IOptions<JobLimit
             return (null, ApiProblems.Invalid("The body is empty."));
         }
 
-        if (body.Input?.Url is not null)
+        if (body.Input?.Url is { } url)
         {
-            return (null, ApiProblems.Invalid("input.url is not accepted by this server yet; send input.base64 or a multipart 'file'.",
-                new Dictionary<string, string[]> { ["input.url"] = ["Not supported yet."] }));
+            return await ReadUrlAsync(body, url, cancellationToken).ConfigureAwait(false);
         }
 
         if (string.IsNullOrEmpty(body.Input?.Base64))
         {
-            return (null, ApiProblems.Invalid("The job has no input.", new Dictionary<string, string[]> { ["input"] = ["Give input.base64."] }));
+            return (null, ApiProblems.Invalid("The job has no input.", new Dictionary<string, string[]> { ["input"] = ["Give input.base64 or input.url."] }));
         }
 
         if ((long)body.Input.Base64.Length * 3 / 4 > limits.Value.MaxImageBytes)
@@ -91,6 +93,31 @@ internal sealed class SubmissionReader(ModelRepository models, IOptions<JobLimit
         }
 
         return Validate(body, input, declaredType: null);
+    }
+
+    /// <summary>Checks every field first, so that nothing is downloaded for a submit that would be refused anyway.</summary>
+    private async Task<(Submission?, ProblemHttpResult?)> ReadUrlAsync(SubmitRequest body, string url, CancellationToken cancellationToken)
+    {
+        if (body.Input!.Base64 is not null)
+        {
+            return (null, ApiProblems.Invalid("Give input.base64 or input.url, not both.", new Dictionary<string, string[]> { ["input"] = ["Give one of base64 and url."] }));
+        }
+
+        if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || !InputFetcher.IsFetchable(uri))
+        {
+            return (null, ApiProblems.Invalid("input.url must be an absolute http or https URL.",
+                new Dictionary<string, string[]> { ["input.url"] = ["Must be an absolute http or https URL."] }));
+        }
+
+        var (checkedFields, problem) = ValidateFields(body, declaredType: null);
+        if (problem is not null)
+        {
+            return (null, problem);
+        }
+
+        var (input, fetchProblem) = await fetcher.FetchAsync(uri, cancellationToken).ConfigureAwait(false);
+        // The response's Content-Type is not trusted (servers often say octet-stream or worse): the bytes are sniffed.
+        return fetchProblem is not null ? (null, fetchProblem) : ValidateInput(checkedFields!, input!);
     }
 
     private async Task<(Submission?, ProblemHttpResult?)> ReadMultipartAsync(HttpRequest request, CancellationToken cancellationToken)
@@ -133,6 +160,13 @@ internal sealed class SubmissionReader(ModelRepository models, IOptions<JobLimit
     }
 
     private (Submission?, ProblemHttpResult?) Validate(SubmitRequest body, byte[] input, string? declaredType)
+    {
+        var (checkedFields, problem) = ValidateFields(body, declaredType);
+        return problem is not null ? (null, problem) : ValidateInput(checkedFields!, input);
+    }
+
+    /// <summary>Everything but the input's bytes; the submission it returns has no input yet.</summary>
+    private (Submission?, ProblemHttpResult?) ValidateFields(SubmitRequest body, string? declaredType)
     {
         var l = limits.Value;
         var errors = new Dictionary<string, string[]>();
@@ -200,18 +234,34 @@ internal sealed class SubmissionReader(ModelRepository models, IOptions<JobLimit
                 $"The file is declared as '{declaredType}'; {pipeline} takes JPEG, PNG, WebP, GIF or BMP images."));
         }
 
+        return (new Submission(
+            pipeline, model, [], "",
+            body.Params is { ValueKind: JsonValueKind.Object } ps ? ps.GetRawText() : null,
+            body.TtlSeconds ?? l.DefaultTtlSeconds,
+            body.TimeoutSeconds ?? l.DefaultTimeoutSeconds,
+            metadata), null);
+    }
+
+    /// <summary>
+    /// The bytes must be an image by their magic, and its header must not declare more than
+    /// <c>MaxImagePixels</c>. A header SkiaSharp cannot read is let through: the worker fails that
+    /// job <c>input_invalid</c>, as it does for any image that does not decode.
+    /// </summary>
+    private (Submission?, ProblemHttpResult?) ValidateInput(Submission checkedFields, byte[] input)
+    {
         if (input.Length == 0 || MediaSniffer.ImageType(input) is not { } sniffed)
         {
             return (null, ApiProblems.Problem(StatusCodes.Status422UnprocessableEntity, ApiProblems.InputInvalid, "The input is not an image.",
                 "The input's bytes are not a JPEG, PNG, WebP, GIF or BMP image."));
         }
 
-        return (new Submission(
-            pipeline, model, input, sniffed,
-            body.Params is { ValueKind: JsonValueKind.Object } ps ? ps.GetRawText() : null,
-            body.TtlSeconds ?? l.DefaultTtlSeconds,
-            body.TimeoutSeconds ?? l.DefaultTimeoutSeconds,
-            metadata), null);
+        var maxPixels = limits.Value.MaxImagePixels;
+        if (ImageHeader.ReadSize(input) is { } size && (long)size.Width * size.Height > maxPixels)
+        {
+            return (null, TooLarge($"The image declares {size.Width:N0}×{size.Height:N0} pixels; the limit is {maxPixels:N0} pixels."));
+        }
+
+        return (checkedFields with { Input = input, ContentType = sniffed }, null);
     }
 
     private static ProblemHttpResult TooLarge(string detail) =>

@@ -14,14 +14,6 @@ public static class ImagePreprocessor
 {
     private static readonly SKSamplingOptions Sampling = new(SKFilterMode.Linear, SKMipmapMode.Linear);
 
-    /// <summary>Width and height from the header, without decoding; null when the bytes are not an image SkiaSharp can read.</summary>
-    public static SKSizeI? ReadSize(ReadOnlySpan<byte> encoded)
-    {
-        using var data = SKData.CreateCopy(encoded);
-        using var codec = SKCodec.Create(data);
-        return codec?.Info.Size;
-    }
-
     /// <summary>Fills <paramref name="destination"/> (channels × height × width) from <paramref name="encoded"/>.</summary>
     public static void Preprocess(ReadOnlySpan<byte> encoded, PreprocessingConfig config, long maxPixels, Span<float> destination)
     {
