@@ -4,6 +4,7 @@ using Async.Serving.Api.Health;
 using Async.Serving.Api.Jobs;
 using Async.Serving.Api.Models;
 using Async.Serving.Api.RateLimiting;
+using Async.Serving.Api.Reference;
 using Async.Serving.Api.Security;
 using Async.Serving.Hosting;
 using Prometheus;
@@ -36,6 +37,7 @@ app.UseAuthorization();
 app.UseRateLimiter(); // after authorisation: only requests with a valid key take a token
 
 app.MapOpenApi();
+app.MapApiReference();
 app.MapServingHealth();
 app.MapMetrics("/metrics");
 // The /v1 routes, each limited per API key.
