@@ -7,14 +7,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 install_packages
-# Services started from another checkout (another .serving/, so another Erlang cookie) answer on
-# their ports but not to this checkout's rabbitmqctl: use them as they are.
-services_answer() {
-  redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG \
-    && pg_isready -q -h 127.0.0.1 -p "$PG_PORT" \
-    && (exec 3<>"/dev/tcp/127.0.0.1/$AMQP_PORT") 2>/dev/null
-}
-services_answer || start_services
+start_services
 build_solution
 fetch_models
 service_env

@@ -111,6 +111,9 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         env["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}";
         env["Serving__Auth__DevelopmentKey"] = _apiKey;
         env["Serving__Auth__DevelopmentTenant"] = "bench";
+        // The load generator is one key: the per-key limit would measure itself, not the system.
+        env["Serving__RateLimits__PermitsPerSecond"] = "1000000";
+        env["Serving__RateLimits__Burst"] = "1000000";
         env["Logging__LogLevel__Microsoft.AspNetCore"] = "Warning";
         _api = ServingProcess.Start("api", options.Dll("Api", "Async.Serving.Api"), env, Path.Combine(options.OutDir, "logs", "api.log"));
         _processes.Add(_api);

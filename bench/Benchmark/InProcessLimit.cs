@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using Async.Serving.Models;
+using Async.Serving.Worker.Inference;
 using Async.Serving.Worker.Pipelines;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.ML.OnnxRuntime;
 
 namespace Async.Serving.Benchmark;
@@ -67,35 +69,7 @@ internal static class InProcessLimit
         }
     }
 
-    /// <summary>The worker's session settings (OnnxSessionFactory): CUDA when asked for and loadable, else CPU with ONNX Runtime's default intra-op threads.</summary>
-    private static (InferenceSession Session, string Provider) CreateSession(ModelEntry entry)
-    {
-        SessionOptions Options() => new()
-        {
-            GraphOptimizationLevel = GraphOptimizationLevel.ORT_ENABLE_ALL,
-            ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
-            IntraOpNumThreads = 0,
-        };
-
-        if (entry.Config.ExecutionProvider == "cuda")
-        {
-            var options = Options();
-            try
-            {
-                options.AppendExecutionProvider_CUDA(0);
-                return (new InferenceSession(entry.ModelPath, options), "cuda");
-            }
-            catch (Exception ex) when (ex is OnnxRuntimeException or DllNotFoundException or EntryPointNotFoundException)
-            {
-                Console.WriteLine($"  CUDA unavailable in-process, using CPU ({ex.GetType().Name})");
-            }
-            finally
-            {
-                options.Dispose();
-            }
-        }
-
-        using var cpu = Options();
-        return (new InferenceSession(entry.ModelPath, cpu), "cpu");
-    }
+    /// <summary>The worker's own session factory with the worker's default options: the same provider choice and thread settings.</summary>
+    private static (InferenceSession Session, string Provider) CreateSession(ModelEntry entry) =>
+        new OnnxSessionFactory(new WorkerOptions(), NullLogger<OnnxSessionFactory>.Instance).Create(entry.ModelPath, entry.Config.ExecutionProvider);
 }

@@ -24,7 +24,11 @@ internal sealed partial class JobPublisher(
         "serving_api_jobs_submitted_total", "Jobs accepted (broker-confirmed) by the API.",
         new Prometheus.CounterConfiguration { LabelNames = ["pipeline", "model"] });
 
-    public async Task<JobRecord> SubmitAsync(Submission submission, string tenantId, CancellationToken cancellationToken)
+    /// <remarks>
+    /// Deliberately not cancellable by the client: once the job is stored, a client that hangs up
+    /// must not leave it half-published. The publish is bounded by its own timeout instead.
+    /// </remarks>
+    public async Task<JobRecord> SubmitAsync(Submission submission, string tenantId)
     {
         // Millisecond precision, as stored: the ticket and later reads show the same instant.
         var now = DateTimeOffset.FromUnixTimeMilliseconds(clock.GetUtcNow().ToUnixTimeMilliseconds());
@@ -42,8 +46,7 @@ internal sealed partial class JobPublisher(
 
         try
         {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(limits.Value.PublishTimeout);
+            using var timeout = new CancellationTokenSource(limits.Value.PublishTimeout);
             var endpoint = await sendEndpoints.GetSendEndpoint(new Uri($"queue:{submission.Model.QueueName}")).ConfigureAwait(false);
             await endpoint.Send(new RunInference
             {
@@ -60,7 +63,7 @@ internal sealed partial class JobPublisher(
                 TimeoutSeconds = submission.TimeoutSeconds,
             }, timeout.Token).ConfigureAwait(false);
         }
-        catch (Exception ex) when (ex is not OperationCanceledException || !cancellationToken.IsCancellationRequested)
+        catch (Exception ex)
         {
             LogPublishFailed(logger, job.Id, ex.Message);
             await store.DeleteAsync(job.Id, tenantId).ConfigureAwait(false);

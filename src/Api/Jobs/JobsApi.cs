@@ -88,7 +88,11 @@ public static class JobsApi
         JobRecord job;
         try
         {
-            job = await publisher.SubmitAsync(submission, tenant, cancellationToken).ConfigureAwait(false);
+            job = await publisher.SubmitAsync(submission, tenant).ConfigureAwait(false);
+            if (idempotencyKey is not null)
+            {
+                await idempotency.CompleteAsync(tenant, idempotencyKey, fingerprint!, job.Id).ConfigureAwait(false);
+            }
         }
         catch (BrokerUnavailableException ex)
         {
@@ -97,10 +101,11 @@ public static class JobsApi
             return ApiProblems.Problem(StatusCodes.Status503ServiceUnavailable, ApiProblems.BrokerUnavailable,
                 "The queue is unavailable.", $"{ex.Message} No job was created; retry later.");
         }
-
-        if (idempotencyKey is not null)
+        catch
         {
-            await idempotency.CompleteAsync(tenant, idempotencyKey, fingerprint!, job.Id).ConfigureAwait(false);
+            // Whatever else failed, a claimed key must not stay pending for 24 h.
+            await ReleaseAsync().ConfigureAwait(false);
+            throw;
         }
 
         return await AnswerAsync(job, wait, waiter, cancellationToken).ConfigureAwait(false);

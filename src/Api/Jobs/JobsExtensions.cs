@@ -15,6 +15,14 @@ public static class JobsExtensions
         builder.Services.AddOptionsWithValidateOnStart<JobLimitsOptions>()
             .BindConfiguration(JobLimitsOptions.Section)
             .ValidateDataAnnotations();
+        // Multipart files up to the image limit stay in memory (they go to Redis next anyway); the
+        // framework's default spills every part over 64 KiB, most photos, to a temporary file first.
+        builder.Services.AddOptions<Microsoft.AspNetCore.Http.Features.FormOptions>()
+            .Configure<Microsoft.Extensions.Options.IOptions<JobLimitsOptions>>((form, limits) =>
+            {
+                form.MemoryBufferThreshold = (int)Math.Min(limits.Value.MaxImageBytes + (64 * 1024), int.MaxValue);
+                form.MultipartBodyLengthLimit = limits.Value.MaxRequestBytes;
+            });
         builder.Services.AddGuardedHttpClient(InputFetcher.HttpClientName);
         builder.Services.AddSingleton<InputFetcher>();
         builder.Services.AddSingleton<SubmissionReader>();

@@ -17,6 +17,8 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         if status ~= 'queued' and status ~= 'running' then return status end
         if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
           redis.call('HSET', KEYS[1], 'status', 'cancelled', 'completed_at', ARGV[1])
+          redis.call('EXPIRE', KEYS[1], ARGV[2])
+          redis.call('DEL', KEYS[3])
           redis.call('PUBLISH', KEYS[2], 'cancelled')
           return 'cancelled'
         end
@@ -176,7 +178,11 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
 
             foreach (var id in ids)
             {
-                scanned++;
+                if (++scanned > scanLimit)
+                {
+                    break;
+                }
+
                 cursor = id.ToString();
                 var job = await GetAsync(cursor, includeOutput: false).ConfigureAwait(false);
                 if (job is null)
@@ -227,7 +233,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         var reply = await _db.ScriptEvaluateAsync(
             StartScript,
             [JobKey(id), ChangedChannel(id).ToString(), inputKey],
-            [now.ToUnixTimeMilliseconds()]).ConfigureAwait(false);
+            [now.ToUnixTimeMilliseconds(), (long)_options.StatusRetention.TotalSeconds]).ConfigureAwait(false);
         if (reply.Resp2Type == ResultType.Array)
         {
             var parts = (RedisResult[])reply!;

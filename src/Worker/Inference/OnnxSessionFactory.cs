@@ -53,6 +53,7 @@ internal sealed partial class OnnxSessionFactory(WorkerOptions options, ILogger<
             ExecutionMode = ExecutionMode.ORT_SEQUENTIAL,
             IntraOpNumThreads = options.IntraOpThreads,
         };
+        so.AddSessionConfigEntry("session.intra_op.allow_spinning", options.AllowSpinning ? "1" : "0");
         if (cuda)
         {
             try

@@ -17,6 +17,12 @@ public sealed class WorkerOptions
     [Range(0, 256)]
     public int IntraOpThreads { get; set; }
 
+    /// <summary>
+    /// Whether ONNX Runtime's CPU threads spin while waiting for work. Off by default: a spinning
+    /// worker burns the cores that the API, the broker and Redis share with it on one host.
+    /// </summary>
+    public bool AllowSpinning { get; set; }
+
     /// <summary>Deliveries of one job before it is failed for good (a worker that dies mid-job counts as one).</summary>
     [Range(1, 20)]
     public int MaxAttempts { get; set; } = 3;

@@ -43,7 +43,8 @@ internal sealed class ImageEmbedPipeline(IOptions<WorkerOptions> options)
         }
         finally
         {
-            // The batcher has copied the input by the time its task completes, whatever the outcome.
+            // The batcher is done with the input once its task completes, except for a cancelled item
+            // that a batch already running may still read: its values only reach a discarded result.
             ArrayPool<float>.Shared.Return(buffer);
         }
     }
