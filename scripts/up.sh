@@ -12,6 +12,9 @@ service_env
 KEY_FILE="$STATE/dev-api-key"
 [ -s "$KEY_FILE" ] || { umask 077; echo "sk_dev_$(openssl rand -hex 24)" >"$KEY_FILE"; }
 API_KEY=$(cat "$KEY_FILE")
+DASHBOARD_FILE="$STATE/dashboard-password"
+[ -s "$DASHBOARD_FILE" ] || { umask 077; openssl rand -hex 16 >"$DASHBOARD_FILE"; }
+DASHBOARD_PASSWORD=$(cat "$DASHBOARD_FILE")
 URL="http://127.0.0.1:$API_PORT"
 
 BIN="bin/$CONFIGURATION/net10.0"
@@ -23,6 +26,7 @@ start_process() { # name project-dir dll
   (
     cd "$dir" # the content root: appsettings.json sits beside the dll
     export Serving__Auth__DevelopmentKey="$API_KEY" Serving__Auth__DevelopmentTenant=dev
+    export Serving__Hangfire__DashboardUsername=admin Serving__Hangfire__DashboardPassword="$DASHBOARD_PASSWORD"
     export ASPNETCORE_URLS="$URL" DOTNET_ENVIRONMENT=Production ASPNETCORE_ENVIRONMENT=Production
     nohup dotnet "$dll" >"$LOGS/$name.log" 2>&1 4>&- &
     echo $! >"$STATE/$name.pid"
@@ -46,6 +50,7 @@ ENV
 cat <<MSG
 Async.Serving is up.
   API:        $URL   (OpenAPI: $URL/openapi/v1.json)
+  Dashboard:  $URL/hangfire   (admin / $DASHBOARD_PASSWORD)
   RabbitMQ:   http://127.0.0.1:$RABBIT_MGMT_PORT (guest/guest, loopback only)
   API key:    $API_KEY
   Logs:       $LOGS

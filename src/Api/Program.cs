@@ -1,5 +1,6 @@
 using Async.Serving.Api.Auth;
 using Async.Serving.Api.Errors;
+using Async.Serving.Api.Hangfire;
 using Async.Serving.Api.Health;
 using Async.Serving.Api.Jobs;
 using Async.Serving.Api.Models;
@@ -21,6 +22,7 @@ builder.AddPerKeyRateLimiting();
 builder.AddNetworkGuard();
 builder.AddJobs();
 builder.AddServingHealthChecks();
+builder.AddServingHangfire();
 builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ApiProblems.AddCode);
 builder.Services.AddOpenApi();
 builder.Services.ConfigureHttpJsonOptions(o =>
@@ -35,6 +37,7 @@ app.UseHttpMetrics();
 app.UseAuthentication();
 app.UseAuthorization();
 app.UseRateLimiter(); // after authorisation: only requests with a valid key take a token
+app.MapServingDashboard();
 
 app.MapOpenApi();
 app.MapApiReference();

@@ -27,6 +27,8 @@ public sealed class ServingFixture : IAsyncLifetime
 
     public string Tenant { get; } = "tenant-" + Guid.NewGuid().ToString("N")[..8];
 
+    public string DashboardPassword { get; } = Convert.ToHexString(RandomNumberGenerator.GetBytes(12));
+
     public WebApplicationFactory<Program> Api { get; private set; } = null!;
 
     public IHost Worker { get; private set; } = null!;
@@ -71,6 +73,7 @@ public sealed class ServingFixture : IAsyncLifetime
             ["Serving:Models:Path"] = ModelsPath,
             ["Serving:Auth:DevelopmentKey"] = ApiKey,
             ["Serving:Auth:DevelopmentTenant"] = Tenant,
+            ["Serving:Hangfire:DashboardPassword"] = DashboardPassword,
             // Tests poll many jobs at once with one key; the limiter has its own test.
             ["Serving:RateLimits:PermitsPerSecond"] = "100000",
             ["Serving:RateLimits:Burst"] = "100000",

@@ -1,0 +1,25 @@
+using System.ComponentModel.DataAnnotations;
+
+namespace Async.Serving.Api.Hangfire;
+
+/// <summary>Section <c>Serving:Hangfire</c>: background jobs (webhook deliveries, maintenance) and the operator dashboard.</summary>
+public sealed class HangfireOptions
+{
+    public const string Section = "Serving:Hangfire";
+
+    /// <summary>How often idle Hangfire workers look for new jobs in PostgreSQL; low, so a webhook leaves within a second.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.050", "00:01:00")]
+    public TimeSpan QueuePollInterval { get; set; } = TimeSpan.FromMilliseconds(200);
+
+    [Range(1, 256)]
+    public int WorkerCount { get; set; } = 8;
+
+    /// <summary>Dashboard user (HTTP Basic). The dashboard refuses everyone while no password is set.</summary>
+    [Required]
+    public string DashboardUsername { get; set; } = "admin";
+
+    public string? DashboardPassword { get; set; }
+
+    /// <summary>Whether this process runs a Hangfire server (API instances may leave delivery to others).</summary>
+    public bool RunServer { get; set; } = true;
+}
