@@ -15,6 +15,7 @@ public sealed record JobRecord
     public long? ExecutionMs { get; init; }
     public double Progress { get; init; }
     public int Attempts { get; init; }
+    public long InputBytes { get; init; }
     /// <summary>The output as a JSON document, while it is retained.</summary>
     public string? OutputJson { get; init; }
     public string? ErrorCode { get; init; }

@@ -20,7 +20,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
           redis.call('EXPIRE', KEYS[1], ARGV[2])
           redis.call('DEL', KEYS[3])
           redis.call('PUBLISH', KEYS[2], 'cancelled')
-          return 'cancelled'
+          return 'cancelled_now'
         end
         local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
         redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'queue_ms', ARGV[1] - redis.call('HGET', KEYS[1], 'created_at'))
@@ -102,6 +102,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             new("created_at", job.CreatedAt.ToUnixTimeMilliseconds()),
             new("progress", 0),
             new("attempts", 0),
+            new("input_bytes", input.Length),
         };
         if (job.MetadataJson is not null)
         {
@@ -296,6 +297,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             ExecutionMs = Long("execution_ms"),
             Progress = Str("progress") is { } p ? double.Parse(p, CultureInfo.InvariantCulture) : 0,
             Attempts = (int)(Long("attempts") ?? 0),
+            InputBytes = Long("input_bytes") ?? 0,
             OutputJson = outputJson,
             ErrorCode = Str("error_code"),
             ErrorMessage = Str("error_message"),
@@ -314,4 +316,8 @@ public enum CancelOutcome
 }
 
 /// <summary>What <see cref="RedisJobStore.TryStartAsync"/> found.</summary>
-public sealed record StartOutcome(bool Started, string Status, int Attempt, DateTimeOffset At, byte[]? Input);
+public sealed record StartOutcome(bool Started, string Status, int Attempt, DateTimeOffset At, byte[]? Input)
+{
+    /// <summary>This start found a cancel request left by a worker that died, and ended the job cancelled.</summary>
+    public bool CancelledNow => Status == "cancelled_now";
+}

@@ -33,6 +33,7 @@ internal sealed partial class RunInferenceConsumer(
         if (job.ExpiresAt is { } expiresAt && clock.GetUtcNow() > expiresAt && await store.ExpireAsync(job.JobId).ConfigureAwait(false))
         {
             LogExpired(logger, job.JobId);
+            await context.Publish(new JobExpired { JobId = job.JobId, TenantId = job.TenantId, ExpiredAt = clock.GetUtcNow() }, context.CancellationToken).ConfigureAwait(false);
             return;
         }
 
@@ -40,8 +41,14 @@ internal sealed partial class RunInferenceConsumer(
         var start = await store.TryStartAsync(job.JobId, job.InputKey).ConfigureAwait(false);
         if (!start.Started)
         {
-            // Finished, cancelled or expired before this delivery: nothing to run, nothing to announce.
+            // Finished, cancelled or expired before this delivery: nothing to run, nothing to announce,
+            // unless this start is what ended it (a cancel request left by a worker that died).
             LogSkipped(logger, job.JobId, start.Status);
+            if (start.CancelledNow)
+            {
+                await PublishCancelledAsync(context, null).ConfigureAwait(false);
+            }
+
             return;
         }
 
@@ -104,6 +111,7 @@ internal sealed partial class RunInferenceConsumer(
             {
                 WorkerMetrics.Jobs.WithLabels(job.Pipeline, model.Entry.Id, JobStatus.Cancelled).Inc();
                 LogCancelled(logger, job.JobId);
+                await PublishCancelledAsync(context, start.At).ConfigureAwait(false);
             }
 
             return;
@@ -134,6 +142,15 @@ internal sealed partial class RunInferenceConsumer(
             ExecutionMs = executionMs,
         }, context.CancellationToken).ConfigureAwait(false);
     }
+
+    private Task PublishCancelledAsync(ConsumeContext<RunInference> context, DateTimeOffset? startedAt) =>
+        context.Publish(new JobCancelled
+        {
+            JobId = context.Message.JobId,
+            TenantId = context.Message.TenantId,
+            CancelledAt = clock.GetUtcNow(),
+            StartedAt = startedAt,
+        }, CancellationToken.None);
 
     private static long Elapsed(long began) => (long)Stopwatch.GetElapsedTime(began).TotalMilliseconds;
 
