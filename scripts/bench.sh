@@ -6,11 +6,7 @@
 #   scripts/bench.sh --resnet-jobs 600 --trivial-jobs 6000 --queued-jobs 10000 --concurrency 32
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-install_packages
-start_services
-build_solution
-fetch_models
-service_env
+prepare
 export SERVING_RABBIT_MGMT_PORT="$RABBIT_MGMT_PORT" SERVING_CONFIGURATION="$CONFIGURATION"
 
 OUT="$ROOT/artifacts/bench"

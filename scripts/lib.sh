@@ -146,3 +146,12 @@ service_env() {
   export Serving__RabbitMq__Host=127.0.0.1 Serving__RabbitMq__Port="$AMQP_PORT"
   export Serving__Models__Path="$MODELS"
 }
+
+# What up.sh, test.sh and bench.sh all do first: packages, services, one build, models, environment.
+prepare() {
+  install_packages
+  start_services
+  build_solution
+  fetch_models
+  service_env
+}

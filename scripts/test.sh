@@ -3,11 +3,7 @@
 # running) and ends with one line: N passed, N failed, N skipped.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-install_packages
-start_services
-build_solution
-fetch_models
-service_env
+prepare
 
 RESULTS="$ROOT/artifacts/test-results"
 rm -rf "$RESULTS" && mkdir -p "$RESULTS"

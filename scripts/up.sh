@@ -3,11 +3,7 @@
 # and one worker. Idempotent: with everything up it changes nothing; a missing process is restarted.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-install_packages
-start_services
-build_solution
-fetch_models
-service_env
+prepare
 
 KEY_FILE="$STATE/dev-api-key"
 [ -s "$KEY_FILE" ] || { umask 077; echo "sk_dev_$(openssl rand -hex 24)" >"$KEY_FILE"; }
