@@ -14,15 +14,6 @@ public sealed class ApiKeysTests(ServingFixture serving)
 
     private static string NewTenant(string prefix) => $"{prefix}-{Guid.NewGuid().ToString("N")[..8]}";
 
-    private static async Task AssertProblemAsync(HttpResponseMessage response, HttpStatusCode status, string code)
-    {
-        Assert.Equal(status, response.StatusCode);
-        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
-        var problem = await response.Content.ReadFromJsonAsync<JsonElement>();
-        Assert.Equal(code, problem.GetProperty("code").GetString());
-        Assert.Equal((int)status, problem.GetProperty("status").GetInt32());
-    }
-
     private static async Task<string> SubmitAsync(HttpClient client)
     {
         var response = await client.PostAsJsonAsync("/v1/jobs", new
@@ -46,11 +37,11 @@ public sealed class ApiKeysTests(ServingFixture serving)
         var id = await SubmitAsync(clientA);
 
         Assert.Equal(HttpStatusCode.OK, (await clientA.GetAsync($"/v1/jobs/{id}")).StatusCode);
-        await AssertProblemAsync(await clientB.GetAsync($"/v1/jobs/{id}"), HttpStatusCode.NotFound, "not_found");
-        await AssertProblemAsync(await development.GetAsync($"/v1/jobs/{id}"), HttpStatusCode.NotFound, "not_found");
+        await Problems.AssertAsync(await clientB.GetAsync($"/v1/jobs/{id}"), HttpStatusCode.NotFound, "not_found");
+        await Problems.AssertAsync(await development.GetAsync($"/v1/jobs/{id}"), HttpStatusCode.NotFound, "not_found");
         var job = await ServingFixture.WaitForTerminalAsync(clientA, id);
         Assert.Equal("succeeded", job.GetProperty("status").GetString());
-        await AssertProblemAsync(await clientB.GetAsync($"/v1/jobs/{id}"), HttpStatusCode.NotFound, "not_found");
+        await Problems.AssertAsync(await clientB.GetAsync($"/v1/jobs/{id}"), HttpStatusCode.NotFound, "not_found");
     }
 
     [Fact]
@@ -65,11 +56,11 @@ public sealed class ApiKeysTests(ServingFixture serving)
         using var validClient = serving.Client(key: valid.Key);
         Assert.Equal(HttpStatusCode.OK, (await validClient.GetAsync("/v1/models")).StatusCode);
         using var revokedClient = serving.Client(key: revoked.Key);
-        await AssertProblemAsync(await revokedClient.GetAsync("/v1/models"), HttpStatusCode.Unauthorized, "unauthorized");
+        await Problems.AssertAsync(await revokedClient.GetAsync("/v1/models"), HttpStatusCode.Unauthorized, "unauthorized");
         using var expiredClient = serving.Client(key: expired.Key);
-        await AssertProblemAsync(await expiredClient.GetAsync("/v1/models"), HttpStatusCode.Unauthorized, "unauthorized");
+        await Problems.AssertAsync(await expiredClient.GetAsync("/v1/models"), HttpStatusCode.Unauthorized, "unauthorized");
         using var unknownClient = serving.Client(key: ApiKeyStore.NewKey());
-        await AssertProblemAsync(await unknownClient.GetAsync("/v1/models"), HttpStatusCode.Unauthorized, "unauthorized");
+        await Problems.AssertAsync(await unknownClient.GetAsync("/v1/models"), HttpStatusCode.Unauthorized, "unauthorized");
     }
 
     [Fact]
@@ -82,7 +73,7 @@ public sealed class ApiKeysTests(ServingFixture serving)
 
         Assert.True(await Store.RevokeAsync(created.Record.Id, CancellationToken.None));
 
-        await AssertProblemAsync(await client.GetAsync("/v1/models"), HttpStatusCode.Unauthorized, "unauthorized");
+        await Problems.AssertAsync(await client.GetAsync("/v1/models"), HttpStatusCode.Unauthorized, "unauthorized");
     }
 
     [Fact]
@@ -110,7 +101,7 @@ public sealed class ApiKeysTests(ServingFixture serving)
         var id = await SubmitAsync(client);
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync($"/v1/jobs/{id}")).StatusCode);
         using var development = serving.Client();
-        await AssertProblemAsync(await development.GetAsync($"/v1/jobs/{id}"), HttpStatusCode.NotFound, "not_found");
+        await Problems.AssertAsync(await development.GetAsync($"/v1/jobs/{id}"), HttpStatusCode.NotFound, "not_found");
     }
 
     [Fact]
@@ -146,7 +137,7 @@ public sealed class ApiKeysTests(ServingFixture serving)
         Assert.Equal(HttpStatusCode.OK, responses[0].StatusCode);
         var limited = responses.FirstOrDefault(r => r.StatusCode == HttpStatusCode.TooManyRequests);
         Assert.NotNull(limited);
-        await AssertProblemAsync(limited, HttpStatusCode.TooManyRequests, "rate_limited");
+        await Problems.AssertAsync(limited, HttpStatusCode.TooManyRequests, "rate_limited");
         var retryAfter = limited.Headers.RetryAfter?.Delta;
         Assert.NotNull(retryAfter);
         Assert.InRange(retryAfter.Value, TimeSpan.FromSeconds(1), TimeSpan.FromSeconds(2));
@@ -158,7 +149,7 @@ public sealed class ApiKeysTests(ServingFixture serving)
 
         // Requests without a valid key are refused by auth, not counted.
         using var anonymous = api.CreateClient();
-        await AssertProblemAsync(await anonymous.GetAsync("/v1/models"), HttpStatusCode.Unauthorized, "unauthorized");
+        await Problems.AssertAsync(await anonymous.GetAsync("/v1/models"), HttpStatusCode.Unauthorized, "unauthorized");
         Assert.Equal(HttpStatusCode.OK, (await client.GetAsync("/healthz")).StatusCode);
     }
 }

@@ -18,16 +18,6 @@ public sealed class InputUrlTests(ServingFixture serving)
     private static Task<HttpResponseMessage> SubmitUrlAsync(HttpClient client, string url) =>
         client.PostAsJsonAsync("/v1/jobs", new { pipeline = "image.embed", input = new { url } });
 
-    private static async Task<JsonElement> AssertProblemAsync(HttpResponseMessage response, HttpStatusCode status, string code)
-    {
-        var problem = await response.Content.ReadFromJsonAsync<JsonElement>();
-        Assert.True(status == response.StatusCode, $"expected {(int)status}, got {(int)response.StatusCode}: {problem}");
-        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
-        Assert.Equal(code, problem.GetProperty("code").GetString());
-        Assert.False(string.IsNullOrEmpty(problem.GetProperty("detail").GetString()));
-        return problem;
-    }
-
     private static string Detail(JsonElement problem) => problem.GetProperty("detail").GetString()!;
 
     private Dictionary<string, string?> PrivateNetworksAllowed(string tenant) => new()
@@ -65,7 +55,7 @@ public sealed class InputUrlTests(ServingFixture serving)
             $"http://2130706433:{port}/image.jpg", // 127.0.0.1 as one number
         })
         {
-            var problem = await AssertProblemAsync(await SubmitUrlAsync(client, url), HttpStatusCode.UnprocessableEntity, "input_invalid");
+            var problem = await Problems.AssertAsync(await SubmitUrlAsync(client, url), HttpStatusCode.UnprocessableEntity, "input_invalid");
             Assert.Contains("resolves to a private address (loopback)", Detail(problem), StringComparison.Ordinal);
         }
 
@@ -78,7 +68,7 @@ public sealed class InputUrlTests(ServingFixture serving)
         using var client = serving.Client();
         foreach (var url in new[] { "ftp://127.0.0.1/image.jpg", "file:///etc/passwd", "/image.jpg", "gopher://127.0.0.1:70/", "not a url" })
         {
-            var problem = await AssertProblemAsync(await SubmitUrlAsync(client, url), HttpStatusCode.BadRequest, "input_invalid");
+            var problem = await Problems.AssertAsync(await SubmitUrlAsync(client, url), HttpStatusCode.BadRequest, "input_invalid");
             Assert.True(problem.GetProperty("errors").TryGetProperty("input.url", out _), url);
         }
 
@@ -87,7 +77,7 @@ public sealed class InputUrlTests(ServingFixture serving)
             pipeline = "image.embed",
             input = new { url = "http://127.0.0.1/image.jpg", base64 = Convert.ToBase64String(TestImages.Scene(1)) },
         });
-        await AssertProblemAsync(both, HttpStatusCode.BadRequest, "input_invalid");
+        await Problems.AssertAsync(both, HttpStatusCode.BadRequest, "input_invalid");
     }
 
     [Fact]
@@ -99,7 +89,7 @@ public sealed class InputUrlTests(ServingFixture serving)
 
         var response = await client.PostAsJsonAsync("/v1/jobs", new { pipeline = "image.embed", model = "resnet18@9", input = new { url = remote.Url("/image.jpg") } });
 
-        await AssertProblemAsync(response, HttpStatusCode.UnprocessableEntity, "unknown_model");
+        await Problems.AssertAsync(response, HttpStatusCode.UnprocessableEntity, "unknown_model");
         Assert.Empty(remote.Requests);
     }
 
@@ -135,33 +125,33 @@ public sealed class InputUrlTests(ServingFixture serving)
         await using var api = serving.CreateApi(settings);
         using var client = serving.Client(api);
 
-        var tooManyRedirects = await AssertProblemAsync(await SubmitUrlAsync(client, remote.Url("/redirect/4").ToString()),
+        var tooManyRedirects = await Problems.AssertAsync(await SubmitUrlAsync(client, remote.Url("/redirect/4").ToString()),
             HttpStatusCode.UnprocessableEntity, "input_invalid");
         Assert.Contains("more than 3", Detail(tooManyRedirects), StringComparison.Ordinal);
         Assert.DoesNotContain("/redirect/0", remote.Requests);
 
-        var ftp = await AssertProblemAsync(await SubmitUrlAsync(client, remote.Url("/redirect-to-ftp").ToString()),
+        var ftp = await Problems.AssertAsync(await SubmitUrlAsync(client, remote.Url("/redirect-to-ftp").ToString()),
             HttpStatusCode.UnprocessableEntity, "input_invalid");
         Assert.Contains("ftp", Detail(ftp), StringComparison.Ordinal);
 
-        var declared = await AssertProblemAsync(await SubmitUrlAsync(client, remote.Url("/huge").ToString()),
+        var declared = await Problems.AssertAsync(await SubmitUrlAsync(client, remote.Url("/huge").ToString()),
             HttpStatusCode.RequestEntityTooLarge, "input_too_large");
         Assert.Contains("300,000", Detail(declared), StringComparison.Ordinal);
-        await AssertProblemAsync(await SubmitUrlAsync(client, remote.Url("/huge-streamed").ToString()),
+        await Problems.AssertAsync(await SubmitUrlAsync(client, remote.Url("/huge-streamed").ToString()),
             HttpStatusCode.RequestEntityTooLarge, "input_too_large");
 
-        var missing = await AssertProblemAsync(await SubmitUrlAsync(client, remote.Url("/missing").ToString()),
+        var missing = await Problems.AssertAsync(await SubmitUrlAsync(client, remote.Url("/missing").ToString()),
             HttpStatusCode.UnprocessableEntity, "input_invalid");
         Assert.Contains("404", Detail(missing), StringComparison.Ordinal);
 
         var started = DateTime.UtcNow;
-        var slow = await AssertProblemAsync(await SubmitUrlAsync(client, remote.Url("/slow").ToString()),
+        var slow = await Problems.AssertAsync(await SubmitUrlAsync(client, remote.Url("/slow").ToString()),
             HttpStatusCode.UnprocessableEntity, "input_invalid");
         Assert.Contains("within 1 s", Detail(slow), StringComparison.Ordinal);
         Assert.True(DateTime.UtcNow - started < TimeSpan.FromSeconds(8), "the fetch was not cut off by FetchTimeout");
 
         // A port nothing listens on.
-        var closed = await AssertProblemAsync(await SubmitUrlAsync(client, "http://127.0.0.1:1/image.jpg"),
+        var closed = await Problems.AssertAsync(await SubmitUrlAsync(client, "http://127.0.0.1:1/image.jpg"),
             HttpStatusCode.UnprocessableEntity, "input_invalid");
         Assert.Contains("could not be fetched", Detail(closed), StringComparison.Ordinal);
 
@@ -176,7 +166,7 @@ public sealed class InputUrlTests(ServingFixture serving)
         using var client = serving.Client(api);
         var png = PngDeclaring(30_000, 30_000);
 
-        var base64 = await AssertProblemAsync(
+        var base64 = await Problems.AssertAsync(
             await client.PostAsJsonAsync("/v1/jobs", new { pipeline = "image.embed", input = new { base64 = Convert.ToBase64String(png) } }),
             HttpStatusCode.RequestEntityTooLarge, "input_too_large");
         Assert.Contains("30,000×30,000", Detail(base64), StringComparison.Ordinal);
@@ -186,7 +176,7 @@ public sealed class InputUrlTests(ServingFixture serving)
         part.Headers.ContentType = new MediaTypeHeaderValue("image/png");
         multipart.Add(part, "file", "huge.png");
         multipart.Add(new StringContent("""{"pipeline":"image.embed"}"""), "request");
-        await AssertProblemAsync(await client.PostAsync("/v1/jobs", multipart), HttpStatusCode.RequestEntityTooLarge, "input_too_large");
+        await Problems.AssertAsync(await client.PostAsync("/v1/jobs", multipart), HttpStatusCode.RequestEntityTooLarge, "input_too_large");
 
         await AssertNoJobsAsync(tenant);
     }

@@ -81,9 +81,23 @@ public sealed class JobControlTests(ServingFixture serving)
     [Fact]
     public async Task Events_stream_status_then_completed_and_end()
     {
-        using var client = serving.Client();
-        var id = await SubmitAsync(client, Body("resnet18", 43));
+        // A lone job waits 1.5 s for batch-mates, so the stream surely opens before it finishes.
+        using var models = new PrivateModels(c => c["max_queue_delay_ms"] = 1500);
+        await using var api = serving.CreateApi(new Dictionary<string, string?> { ["Serving:Models:Path"] = models.Path });
+        using var client = serving.Client(api);
+        var worker = await StartWorkerAsync(models);
+        try
+        {
+            await AssertEventsAsync(client, await SubmitAsync(client, Body(models.Name, 43)));
+        }
+        finally
+        {
+            await StopAsync(worker);
+        }
+    }
 
+    private static async Task AssertEventsAsync(HttpClient client, string id)
+    {
         using var response = await client.GetAsync($"/v1/jobs/{id}/events", HttpCompletionOption.ResponseHeadersRead);
         Assert.Equal("text/event-stream", response.Content.Headers.ContentType?.MediaType);
         using var reader = new StreamReader(await response.Content.ReadAsStreamAsync());

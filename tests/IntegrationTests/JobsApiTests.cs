@@ -36,17 +36,6 @@ public sealed class JobsApiTests(ServingFixture serving)
 
     private static double Cosine(float[] a, float[] b) => a.Zip(b, (x, y) => (double)x * y).Sum();
 
-    private static async Task AssertProblemAsync(HttpResponseMessage response, HttpStatusCode status, string code)
-    {
-        Assert.Equal(status, response.StatusCode);
-        Assert.Equal("application/problem+json", response.Content.Headers.ContentType?.MediaType);
-        var problem = await response.Content.ReadFromJsonAsync<JsonElement>();
-        Assert.Equal(code, problem.GetProperty("code").GetString());
-        Assert.Equal((int)status, problem.GetProperty("status").GetInt32());
-        Assert.False(string.IsNullOrEmpty(problem.GetProperty("title").GetString()));
-        Assert.False(string.IsNullOrEmpty(problem.GetProperty("detail").GetString()));
-    }
-
     [Fact]
     public async Task A_multipart_image_is_queued_then_embedded_as_a_unit_vector()
     {
@@ -169,10 +158,10 @@ public sealed class JobsApiTests(ServingFixture serving)
     public async Task Requests_without_a_valid_key_get_401_problem_details()
     {
         using var anonymous = serving.Api.CreateClient();
-        await AssertProblemAsync(await anonymous.GetAsync("/v1/jobs/abc"), HttpStatusCode.Unauthorized, "unauthorized");
+        await Problems.AssertAsync(await anonymous.GetAsync("/v1/jobs/abc"), HttpStatusCode.Unauthorized, "unauthorized");
 
         using var wrong = serving.Client(key: "sk_wrong");
-        await AssertProblemAsync(await wrong.PostAsync("/v1/jobs", Multipart(TestImages.Scene(1), """{"pipeline":"image.embed"}""")),
+        await Problems.AssertAsync(await wrong.PostAsync("/v1/jobs", Multipart(TestImages.Scene(1), """{"pipeline":"image.embed"}""")),
             HttpStatusCode.Unauthorized, "unauthorized");
     }
 
@@ -180,7 +169,7 @@ public sealed class JobsApiTests(ServingFixture serving)
     public async Task An_unknown_job_is_404_problem_details()
     {
         using var client = serving.Client();
-        await AssertProblemAsync(await client.GetAsync("/v1/jobs/0000000000000000000000000000dead"), HttpStatusCode.NotFound, "not_found");
+        await Problems.AssertAsync(await client.GetAsync("/v1/jobs/0000000000000000000000000000dead"), HttpStatusCode.NotFound, "not_found");
     }
 
     [Fact]
@@ -189,21 +178,21 @@ public sealed class JobsApiTests(ServingFixture serving)
         using var client = serving.Client();
         var image = TestImages.Scene(3);
 
-        await AssertProblemAsync(await client.PostAsync("/v1/jobs", Multipart(image, """{"pipeline":"image.nope"}""")),
+        await Problems.AssertAsync(await client.PostAsync("/v1/jobs", Multipart(image, """{"pipeline":"image.nope"}""")),
             HttpStatusCode.UnprocessableEntity, "unknown_pipeline");
-        await AssertProblemAsync(await client.PostAsync("/v1/jobs", Multipart(image, """{"pipeline":"image.embed","model":"resnet18@9"}""")),
+        await Problems.AssertAsync(await client.PostAsync("/v1/jobs", Multipart(image, """{"pipeline":"image.embed","model":"resnet18@9"}""")),
             HttpStatusCode.UnprocessableEntity, "unknown_model");
-        await AssertProblemAsync(await client.PostAsync("/v1/jobs", Multipart("%PDF-1.7 not an image"u8.ToArray(), """{"pipeline":"image.embed"}""")),
+        await Problems.AssertAsync(await client.PostAsync("/v1/jobs", Multipart("%PDF-1.7 not an image"u8.ToArray(), """{"pipeline":"image.embed"}""")),
             HttpStatusCode.UnprocessableEntity, "input_invalid");
-        await AssertProblemAsync(await client.PostAsync("/v1/jobs", Multipart(image, """{"pipeline":"image.embed"}""", "text/plain")),
+        await Problems.AssertAsync(await client.PostAsync("/v1/jobs", Multipart(image, """{"pipeline":"image.embed"}""", "text/plain")),
             HttpStatusCode.UnsupportedMediaType, "unsupported_media_type");
-        await AssertProblemAsync(await client.PostAsJsonAsync("/v1/jobs", new { pipeline = "image.embed", input = new { base64 = "%%%" } }),
+        await Problems.AssertAsync(await client.PostAsJsonAsync("/v1/jobs", new { pipeline = "image.embed", input = new { base64 = "%%%" } }),
             HttpStatusCode.BadRequest, "input_invalid");
-        await AssertProblemAsync(await client.PostAsJsonAsync("/v1/jobs", new { input = new { base64 = Convert.ToBase64String(image) } }),
+        await Problems.AssertAsync(await client.PostAsJsonAsync("/v1/jobs", new { input = new { base64 = Convert.ToBase64String(image) } }),
             HttpStatusCode.BadRequest, "input_invalid");
-        await AssertProblemAsync(await client.PostAsync("/v1/jobs", new StringContent("{ not json", System.Text.Encoding.UTF8, "application/json")),
+        await Problems.AssertAsync(await client.PostAsync("/v1/jobs", new StringContent("{ not json", System.Text.Encoding.UTF8, "application/json")),
             HttpStatusCode.BadRequest, "input_invalid");
-        await AssertProblemAsync(await client.PostAsync("/v1/jobs", new StringContent("hello", System.Text.Encoding.UTF8, "text/plain")),
+        await Problems.AssertAsync(await client.PostAsync("/v1/jobs", new StringContent("hello", System.Text.Encoding.UTF8, "text/plain")),
             HttpStatusCode.UnsupportedMediaType, "unsupported_media_type");
     }
 
@@ -221,7 +210,7 @@ public sealed class JobsApiTests(ServingFixture serving)
 
         var response = await client.PostAsync("/v1/jobs", Multipart(TestImages.Scene(4), """{"pipeline":"image.embed"}"""));
 
-        await AssertProblemAsync(response, HttpStatusCode.ServiceUnavailable, "broker_unavailable");
+        await Problems.AssertAsync(response, HttpStatusCode.ServiceUnavailable, "broker_unavailable");
         Assert.NotNull(response.Headers.RetryAfter);
         var redis = serving.Api.Services.GetRequiredService<IConnectionMultiplexer>();
         var server = redis.GetServer(redis.GetEndPoints()[0]);
