@@ -11,6 +11,11 @@ public sealed class HangfireOptions
     [Range(typeof(TimeSpan), "00:00:00.050", "00:01:00")]
     public TimeSpan QueuePollInterval { get; set; } = TimeSpan.FromMilliseconds(200);
 
+    /// <summary>The PostgreSQL schema of Hangfire's tables; processes that share one work together, and only they.</summary>
+    [Required]
+    [RegularExpression("^[a-z_][a-z0-9_]{0,62}$")]
+    public string SchemaName { get; set; } = "hangfire";
+
     [Range(1, 256)]
     public int WorkerCount { get; set; } = 8;
 
