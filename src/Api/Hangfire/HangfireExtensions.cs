@@ -38,7 +38,9 @@ public static class HangfireExtensions
         {
             builder.Services.AddHangfireServer((sp, server) =>
             {
-                server.WorkerCount = sp.GetRequiredService<IOptions<HangfireOptions>>().Value.WorkerCount;
+                var options = sp.GetRequiredService<IOptions<HangfireOptions>>().Value;
+                server.WorkerCount = options.WorkerCount;
+                server.SchedulePollingInterval = options.SchedulePollingInterval;
                 server.Queues = [sp.GetRequiredService<IOptions<WebhookOptions>>().Value.Queue, .. Queues];
                 server.ServerName = $"api-{Environment.MachineName}-{Environment.ProcessId}";
             });
