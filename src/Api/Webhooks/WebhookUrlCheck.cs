@@ -14,6 +14,9 @@ namespace Async.Serving.Api.Webhooks;
 /// </summary>
 internal sealed class WebhookUrlCheck(IOptions<NetworkSecurityOptions> security)
 {
+    /// <summary>A resolver that hangs must not hold the submit for the system's resolver timeout.</summary>
+    private static readonly TimeSpan ResolveTimeout = TimeSpan.FromSeconds(5);
+
     public async Task<ProblemHttpResult?> RefusalAsync(WebhookSubscription webhook, CancellationToken cancellationToken)
     {
         if (security.Value.AllowPrivateNetworks)
@@ -24,15 +27,21 @@ internal sealed class WebhookUrlCheck(IOptions<NetworkSecurityOptions> security)
         var uri = new Uri(webhook.Url);
         var host = uri.IdnHost.TrimStart('[').TrimEnd(']');
         IPAddress[] addresses;
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(ResolveTimeout);
         try
         {
             addresses = IPAddress.TryParse(host, out var literal)
                 ? [literal]
-                : await Dns.GetHostAddressesAsync(host, cancellationToken).ConfigureAwait(false);
+                : await Dns.GetHostAddressesAsync(host, timeout.Token).ConfigureAwait(false);
         }
         catch (SocketException)
         {
             return Refused($"webhook.url's host '{host}' could not be resolved.");
+        }
+        catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested)
+        {
+            return Refused($"webhook.url's host '{host}' could not be resolved within {ResolveTimeout.TotalSeconds:0} s.");
         }
 
         foreach (var address in addresses)
