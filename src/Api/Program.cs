@@ -7,6 +7,7 @@ using Async.Serving.Api.Models;
 using Async.Serving.Api.RateLimiting;
 using Async.Serving.Api.Reference;
 using Async.Serving.Api.Security;
+using Async.Serving.Api.Webhooks;
 using Async.Serving.Hosting;
 using Prometheus;
 
@@ -21,6 +22,7 @@ builder.AddApiKeyAuth();
 builder.AddPerKeyRateLimiting();
 builder.AddNetworkGuard();
 builder.AddJobs();
+builder.AddWebhooks();
 builder.AddServingHealthChecks();
 builder.AddServingHangfire();
 builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ApiProblems.AddCode);
@@ -47,6 +49,7 @@ app.MapMetrics("/metrics");
 var v1 = app.MapGroup("").RequireRateLimiting(PerKeyRateLimiting.Policy);
 v1.MapJobsApi();
 v1.MapModelsApi();
+v1.MapWebhooksApi();
 await app.RunAsync();
 return 0;
 

@@ -77,6 +77,12 @@ public sealed class ServingFixture : IAsyncLifetime
             // Tests poll many jobs at once with one key; the limiter has its own test.
             ["Serving:RateLimits:PermitsPerSecond"] = "100000",
             ["Serving:RateLimits:Burst"] = "100000",
+            // Hangfire servers share one PostgreSQL: only the hosts of the webhook tests run one, so a
+            // delivery is always made by a host configured for the local receivers.
+            ["Serving:Hangfire:RunServer"] = "false",
+            // A schema of their own: Hangfire servers of another build on the same PostgreSQL (an API
+            // started from another checkout) would otherwise take, and fail, the deliveries and retries.
+            ["Serving:Hangfire:SchemaName"] = "hangfire_tests",
         };
         foreach (var (k, v) in overrides ?? new Dictionary<string, string?>())
         {

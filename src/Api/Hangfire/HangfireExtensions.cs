@@ -1,4 +1,5 @@
 using Hangfire;
+using Async.Serving.Api.Webhooks;
 using Hangfire.PostgreSql;
 using Microsoft.Extensions.Options;
 
@@ -6,10 +7,10 @@ namespace Async.Serving.Api.Hangfire;
 
 public static class HangfireExtensions
 {
-    /// <summary>Queues, in the order a Hangfire worker takes them.</summary>
-    public static readonly string[] Queues = ["webhooks", "maintenance", "default"];
+    /// <summary>Queues after the webhook queue (<c>Serving:Webhooks:Queue</c>), in the order a Hangfire worker takes them.</summary>
+    public static readonly string[] Queues = ["maintenance", "default"];
 
-    /// <summary>Hangfire on PostgreSQL (schema <c>hangfire</c>, created when missing) and, unless turned off, a Hangfire server in this process.</summary>
+    /// <summary>Hangfire on PostgreSQL (schema <c>hangfire</c> unless configured, created when missing) and, unless turned off, a Hangfire server in this process.</summary>
     public static IHostApplicationBuilder AddServingHangfire(this IHostApplicationBuilder builder)
     {
         builder.Services.AddOptionsWithValidateOnStart<HangfireOptions>()
@@ -20,6 +21,7 @@ public static class HangfireExtensions
         builder.Services.AddHangfire((sp, cfg) =>
         {
             var options = sp.GetRequiredService<IOptions<HangfireOptions>>().Value;
+            cfg.UseFilter(new WebhookQueueFilter(sp.GetRequiredService<IOptions<WebhookOptions>>().Value.Queue));
             cfg.SetDataCompatibilityLevel(CompatibilityLevel.Version_180)
                 .UseSimpleAssemblyNameTypeSerializer()
                 .UseRecommendedSerializerSettings()
@@ -27,7 +29,7 @@ public static class HangfireExtensions
                     c => c.UseNpgsqlConnection(postgres),
                     new PostgreSqlStorageOptions
                     {
-                        SchemaName = "hangfire",
+                        SchemaName = options.SchemaName,
                         PrepareSchemaIfNecessary = true,
                         QueuePollInterval = options.QueuePollInterval,
                     });
@@ -36,8 +38,10 @@ public static class HangfireExtensions
         {
             builder.Services.AddHangfireServer((sp, server) =>
             {
-                server.WorkerCount = sp.GetRequiredService<IOptions<HangfireOptions>>().Value.WorkerCount;
-                server.Queues = Queues;
+                var options = sp.GetRequiredService<IOptions<HangfireOptions>>().Value;
+                server.WorkerCount = options.WorkerCount;
+                server.SchedulePollingInterval = options.SchedulePollingInterval;
+                server.Queues = [sp.GetRequiredService<IOptions<WebhookOptions>>().Value.Queue, .. Queues];
                 server.ServerName = $"api-{Environment.MachineName}-{Environment.ProcessId}";
             });
         }

@@ -11,6 +11,15 @@ public sealed class HangfireOptions
     [Range(typeof(TimeSpan), "00:00:00.050", "00:01:00")]
     public TimeSpan QueuePollInterval { get; set; } = TimeSpan.FromMilliseconds(200);
 
+    /// <summary>The PostgreSQL schema of Hangfire's tables; processes that share one work together, and only they.</summary>
+    [Required]
+    [RegularExpression("^[a-z_][a-z0-9_]{0,62}$")]
+    public string SchemaName { get; set; } = "hangfire";
+
+    /// <summary>How often a server moves due scheduled jobs (webhook retries) to their queue; Hangfire's own default is 15 s.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.100", "00:01:00")]
+    public TimeSpan SchedulePollingInterval { get; set; } = TimeSpan.FromSeconds(1);
+
     [Range(1, 256)]
     public int WorkerCount { get; set; } = 8;
 

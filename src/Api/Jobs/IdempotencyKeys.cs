@@ -35,6 +35,11 @@ internal sealed class IdempotencyKeys(IConnectionMultiplexer redis)
     {
         var text = string.Join('\n',
             s.Pipeline, s.Model.Id, Convert.ToHexString(SHA256.HashData(s.Input)), s.ParamsJson, s.TtlSeconds, s.TimeoutSeconds, s.MetadataJson);
+        if (s.Webhook is not null)
+        {
+            text += "\n" + s.Webhook.ToJson(); // only then, so keys taken before webhooks existed keep their fingerprint
+        }
+
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
     }
 

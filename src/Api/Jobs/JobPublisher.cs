@@ -41,6 +41,7 @@ internal sealed partial class JobPublisher(
             Model = submission.Model.Id,
             CreatedAt = now,
             MetadataJson = submission.MetadataJson,
+            WebhookJson = submission.Webhook?.ToJson(),
         };
         await store.CreateAsync(job, submission.Input).ConfigureAwait(false);
 
@@ -61,6 +62,7 @@ internal sealed partial class JobPublisher(
                 SubmittedAt = now,
                 ExpiresAt = now.AddSeconds(submission.TtlSeconds),
                 TimeoutSeconds = submission.TimeoutSeconds,
+                AnnounceStart = submission.Webhook?.Wants(Webhooks.WebhookEvents.Started) == true,
             }, timeout.Token).ConfigureAwait(false);
         }
         catch (Exception ex)

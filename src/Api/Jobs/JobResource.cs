@@ -21,6 +21,8 @@ public sealed record JobResource
     public JobError? Error { get; init; }
     public JsonElement? Metadata { get; init; }
     public DateTime? ResultExpiresAt { get; init; }
+    /// <summary>The webhook given at submit (URL and events; the signing secret is never here).</summary>
+    public Webhooks.WebhookSubscription? Webhook { get; init; }
     public required JobLinks Links { get; init; }
 
     public static JobResource From(JobRecord job) => new()
@@ -40,6 +42,7 @@ public sealed record JobResource
         Error = job.ErrorCode is { } code ? new JobError(code, job.ErrorMessage ?? string.Empty) : null,
         Metadata = job.MetadataJson is { } metadata ? JsonDocument.Parse(metadata).RootElement : null,
         ResultExpiresAt = job.ResultExpiresAt?.UtcDateTime,
+        Webhook = Webhooks.WebhookSubscription.FromJson(job.WebhookJson),
         Links = new JobLinks($"/v1/jobs/{job.Id}", $"/v1/jobs/{job.Id}/events", $"/v1/jobs/{job.Id}/cancel"),
     };
 }

@@ -2,6 +2,7 @@ using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
 using Async.Serving.Api.Auth;
 using Async.Serving.Api.Errors;
+using Async.Serving.Api.Webhooks;
 using Async.Serving.Contracts;
 using Async.Serving.Jobs;
 using MassTransit;
@@ -37,6 +38,7 @@ public static class JobsApi
         QueueDepthProbe queues,
         JobWaiter waiter,
         RedisJobStore store,
+        WebhookUrlCheck webhookUrls,
         IOptions<QueueOptions> queueOptions,
         [FromQuery] int? wait,
         [FromHeader(Name = "Idempotency-Key")] string? idempotencyKey,
@@ -57,6 +59,11 @@ public static class JobsApi
         if (problem is not null)
         {
             return problem;
+        }
+
+        if (submission!.Webhook is { } webhook && await webhookUrls.RefusalAsync(webhook, cancellationToken).ConfigureAwait(false) is { } refused)
+        {
+            return refused;
         }
 
         var tenant = http.User.TenantId();

@@ -1,5 +1,7 @@
 using Async.Serving.Api.Security;
+using Async.Serving.Api.Webhooks;
 using Async.Serving.Messaging;
+using MassTransit;
 
 namespace Async.Serving.Api.Jobs;
 
@@ -33,7 +35,11 @@ public static class JobsExtensions
             .BindConfiguration(QueueOptions.Section)
             .ValidateDataAnnotations();
         builder.Services.AddSingleton<QueueDepthProbe>();
-        builder.Services.AddServingBus();
+        // The bus is registered once per process, so the webhook consumer comes along here; its
+        // endpoint (api-job-events) is one queue that every API instance shares.
+        builder.Services.AddServingBus(
+            x => x.AddConsumer<JobEventsConsumer, JobEventsConsumerDefinition>(),
+            (context, cfg) => cfg.ConfigureEndpoints(context));
         return builder;
     }
 }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Async.Serving.Api.Errors;
+using Async.Serving.Api.Webhooks;
 using Async.Serving.Images;
 using Async.Serving.Models;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -10,7 +11,7 @@ namespace Async.Serving.Api.Jobs;
 /// <summary>A submit that passed every check at the door.</summary>
 public sealed record Submission(
     string Pipeline, ModelEntry Model, byte[] Input, string ContentType, string? ParamsJson,
-    int TtlSeconds, int TimeoutSeconds, string? MetadataJson);
+    int TtlSeconds, int TimeoutSeconds, string? MetadataJson, WebhookSubscription? Webhook = null);
 
 /// <summary>
 /// Reads <c>POST /v1/jobs</c> as JSON (<c>input.base64</c> or <c>input.url</c>, fetched here) or
@@ -204,6 +205,7 @@ internal sealed class SubmissionReader(
             }
         }
 
+        var webhook = ReadWebhook(body.Webhook, errors);
         if (errors.Count > 0)
         {
             return (null, ApiProblems.Invalid("Some fields are not valid.", errors));
@@ -239,7 +241,33 @@ internal sealed class SubmissionReader(
             body.Params is { ValueKind: JsonValueKind.Object } ps ? ps.GetRawText() : null,
             body.TtlSeconds ?? l.DefaultTtlSeconds,
             body.TimeoutSeconds ?? l.DefaultTimeoutSeconds,
-            metadata), null);
+            metadata,
+            webhook), null);
+    }
+
+    /// <summary>The webhook's form (its address is checked by <see cref="WebhookUrlCheck"/>); errors go to <paramref name="errors"/>.</summary>
+    private static WebhookSubscription? ReadWebhook(SubmitWebhook? webhook, Dictionary<string, string[]> errors)
+    {
+        if (webhook is null)
+        {
+            return null;
+        }
+
+        const int MaxUrlLength = 2048;
+        Uri? url = null;
+        if (webhook.Url is not { Length: > 0 and <= MaxUrlLength } text || !Uri.TryCreate(text, UriKind.Absolute, out url) || !InputFetcher.IsFetchable(url))
+        {
+            errors["webhook.url"] = [$"Must be an absolute http or https URL of at most {MaxUrlLength} characters."];
+        }
+
+        var events = webhook.Events ?? WebhookEvents.Default;
+        if (events.Length == 0 || events.Any(e => e is null || !WebhookEvents.All.Contains(e, StringComparer.Ordinal)))
+        {
+            errors["webhook.events"] = [$"Each one of {string.Join(", ", WebhookEvents.All)}; at least one."];
+            return null;
+        }
+
+        return url is null ? null : new WebhookSubscription(url.AbsoluteUri, [.. events.Distinct().Cast<string>()]);
     }
 
     /// <summary>

@@ -12,6 +12,14 @@ public sealed record SubmitRequest
     public int? TtlSeconds { get; init; }
     public int? TimeoutSeconds { get; init; }
     public JsonElement? Metadata { get; init; }
+    public SubmitWebhook? Webhook { get; init; }
+}
+
+public sealed record SubmitWebhook
+{
+    public string? Url { get; init; }
+    /// <summary>started, progress, completed; default completed.</summary>
+    public string?[]? Events { get; init; }
 }
 
 public sealed record SubmitInput

@@ -21,5 +21,7 @@ public sealed record JobRecord
     public string? ErrorCode { get; init; }
     public string? ErrorMessage { get; init; }
     public string? MetadataJson { get; init; }
+    /// <summary>The webhook subscription (<c>{"url":…,"events":[…]}</c>) given at submit, if any.</summary>
+    public string? WebhookJson { get; init; }
     public DateTimeOffset? ResultExpiresAt { get; init; }
 }

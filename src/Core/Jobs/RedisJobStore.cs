@@ -109,6 +109,11 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             fields.Add(new HashEntry("metadata", job.MetadataJson));
         }
 
+        if (job.WebhookJson is not null)
+        {
+            fields.Add(new HashEntry("webhook", job.WebhookJson));
+        }
+
         _ = tx.HashSetAsync(key, [.. fields]);
         _ = tx.KeyExpireAsync(key, _options.InputRetention + _options.StatusRetention);
         _ = tx.StringSetAsync(InputKey(job.Id), input, _options.InputRetention);
@@ -302,6 +307,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             ErrorCode = Str("error_code"),
             ErrorMessage = Str("error_message"),
             MetadataJson = Str("metadata"),
+            WebhookJson = Str("webhook"),
             ResultExpiresAt = Time("result_expires_at"),
         };
     }

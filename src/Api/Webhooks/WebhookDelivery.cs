@@ -1,0 +1,176 @@
+using System.Globalization;
+using System.Net;
+using System.Text;
+using Async.Serving.Api.Security;
+using Hangfire;
+using Microsoft.Extensions.Options;
+using StandardWebhooks;
+
+namespace Async.Serving.Api.Webhooks;
+
+/// <summary>A delivery that will not be tried again; Hangfire shows the job as failed with this reason.</summary>
+public sealed class WebhookDeliveryFailedException(string message) : Exception(message);
+
+/// <summary>
+/// Delivers one webhook attempt as a Hangfire job on queue <c>webhooks</c> (see <see cref="WebhookQueueFilter"/>): signs the body with every
+/// secret the tenant signs with now (Standard Webhooks), POSTs it through the SSRF-guarded client, and
+/// judges the answer. 2xx: delivered. 410: the tenant's URL is disabled. 429, 5xx, timeouts and
+/// network errors: the next attempt is scheduled as a new Hangfire job after the configured delay
+/// (or the receiver's longer Retry-After). Anything else, or the last retry failing: the job fails.
+/// Every attempt is its own job in the dashboard, with its outcome as the job's result or error.
+/// </summary>
+public sealed partial class WebhookDelivery(
+    IHttpClientFactory clients,
+    WebhookStore store,
+    IBackgroundJobClient jobs,
+    IOptions<WebhookOptions> options,
+    TimeProvider clock,
+    ILogger<WebhookDelivery> logger)
+{
+    public const string HttpClientName = "webhooks";
+
+    [AutomaticRetry(Attempts = 0, OnAttemptsExceeded = AttemptsExceededAction.Fail)]
+    [JobDisplayName("Webhook {0}, attempt {1}")]
+    public async Task<string> DeliverAsync(WebhookMessage message, int attempt, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        if (await store.IsDisabledAsync(message.TenantId, message.Url, cancellationToken).ConfigureAwait(false))
+        {
+            LogSkipped(logger, message.MessageId, message.Url);
+            return $"Skipped: {message.Url} answered 410 Gone before and is disabled for this tenant.";
+        }
+
+        var o = options.Value;
+        var secrets = await store.SigningSecretsAsync(message.TenantId, cancellationToken).ConfigureAwait(false);
+        var now = clock.GetUtcNow();
+        using var request = new HttpRequestMessage(HttpMethod.Post, message.Url)
+        {
+            Content = new StringContent(message.Body, Encoding.UTF8, "application/json"),
+        };
+        request.Headers.TryAddWithoutValidation("webhook-id", message.MessageId);
+        request.Headers.TryAddWithoutValidation("webhook-timestamp", now.ToUnixTimeSeconds().ToString(CultureInfo.InvariantCulture));
+        request.Headers.TryAddWithoutValidation("webhook-signature",
+            string.Join(' ', secrets.Select(s => new StandardWebhook(s).Sign(message.MessageId, now, message.Body))));
+        request.Headers.UserAgent.ParseAdd("Async.Serving-Webhooks/1");
+
+        using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        timeout.CancelAfter(o.Timeout);
+        using var client = clients.CreateClient(HttpClientName);
+        client.Timeout = Timeout.InfiniteTimeSpan; // the linked token bounds the request and the body together
+
+        string reason;
+        TimeSpan? retryAfter = null;
+        try
+        {
+            using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, timeout.Token).ConfigureAwait(false);
+            var status = (int)response.StatusCode;
+            var excerpt = await ReadCappedAsync(response.Content, o.MaxResponseBytes, timeout.Token).ConfigureAwait(false);
+            reason = $"{status} {response.ReasonPhrase}" + (excerpt.Length > 0 ? $": {excerpt}" : string.Empty);
+            LogAttempt(logger, message.MessageId, attempt, message.Url, status);
+            if (response.IsSuccessStatusCode)
+            {
+                return $"Delivered on attempt {attempt}: {reason}";
+            }
+
+            if (response.StatusCode == HttpStatusCode.Gone)
+            {
+                await store.DisableAsync(message.TenantId, message.Url, reason, CancellationToken.None).ConfigureAwait(false);
+                LogDisabled(logger, message.Url, message.TenantId);
+                return $"Receiver answered 410 Gone: {message.Url} is disabled for this tenant; no further deliveries go there.";
+            }
+
+            if (response.StatusCode != HttpStatusCode.TooManyRequests && status < 500)
+            {
+                // Redirects are not followed (the target could not be checked before the request) and 4xx will not change.
+                throw Fail(message, attempt, $"answered {reason}; not retried");
+            }
+
+            retryAfter = RetryAfter(response, now);
+        }
+        catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
+        {
+            reason = $"no answer within {o.Timeout.TotalSeconds:0.###} s";
+        }
+        catch (HttpRequestException ex) when (RefusedAddressException.Find(ex) is { } refused)
+        {
+            throw Fail(message, attempt, $"refused: {refused.Message} Webhooks are delivered only to public addresses");
+        }
+        catch (HttpRequestException ex)
+        {
+            reason = ex.Message;
+        }
+        catch (IOException ex)
+        {
+            reason = ex.Message;
+        }
+
+        return Retry(message, attempt, reason, retryAfter);
+    }
+
+    /// <summary>The wait before retry <paramref name="retry"/> (1-based): the configured delay with ±10 % jitter, or a longer Retry-After.</summary>
+    public static TimeSpan RetryDelay(IReadOnlyList<TimeSpan> delays, int retry, TimeSpan? retryAfter, double random)
+    {
+        ArgumentNullException.ThrowIfNull(delays);
+        var delay = delays[retry - 1] * (0.9 + (0.2 * random));
+        return retryAfter is { } after && after > delay ? after : delay;
+    }
+
+    private string Retry(WebhookMessage message, int attempt, string reason, TimeSpan? retryAfter)
+    {
+        var delays = options.Value.Delays;
+        if (attempt > delays.Count)
+        {
+            throw Fail(message, attempt, $"{reason}; that was the last of {attempt} attempts");
+        }
+
+        var delay = RetryDelay(delays, attempt, retryAfter, Random.Shared.NextDouble());
+        var next = jobs.Schedule<WebhookDelivery>(d => d.DeliverAsync(message, attempt + 1, CancellationToken.None), delay);
+        LogRetryScheduled(logger, message.MessageId, attempt, reason, attempt + 1, delay);
+        return $"Attempt {attempt} failed ({reason}); attempt {attempt + 1} is Hangfire job {next}, in {delay:g}.";
+    }
+
+    private WebhookDeliveryFailedException Fail(WebhookMessage message, int attempt, string reason)
+    {
+        LogFailed(logger, message.MessageId, attempt, message.Url, reason);
+        return new WebhookDeliveryFailedException($"Webhook {message.MessageId} to {message.Url} failed on attempt {attempt}: {reason}.");
+    }
+
+    private static TimeSpan? RetryAfter(HttpResponseMessage response, DateTimeOffset now) => response.Headers.RetryAfter switch
+    {
+        { Delta: { } delta } => delta,
+        { Date: { } date } when date > now => date - now,
+        _ => null,
+    };
+
+    /// <summary>At most <paramref name="max"/> bytes of the answer, as text for the record; the rest is not read.</summary>
+    private static async Task<string> ReadCappedAsync(HttpContent content, int max, CancellationToken cancellationToken)
+    {
+        if (max == 0)
+        {
+            return string.Empty;
+        }
+
+        var buffer = new byte[max];
+        var stream = await content.ReadAsStreamAsync(cancellationToken).ConfigureAwait(false);
+        await using (stream.ConfigureAwait(false))
+        {
+            var read = await stream.ReadAtLeastAsync(buffer, max, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
+            return Encoding.UTF8.GetString(buffer, 0, read).Trim();
+        }
+    }
+
+    [LoggerMessage(EventId = 700, Level = LogLevel.Information, Message = "Webhook {MessageId} attempt {Attempt} to {Url}: {Status}")]
+    private static partial void LogAttempt(ILogger logger, string messageId, int attempt, string url, int status);
+
+    [LoggerMessage(EventId = 701, Level = LogLevel.Warning, Message = "Webhook {MessageId} attempt {Attempt} failed ({Reason}); attempt {Next} in {Delay}")]
+    private static partial void LogRetryScheduled(ILogger logger, string messageId, int attempt, string reason, int next, TimeSpan delay);
+
+    [LoggerMessage(EventId = 702, Level = LogLevel.Error, Message = "Webhook {MessageId} attempt {Attempt} to {Url} failed for good: {Reason}")]
+    private static partial void LogFailed(ILogger logger, string messageId, int attempt, string url, string reason);
+
+    [LoggerMessage(EventId = 703, Level = LogLevel.Warning, Message = "Webhook URL {Url} answered 410 Gone and is disabled for tenant {TenantId}")]
+    private static partial void LogDisabled(ILogger logger, string url, string tenantId);
+
+    [LoggerMessage(EventId = 704, Level = LogLevel.Information, Message = "Webhook {MessageId} skipped: {Url} is disabled")]
+    private static partial void LogSkipped(ILogger logger, string messageId, string url);
+}

@@ -1,0 +1,165 @@
+using System.Security.Cryptography;
+using Npgsql;
+
+namespace Async.Serving.Api.Webhooks;
+
+/// <summary>
+/// Webhook state in PostgreSQL: each tenant's signing secrets (<c>webhook_secrets</c>; the current
+/// one has no <c>expires_at</c>, rotated-out ones sign until theirs) and the URLs a receiver turned
+/// off with 410 Gone (<c>webhook_disabled_urls</c>). Secrets are kept in clear: HMAC needs them.
+/// </summary>
+public sealed class WebhookStore(NpgsqlDataSource dataSource, TimeProvider clock)
+{
+    public const string SecretPrefix = "whsec_";
+
+    // Any number works, as long as nothing else in the database takes the same advisory lock.
+    private const long MigrationLock = 0x77_65_62_68_6f_6f_6b; // "webhook"
+
+    private const string Schema = """
+        CREATE TABLE IF NOT EXISTS webhook_secrets (
+            id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            tenant_id   text        NOT NULL,
+            secret      text        NOT NULL,
+            created_at  timestamptz NOT NULL,
+            expires_at  timestamptz NULL
+        );
+        CREATE UNIQUE INDEX IF NOT EXISTS webhook_secrets_current ON webhook_secrets (tenant_id) WHERE expires_at IS NULL;
+        CREATE TABLE IF NOT EXISTS webhook_disabled_urls (
+            tenant_id   text        NOT NULL,
+            url         text        NOT NULL,
+            disabled_at timestamptz NOT NULL,
+            reason      text        NOT NULL,
+            PRIMARY KEY (tenant_id, url)
+        );
+        """;
+
+    /// <summary><see cref="SecretPrefix"/> plus 32 random bytes in base64, the form Standard Webhooks libraries read.</summary>
+    public static string NewSecret() => SecretPrefix + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
+
+    /// <summary>Creates the tables when missing. Safe to run from several processes at once.</summary>
+    public async Task MigrateAsync(CancellationToken cancellationToken)
+    {
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await using (var lockCommand = new NpgsqlCommand("SELECT pg_advisory_xact_lock($1)", connection, transaction))
+        {
+            lockCommand.Parameters.Add(new NpgsqlParameter<long> { TypedValue = MigrationLock });
+            await lockCommand.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await using (var schema = new NpgsqlCommand(Schema, connection, transaction))
+        {
+            await schema.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>The tenant's current secret, created on first use.</summary>
+    public async Task<string> CurrentSecretAsync(string tenantId, CancellationToken cancellationToken)
+    {
+        await using var select = dataSource.CreateCommand("SELECT secret FROM webhook_secrets WHERE tenant_id = $1 AND expires_at IS NULL");
+        select.Parameters.Add(new NpgsqlParameter<string> { TypedValue = tenantId });
+        if (await select.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is string existing)
+        {
+            return existing;
+        }
+
+        // Two first uses at once: the unique index lets one insert win, and both read the winner.
+        await using var insert = dataSource.CreateCommand("""
+            INSERT INTO webhook_secrets (tenant_id, secret, created_at) VALUES ($1, $2, $3)
+            ON CONFLICT (tenant_id) WHERE expires_at IS NULL DO NOTHING
+            """);
+        insert.Parameters.Add(new NpgsqlParameter<string> { TypedValue = tenantId });
+        insert.Parameters.Add(new NpgsqlParameter<string> { TypedValue = NewSecret() });
+        insert.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = clock.GetUtcNow() });
+        await insert.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        return (string)(await select.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))!;
+    }
+
+    /// <summary>
+    /// A new current secret; the one it replaces keeps signing until <paramref name="overlap"/> from
+    /// now, so receivers can switch without missing a delivery. Returns the new secret and that instant.
+    /// </summary>
+    public async Task<(string Secret, DateTimeOffset PreviousExpiresAt)> RotateAsync(string tenantId, TimeSpan overlap, CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        var secret = NewSecret();
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        // Two rotations at once would otherwise both expire the old row and collide on the new one.
+        await using (var lockCommand = new NpgsqlCommand("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", connection, transaction))
+        {
+            lockCommand.Parameters.Add(new NpgsqlParameter<string> { TypedValue = "webhook_secrets:" + tenantId });
+            await lockCommand.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await using (var expire = new NpgsqlCommand(
+            "UPDATE webhook_secrets SET expires_at = $2 WHERE tenant_id = $1 AND expires_at IS NULL", connection, transaction))
+        {
+            expire.Parameters.Add(new NpgsqlParameter<string> { TypedValue = tenantId });
+            expire.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now + overlap });
+            await expire.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await using (var insert = new NpgsqlCommand(
+            "INSERT INTO webhook_secrets (tenant_id, secret, created_at) VALUES ($1, $2, $3)", connection, transaction))
+        {
+            insert.Parameters.Add(new NpgsqlParameter<string> { TypedValue = tenantId });
+            insert.Parameters.Add(new NpgsqlParameter<string> { TypedValue = secret });
+            insert.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now });
+            await insert.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return (secret, now + overlap);
+    }
+
+    /// <summary>Every secret that signs now, newest first; creates the first one when the tenant has none.</summary>
+    public async Task<IReadOnlyList<string>> SigningSecretsAsync(string tenantId, CancellationToken cancellationToken)
+    {
+        var current = await CurrentSecretAsync(tenantId, cancellationToken).ConfigureAwait(false);
+        await using var command = dataSource.CreateCommand(
+            "SELECT secret FROM webhook_secrets WHERE tenant_id = $1 AND expires_at > $2 ORDER BY created_at DESC");
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = tenantId });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = clock.GetUtcNow() });
+        var secrets = new List<string> { current };
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            secrets.Add(reader.GetString(0));
+        }
+
+        return secrets;
+    }
+
+    /// <summary>Stops deliveries to <paramref name="url"/> for the tenant (the receiver answered 410 Gone).</summary>
+    public async Task DisableAsync(string tenantId, string url, string reason, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand("""
+            INSERT INTO webhook_disabled_urls (tenant_id, url, disabled_at, reason) VALUES ($1, $2, $3, $4)
+            ON CONFLICT (tenant_id, url) DO NOTHING
+            """);
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = tenantId });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = url });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = clock.GetUtcNow() });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = reason });
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    public async Task<bool> IsDisabledAsync(string tenantId, string url, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand("SELECT 1 FROM webhook_disabled_urls WHERE tenant_id = $1 AND url = $2");
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = tenantId });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = url });
+        return await command.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false) is not null;
+    }
+}
+
+/// <summary>Creates the webhook tables before the API takes requests.</summary>
+internal sealed class WebhookSchemaMigration(WebhookStore store) : IHostedService
+{
+    public Task StartAsync(CancellationToken cancellationToken) => store.MigrateAsync(cancellationToken);
+
+    public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
+}
