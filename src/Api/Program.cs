@@ -3,6 +3,8 @@ using Async.Serving.Api.Errors;
 using Async.Serving.Api.Hangfire;
 using Async.Serving.Api.Health;
 using Async.Serving.Api.Jobs;
+using Async.Serving.Api.Ledger;
+using Async.Serving.Api.Maintenance;
 using Async.Serving.Api.Models;
 using Async.Serving.Api.RateLimiting;
 using Async.Serving.Api.Reference;
@@ -23,6 +25,8 @@ builder.AddNetworkGuard();
 builder.AddJobs();
 builder.AddServingHealthChecks();
 builder.AddServingHangfire();
+builder.AddLedger();
+builder.AddMaintenance();
 builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ApiProblems.AddCode);
 builder.Services.AddOpenApi();
 builder.Services.ConfigureHttpJsonOptions(o =>
@@ -47,6 +51,7 @@ app.MapMetrics("/metrics");
 var v1 = app.MapGroup("").RequireRateLimiting(PerKeyRateLimiting.Policy);
 v1.MapJobsApi();
 v1.MapModelsApi();
+v1.MapUsageApi();
 await app.RunAsync();
 return 0;
 

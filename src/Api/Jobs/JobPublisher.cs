@@ -41,6 +41,7 @@ internal sealed partial class JobPublisher(
             Model = submission.Model.Id,
             CreatedAt = now,
             MetadataJson = submission.MetadataJson,
+            ExpiresAt = now.AddSeconds(submission.TtlSeconds),
         };
         await store.CreateAsync(job, submission.Input).ConfigureAwait(false);
 
@@ -59,7 +60,7 @@ internal sealed partial class JobPublisher(
                 ContentType = submission.ContentType,
                 ParamsJson = submission.ParamsJson,
                 SubmittedAt = now,
-                ExpiresAt = now.AddSeconds(submission.TtlSeconds),
+                ExpiresAt = job.ExpiresAt,
                 TimeoutSeconds = submission.TimeoutSeconds,
             }, timeout.Token).ConfigureAwait(false);
         }

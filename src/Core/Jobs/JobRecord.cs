@@ -22,4 +22,8 @@ public sealed record JobRecord
     public string? ErrorMessage { get; init; }
     public string? MetadataJson { get; init; }
     public DateTimeOffset? ResultExpiresAt { get; init; }
+    /// <summary>When a still queued job expires (its <c>ttl_seconds</c> passed).</summary>
+    public DateTimeOffset? ExpiresAt { get; init; }
+    /// <summary>The worker that started the latest attempt.</summary>
+    public string? WorkerId { get; init; }
 }
