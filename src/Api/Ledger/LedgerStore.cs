@@ -53,6 +53,8 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
         );
         CREATE INDEX IF NOT EXISTS job_ledger_tenant_created ON job_ledger (tenant_id, created_at);
         CREATE INDEX IF NOT EXISTS job_ledger_created ON job_ledger (created_at);
+        -- Only the rows still live, for the reconcile job: small whatever the table's size.
+        CREATE INDEX IF NOT EXISTS job_ledger_live ON job_ledger (updated_at) WHERE status IN ('queued', 'running');
         CREATE TABLE IF NOT EXISTS job_ledger_events (
             job_id  text        NOT NULL,
             status  text        NOT NULL,

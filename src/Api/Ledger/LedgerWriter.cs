@@ -11,6 +11,12 @@ namespace Async.Serving.Api.Ledger;
 internal sealed partial class LedgerWriter(
     ILedgerSource source, ILedgerSink sink, IOptions<LedgerOptions> options, ILogger<LedgerWriter> logger) : BackgroundService
 {
+    private static readonly Prometheus.Counter Written = Prometheus.Metrics.CreateCounter(
+        "serving_ledger_entries_written_total", "Ledger stream entries written to PostgreSQL and acknowledged.");
+
+    private static readonly Prometheus.Gauge FailuresInRow = Prometheus.Metrics.CreateGauge(
+        "serving_ledger_write_failures", "Consecutive failed ledger batches (0 when the writer is healthy).");
+
     private int _failures;
 
     /// <summary>Consecutive failed batches; 0 after a success.</summary>
@@ -70,11 +76,13 @@ internal sealed partial class LedgerWriter(
         }
         catch (Exception) when (!cancellationToken.IsCancellationRequested)
         {
-            _failures++;
+            FailuresInRow.Set(++_failures);
             throw;
         }
 
         _failures = 0;
+        FailuresInRow.Set(0);
+        Written.Inc(batch.EntryIds.Count);
         return batch.EntryIds.Count;
     }
 
