@@ -195,4 +195,29 @@ public sealed class LedgerTests(ServingFixture serving) : IAsyncLifetime
 
         Assert.Equal(HttpStatusCode.NotFound, (await admin.GetAsync("/hangfire/inference/job?id=missing")).StatusCode);
     }
+
+    [Fact]
+    public async Task A_job_deleted_because_its_publish_failed_leaves_no_row()
+    {
+        var store = serving.Api.Services.GetRequiredService<Async.Serving.Jobs.RedisJobStore>();
+        var job = new Async.Serving.Jobs.JobRecord
+        {
+            Id = Async.Serving.Jobs.RedisJobStore.NewJobId(),
+            TenantId = serving.Tenant,
+            Status = Async.Serving.Jobs.JobStatus.Queued,
+            Pipeline = "image.embed",
+            Model = ModelId,
+            CreatedAt = DateTimeOffset.UtcNow,
+        };
+        await store.CreateAsync(job, new byte[] { 1 });
+        await WaitForRowAsync(serving.Api, job.Id, "queued");
+        await store.DeleteAsync(job.Id, job.TenantId);
+
+        // A later job written after the deletion shows the writer got past it.
+        var later = job with { Id = Async.Serving.Jobs.RedisJobStore.NewJobId() };
+        await store.CreateAsync(later, new byte[] { 1 });
+        await WaitForRowAsync(serving.Api, later.Id, "queued");
+        Assert.Null(await serving.Api.Services.GetRequiredService<LedgerStore>().GetAsync(job.Id, CancellationToken.None));
+        await store.DeleteAsync(later.Id, later.TenantId);
+    }
 }

@@ -152,10 +152,13 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
         if (batch.Deleted.Count > 0)
         {
             // Jobs whose publish failed never existed for the client: no row, no usage.
-            await using var delete = new NpgsqlCommand(
-                "DELETE FROM job_ledger WHERE job_id = ANY($1); DELETE FROM job_ledger_events WHERE job_id = ANY($1)", connection, transaction);
-            delete.Parameters.Add(TextArray(batch.Deleted));
-            await delete.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            // One statement per command: Npgsql refuses positional parameters in a multi-statement command.
+            foreach (var sql in (string[])["DELETE FROM job_ledger WHERE job_id = ANY($1)", "DELETE FROM job_ledger_events WHERE job_id = ANY($1)"])
+            {
+                await using var delete = new NpgsqlCommand(sql, connection, transaction);
+                delete.Parameters.Add(TextArray(batch.Deleted));
+                await delete.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+            }
         }
 
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
