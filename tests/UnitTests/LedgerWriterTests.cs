@@ -44,6 +44,27 @@ public sealed class LedgerWriterTests
             Written.AddRange(batch.EntryIds);
             return Task.CompletedTask;
         }
+
+        public bool IsTransient(Exception exception) => true;
+    }
+
+    /// <summary>A database that refuses any batch holding a change of job <c>job-bad</c>, for good.</summary>
+    private sealed class PickySink : ILedgerSink
+    {
+        public List<string> Jobs { get; } = [];
+
+        public Task WriteAsync(LedgerBatch batch, CancellationToken cancellationToken)
+        {
+            if (batch.Events.Any(e => e.JobId == "job-bad"))
+            {
+                throw new ArgumentException("value out of range");
+            }
+
+            Jobs.AddRange(batch.Events.Select(e => e.JobId));
+            return Task.CompletedTask;
+        }
+
+        public bool IsTransient(Exception exception) => exception is not ArgumentException;
     }
 
     private static LedgerWriter Writer(ILedgerSource source, ILedgerSink sink, int batchSize = 2) =>
@@ -95,6 +116,20 @@ public sealed class LedgerWriterTests
         await writer.StopAsync(CancellationToken.None);
         Assert.Empty(source.Pending);
         Assert.Equal(["1-0", "2-0", "3-0", "4-0", "5-0"], sink.Written);
+    }
+
+    [Fact]
+    public async Task A_change_the_database_refuses_is_skipped_and_the_rest_of_its_batch_written()
+    {
+        var source = new FakeSource();
+        source.Pending.AddRange(["1-0", "bad", "3-0"]);
+        var sink = new PickySink();
+        var writer = Writer(source, sink, batchSize: 3);
+
+        Assert.Equal(3, await writer.PumpAsync(CancellationToken.None));
+        Assert.Equal(["job-1-0", "job-3-0"], sink.Jobs);
+        Assert.Empty(source.Pending);
+        Assert.Equal(0, writer.Failures);
     }
 
     [Theory]

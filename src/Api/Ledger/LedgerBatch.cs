@@ -16,6 +16,22 @@ public sealed record LedgerBatch(
     IReadOnlyList<string> Deleted)
 {
     public static readonly LedgerBatch Empty = new([], [], [], []);
+
+    /// <summary>The same changes split per job (no entry ids: the caller acknowledges the whole batch).</summary>
+    public IEnumerable<(string JobId, LedgerBatch Part)> PerJob()
+    {
+        var jobs = Jobs.ToDictionary(j => j.Id, StringComparer.Ordinal);
+        var ids = Events.Select(e => e.JobId).Concat(jobs.Keys).Distinct(StringComparer.Ordinal);
+        foreach (var id in ids)
+        {
+            yield return (id, new LedgerBatch([], [.. Events.Where(e => e.JobId == id)], jobs.TryGetValue(id, out var job) ? [job] : [], []));
+        }
+
+        foreach (var id in Deleted)
+        {
+            yield return (id, new LedgerBatch([], [], [], [id]));
+        }
+    }
 }
 
 /// <summary>Where ledger entries come from: read (unacknowledged ones again until acknowledged), then acknowledge.</summary>
@@ -30,4 +46,7 @@ public interface ILedgerSource
 public interface ILedgerSink
 {
     Task WriteAsync(LedgerBatch batch, CancellationToken cancellationToken);
+
+    /// <summary>Whether a failure may pass by itself (database down, timeout), as opposed to this data being refused.</summary>
+    bool IsTransient(Exception exception);
 }

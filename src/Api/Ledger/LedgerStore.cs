@@ -164,6 +164,9 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>Server errors that are about the data (a constraint, a bad value) are not transient; a lost connection, a timeout or a shutting-down server are.</summary>
+    public bool IsTransient(Exception exception) => exception is not PostgresException { IsTransient: false };
+
     /// <summary>The tenant's jobs created in [from, to), per pipeline and model.</summary>
     public async Task<List<UsageLine>> UsageAsync(string tenantId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken)
     {

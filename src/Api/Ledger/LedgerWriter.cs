@@ -71,7 +71,17 @@ internal sealed partial class LedgerWriter(
 
             // Not cancelled by shutdown: a batch once read is written and acknowledged, so that no
             // entry is left pending for another writer to claim later.
-            await sink.WriteAsync(batch, CancellationToken.None).ConfigureAwait(false);
+            try
+            {
+                await sink.WriteAsync(batch, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (!sink.IsTransient(ex))
+            {
+                // The database refused this data: find the job it is about, so that one bad entry
+                // does not hold back every change behind it.
+                await WriteJobByJobAsync(batch).ConfigureAwait(false);
+            }
+
             await source.AckAsync(batch, CancellationToken.None).ConfigureAwait(false);
         }
         catch (Exception) when (!cancellationToken.IsCancellationRequested)
@@ -86,6 +96,22 @@ internal sealed partial class LedgerWriter(
         return batch.EntryIds.Count;
     }
 
+    private async Task WriteJobByJobAsync(LedgerBatch batch)
+    {
+        foreach (var (jobId, part) in batch.PerJob())
+        {
+            try
+            {
+                await sink.WriteAsync(part, CancellationToken.None).ConfigureAwait(false);
+            }
+            catch (Exception ex) when (!sink.IsTransient(ex))
+            {
+                // Dropped from the stream; the reconcile maintenance job rewrites the row from Redis later if it can.
+                LogRefused(logger, jobId, ex.Message);
+            }
+        }
+    }
+
     /// <summary><paramref name="first"/> doubled per consecutive failure, at most <paramref name="max"/>.</summary>
     public static TimeSpan Backoff(int failures, TimeSpan first, TimeSpan max)
     {
@@ -95,4 +121,7 @@ internal sealed partial class LedgerWriter(
 
     [LoggerMessage(EventId = 700, Level = LogLevel.Warning, Message = "Ledger batch not written ({Failures} in a row), retrying in {Seconds:F1} s: {Reason}")]
     private static partial void LogWriteFailed(ILogger logger, int failures, double seconds, string reason);
+
+    [LoggerMessage(EventId = 701, Level = LogLevel.Error, Message = "Ledger changes of job {JobId} refused by the database and skipped: {Reason}")]
+    private static partial void LogRefused(ILogger logger, string jobId, string reason);
 }
