@@ -157,4 +157,18 @@ public sealed class MaintenanceTests(ServingFixture serving)
         await serving.Api.Services.GetRequiredService<MaintenanceJobs>().ReconcileLedgerAsync(CancellationToken.None);
         Assert.Equal(JobStatus.Cancelled, (await ledger.GetAsync(job.Id, CancellationToken.None))!.Value.Row.Status);
     }
+
+    [Fact]
+    public void The_maintenance_jobs_are_scheduled_as_recurring_jobs_on_the_maintenance_queue()
+    {
+        var storage = serving.Api.Services.GetRequiredService<Hangfire.JobStorage>();
+        using var connection = storage.GetConnection();
+        var recurring = Hangfire.Storage.StorageConnectionExtensions.GetRecurringJobs(connection)
+            .Where(j => j.Id.StartsWith("maintenance-", StringComparison.Ordinal)).ToList();
+        Assert.Equal(
+            ["maintenance-expire-queued", "maintenance-fail-lost", "maintenance-purge-ledger", "maintenance-reconcile-ledger"],
+            recurring.Select(j => j.Id).Order(StringComparer.Ordinal));
+        Assert.All(recurring, j => Assert.Equal(MaintenanceExtensions.Queue, j.Job.Queue));
+        Assert.All(recurring, j => Assert.Equal("* * * * *", j.Cron));
+    }
 }
