@@ -3,6 +3,8 @@ using Async.Serving.Api.Errors;
 using Async.Serving.Api.Hangfire;
 using Async.Serving.Api.Health;
 using Async.Serving.Api.Jobs;
+using Async.Serving.Api.Ledger;
+using Async.Serving.Api.Maintenance;
 using Async.Serving.Api.Models;
 using Async.Serving.Api.RateLimiting;
 using Async.Serving.Api.Reference;
@@ -25,6 +27,8 @@ builder.AddJobs();
 builder.AddWebhooks();
 builder.AddServingHealthChecks();
 builder.AddServingHangfire();
+builder.AddLedger();
+builder.AddMaintenance();
 builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ApiProblems.AddCode);
 builder.Services.AddOpenApi();
 builder.Services.ConfigureHttpJsonOptions(o =>
@@ -50,6 +54,7 @@ var v1 = app.MapGroup("").RequireRateLimiting(PerKeyRateLimiting.Policy);
 v1.MapJobsApi();
 v1.MapModelsApi();
 v1.MapWebhooksApi();
+v1.MapUsageApi();
 await app.RunAsync();
 return 0;
 

@@ -53,6 +53,7 @@ public static class HangfireExtensions
     public static void MapServingDashboard(this WebApplication app)
     {
         var options = app.Services.GetRequiredService<IOptions<HangfireOptions>>().Value;
+        InferenceJobsPages.Register();
         app.UseHangfireDashboard("/hangfire", new DashboardOptions
         {
             Authorization = [new DashboardBasicAuthFilter(options)],

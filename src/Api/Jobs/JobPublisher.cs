@@ -42,6 +42,7 @@ internal sealed partial class JobPublisher(
             CreatedAt = now,
             MetadataJson = submission.MetadataJson,
             WebhookJson = submission.Webhook?.ToJson(),
+            ExpiresAt = now.AddSeconds(submission.TtlSeconds),
         };
         await store.CreateAsync(job, submission.Input).ConfigureAwait(false);
 
@@ -60,7 +61,7 @@ internal sealed partial class JobPublisher(
                 ContentType = submission.ContentType,
                 ParamsJson = submission.ParamsJson,
                 SubmittedAt = now,
-                ExpiresAt = now.AddSeconds(submission.TtlSeconds),
+                ExpiresAt = job.ExpiresAt,
                 TimeoutSeconds = submission.TimeoutSeconds,
                 AnnounceStart = submission.Webhook?.Wants(Webhooks.WebhookEvents.Started) == true,
             }, timeout.Token).ConfigureAwait(false);

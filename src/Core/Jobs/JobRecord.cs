@@ -24,4 +24,8 @@ public sealed record JobRecord
     /// <summary>The webhook subscription (<c>{"url":…,"events":[…]}</c>) given at submit, if any.</summary>
     public string? WebhookJson { get; init; }
     public DateTimeOffset? ResultExpiresAt { get; init; }
+    /// <summary>When a still queued job expires (its <c>ttl_seconds</c> passed).</summary>
+    public DateTimeOffset? ExpiresAt { get; init; }
+    /// <summary>The worker that started the latest attempt.</summary>
+    public string? WorkerId { get; init; }
 }

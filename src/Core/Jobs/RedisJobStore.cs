@@ -11,7 +11,13 @@ namespace Async.Serving.Jobs;
 /// </summary>
 public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStoreOptions> options, TimeProvider clock)
 {
-    private const string StartScript = """
+    // Every state change also appends to the ledger stream, in the same script, so the PostgreSQL
+    // ledger (Api/Ledger) sees every change even while the API or PostgreSQL is down.
+    private const string LedgerAppend = "local function ledger(id, status, at) redis.call('XADD', 'ledger', 'MAXLEN', '~', '1000000', '*', 'id', id, 'status', status, 'at', at) end\n";
+
+    // KEYS: job, channel, input. ARGV: now, status retention seconds, worker id ('' for none).
+    private const string StartScript = LedgerAppend + """
+        local id = string.sub(KEYS[1], 5)
         local status = redis.call('HGET', KEYS[1], 'status')
         if not status then return 'missing' end
         if status ~= 'queued' and status ~= 'running' then return status end
@@ -20,20 +26,29 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
           redis.call('EXPIRE', KEYS[1], ARGV[2])
           redis.call('DEL', KEYS[3])
           redis.call('PUBLISH', KEYS[2], 'cancelled')
+          redis.call('ZREM', 'queued-by-expiry', id)
+          ledger(id, 'cancelled', ARGV[1])
           return 'cancelled_now'
         end
         local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
         redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'queue_ms', ARGV[1] - redis.call('HGET', KEYS[1], 'created_at'))
+        if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'worker', ARGV[3]) end
+        redis.call('ZREM', 'queued-by-expiry', id)
+        redis.call('ZADD', 'running-jobs', ARGV[1], id)
+        ledger(id, 'running', ARGV[1])
         redis.call('PUBLISH', KEYS[2], 'running')
         return {'started', attempts, redis.call('GET', KEYS[3])}
         """;
 
     // KEYS: job, channel, result, input. ARGV: now, new status, allowed-from (space separated), execution_ms,
-    // output json ('' for none), result retention seconds, error code, error message, status retention seconds.
-    private const string FinishScript = """
+    // output json ('' for none), result retention seconds, error code, error message, status retention seconds,
+    // the worker that must still hold the job ('' for any).
+    private const string FinishScript = LedgerAppend + """
+        local id = string.sub(KEYS[1], 5)
         local status = redis.call('HGET', KEYS[1], 'status')
         if not status then return 'missing' end
         if not string.find(' ' .. ARGV[3] .. ' ', ' ' .. status .. ' ', 1, true) then return status end
+        if ARGV[10] ~= '' and redis.call('HGET', KEYS[1], 'worker') ~= ARGV[10] then return 'moved' end
         redis.call('HSET', KEYS[1], 'status', ARGV[2], 'completed_at', ARGV[1])
         if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'execution_ms', ARGV[4]) end
         if ARGV[2] == 'succeeded' then redis.call('HSET', KEYS[1], 'progress', '1') end
@@ -44,13 +59,16 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'error_code', ARGV[7], 'error_message', ARGV[8]) end
         redis.call('EXPIRE', KEYS[1], ARGV[9])
         redis.call('DEL', KEYS[4])
+        redis.call('ZREM', 'queued-by-expiry', id)
+        redis.call('ZREM', 'running-jobs', id)
+        ledger(id, ARGV[2], ARGV[1])
         redis.call('PUBLISH', KEYS[2], ARGV[2])
         return 'ok'
         """;
 
     // KEYS: job, channel, input. ARGV: now, status retention seconds, cancel channel.
     // queued → cancelled at once; running → flagged, and workers are told on the cancel channel.
-    private const string CancelScript = """
+    private const string CancelScript = LedgerAppend + """
         local status = redis.call('HGET', KEYS[1], 'status')
         if not status then return 'missing' end
         if status == 'queued' then
@@ -58,6 +76,8 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
           redis.call('EXPIRE', KEYS[1], ARGV[2])
           redis.call('DEL', KEYS[3])
           redis.call('PUBLISH', KEYS[2], 'cancelled')
+          redis.call('ZREM', 'queued-by-expiry', string.sub(KEYS[1], 5))
+          ledger(string.sub(KEYS[1], 5), 'cancelled', ARGV[1])
           return 'ok:cancelled'
         end
         if status == 'running' then
@@ -87,6 +107,17 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     /// <summary>A tenant's job ids, all with score 0: ids are UUIDv7 in hex, so their order is submit order.</summary>
     public static RedisKey TenantIndexKey(string tenantId) => "tenant-jobs:" + tenantId;
 
+    /// <summary>Stream of every state change (<c>id</c>, <c>status</c>, <c>at</c> in Unix ms), capped near <see cref="LedgerStreamMaxLength"/> entries; read by the ledger writer.</summary>
+    public static readonly RedisKey LedgerStream = "ledger";
+
+    public const int LedgerStreamMaxLength = 1_000_000;
+
+    /// <summary>Queued jobs by expiry (score: <c>expires_at</c>, Unix ms); a job leaves it when it starts or ends.</summary>
+    public static readonly RedisKey QueuedByExpiry = "queued-by-expiry";
+
+    /// <summary>Running jobs by start time (Unix ms); a job leaves it when it ends.</summary>
+    public static readonly RedisKey RunningJobs = "running-jobs";
+
     /// <summary>Writes a queued job and its input in one transaction.</summary>
     public async Task CreateAsync(JobRecord job, ReadOnlyMemory<byte> input)
     {
@@ -104,6 +135,14 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             new("attempts", 0),
             new("input_bytes", input.Length),
         };
+        if (job.ExpiresAt is { } expiresAt)
+        {
+            fields.Add(new HashEntry("expires_at", expiresAt.ToUnixTimeMilliseconds()));
+            _ = tx.SortedSetAddAsync(QueuedByExpiry, job.Id, expiresAt.ToUnixTimeMilliseconds());
+        }
+
+        _ = tx.StreamAddAsync(LedgerStream, [new("id", job.Id), new("status", job.Status), new("at", job.CreatedAt.ToUnixTimeMilliseconds())],
+            maxLength: LedgerStreamMaxLength, useApproximateMaxLength: true);
         if (job.MetadataJson is not null)
         {
             fields.Add(new HashEntry("metadata", job.MetadataJson));
@@ -134,6 +173,9 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     {
         await _db.KeyDeleteAsync([JobKey(id), InputKey(id), ResultKey(id)]).ConfigureAwait(false);
         await _db.SortedSetRemoveAsync(TenantIndexKey(tenantId), id).ConfigureAwait(false);
+        await _db.SortedSetRemoveAsync(QueuedByExpiry, id).ConfigureAwait(false);
+        await _db.StreamAddAsync(LedgerStream, [new("id", id), new("status", "deleted"), new("at", clock.GetUtcNow().ToUnixTimeMilliseconds())],
+            maxLength: LedgerStreamMaxLength, useApproximateMaxLength: true).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -233,13 +275,13 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     /// Moves a queued (or redelivered running) job to running, counts the attempt and reads the
     /// input, in one round trip. A job flagged for cancel while its worker died ends cancelled here.
     /// </summary>
-    public async Task<StartOutcome> TryStartAsync(string id, string inputKey)
+    public async Task<StartOutcome> TryStartAsync(string id, string inputKey, string? workerId = null)
     {
         var now = clock.GetUtcNow();
         var reply = await _db.ScriptEvaluateAsync(
             StartScript,
             [JobKey(id), ChangedChannel(id).ToString(), inputKey],
-            [now.ToUnixTimeMilliseconds(), (long)_options.StatusRetention.TotalSeconds]).ConfigureAwait(false);
+            [now.ToUnixTimeMilliseconds(), (long)_options.StatusRetention.TotalSeconds, workerId ?? string.Empty]).ConfigureAwait(false);
         if (reply.Resp2Type == ResultType.Array)
         {
             var parts = (RedisResult[])reply!;
@@ -261,8 +303,12 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     public Task<bool> ExpireAsync(string id) =>
         FinishAsync(id, JobStatus.Expired, JobStatus.Queued, null, null, "expired", "The job waited in the queue longer than its ttl_seconds.");
 
+    /// <summary>Running → failed, only while <paramref name="workerId"/> still holds the job (no redelivery started it elsewhere).</summary>
+    public Task<bool> FailLostAsync(string id, string workerId, string code, string message) =>
+        FinishAsync(id, JobStatus.Failed, JobStatus.Running, null, null, code, message, workerId);
+
     private async Task<bool> FinishAsync(
-        string id, string status, string allowedFrom, long? executionMs, string? outputJson, string? code, string? message)
+        string id, string status, string allowedFrom, long? executionMs, string? outputJson, string? code, string? message, string? workerId = null)
     {
         var reply = (string?)await _db.ScriptEvaluateAsync(
             FinishScript,
@@ -277,6 +323,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
                 code ?? string.Empty,
                 message ?? string.Empty,
                 (long)_options.StatusRetention.TotalSeconds,
+                workerId ?? string.Empty,
             ]).ConfigureAwait(false);
         return reply == "ok";
     }
@@ -309,6 +356,8 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             MetadataJson = Str("metadata"),
             WebhookJson = Str("webhook"),
             ResultExpiresAt = Time("result_expires_at"),
+            ExpiresAt = Time("expires_at"),
+            WorkerId = Str("worker"),
         };
     }
 }

@@ -44,6 +44,13 @@ public sealed class WorkerRegistry(IConnectionMultiplexer redis, TimeProvider cl
         }
     }
 
+    /// <summary>The last heartbeat of <paramref name="workerId"/> for the model; null when none is kept (beats older than a minute are pruned).</summary>
+    public async Task<DateTimeOffset?> LastBeatAsync(string workerId, string modelId)
+    {
+        var score = await _db.SortedSetScoreAsync(Beats(modelId), workerId).ConfigureAwait(false);
+        return score is { } ms ? DateTimeOffset.FromUnixTimeMilliseconds((long)ms) : null;
+    }
+
     /// <summary>Live workers of a model and the execution providers they run it on.</summary>
     public async Task<(int Workers, string[] Providers)> LiveAsync(string modelId)
     {

@@ -20,6 +20,7 @@ internal sealed partial class RunInferenceConsumer(
     ModelHost models,
     ImageEmbedPipeline embed,
     JobCancellations cancellations,
+    WorkerHeartbeat heartbeat,
     IOptions<WorkerOptions> options,
     TimeProvider clock,
     ILogger<RunInferenceConsumer> logger) : IConsumer<RunInference>
@@ -38,7 +39,7 @@ internal sealed partial class RunInferenceConsumer(
         }
 
         using var cancel = cancellations.Register(job.JobId);
-        var start = await store.TryStartAsync(job.JobId, job.InputKey).ConfigureAwait(false);
+        var start = await store.TryStartAsync(job.JobId, job.InputKey, heartbeat.WorkerId).ConfigureAwait(false);
         if (!start.Started)
         {
             // Finished, cancelled or expired before this delivery: nothing to run, nothing to announce,

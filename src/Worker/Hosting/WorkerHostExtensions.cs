@@ -27,7 +27,8 @@ public static class WorkerHostExtensions
         builder.Services.AddSingleton<ImageEmbedPipeline>();
         builder.Services.AddSingleton<JobCancellations>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<JobCancellations>());
-        builder.Services.AddHostedService<WorkerHeartbeat>();
+        builder.Services.AddSingleton<WorkerHeartbeat>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<WorkerHeartbeat>());
         builder.Services.AddHostedService<WorkerMetricsServer>();
         return builder;
     }

@@ -1,0 +1,214 @@
+using Async.Serving.Api.Ledger;
+using Async.Serving.Contracts;
+using Async.Serving.Jobs;
+using Async.Serving.Models;
+using Hangfire;
+using MassTransit;
+using Microsoft.Extensions.Options;
+using StackExchange.Redis;
+
+namespace Async.Serving.Api.Maintenance;
+
+/// <summary>
+/// The recurring maintenance jobs. Each is idempotent and safe to run on several API instances at
+/// once: every state change goes through the job store's scripts, which only act on the state
+/// they expect. Failures are not retried by Hangfire: the next run (a minute later) starts over.
+/// </summary>
+public sealed partial class MaintenanceJobs(
+    IConnectionMultiplexer redis,
+    RedisJobStore store,
+    WorkerRegistry workers,
+    LedgerStore ledger,
+    IBus bus,
+    IOptions<MaintenanceOptions> options,
+    TimeProvider clock,
+    ILogger<MaintenanceJobs> logger)
+{
+    public const string WorkerLostCode = "worker_lost";
+
+    /// <summary>When each worker that stopped beating was first seen missing (field: worker id, value: Unix ms).</summary>
+    internal static readonly RedisKey MissingSince = "worker-missing-since";
+
+    private readonly IDatabase _db = redis.GetDatabase();
+
+    /// <summary>
+    /// Expires queued jobs past their TTL, also those of models no worker serves (a worker expires a
+    /// job only when it takes its message). Returns the jobs expired.
+    /// </summary>
+    [AutomaticRetry(Attempts = 0)]
+    public async Task<int> ExpireQueuedAsync(CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        var ids = await _db.SortedSetRangeByScoreAsync(
+            RedisJobStore.QueuedByExpiry, double.NegativeInfinity, now.ToUnixTimeMilliseconds(), take: options.Value.BatchSize).ConfigureAwait(false);
+        var expired = 0;
+        foreach (var value in ids)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var id = value.ToString();
+            var job = await store.GetAsync(id, includeOutput: false).ConfigureAwait(false);
+            if (job is not null && await store.ExpireAsync(id).ConfigureAwait(false))
+            {
+                expired++;
+                await PublishAsync(new JobExpired { JobId = id, TenantId = job.TenantId, ExpiredAt = clock.GetUtcNow() }).ConfigureAwait(false);
+            }
+            else
+            {
+                // Gone, or no longer queued (the store's scripts remove it too; this covers old entries).
+                await _db.SortedSetRemoveAsync(RedisJobStore.QueuedByExpiry, value).ConfigureAwait(false);
+            }
+        }
+
+        if (expired > 0)
+        {
+            LogExpired(logger, expired);
+        }
+
+        return expired;
+    }
+
+    /// <summary>
+    /// Fails running jobs whose worker stopped heart-beating more than the grace period ago and that
+    /// used all their attempts (a redelivery would only fail them). Anything less certain is left for
+    /// redelivery: a job with attempts left, one with no recorded worker, one whose worker is live.
+    /// Returns the jobs failed.
+    /// </summary>
+    [AutomaticRetry(Attempts = 0)]
+    public async Task<int> FailLostJobsAsync(CancellationToken cancellationToken)
+    {
+        var settings = options.Value;
+        var now = clock.GetUtcNow();
+        // A job started within the grace period cannot have lost its worker for that long.
+        var ids = await _db.SortedSetRangeByScoreAsync(
+            RedisJobStore.RunningJobs, double.NegativeInfinity, (now - settings.WorkerLostGrace).ToUnixTimeMilliseconds(),
+            take: settings.BatchSize).ConfigureAwait(false);
+        var failed = 0;
+        foreach (var value in ids)
+        {
+            cancellationToken.ThrowIfCancellationRequested();
+            var id = value.ToString();
+            var job = await store.GetAsync(id, includeOutput: false).ConfigureAwait(false);
+            if (job is null || job.Status != JobStatus.Running)
+            {
+                await _db.SortedSetRemoveAsync(RedisJobStore.RunningJobs, value).ConfigureAwait(false);
+                continue;
+            }
+
+            if (job.WorkerId is not { Length: > 0 } worker || job.Attempts < settings.MaxAttempts)
+            {
+                continue;
+            }
+
+            var goneFor = await GoneForAsync(worker, job.Model, now).ConfigureAwait(false);
+            if (goneFor is null || goneFor < settings.WorkerLostGrace)
+            {
+                continue;
+            }
+
+            var message = $"The worker running the job ({worker}) stopped for {goneFor.Value.TotalSeconds:F0} s after attempt {job.Attempts} of {settings.MaxAttempts}.";
+            if (await store.FailLostAsync(id, worker, WorkerLostCode, message).ConfigureAwait(false))
+            {
+                failed++;
+                LogWorkerLost(logger, id, worker);
+                await PublishAsync(new JobFailed
+                {
+                    JobId = id,
+                    TenantId = job.TenantId,
+                    StartedAt = job.StartedAt,
+                    FailedAt = clock.GetUtcNow(),
+                    ErrorCode = WorkerLostCode,
+                    ErrorMessage = message,
+                }).ConfigureAwait(false);
+            }
+        }
+
+        return failed;
+    }
+
+    /// <summary>
+    /// Deletes ledger rows and events past their retention. Redis needs nothing here: job hashes,
+    /// inputs, results, idempotency keys and tenant indexes all carry TTLs; the ledger stream is
+    /// capped and emptied as it is written.
+    /// </summary>
+    [AutomaticRetry(Attempts = 0)]
+    public async Task<int> PurgeLedgerAsync(CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        var deleted = await ledger.PurgeAsync(now - options.Value.LedgerRetention, now - options.Value.LedgerEventRetention, cancellationToken).ConfigureAwait(false);
+        if (deleted > 0)
+        {
+            LogPurged(logger, deleted);
+        }
+
+        return deleted;
+    }
+
+    /// <summary>
+    /// Rewrites, from the job store, ledger rows left queued or running for a minute or more: a change
+    /// whose stream entry never arrived (a worker of an older version, an entry trimmed from a stream
+    /// that grew past its cap while PostgreSQL was down) is caught up here. Returns the rows looked at.
+    /// </summary>
+    [AutomaticRetry(Attempts = 0)]
+    public async Task<int> ReconcileLedgerAsync(CancellationToken cancellationToken)
+    {
+        var ids = await ledger.StaleAsync(clock.GetUtcNow() - TimeSpan.FromMinutes(1), options.Value.BatchSize, cancellationToken).ConfigureAwait(false);
+        if (ids.Count == 0)
+        {
+            return 0;
+        }
+
+        var jobs = await Task.WhenAll(ids.Select(id => store.GetAsync(id, includeOutput: false))).ConfigureAwait(false);
+        // Rows of jobs no longer in Redis stay as they are: nothing newer is known about them.
+        await ledger.WriteAsync(new LedgerBatch([], [], [.. jobs.OfType<JobRecord>()], []), cancellationToken).ConfigureAwait(false);
+        return ids.Count;
+    }
+
+    /// <summary>How long the worker has been gone, or null while it is live.</summary>
+    private async Task<TimeSpan?> GoneForAsync(string worker, string modelId, DateTimeOffset now)
+    {
+        var lastBeat = await workers.LastBeatAsync(worker, modelId).ConfigureAwait(false);
+        if (lastBeat is { } beat && now - beat <= WorkerRegistry.LiveWindow)
+        {
+            await _db.HashDeleteAsync(MissingSince, worker).ConfigureAwait(false);
+            return null;
+        }
+
+        if (lastBeat is { } last)
+        {
+            return now - (last + WorkerRegistry.LiveWindow);
+        }
+
+        // Its beats are pruned (or it never beat): count from when maintenance first missed it.
+        await _db.HashSetAsync(MissingSince, worker, now.ToUnixTimeMilliseconds(), When.NotExists).ConfigureAwait(false);
+        await _db.KeyExpireAsync(MissingSince, TimeSpan.FromDays(1)).ConfigureAwait(false);
+        var since = (long)await _db.HashGetAsync(MissingSince, worker).ConfigureAwait(false);
+        return now - DateTimeOffset.FromUnixTimeMilliseconds(since);
+    }
+
+    private async Task PublishAsync<T>(T message)
+        where T : class
+    {
+        // The job store already holds the outcome; an event lost here costs a notification, not state.
+        try
+        {
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
+            await bus.Publish(message, timeout.Token).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is not OutOfMemoryException)
+        {
+            LogPublishFailed(logger, typeof(T).Name, ex.Message);
+        }
+    }
+
+    [LoggerMessage(EventId = 710, Level = LogLevel.Information, Message = "Maintenance expired {Count} queued jobs past their TTL")]
+    private static partial void LogExpired(ILogger logger, int count);
+
+    [LoggerMessage(EventId = 711, Level = LogLevel.Warning, Message = "Job {JobId} failed worker_lost: worker {Worker} stopped heart-beating")]
+    private static partial void LogWorkerLost(ILogger logger, string jobId, string worker);
+
+    [LoggerMessage(EventId = 712, Level = LogLevel.Information, Message = "Maintenance purged {Count} ledger rows past retention")]
+    private static partial void LogPurged(ILogger logger, int count);
+
+    [LoggerMessage(EventId = 713, Level = LogLevel.Warning, Message = "Maintenance could not publish {Event}: {Reason}")]
+    private static partial void LogPublishFailed(ILogger logger, string @event, string reason);
+}

@@ -1,0 +1,174 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Async.Serving.Api.Maintenance;
+using Async.Serving.Jobs;
+using Microsoft.Extensions.DependencyInjection;
+
+namespace Async.Serving.IntegrationTests;
+
+/// <summary>The recurring maintenance jobs, run directly instead of waiting for their minute.</summary>
+[Collection(ServingCollection.Name)]
+public sealed class MaintenanceTests(ServingFixture serving)
+{
+    [Fact]
+    public async Task A_queued_job_past_its_ttl_expires_although_no_worker_serves_its_model()
+    {
+        using var models = new PrivateModels(); // no worker serves it
+        await using var api = serving.CreateApi(new Dictionary<string, string?> { ["Serving:Models:Path"] = models.Path });
+        using var client = serving.Client(api);
+        var response = await client.PostAsJsonAsync("/v1/jobs", new
+        {
+            pipeline = "image.embed",
+            model = models.Name,
+            input = new { base64 = Convert.ToBase64String(TestImages.Scene(601, 64, 64)) },
+            ttl_seconds = 1,
+        });
+        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        var id = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
+
+        var maintenance = api.Services.GetRequiredService<MaintenanceJobs>();
+        await maintenance.ExpireQueuedAsync(CancellationToken.None); // not yet due
+        Assert.Equal("queued", (await client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{id}")).GetProperty("status").GetString());
+
+        await Task.Delay(TimeSpan.FromSeconds(1.2));
+        await maintenance.ExpireQueuedAsync(CancellationToken.None);
+        var job = await client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{id}");
+        Assert.Equal("expired", job.GetProperty("status").GetString());
+        Assert.Equal("expired", job.GetProperty("error").GetProperty("code").GetString());
+        await LedgerTests.WaitForRowAsync(api, id, "expired");
+    }
+
+    [Fact]
+    public async Task A_running_job_whose_worker_is_gone_fails_worker_lost_only_once_its_attempts_are_used()
+    {
+        using var models = new PrivateModels();
+        await using var api = serving.CreateApi(new Dictionary<string, string?>
+        {
+            ["Serving:Models:Path"] = models.Path,
+            ["Serving:Maintenance:WorkerLostGrace"] = "00:00:00",
+        });
+        var store = api.Services.GetRequiredService<RedisJobStore>();
+        var ghost = "ghost-" + Guid.NewGuid().ToString("N")[..8]; // a worker that never beats
+
+        async Task<string> RunningAsync(int attempts)
+        {
+            var job = new JobRecord
+            {
+                Id = RedisJobStore.NewJobId(),
+                TenantId = serving.Tenant,
+                Status = JobStatus.Queued,
+                Pipeline = "image.embed",
+                Model = models.Name + "@1",
+                CreatedAt = DateTimeOffset.UtcNow,
+            };
+            await store.CreateAsync(job, new byte[] { 1, 2, 3 });
+            for (var i = 0; i < attempts; i++)
+            {
+                Assert.True((await store.TryStartAsync(job.Id, RedisJobStore.InputKey(job.Id).ToString(), ghost)).Started);
+            }
+
+            return job.Id;
+        }
+
+        var exhausted = await RunningAsync(3);
+        var retriable = await RunningAsync(1);
+        try
+        {
+            await api.Services.GetRequiredService<MaintenanceJobs>().FailLostJobsAsync(CancellationToken.None);
+
+            var lost = await store.GetAsync(exhausted);
+            Assert.Equal(JobStatus.Failed, lost!.Status);
+            Assert.Equal(MaintenanceJobs.WorkerLostCode, lost.ErrorCode);
+            Assert.Equal(ghost, lost.WorkerId);
+            Assert.Equal(JobStatus.Running, (await store.GetAsync(retriable))!.Status);
+            await LedgerTests.WaitForRowAsync(api, exhausted, "failed");
+        }
+        finally
+        {
+            await store.FailAsync(retriable, JobErrorCodes.InternalError, "test cleanup");
+        }
+    }
+
+    [Fact]
+    public async Task A_job_whose_worker_is_live_is_left_running()
+    {
+        using var models = new PrivateModels();
+        await using var api = serving.CreateApi(new Dictionary<string, string?>
+        {
+            ["Serving:Models:Path"] = models.Path,
+            ["Serving:Maintenance:WorkerLostGrace"] = "00:00:00",
+        });
+        var store = api.Services.GetRequiredService<RedisJobStore>();
+        var worker = "live-" + Guid.NewGuid().ToString("N")[..8];
+        await api.Services.GetRequiredService<Async.Serving.Models.WorkerRegistry>().BeatAsync(worker, [(models.Name + "@1", "cpu")]);
+        var job = new JobRecord
+        {
+            Id = RedisJobStore.NewJobId(),
+            TenantId = serving.Tenant,
+            Status = JobStatus.Queued,
+            Pipeline = "image.embed",
+            Model = models.Name + "@1",
+            CreatedAt = DateTimeOffset.UtcNow,
+        };
+        await store.CreateAsync(job, new byte[] { 1 });
+        for (var i = 0; i < 3; i++)
+        {
+            await store.TryStartAsync(job.Id, RedisJobStore.InputKey(job.Id).ToString(), worker);
+        }
+
+        try
+        {
+            await api.Services.GetRequiredService<MaintenanceJobs>().FailLostJobsAsync(CancellationToken.None);
+            Assert.Equal(JobStatus.Running, (await store.GetAsync(job.Id))!.Status);
+        }
+        finally
+        {
+            await store.FailAsync(job.Id, JobErrorCodes.InternalError, "test cleanup");
+        }
+    }
+
+    [Fact]
+    public async Task Reconcile_brings_a_ledger_row_whose_changes_were_missed_up_to_date()
+    {
+        var store = serving.Api.Services.GetRequiredService<RedisJobStore>();
+        var ledger = serving.Api.Services.GetRequiredService<Async.Serving.Api.Ledger.LedgerStore>();
+        var job = new JobRecord
+        {
+            Id = RedisJobStore.NewJobId(),
+            TenantId = serving.Tenant,
+            Status = JobStatus.Queued,
+            Pipeline = "image.embed",
+            Model = "resnet18@1",
+            CreatedAt = DateTimeOffset.UtcNow,
+        };
+        await store.CreateAsync(job, new byte[] { 1 });
+        await LedgerTests.WaitForRowAsync(serving.Api, job.Id, JobStatus.Queued);
+        // The change happens behind the ledger's back (as with a worker of an older version) and the row ages.
+        var redis = serving.Api.Services.GetRequiredService<StackExchange.Redis.IConnectionMultiplexer>().GetDatabase();
+        await redis.HashSetAsync(RedisJobStore.JobKey(job.Id), [new("status", JobStatus.Cancelled), new("completed_at", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds())]);
+        await using (var age = serving.Api.Services.GetRequiredService<Npgsql.NpgsqlDataSource>().CreateCommand(
+            "UPDATE job_ledger SET updated_at = now() - interval '2 minutes' WHERE job_id = $1"))
+        {
+            age.Parameters.Add(new Npgsql.NpgsqlParameter<string> { TypedValue = job.Id });
+            await age.ExecuteNonQueryAsync();
+        }
+
+        await serving.Api.Services.GetRequiredService<MaintenanceJobs>().ReconcileLedgerAsync(CancellationToken.None);
+        Assert.Equal(JobStatus.Cancelled, (await ledger.GetAsync(job.Id, CancellationToken.None))!.Value.Row.Status);
+    }
+
+    [Fact]
+    public void The_maintenance_jobs_are_scheduled_as_recurring_jobs_on_the_maintenance_queue()
+    {
+        var storage = serving.Api.Services.GetRequiredService<Hangfire.JobStorage>();
+        using var connection = storage.GetConnection();
+        var recurring = Hangfire.Storage.StorageConnectionExtensions.GetRecurringJobs(connection)
+            .Where(j => j.Id.StartsWith("maintenance-", StringComparison.Ordinal)).ToList();
+        Assert.Equal(
+            ["maintenance-expire-queued", "maintenance-fail-lost", "maintenance-purge-ledger", "maintenance-reconcile-ledger"],
+            recurring.Select(j => j.Id).Order(StringComparer.Ordinal));
+        Assert.All(recurring, j => Assert.Equal(MaintenanceExtensions.Queue, j.Job.Queue));
+        Assert.All(recurring, j => Assert.Equal("* * * * *", j.Cron));
+    }
+}
