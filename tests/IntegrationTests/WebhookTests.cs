@@ -111,6 +111,18 @@ public sealed class WebhookTests(ServingFixture serving)
         Assert.Equal(hooks[0].Body, hooks[1].Body);
         // Not timed: Hangfire keeps the due time of a scheduled job in whole seconds, so a 1 s retry may come sooner.
         Assert.True(hooks[1].At >= hooks[0].At);
+
+        // Both attempts are on record for the job's dashboard page (written right after each answer).
+        var store = api.Services.GetRequiredService<WebhookStore>();
+        var deadline = DateTime.UtcNow + DeliveryWait;
+        IReadOnlyList<DeliveryAttempt> attempts;
+        while ((attempts = await store.AttemptsAsync(id, CancellationToken.None)).Count < 2 && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(100);
+        }
+
+        Assert.Equal(["retrying", "delivered"], attempts.Select(a => a.Outcome));
+        Assert.Equal([1, 2], attempts.Select(a => a.Attempt));
     }
 
     /// <summary>The failed Hangfire delivery job of <paramref name="messageId"/>, waited for at most <see cref="DeliveryWait"/>.</summary>

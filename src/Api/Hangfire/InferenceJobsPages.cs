@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Text;
 using Async.Serving.Api.Ledger;
+using Async.Serving.Api.Webhooks;
 using Hangfire.Dashboard;
 
 namespace Async.Serving.Api.Hangfire;
@@ -124,10 +125,28 @@ internal static class InferenceJobsPages
             }
 
             body.Append("</tbody></table>");
-            // Webhook deliveries: the webhooks feature adds this job's deliveries here; until then,
-            // Hangfire's own pages list every background job.
-            body.Append("<h2>Deliveries</h2><p><a href=\"").Append(E(context.Request.PathBase))
-                .Append("/jobs/succeeded\">Hangfire jobs</a> (webhook deliveries are Hangfire jobs).</p>");
+            var deliveries = await http.RequestServices.GetRequiredService<WebhookStore>().AttemptsAsync(row.JobId, http.RequestAborted).ConfigureAwait(false);
+            body.Append("<h2>Webhook deliveries</h2>");
+            if (deliveries.Count == 0)
+            {
+                body.Append("<p>None.</p>");
+            }
+            else
+            {
+                body.Append("<table><thead><tr><th>Time</th><th>Event</th><th>URL</th><th>Attempt</th><th>Outcome</th><th>Detail</th></tr></thead><tbody>");
+                foreach (var d in deliveries)
+                {
+                    body.Append("<tr><td>").Append(Time(d.At)).Append("</td><td>").Append(E(d.EventType)).Append("</td><td>").Append(E(d.Url))
+                        .Append("</td><td>").Append(d.Attempt.ToString(CultureInfo.InvariantCulture)).Append("</td><td>").Append(E(d.Outcome))
+                        .Append("</td><td>").Append(E(d.Detail)).Append("</td></tr>");
+                }
+
+                body.Append("</tbody></table>");
+            }
+
+            // Each attempt is also a Hangfire job, with its result, and can be requeued there.
+            body.Append("<p><a href=\"").Append(E(context.Request.PathBase))
+                .Append("/jobs/failed\">Failed Hangfire jobs</a> · <a href=\"").Append(E(context.Request.PathBase)).Append("/jobs/succeeded\">succeeded</a></p>");
             await WritePageAsync(context, "Job " + row.JobId, body.ToString()).ConfigureAwait(false);
         }
     }

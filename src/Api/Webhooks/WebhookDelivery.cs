@@ -34,10 +34,25 @@ public sealed partial class WebhookDelivery(
     public async Task<string> DeliverAsync(WebhookMessage message, int attempt, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
+        try
+        {
+            var (outcome, result) = await AttemptAsync(message, attempt, cancellationToken).ConfigureAwait(false);
+            await RecordAsync(message, attempt, outcome, result).ConfigureAwait(false);
+            return result;
+        }
+        catch (WebhookDeliveryFailedException ex)
+        {
+            await RecordAsync(message, attempt, "failed", ex.Message).ConfigureAwait(false);
+            throw;
+        }
+    }
+
+    private async Task<(string Outcome, string Result)> AttemptAsync(WebhookMessage message, int attempt, CancellationToken cancellationToken)
+    {
         if (await store.IsDisabledAsync(message.TenantId, message.Url, cancellationToken).ConfigureAwait(false))
         {
             LogSkipped(logger, message.MessageId, message.Url);
-            return $"Skipped: {message.Url} answered 410 Gone before and is disabled for this tenant.";
+            return ("skipped", $"Skipped: {message.Url} answered 410 Gone before and is disabled for this tenant.");
         }
 
         var o = options.Value;
@@ -69,14 +84,14 @@ public sealed partial class WebhookDelivery(
             LogAttempt(logger, message.MessageId, attempt, message.Url, status);
             if (response.IsSuccessStatusCode)
             {
-                return $"Delivered on attempt {attempt}: {reason}";
+                return ("delivered", $"Delivered on attempt {attempt}: {reason}");
             }
 
             if (response.StatusCode == HttpStatusCode.Gone)
             {
                 await store.DisableAsync(message.TenantId, message.Url, reason, CancellationToken.None).ConfigureAwait(false);
                 LogDisabled(logger, message.Url, message.TenantId);
-                return $"Receiver answered 410 Gone: {message.Url} is disabled for this tenant; no further deliveries go there.";
+                return ("disabled", $"Receiver answered 410 Gone: {message.Url} is disabled for this tenant; no further deliveries go there.");
             }
 
             if (response.StatusCode != HttpStatusCode.TooManyRequests && status < 500)
@@ -104,7 +119,20 @@ public sealed partial class WebhookDelivery(
             reason = ex.Message;
         }
 
-        return Retry(message, attempt, reason, retryAfter);
+        return ("retrying", Retry(message, attempt, reason, retryAfter));
+    }
+
+    /// <summary>The record is for people: a PostgreSQL hiccup must not turn a delivery into a failure.</summary>
+    private async Task RecordAsync(WebhookMessage message, int attempt, string outcome, string detail)
+    {
+        try
+        {
+            await store.RecordAttemptAsync(message, attempt, outcome, detail).ConfigureAwait(false);
+        }
+        catch (Npgsql.NpgsqlException ex)
+        {
+            LogRecordFailed(logger, message.MessageId, ex.Message);
+        }
     }
 
     /// <summary>The wait before retry <paramref name="retry"/> (1-based): the configured delay with ±10 % jitter, or a longer Retry-After.</summary>
@@ -158,6 +186,9 @@ public sealed partial class WebhookDelivery(
             return Encoding.UTF8.GetString(buffer, 0, read).Trim();
         }
     }
+
+    [LoggerMessage(EventId = 711, Level = LogLevel.Warning, Message = "Webhook {MessageId}: the attempt could not be recorded: {Reason}")]
+    private static partial void LogRecordFailed(ILogger logger, string messageId, string reason);
 
     [LoggerMessage(EventId = 700, Level = LogLevel.Information, Message = "Webhook {MessageId} attempt {Attempt} to {Url}: {Status}")]
     private static partial void LogAttempt(ILogger logger, string messageId, int attempt, string url, int status);

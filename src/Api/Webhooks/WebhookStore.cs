@@ -31,6 +31,19 @@ public sealed class WebhookStore(NpgsqlDataSource dataSource, TimeProvider clock
             reason      text        NOT NULL,
             PRIMARY KEY (tenant_id, url)
         );
+        CREATE TABLE IF NOT EXISTS webhook_deliveries (
+            id          bigint      GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            job_id      text        NOT NULL,
+            tenant_id   text        NOT NULL,
+            message_id  text        NOT NULL,
+            event_type  text        NOT NULL,
+            url         text        NOT NULL,
+            attempt     int         NOT NULL,
+            outcome     text        NOT NULL,
+            detail      text        NOT NULL,
+            at          timestamptz NOT NULL
+        );
+        CREATE INDEX IF NOT EXISTS webhook_deliveries_job ON webhook_deliveries (job_id, at);
         """;
 
     /// <summary><see cref="SecretPrefix"/> plus 32 random bytes in base64, the form Standard Webhooks libraries read.</summary>
@@ -53,6 +66,40 @@ public sealed class WebhookStore(NpgsqlDataSource dataSource, TimeProvider clock
         }
 
         await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    /// <summary>Records one delivery attempt and its outcome, for the job's page in the dashboard.</summary>
+    public async Task RecordAttemptAsync(WebhookMessage message, int attempt, string outcome, string detail)
+    {
+        await using var command = dataSource.CreateCommand(
+            "INSERT INTO webhook_deliveries (job_id, tenant_id, message_id, event_type, url, attempt, outcome, detail, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = message.JobId });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = message.TenantId });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = message.MessageId });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = message.Type });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = message.Url });
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = attempt });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = outcome });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = detail.Length > 2000 ? detail[..2000] : detail });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = clock.GetUtcNow() });
+        await command.ExecuteNonQueryAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Every recorded delivery attempt of a job, oldest first.</summary>
+    public async Task<IReadOnlyList<DeliveryAttempt>> AttemptsAsync(string jobId, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand(
+            "SELECT event_type, url, attempt, outcome, detail, at FROM webhook_deliveries WHERE job_id = $1 ORDER BY at, id");
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = jobId });
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        var attempts = new List<DeliveryAttempt>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            attempts.Add(new DeliveryAttempt(
+                reader.GetString(0), reader.GetString(1), reader.GetInt32(2), reader.GetString(3), reader.GetString(4), reader.GetFieldValue<DateTimeOffset>(5)));
+        }
+
+        return attempts;
     }
 
     /// <summary>The tenant's current secret, created on first use.</summary>
@@ -163,3 +210,6 @@ internal sealed class WebhookSchemaMigration(WebhookStore store) : IHostedServic
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
+
+/// <summary>One recorded attempt: outcome is delivered, retrying, failed, skipped or disabled.</summary>
+public sealed record DeliveryAttempt(string EventType, string Url, int Attempt, string Outcome, string Detail, DateTimeOffset At);
