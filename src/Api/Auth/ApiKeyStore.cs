@@ -67,24 +67,8 @@ public sealed class ApiKeyStore(NpgsqlDataSource dataSource, TimeProvider clock)
         key.Length == KeyLength && key.StartsWith(Prefix, StringComparison.Ordinal) && Base64Url.IsValid(key.AsSpan(Prefix.Length));
 
     /// <summary>Creates the table when missing. Safe to run from several processes at once.</summary>
-    public async Task MigrateAsync(CancellationToken cancellationToken)
-    {
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        // CREATE ... IF NOT EXISTS still races in the catalog when two APIs start together.
-        await using (var lockCommand = new NpgsqlCommand("SELECT pg_advisory_xact_lock($1)", connection, transaction))
-        {
-            lockCommand.Parameters.Add(new NpgsqlParameter<long> { TypedValue = MigrationLock });
-            await lockCommand.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        }
-
-        await using (var schema = new NpgsqlCommand(Schema, connection, transaction))
-        {
-            await schema.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        }
-
-        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-    }
+    public Task MigrateAsync(CancellationToken cancellationToken) =>
+        Storage.PostgresSchema.EnsureAsync(dataSource, MigrationLock, Schema, cancellationToken);
 
     public async Task<CreatedApiKey> CreateAsync(string tenantId, string name, DateTimeOffset? expiresAt, CancellationToken cancellationToken)
     {

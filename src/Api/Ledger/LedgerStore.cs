@@ -93,23 +93,8 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
         "job_id, tenant_id, pipeline, model, status, created_at, started_at, completed_at, attempts, input_bytes, compute_ms, error_code, updated_at";
 
     /// <summary>Creates the tables when missing. Safe to run from several processes at once.</summary>
-    public async Task MigrateAsync(CancellationToken cancellationToken)
-    {
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        await using (var lockCommand = new NpgsqlCommand("SELECT pg_advisory_xact_lock($1)", connection, transaction))
-        {
-            lockCommand.Parameters.Add(new NpgsqlParameter<long> { TypedValue = MigrationLock });
-            await lockCommand.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        }
-
-        await using (var schema = new NpgsqlCommand(Schema, connection, transaction))
-        {
-            await schema.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        }
-
-        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-    }
+    public Task MigrateAsync(CancellationToken cancellationToken) =>
+        Storage.PostgresSchema.EnsureAsync(dataSource, MigrationLock, Schema, cancellationToken);
 
     public async Task WriteAsync(LedgerBatch batch, CancellationToken cancellationToken)
     {

@@ -50,23 +50,8 @@ public sealed class WebhookStore(NpgsqlDataSource dataSource, TimeProvider clock
     public static string NewSecret() => SecretPrefix + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
 
     /// <summary>Creates the tables when missing. Safe to run from several processes at once.</summary>
-    public async Task MigrateAsync(CancellationToken cancellationToken)
-    {
-        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
-        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
-        await using (var lockCommand = new NpgsqlCommand("SELECT pg_advisory_xact_lock($1)", connection, transaction))
-        {
-            lockCommand.Parameters.Add(new NpgsqlParameter<long> { TypedValue = MigrationLock });
-            await lockCommand.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        }
-
-        await using (var schema = new NpgsqlCommand(Schema, connection, transaction))
-        {
-            await schema.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
-        }
-
-        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
-    }
+    public Task MigrateAsync(CancellationToken cancellationToken) =>
+        Storage.PostgresSchema.EnsureAsync(dataSource, MigrationLock, Schema, cancellationToken);
 
     /// <summary>Records one delivery attempt and its outcome, for the job's page in the dashboard.</summary>
     public async Task RecordAttemptAsync(WebhookMessage message, int attempt, string outcome, string detail)
