@@ -27,6 +27,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
           redis.call('DEL', KEYS[3])
           redis.call('PUBLISH', KEYS[2], 'cancelled')
           redis.call('ZREM', 'queued-by-expiry', id)
+          redis.call('ZREM', 'running-jobs', id)
           ledger(id, 'cancelled', ARGV[1])
           return 'cancelled_now'
         end
