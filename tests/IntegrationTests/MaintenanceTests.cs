@@ -51,25 +51,7 @@ public sealed class MaintenanceTests(ServingFixture serving)
         var store = api.Services.GetRequiredService<RedisJobStore>();
         var ghost = "ghost-" + Guid.NewGuid().ToString("N")[..8]; // a worker that never beats
 
-        async Task<string> RunningAsync(int attempts)
-        {
-            var job = new JobRecord
-            {
-                Id = RedisJobStore.NewJobId(),
-                TenantId = serving.Tenant,
-                Status = JobStatus.Queued,
-                Pipeline = "image.embed",
-                Model = models.Name + "@1",
-                CreatedAt = DateTimeOffset.UtcNow,
-            };
-            await store.CreateAsync(job, new byte[] { 1, 2, 3 });
-            for (var i = 0; i < attempts; i++)
-            {
-                Assert.True((await store.TryStartAsync(job.Id, RedisJobStore.InputKey(job.Id).ToString(), ghost)).Started);
-            }
-
-            return job.Id;
-        }
+        Task<string> RunningAsync(int attempts) => StoreJobAsync(store, models.Name + "@1", ghost, attempts);
 
         var exhausted = await RunningAsync(3);
         var retriable = await RunningAsync(1);
@@ -102,29 +84,16 @@ public sealed class MaintenanceTests(ServingFixture serving)
         var store = api.Services.GetRequiredService<RedisJobStore>();
         var worker = "live-" + Guid.NewGuid().ToString("N")[..8];
         await api.Services.GetRequiredService<Async.Serving.Models.WorkerRegistry>().BeatAsync(worker, [(models.Name + "@1", "cpu")]);
-        var job = new JobRecord
-        {
-            Id = RedisJobStore.NewJobId(),
-            TenantId = serving.Tenant,
-            Status = JobStatus.Queued,
-            Pipeline = "image.embed",
-            Model = models.Name + "@1",
-            CreatedAt = DateTimeOffset.UtcNow,
-        };
-        await store.CreateAsync(job, new byte[] { 1 });
-        for (var i = 0; i < 3; i++)
-        {
-            await store.TryStartAsync(job.Id, RedisJobStore.InputKey(job.Id).ToString(), worker);
-        }
+        var job = await StoreJobAsync(store, models.Name + "@1", worker, attempts: 3);
 
         try
         {
             await api.Services.GetRequiredService<MaintenanceJobs>().FailLostJobsAsync(CancellationToken.None);
-            Assert.Equal(JobStatus.Running, (await store.GetAsync(job.Id))!.Status);
+            Assert.Equal(JobStatus.Running, (await store.GetAsync(job))!.Status);
         }
         finally
         {
-            await store.FailAsync(job.Id, JobErrorCodes.InternalError, "test cleanup");
+            await store.FailAsync(job, JobErrorCodes.InternalError, "test cleanup");
         }
     }
 
@@ -133,29 +102,20 @@ public sealed class MaintenanceTests(ServingFixture serving)
     {
         var store = serving.Api.Services.GetRequiredService<RedisJobStore>();
         var ledger = serving.Api.Services.GetRequiredService<Async.Serving.Api.Ledger.LedgerStore>();
-        var job = new JobRecord
-        {
-            Id = RedisJobStore.NewJobId(),
-            TenantId = serving.Tenant,
-            Status = JobStatus.Queued,
-            Pipeline = "image.embed",
-            Model = "resnet18@1",
-            CreatedAt = DateTimeOffset.UtcNow,
-        };
-        await store.CreateAsync(job, new byte[] { 1 });
-        await LedgerTests.WaitForRowAsync(serving.Api, job.Id, JobStatus.Queued);
+        var id = await StoreJobAsync(store, "resnet18@1", worker: "", attempts: 0);
+        await LedgerTests.WaitForRowAsync(serving.Api, id, JobStatus.Queued);
         // The change happens behind the ledger's back (as with a worker of an older version) and the row ages.
         var redis = serving.Api.Services.GetRequiredService<StackExchange.Redis.IConnectionMultiplexer>().GetDatabase();
-        await redis.HashSetAsync(RedisJobStore.JobKey(job.Id), [new("status", JobStatus.Cancelled), new("completed_at", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds())]);
+        await redis.HashSetAsync(RedisJobStore.JobKey(id), [new("status", JobStatus.Cancelled), new("completed_at", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds())]);
         await using (var age = serving.Api.Services.GetRequiredService<Npgsql.NpgsqlDataSource>().CreateCommand(
             "UPDATE job_ledger SET updated_at = now() - interval '2 minutes' WHERE job_id = $1"))
         {
-            age.Parameters.Add(new Npgsql.NpgsqlParameter<string> { TypedValue = job.Id });
+            age.Parameters.Add(new Npgsql.NpgsqlParameter<string> { TypedValue = id });
             await age.ExecuteNonQueryAsync();
         }
 
         await serving.Api.Services.GetRequiredService<MaintenanceJobs>().ReconcileLedgerAsync(CancellationToken.None);
-        Assert.Equal(JobStatus.Cancelled, (await ledger.GetAsync(job.Id, CancellationToken.None))!.Value.Row.Status);
+        Assert.Equal(JobStatus.Cancelled, (await ledger.GetAsync(id, CancellationToken.None))!.Value.Row.Status);
     }
 
     [Fact]
@@ -170,5 +130,26 @@ public sealed class MaintenanceTests(ServingFixture serving)
             recurring.Select(j => j.Id).Order(StringComparer.Ordinal));
         Assert.All(recurring, j => Assert.Equal(MaintenanceExtensions.Queue, j.Job.Queue));
         Assert.All(recurring, j => Assert.Equal("* * * * *", j.Cron));
+    }
+
+    /// <summary>A job stored as a submit stores it (with a tiny input), then started <paramref name="attempts"/> times by <paramref name="worker"/>.</summary>
+    private async Task<string> StoreJobAsync(RedisJobStore store, string model, string worker, int attempts)
+    {
+        var job = new JobRecord
+        {
+            Id = RedisJobStore.NewJobId(),
+            TenantId = serving.Tenant,
+            Status = JobStatus.Queued,
+            Pipeline = "image.embed",
+            Model = model,
+            CreatedAt = DateTimeOffset.UtcNow,
+        };
+        await store.CreateAsync(job, new byte[] { 1, 2, 3 });
+        for (var i = 0; i < attempts; i++)
+        {
+            Assert.True((await store.TryStartAsync(job.Id, RedisJobStore.InputKey(job.Id).ToString(), worker)).Started);
+        }
+
+        return job.Id;
     }
 }

@@ -38,11 +38,14 @@ public sealed partial class JobEventsConsumer(
 
     private async Task EnqueueAsync(string jobId, string tenantId, string eventName, DateTimeOffset at)
     {
-        var job = await store.GetAsync(jobId).ConfigureAwait(false);
+        // Most jobs have no webhook: look before reading the output (512 floats for an embedding).
+        var job = await store.GetAsync(jobId, includeOutput: false).ConfigureAwait(false);
         if (job is null || job.TenantId != tenantId || WebhookSubscription.FromJson(job.WebhookJson) is not { } webhook || !webhook.Wants(eventName))
         {
             return;
         }
+
+        job = await store.GetAsync(jobId).ConfigureAwait(false) ?? job;
 
         var type = "job." + eventName;
         var body = JsonSerializer.Serialize(new WebhookPayload(type, at.UtcDateTime, JobResource.From(job)), json.Value.SerializerOptions);

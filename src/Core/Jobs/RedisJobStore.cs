@@ -225,15 +225,18 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
                 return (jobs, null);
             }
 
-            foreach (var id in ids)
+            // One pipelined round of reads for the page, rather than a round trip per id.
+            var page = await Task.WhenAll(ids.Select(id => GetAsync(id.ToString(), includeOutput: false))).ConfigureAwait(false);
+            for (var i = 0; i < ids.Length; i++)
             {
                 if (++scanned > scanLimit)
                 {
                     break;
                 }
 
+                var id = ids[i];
                 cursor = id.ToString();
-                var job = await GetAsync(cursor, includeOutput: false).ConfigureAwait(false);
+                var job = page[i];
                 if (job is null)
                 {
                     await _db.SortedSetRemoveAsync(index, id).ConfigureAwait(false); // expired: prune lazily
