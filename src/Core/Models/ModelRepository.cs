@@ -53,7 +53,32 @@ public sealed partial class ModelRepository
             }
         }
 
-        return new ModelRepository(models);
+        var repository = new ModelRepository(models);
+        foreach (var entry in repository.All.Where(e => e.Config.Video is not null))
+        {
+            repository.CheckReference(entry, "video.embedding_model", entry.Config.Video!.EmbeddingModel, "image.embed");
+            if (entry.Config.Video.OcrModel.Length > 0)
+            {
+                repository.CheckReference(entry, "video.ocr_model", entry.Config.Video.OcrModel, "image.ocr");
+            }
+        }
+
+        return repository;
+    }
+
+    /// <summary>The image models a model needs loaded beside it (a video model's embedding and OCR models).</summary>
+    public IReadOnlyList<ModelEntry> Dependencies(ModelEntry entry) =>
+        entry.Config.Video is { } v
+            ? [.. new[] { v.EmbeddingModel, v.OcrModel }.Where(r => r.Length > 0).Select(r => Resolve(r)!)]
+            : [];
+
+    private void CheckReference(ModelEntry entry, string field, string reference, string pipeline)
+    {
+        if (Resolve(reference) is not { } target || target.Config.Pipeline != pipeline)
+        {
+            throw new ModelConfigException(
+                $"{Path.Combine(entry.Directory, "config.json")}: field '{field}' names '{reference}', which is not an {pipeline} model in the repository.");
+        }
     }
 
     /// <summary>Resolves <c>name</c> (newest version) or <c>name@version</c>.</summary>
@@ -108,21 +133,6 @@ public sealed partial class ModelRepository
             Fail("pipeline", $"is '{c.Pipeline}'; expected one of {string.Join(", ", Pipelines)}.");
         }
 
-        if (string.IsNullOrWhiteSpace(c.Input.Name))
-        {
-            Fail("input.name", "is required.");
-        }
-
-        if (c.Input.Shape.Length != 3 || c.Input.Shape.Any(d => d <= 0))
-        {
-            Fail("input.shape", "must be three positive numbers [channels, height, width] (no batch dimension).");
-        }
-
-        if (string.IsNullOrWhiteSpace(c.Output.Name))
-        {
-            Fail("output.name", "is required.");
-        }
-
         if (c.MaxBatchSize is < 1 or > 1024)
         {
             Fail("max_batch_size", "must be between 1 and 1024.");
@@ -143,30 +153,162 @@ public sealed partial class ModelRepository
             Fail("execution_provider", $"is '{c.ExecutionProvider}'; expected cuda or cpu.");
         }
 
+        switch (c.Pipeline)
+        {
+            case "image.embed":
+                ValidateEmbedding(entry, Fail, requireWeights);
+                break;
+            case "image.ocr":
+                ValidateOcr(entry, Fail, requireWeights);
+                break;
+            default:
+                ValidateVideo(entry, Fail);
+                break;
+        }
+    }
+
+    private static void ValidateEmbedding(ModelEntry entry, Action<string, string> fail, bool requireWeights)
+    {
+        var c = entry.Config;
+        if (string.IsNullOrWhiteSpace(c.Input.Name))
+        {
+            fail("input.name", "is required.");
+        }
+
+        if (c.Input.Shape.Length != 3 || c.Input.Shape.Any(d => d <= 0))
+        {
+            fail("input.shape", "must be three positive numbers [channels, height, width] (no batch dimension).");
+        }
+
+        if (string.IsNullOrWhiteSpace(c.Output.Name))
+        {
+            fail("output.name", "is required.");
+        }
+
         var p = c.Preprocessing;
         if (!ResizeModes.Contains(p.Resize))
         {
-            Fail("preprocessing.resize", $"is '{p.Resize}'; expected center_crop or stretch.");
+            fail("preprocessing.resize", $"is '{p.Resize}'; expected center_crop or stretch.");
         }
 
         if (!ChannelOrders.Contains(p.ChannelOrder))
         {
-            Fail("preprocessing.channel_order", $"is '{p.ChannelOrder}'; expected rgb or bgr.");
+            fail("preprocessing.channel_order", $"is '{p.ChannelOrder}'; expected rgb or bgr.");
         }
 
         if (p.Mean.Length != 3 || p.Std.Length != 3 || p.Std.Any(s => s == 0))
         {
-            Fail("preprocessing.mean/std", "need three values each, std non-zero.");
+            fail("preprocessing.mean/std", "need three values each, std non-zero.");
         }
 
         if (c.Input.Shape.Length == 3 && (c.Input.Shape[0] != 3 || c.Input.Shape[1] != p.Height || c.Input.Shape[2] != p.Width))
         {
-            Fail("input.shape", $"[{string.Join(", ", c.Input.Shape)}] does not match preprocessing [3, {p.Height}, {p.Width}].");
+            fail("input.shape", $"[{string.Join(", ", c.Input.Shape)}] does not match preprocessing [3, {p.Height}, {p.Width}].");
         }
 
         if (requireWeights && !File.Exists(entry.ModelPath))
         {
-            Fail("(model.onnx)", $"the file {entry.ModelPath} is missing. Run scripts/fetch-models.sh.");
+            fail("(model.onnx)", $"the file {entry.ModelPath} is missing. Run scripts/fetch-models.sh.");
+        }
+    }
+
+    private static void ValidateOcr(ModelEntry entry, Action<string, string> fail, bool requireWeights)
+    {
+        if (entry.Config.Ocr is not { } o)
+        {
+            fail("ocr", "is required for pipeline image.ocr.");
+            return;
+        }
+
+        foreach (var (field, file, required) in new[] { ("ocr.detection", o.Detection, true), ("ocr.recognition", o.Recognition, true), ("ocr.classifier", o.Classifier, false), ("ocr.dictionary", o.Dictionary, true) })
+        {
+            if (string.IsNullOrWhiteSpace(file))
+            {
+                if (required)
+                {
+                    fail(field, "is required.");
+                }
+
+                continue;
+            }
+
+            if (Path.IsPathRooted(file) || file.Contains("..", StringComparison.Ordinal))
+            {
+                fail(field, "must be a file name inside the model's folder.");
+            }
+
+            if (requireWeights && !File.Exists(Path.Combine(entry.Directory, file)))
+            {
+                fail(field, $"names {Path.Combine(entry.Directory, file)}, which is missing. Run scripts/fetch-models.sh.");
+            }
+        }
+
+        if (o.DetMaxSide is < 32 or > 8192)
+        {
+            fail("ocr.det_max_side", "must be between 32 and 8192.");
+        }
+
+        foreach (var (field, value) in new[] { ("ocr.det_threshold", o.DetThreshold), ("ocr.box_threshold", o.BoxThreshold), ("ocr.min_confidence", o.MinConfidence), ("ocr.classifier_threshold", o.ClassifierThreshold) })
+        {
+            if (value is < 0f or > 1f || float.IsNaN(value))
+            {
+                fail(field, "must be between 0 and 1.");
+            }
+        }
+
+        if (o.UnclipRatio is < 0f or > 10f)
+        {
+            fail("ocr.unclip_ratio", "must be between 0 and 10.");
+        }
+
+        if (o.MinBoxSide is < 1 or > 1000)
+        {
+            fail("ocr.min_box_side", "must be between 1 and 1000.");
+        }
+
+        if (o.RecWidthBuckets.Length == 0 || o.RecWidthBuckets.Any(w => w is < 8 or > 8192 || w % 8 != 0)
+            || !o.RecWidthBuckets.SequenceEqual(o.RecWidthBuckets.Order().Distinct()))
+        {
+            fail("ocr.rec_width_buckets", "must be increasing multiples of 8 between 8 and 8192.");
+        }
+    }
+
+    private static void ValidateVideo(ModelEntry entry, Action<string, string> fail)
+    {
+        if (entry.Config.Video is not { } v)
+        {
+            fail("video", "is required for pipeline video.analyze.");
+            return;
+        }
+
+        if (string.IsNullOrWhiteSpace(v.EmbeddingModel))
+        {
+            fail("video.embedding_model", "is required (name@version of an image.embed model).");
+        }
+
+        if (v.MaxSampleFps is <= 0 or > 120 || v.DefaultSampleFps <= 0 || v.DefaultSampleFps > v.MaxSampleFps)
+        {
+            fail("video.default_sample_fps/max_sample_fps", "need 0 < default_sample_fps <= max_sample_fps <= 120.");
+        }
+
+        if (v.ShotThreshold is <= 0 or >= 2)
+        {
+            fail("video.shot_threshold", "must be above 0 and below 2 (a cosine distance).");
+        }
+
+        if (v.FrameMaxSide is < 64 or > 8192)
+        {
+            fail("video.frame_max_side", "must be between 64 and 8192.");
+        }
+
+        if (v.MaxDurationSeconds is <= 0 or > 86_400)
+        {
+            fail("video.max_duration_seconds", "must be above 0 and at most 86400.");
+        }
+
+        if (v.ConcurrentJobs is < 1 or > 64)
+        {
+            fail("video.concurrent_jobs", "must be between 1 and 64.");
         }
     }
 
