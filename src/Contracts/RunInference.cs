@@ -26,4 +26,7 @@ public sealed record RunInference
     /// the start time, so nothing else needs the started event.
     /// </summary>
     public bool AnnounceStart { get; init; }
+
+    /// <summary>Whether the worker publishes <see cref="JobProgress"/> (a webhook asked for <c>progress</c>).</summary>
+    public bool AnnounceProgress { get; init; }
 }

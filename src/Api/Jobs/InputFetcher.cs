@@ -23,7 +23,8 @@ internal sealed partial class InputFetcher(IHttpClientFactory clients, IOptions<
     /// <summary>Whether a URL is one we fetch at all: absolute http or https.</summary>
     public static bool IsFetchable(Uri uri) => uri.IsAbsoluteUri && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps);
 
-    public async Task<(byte[]? Input, ProblemHttpResult? Problem)> FetchAsync(Uri url, CancellationToken cancellationToken)
+    /// <param name="maxBytes">The largest body accepted: the image or the video limit, by pipeline.</param>
+    public async Task<(byte[]? Input, ProblemHttpResult? Problem)> FetchAsync(Uri url, long maxBytes, CancellationToken cancellationToken)
     {
         var l = limits.Value;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -37,7 +38,7 @@ internal sealed partial class InputFetcher(IHttpClientFactory clients, IOptions<
             for (var hop = 0; ; hop++)
             {
                 using var request = new HttpRequestMessage(HttpMethod.Get, current);
-                request.Headers.Accept.ParseAdd("image/*");
+                request.Headers.Accept.ParseAdd("image/*, video/*;q=0.9, */*;q=0.5");
                 request.Headers.UserAgent.ParseAdd("Async.Serving/1");
                 using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, timeout.Token).ConfigureAwait(false);
 
@@ -68,21 +69,21 @@ internal sealed partial class InputFetcher(IHttpClientFactory clients, IOptions<
                     return Unfetchable($"input.url answered {(int)response.StatusCode} {response.ReasonPhrase}.");
                 }
 
-                if (response.Content.Headers.ContentLength is { } length && length > l.MaxImageBytes)
+                if (response.Content.Headers.ContentLength is { } length && length > maxBytes)
                 {
-                    return TooLarge(length, l.MaxImageBytes);
+                    return TooLarge(length, maxBytes);
                 }
 
                 var stream = await response.Content.ReadAsStreamAsync(timeout.Token).ConfigureAwait(false);
                 await using (stream.ConfigureAwait(false))
                 {
-                    return await ReadCappedAsync(stream, response.Content.Headers.ContentLength, l.MaxImageBytes, timeout.Token).ConfigureAwait(false);
+                    return await ReadCappedAsync(stream, response.Content.Headers.ContentLength, maxBytes, timeout.Token).ConfigureAwait(false);
                 }
             }
         }
         catch (OperationCanceledException) when (timeout.IsCancellationRequested && !cancellationToken.IsCancellationRequested)
         {
-            return Unfetchable($"input.url did not deliver the image within {l.FetchTimeout.TotalSeconds:0.###} s.");
+            return Unfetchable($"input.url did not deliver the input within {l.FetchTimeout.TotalSeconds:0.###} s.");
         }
         catch (HttpRequestException ex) when (RefusedAddressException.Find(ex) is { } refused)
         {

@@ -9,11 +9,15 @@ public sealed class JobLimitsOptions
 
     /// <summary>Largest request body (JSON with base64, or multipart).</summary>
     [Range(1024, 2L * 1024 * 1024 * 1024)]
-    public long MaxRequestBytes { get; set; } = 32 * 1024 * 1024;
+    public long MaxRequestBytes { get; set; } = 140 * 1024 * 1024;
 
     /// <summary>Largest encoded image (multipart file, decoded base64, or the body fetched from <c>input.url</c>).</summary>
     [Range(1024, 1024L * 1024 * 1024)]
     public long MaxImageBytes { get; set; } = 20 * 1024 * 1024;
+
+    /// <summary>Largest video for <c>video.analyze</c> (multipart file, decoded base64, or <c>input.url</c>'s body).</summary>
+    [Range(1024, 2L * 1024 * 1024 * 1024)]
+    public long MaxVideoBytes { get; set; } = 100 * 1024 * 1024;
 
     /// <summary>
     /// Most pixels (width × height, from the image header) an image may declare; refused at submit,

@@ -64,6 +64,7 @@ internal sealed partial class JobPublisher(
                 ExpiresAt = job.ExpiresAt,
                 TimeoutSeconds = submission.TimeoutSeconds,
                 AnnounceStart = submission.Webhook?.Wants(Webhooks.WebhookEvents.Started) == true,
+                AnnounceProgress = submission.Webhook?.Wants(Webhooks.WebhookEvents.Progress) == true,
             }, timeout.Token).ConfigureAwait(false);
         }
         catch (Exception ex)

@@ -19,6 +19,7 @@ public static class JobsExtensions
             .ValidateDataAnnotations();
         // Multipart files up to the image limit stay in memory (they go to Redis next anyway); the
         // framework's default spills every part over 64 KiB, most photos, to a temporary file first.
+        // Videos above it pass through a temporary file.
         builder.Services.AddOptions<Microsoft.AspNetCore.Http.Features.FormOptions>()
             .Configure<Microsoft.Extensions.Options.IOptions<JobLimitsOptions>>((form, limits) =>
             {

@@ -78,9 +78,10 @@ internal sealed class SubmissionReader(
             return (null, ApiProblems.Invalid("The job has no input.", new Dictionary<string, string[]> { ["input"] = ["Give input.base64 or input.url."] }));
         }
 
-        if ((long)body.Input.Base64.Length * 3 / 4 > limits.Value.MaxImageBytes)
+        var maxBytes = MaxInputBytes(body.Pipeline);
+        if ((long)body.Input.Base64.Length * 3 / 4 > maxBytes)
         {
-            return (null, TooLarge($"The image is larger than the limit of {limits.Value.MaxImageBytes:N0} bytes."));
+            return (null, TooLarge($"The input is larger than the limit of {maxBytes:N0} bytes for {body.Pipeline}."));
         }
 
         byte[] input;
@@ -116,7 +117,7 @@ internal sealed class SubmissionReader(
             return (null, problem);
         }
 
-        var (input, fetchProblem) = await fetcher.FetchAsync(uri, cancellationToken).ConfigureAwait(false);
+        var (input, fetchProblem) = await fetcher.FetchAsync(uri, MaxInputBytes(body.Pipeline), cancellationToken).ConfigureAwait(false);
         // The response's Content-Type is not trusted (servers often say octet-stream or worse): the bytes are sniffed.
         return fetchProblem is not null ? (null, fetchProblem) : ValidateInput(checkedFields!, input!);
     }
@@ -128,11 +129,6 @@ internal sealed class SubmissionReader(
         if (file is null)
         {
             return (null, ApiProblems.Invalid("The multipart body has no 'file' part.", new Dictionary<string, string[]> { ["file"] = ["Required."] }));
-        }
-
-        if (file.Length > limits.Value.MaxImageBytes)
-        {
-            return (null, TooLarge($"The file is {file.Length:N0} bytes; the limit is {limits.Value.MaxImageBytes:N0}."));
         }
 
         SubmitRequest body = new();
@@ -149,6 +145,12 @@ internal sealed class SubmissionReader(
         if (body.Input is not null)
         {
             return (null, ApiProblems.Invalid("Give the input either as the 'file' part or in JSON, not both.", new Dictionary<string, string[]> { ["input"] = ["Not allowed with a file part."] }));
+        }
+
+        var maxBytes = MaxInputBytes(body.Pipeline);
+        if (file.Length > maxBytes)
+        {
+            return (null, TooLarge($"The file is {file.Length:N0} bytes; the limit for {body.Pipeline} is {maxBytes:N0}."));
         }
 
         var input = new byte[file.Length];
@@ -230,7 +232,22 @@ internal sealed class SubmissionReader(
                     : $"Model '{body.Model}' is not served for pipeline '{pipeline}'. See GET /v1/models."));
         }
 
-        if (!MediaSniffer.IsAcceptableImageContentType(declaredType))
+        string? paramsJson = body.Params is { ValueKind: JsonValueKind.Object } ps ? ps.GetRawText() : null;
+        if (pipeline == "video.analyze")
+        {
+            var (_, paramErrors) = VideoParams.Parse(paramsJson, model.Config.Video!);
+            if (paramErrors.Count > 0)
+            {
+                return (null, ApiProblems.Invalid("Some parameters are not valid.", paramErrors));
+            }
+
+            if (!MediaSniffer.IsAcceptableVideoContentType(declaredType))
+            {
+                return (null, ApiProblems.Problem(StatusCodes.Status415UnsupportedMediaType, ApiProblems.UnsupportedMediaType, "Unsupported media type.",
+                    $"The file is declared as '{declaredType}'; video.analyze takes video files (MP4, MOV, WebM, MKV, AVI, MPEG, FLV, Ogg, ASF or animated GIF)."));
+            }
+        }
+        else if (!MediaSniffer.IsAcceptableImageContentType(declaredType))
         {
             return (null, ApiProblems.Problem(StatusCodes.Status415UnsupportedMediaType, ApiProblems.UnsupportedMediaType, "Unsupported media type.",
                 $"The file is declared as '{declaredType}'; {pipeline} takes JPEG, PNG, WebP, GIF or BMP images."));
@@ -238,7 +255,7 @@ internal sealed class SubmissionReader(
 
         return (new Submission(
             pipeline, model, [], "",
-            body.Params is { ValueKind: JsonValueKind.Object } ps ? ps.GetRawText() : null,
+            paramsJson,
             body.TtlSeconds ?? l.DefaultTtlSeconds,
             body.TimeoutSeconds ?? l.DefaultTimeoutSeconds,
             metadata,
@@ -277,6 +294,14 @@ internal sealed class SubmissionReader(
     /// </summary>
     private (Submission?, ProblemHttpResult?) ValidateInput(Submission checkedFields, byte[] input)
     {
+        if (checkedFields.Pipeline == "video.analyze")
+        {
+            return input.Length == 0 || MediaSniffer.VideoType(input) is not { } container
+                ? (null, ApiProblems.Problem(StatusCodes.Status422UnprocessableEntity, ApiProblems.InputInvalid, "The input is not a video.",
+                    "The input's bytes are not a video container this service reads (MP4, MOV, WebM, MKV, AVI, MPEG, FLV, Ogg, ASF or animated GIF)."))
+                : (checkedFields with { Input = input, ContentType = container }, null);
+        }
+
         if (input.Length == 0 || MediaSniffer.ImageType(input) is not { } sniffed)
         {
             return (null, ApiProblems.Problem(StatusCodes.Status422UnprocessableEntity, ApiProblems.InputInvalid, "The input is not an image.",
@@ -291,6 +316,8 @@ internal sealed class SubmissionReader(
 
         return (checkedFields with { Input = input, ContentType = sniffed }, null);
     }
+
+    private long MaxInputBytes(string? pipeline) => pipeline == "video.analyze" ? limits.Value.MaxVideoBytes : limits.Value.MaxImageBytes;
 
     private static ProblemHttpResult TooLarge(string detail) =>
         ApiProblems.Problem(StatusCodes.Status413PayloadTooLarge, ApiProblems.InputTooLarge, "The input is too large.", detail);

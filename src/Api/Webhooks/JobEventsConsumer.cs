@@ -19,10 +19,19 @@ public sealed partial class JobEventsConsumer(
     IBackgroundJobClient jobs,
     IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json,
     ILogger<JobEventsConsumer> logger)
-    : IConsumer<JobStarted>, IConsumer<JobCompleted>, IConsumer<JobFailed>, IConsumer<JobCancelled>, IConsumer<JobExpired>
+    : IConsumer<JobStarted>, IConsumer<JobProgress>, IConsumer<JobCompleted>, IConsumer<JobFailed>, IConsumer<JobCancelled>, IConsumer<JobExpired>
 {
     public Task Consume(ConsumeContext<JobStarted> context) =>
         EnqueueAsync(context.Message.JobId, context.Message.TenantId, WebhookEvents.Started, context.Message.StartedAt);
+
+    /// <summary>
+    /// Progress is coalesced by the worker (one event per progress interval at most) and delivered
+    /// once, without retries: a stale progress report is worth nothing. A job that already ended
+    /// gets no more progress deliveries.
+    /// </summary>
+    public Task Consume(ConsumeContext<JobProgress> context) =>
+        EnqueueAsync(context.Message.JobId, context.Message.TenantId, WebhookEvents.Progress, context.Message.At,
+            $"_{(int)Math.Round(context.Message.Progress * 1000)}");
 
     public Task Consume(ConsumeContext<JobCompleted> context) =>
         EnqueueAsync(context.Message.JobId, context.Message.TenantId, WebhookEvents.Completed, context.Message.CompletedAt);
@@ -36,11 +45,12 @@ public sealed partial class JobEventsConsumer(
     public Task Consume(ConsumeContext<JobExpired> context) =>
         EnqueueAsync(context.Message.JobId, context.Message.TenantId, WebhookEvents.Completed, context.Message.ExpiredAt);
 
-    private async Task EnqueueAsync(string jobId, string tenantId, string eventName, DateTimeOffset at)
+    private async Task EnqueueAsync(string jobId, string tenantId, string eventName, DateTimeOffset at, string idSuffix = "")
     {
         // Most jobs have no webhook: look before reading the output (512 floats for an embedding).
         var job = await store.GetAsync(jobId, includeOutput: false).ConfigureAwait(false);
-        if (job is null || job.TenantId != tenantId || WebhookSubscription.FromJson(job.WebhookJson) is not { } webhook || !webhook.Wants(eventName))
+        if (job is null || job.TenantId != tenantId || WebhookSubscription.FromJson(job.WebhookJson) is not { } webhook || !webhook.Wants(eventName)
+            || (eventName == WebhookEvents.Progress && JobStatus.IsTerminal(job.Status)))
         {
             return;
         }
@@ -50,7 +60,7 @@ public sealed partial class JobEventsConsumer(
         var type = "job." + eventName;
         var body = JsonSerializer.Serialize(new WebhookPayload(type, at.UtcDateTime, JobResource.From(job)), json.Value.SerializerOptions);
         // Stable per job and event: a receiver that sees it twice (a retry, a redelivered event) can drop the copy.
-        var message = new WebhookMessage(tenantId, jobId, webhook.Url, type, $"msg_{jobId}_{eventName}", body);
+        var message = new WebhookMessage(tenantId, jobId, webhook.Url, type, $"msg_{jobId}_{eventName}{idSuffix}", body);
         var hangfireJob = jobs.Enqueue<WebhookDelivery>(d => d.DeliverAsync(message, 1, CancellationToken.None));
         LogEnqueued(logger, message.MessageId, hangfireJob);
     }

@@ -119,6 +119,11 @@ public sealed partial class WebhookDelivery(
             reason = ex.Message;
         }
 
+        if (message.Type == "job.progress")
+        {
+            throw Fail(message, attempt, $"failed ({reason}); progress events are delivered once, never retried");
+        }
+
         return ("retrying", Retry(message, attempt, reason, retryAfter));
     }
 

@@ -5,6 +5,7 @@ public static class JobErrorCodes
 {
     public const string InputInvalid = "input_invalid";
     public const string InputMissing = "input_missing";
+    public const string InputTooLarge = "input_too_large";
     public const string InferenceFailed = "inference_failed";
     public const string Timeout = "timeout";
     public const string InternalError = "internal_error";

@@ -32,7 +32,8 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
           return 'cancelled_now'
         end
         local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-        redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'queue_ms', ARGV[1] - redis.call('HGET', KEYS[1], 'created_at'))
+        -- A redelivery starts over: the progress of an attempt that died is not carried into this one.
+        redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'progress', '0', 'queue_ms', ARGV[1] - redis.call('HGET', KEYS[1], 'created_at'))
         if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'worker', ARGV[3]) end
         redis.call('ZREM', 'queued-by-expiry', id)
         redis.call('ZADD', 'running-jobs', ARGV[1], id)
@@ -65,6 +66,15 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         ledger(id, ARGV[2], ARGV[1])
         redis.call('PUBLISH', KEYS[2], ARGV[2])
         return 'ok'
+        """;
+
+    // KEYS: job, channel. ARGV: progress (0-1), the worker that must hold the job ('' for any).
+    private const string ProgressScript = """
+        if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+        if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'worker') ~= ARGV[2] then return 0 end
+        redis.call('HSET', KEYS[1], 'progress', ARGV[1])
+        redis.call('PUBLISH', KEYS[2], 'progress')
+        return 1
         """;
 
     // KEYS: job, channel, input. ARGV: now, status retention seconds, cancel channel.
@@ -293,6 +303,19 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         }
 
         return new StartOutcome(false, (string?)reply ?? "missing", 0, now, null);
+    }
+
+    /// <summary>
+    /// Sets a running job's progress (0–1) and tells its waiters; false when the job is no longer
+    /// running, or no longer held by <paramref name="workerId"/> (a redelivery took it over).
+    /// </summary>
+    public async Task<bool> SetProgressAsync(string id, double progress, string? workerId = null)
+    {
+        var reply = await _db.ScriptEvaluateAsync(
+            ProgressScript,
+            [JobKey(id), ChangedChannel(id).ToString()],
+            [Math.Round(Math.Clamp(progress, 0, 1), 4), workerId ?? string.Empty]).ConfigureAwait(false);
+        return (long)reply == 1;
     }
 
     /// <summary>Running → succeeded with the output. False when the job is no longer running (for example cancelled).</summary>

@@ -79,6 +79,9 @@ public sealed class OcrConfig
 
     /// <summary>A crop is turned 180° when the classifier says so with at least this confidence.</summary>
     public float ClassifierThreshold { get; set; } = 0.9f;
+
+    /// <summary>OCR jobs one worker runs at once on this model's queue (their crops share the batches).</summary>
+    public int ConcurrentJobs { get; set; } = 4;
 }
 
 /// <summary>

@@ -261,6 +261,11 @@ public sealed partial class ModelRepository
             fail("ocr.unclip_ratio", "must be between 0 and 10.");
         }
 
+        if (o.ConcurrentJobs is < 1 or > 256)
+        {
+            fail("ocr.concurrent_jobs", "must be between 1 and 256.");
+        }
+
         if (o.MinBoxSide is < 1 or > 1000)
         {
             fail("ocr.min_box_side", "must be between 1 and 1000.");

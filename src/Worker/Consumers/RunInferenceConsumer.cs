@@ -19,6 +19,7 @@ internal sealed partial class RunInferenceConsumer(
     RedisJobStore store,
     ModelHost models,
     ImageEmbedPipeline embed,
+    VideoAnalyzePipeline video,
     JobCancellations cancellations,
     WorkerHeartbeat heartbeat,
     IOptions<WorkerOptions> options,
@@ -72,10 +73,16 @@ internal sealed partial class RunInferenceConsumer(
             }, context.CancellationToken).ConfigureAwait(false);
         }
 
-        var model = models.Get($"{job.Model}@{job.ModelVersion}");
-        if (model is null)
+        var modelId = $"{job.Model}@{job.ModelVersion}";
+        var served = job.Pipeline switch
         {
-            await FailAsync(context, "unknown_model", $"This worker does not serve {job.Model}@{job.ModelVersion}.", null).ConfigureAwait(false);
+            "image.embed" => models.Get(modelId)?.Entry,
+            "video.analyze" => models.GetVideo(modelId)?.Entry,
+            _ => null,
+        };
+        if (served is null || served.Config.Pipeline != job.Pipeline)
+        {
+            await FailAsync(context, "unknown_model", $"This worker does not serve {modelId} for {job.Pipeline}.", null).ConfigureAwait(false);
             return;
         }
 
@@ -86,8 +93,8 @@ internal sealed partial class RunInferenceConsumer(
             return;
         }
 
-        WorkerMetrics.QueueDelay.WithLabels(model.Entry.Id).Observe(Math.Max(0, (start.At - job.SubmittedAt).TotalSeconds));
-        using var inFlight = WorkerMetrics.InFlight.WithLabels(model.Entry.Id).TrackInProgress();
+        WorkerMetrics.QueueDelay.WithLabels(modelId).Observe(Math.Max(0, (start.At - job.SubmittedAt).TotalSeconds));
+        using var inFlight = WorkerMetrics.InFlight.WithLabels(modelId).TrackInProgress();
         var timeout = TimeSpan.FromSeconds(job.TimeoutSeconds > 0 ? job.TimeoutSeconds : options.Value.DefaultTimeoutSeconds);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, cancel.Token);
         deadline.CancelAfter(timeout);
@@ -97,8 +104,9 @@ internal sealed partial class RunInferenceConsumer(
         {
             output = job.Pipeline switch
             {
-                "image.embed" => await embed.RunAsync(input, model, deadline.Token).ConfigureAwait(false),
-                _ => throw new JobFailureException("unknown_pipeline", $"Pipeline {job.Pipeline} is not served by this worker."),
+                "image.embed" => await embed.RunAsync(input, models.Get(modelId)!, deadline.Token).ConfigureAwait(false),
+                _ => await video.RunAsync(job.JobId, input, job.ParamsJson, models.GetVideo(modelId)!,
+                    new ProgressReporter(store, context, heartbeat.WorkerId, options.Value.ProgressInterval, clock), deadline.Token).ConfigureAwait(false),
             };
         }
         catch (JobFailureException ex)
@@ -110,7 +118,7 @@ internal sealed partial class RunInferenceConsumer(
         {
             if (await store.MarkCancelledAsync(job.JobId, Elapsed(began)).ConfigureAwait(false))
             {
-                WorkerMetrics.Jobs.WithLabels(job.Pipeline, model.Entry.Id, JobStatus.Cancelled).Inc();
+                WorkerMetrics.Jobs.WithLabels(job.Pipeline, modelId, JobStatus.Cancelled).Inc();
                 LogCancelled(logger, job.JobId);
                 await PublishCancelledAsync(context, start.At).ConfigureAwait(false);
             }
@@ -124,7 +132,7 @@ internal sealed partial class RunInferenceConsumer(
         }
 
         var executionMs = Elapsed(began);
-        WorkerMetrics.Execution.WithLabels(job.Pipeline, model.Entry.Id).Observe(executionMs / 1000.0);
+        WorkerMetrics.Execution.WithLabels(job.Pipeline, modelId).Observe(executionMs / 1000.0);
         if (!await store.CompleteAsync(job.JobId, output, executionMs).ConfigureAwait(false))
         {
             LogSkipped(logger, job.JobId, "no longer running");

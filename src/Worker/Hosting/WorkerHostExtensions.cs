@@ -25,6 +25,7 @@ public static class WorkerHostExtensions
         builder.Services.AddSingleton<ModelHost>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ModelHost>());
         builder.Services.AddSingleton<ImageEmbedPipeline>();
+        builder.Services.AddSingleton<VideoAnalyzePipeline>();
         builder.Services.AddSingleton<JobCancellations>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<JobCancellations>());
         builder.Services.AddSingleton<WorkerHeartbeat>();
@@ -55,7 +56,7 @@ public static class WorkerHostExtensions
                 {
                     cfg.ReceiveEndpoint(entry.QueueName, e =>
                     {
-                        var inFlight = entry.Config.MaxBatchSize * entry.Config.Instances * options.PrefetchBatches;
+                        var inFlight = ConcurrentJobs(entry, options);
                         e.PrefetchCount = inFlight;
                         e.ConcurrentMessageLimit = inFlight;
                         e.ConfigureConsumeTopology = false;
@@ -65,4 +66,16 @@ public static class WorkerHostExtensions
             });
         return builder;
     }
+
+    /// <summary>
+    /// Image embedding jobs are one batch slot each: enough of them to fill the next batch while one
+    /// runs. OCR and video jobs each hold many slots (crops, frames) and decode a whole image or a
+    /// stream, so their models say how many run at once.
+    /// </summary>
+    internal static int ConcurrentJobs(ModelEntry entry, WorkerOptions options) => entry.Config switch
+    {
+        { Video: { } video } => video.ConcurrentJobs,
+        { Ocr: { } ocr } => ocr.ConcurrentJobs,
+        var c => c.MaxBatchSize * c.Instances * options.PrefetchBatches,
+    };
 }

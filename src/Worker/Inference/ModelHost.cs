@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Async.Serving.Models;
 using Async.Serving.Worker.Observability;
+using Async.Serving.Worker.Video;
 using Microsoft.Extensions.Options;
 
 namespace Async.Serving.Worker.Inference;
@@ -17,12 +18,22 @@ internal sealed partial class ModelHost(
     ILogger<ModelHost> logger) : IHostedService, IAsyncDisposable
 {
     private readonly Dictionary<string, LoadedModel> _loaded = new(StringComparer.OrdinalIgnoreCase);
+    private readonly Dictionary<string, VideoModel> _videos = new(StringComparer.OrdinalIgnoreCase);
 
     public bool IsReady { get; private set; }
 
+    /// <summary>The embedding models loaded in this worker.</summary>
     public IReadOnlyCollection<LoadedModel> Loaded => _loaded.Values;
 
-    /// <summary>The models named by <c>Serving:Worker:Models</c>, or all of them; an unknown name fails start-up.</summary>
+    /// <summary>Every model this worker serves or loaded for one it serves, with the provider it runs on (for heartbeats).</summary>
+    public IEnumerable<(ModelEntry Entry, string Provider)> Served =>
+        _loaded.Values.Select(m => (m.Entry, m.Provider))
+            .Concat(_videos.Values.Select(v => (v.Entry, v.Embedding.Provider)));
+
+    /// <summary>
+    /// The models named by <c>Serving:Worker:Models</c>, or all of them; an unknown name fails
+    /// start-up. These are the models whose queues the worker reads.
+    /// </summary>
     public static IReadOnlyList<ModelEntry> Select(ModelRepository repository, WorkerOptions options)
     {
         if (options.Models.Length == 0)
@@ -37,25 +48,25 @@ internal sealed partial class ModelHost(
 
     public LoadedModel? Get(string modelId) => _loaded.GetValueOrDefault(modelId);
 
+    public VideoModel? GetVideo(string modelId) => _videos.GetValueOrDefault(modelId);
+
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        foreach (var entry in Select(repository, options.Value))
+        var selected = Select(repository, options.Value);
+        // Image models first (those served and those a video model needs), then the video models over them.
+        var images = selected.SelectMany(e => repository.Dependencies(e).Append(e))
+            .Where(e => e.Config.Pipeline == "image.embed").Distinct().ToList();
+        foreach (var entry in images)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            var started = Stopwatch.GetTimestamp();
-            var (session, provider) = sessions.Create(entry.ModelPath, entry.Config.ExecutionProvider);
-            var model = new LoadedModel(entry, session, provider, Stopwatch.GetElapsedTime(started));
-            var warm = model.WarmUp();
-            WorkerMetrics.ModelLoad.WithLabels(entry.Id, provider).Set(model.LoadTime.TotalSeconds);
-            var batchSize = WorkerMetrics.BatchSize.WithLabels(entry.Id);
-            var inference = WorkerMetrics.BatchInference.WithLabels(entry.Id);
-            model.Batcher.BatchExecuted += (size, elapsed) =>
-            {
-                batchSize.Observe(size);
-                inference.Observe(elapsed.TotalSeconds);
-            };
-            _loaded[entry.Id] = model;
-            LogLoaded(logger, entry.Id, provider, model.LoadTime.TotalMilliseconds, entry.Config.MaxBatchSize, warm.TotalMilliseconds);
+            LoadImageModel(entry);
+        }
+
+        foreach (var entry in selected.Where(e => e.Config.Pipeline == "video.analyze"))
+        {
+            var v = entry.Config.Video!;
+            _videos[entry.Id] = new VideoModel(entry, _loaded[repository.Resolve(v.EmbeddingModel)!.Id], null);
+            LogVideo(logger, entry.Id, v.EmbeddingModel, v.OcrModel.Length > 0 ? v.OcrModel : "none");
         }
 
         if (_loaded.Count == 0)
@@ -65,8 +76,31 @@ internal sealed partial class ModelHost(
 
         IsReady = true;
         // "ready" once every hosted service has started, the bus included (it waits for its connection).
-        lifetime.ApplicationStarted.Register(() => LogReady(logger, string.Join(", ", _loaded.Keys)));
+        lifetime.ApplicationStarted.Register(() => LogReady(logger, string.Join(", ", selected.Select(e => e.Id))));
         return Task.CompletedTask;
+    }
+
+    private void LoadImageModel(ModelEntry entry)
+    {
+        var started = Stopwatch.GetTimestamp();
+        var (session, provider) = sessions.Create(entry.ModelPath, entry.Config.ExecutionProvider);
+        var model = new LoadedModel(entry, session, provider, Stopwatch.GetElapsedTime(started));
+        var warm = model.WarmUp();
+        WorkerMetrics.ModelLoad.WithLabels(entry.Id, provider).Set(model.LoadTime.TotalSeconds);
+        ObserveBatches(entry.Id, model.Batcher);
+        _loaded[entry.Id] = model;
+        LogLoaded(logger, entry.Id, provider, model.LoadTime.TotalMilliseconds, entry.Config.MaxBatchSize, warm.TotalMilliseconds);
+    }
+
+    private static void ObserveBatches(string modelId, Batching.DynamicBatcher batcher)
+    {
+        var batchSize = WorkerMetrics.BatchSize.WithLabels(modelId);
+        var inference = WorkerMetrics.BatchInference.WithLabels(modelId);
+        batcher.BatchExecuted += (size, elapsed) =>
+        {
+            batchSize.Observe(size);
+            inference.Observe(elapsed.TotalSeconds);
+        };
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
@@ -84,6 +118,9 @@ internal sealed partial class ModelHost(
     [LoggerMessage(EventId = 110, Level = LogLevel.Information,
         Message = "Loaded {Model} on {Provider} in {LoadMs:F0} ms; warm-up batch of {BatchSize} took {WarmMs:F0} ms")]
     private static partial void LogLoaded(ILogger logger, string model, string provider, double loadMs, int batchSize, double warmMs);
+
+    [LoggerMessage(EventId = 112, Level = LogLevel.Information, Message = "Video model {Model}: frames through {Embedding}, text through {Ocr}")]
+    private static partial void LogVideo(ILogger logger, string model, string embedding, string ocr);
 
     [LoggerMessage(EventId = 111, Level = LogLevel.Information, Message = "Worker ready: serving {Models}")]
     private static partial void LogReady(ILogger logger, string models);

@@ -43,6 +43,10 @@ public sealed class WorkerOptions
     [Range(typeof(TimeSpan), "00:00:01", "01:00:00")]
     public TimeSpan ShutdownTimeout { get; set; } = TimeSpan.FromSeconds(30);
 
+    /// <summary>Least time between two progress updates of one job (Redis, events, <c>job.progress</c> webhooks).</summary>
+    [Range(typeof(TimeSpan), "00:00:00.050", "00:01:00")]
+    public TimeSpan ProgressInterval { get; set; } = TimeSpan.FromMilliseconds(500);
+
     /// <summary>Port of the worker's Prometheus endpoint (<c>/metrics</c>); 0 turns it off.</summary>
     [Range(0, 65535)]
     public int MetricsPort { get; set; } = 9464;

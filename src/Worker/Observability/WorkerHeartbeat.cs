@@ -20,7 +20,7 @@ internal sealed partial class WorkerHeartbeat(ModelHost models, WorkerRegistry r
 
             try
             {
-                await registry.BeatAsync(WorkerId, models.Loaded.Select(m => (m.Entry.Id, m.Provider))).ConfigureAwait(false);
+                await registry.BeatAsync(WorkerId, models.Served.Select(m => (m.Entry.Id, m.Provider))).ConfigureAwait(false);
             }
             catch (Exception ex) when (ex is StackExchange.Redis.RedisException or TimeoutException)
             {
@@ -35,7 +35,7 @@ internal sealed partial class WorkerHeartbeat(ModelHost models, WorkerRegistry r
         await base.StopAsync(cancellationToken).ConfigureAwait(false);
         try
         {
-            await registry.LeaveAsync(WorkerId, models.Loaded.Select(m => m.Entry.Id)).ConfigureAwait(false);
+            await registry.LeaveAsync(WorkerId, models.Served.Select(m => m.Entry.Id)).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is StackExchange.Redis.RedisException or TimeoutException)
         {

@@ -56,8 +56,41 @@ public static class ImagePreprocessor
         WritePlanes(resized.GetPixelSpan(), config, destination[..(3 * width * height)]);
     }
 
-    /// <summary>Writes RGBA8888 pixels as three planes, scaled, in the configured channel order, normalised.</summary>
-    public static void WritePlanes(ReadOnlySpan<byte> rgba, PreprocessingConfig config, Span<float> destination)
+    /// <summary>
+    /// Fills <paramref name="destination"/> from packed RGB24 pixels (a video frame): drawn into the
+    /// model's size with the configured resize, then written as planes.
+    /// </summary>
+    public static void PreprocessRgb(ReadOnlySpan<byte> rgb, int width, int height, PreprocessingConfig config, Span<float> destination)
+    {
+        if (width == config.Width && height == config.Height)
+        {
+            WritePlanes(rgb, config, destination[..(3 * width * height)], bytesPerPixel: 3);
+            return;
+        }
+
+        using var source = new SKBitmap(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Opaque));
+        var rgba = source.GetPixelSpan();
+        for (int i = 0, j = 0; i < rgb.Length; i += 3, j += 4)
+        {
+            rgba[j] = rgb[i];
+            rgba[j + 1] = rgb[i + 1];
+            rgba[j + 2] = rgb[i + 2];
+            rgba[j + 3] = 255;
+        }
+
+        using var resized = new SKBitmap(new SKImageInfo(config.Width, config.Height, SKColorType.Rgba8888, SKAlphaType.Premul));
+        using (var canvas = new SKCanvas(resized))
+        using (var image = SKImage.FromBitmap(source))
+        {
+            var area = config.Resize == "stretch" ? SKRect.Create(width, height) : CenterCrop(width, height, config.Width, config.Height);
+            canvas.DrawImage(image, area, SKRect.Create(config.Width, config.Height), Sampling);
+        }
+
+        WritePlanes(resized.GetPixelSpan(), config, destination[..(3 * config.Width * config.Height)]);
+    }
+
+    /// <summary>Writes RGBA8888 (or, with <paramref name="bytesPerPixel"/> 3, RGB24) pixels as three planes, scaled, in the configured channel order, normalised.</summary>
+    public static void WritePlanes(ReadOnlySpan<byte> rgba, PreprocessingConfig config, Span<float> destination, int bytesPerPixel = 4)
     {
         var plane = destination.Length / 3;
         var bgr = config.ChannelOrder == "bgr";
@@ -75,9 +108,10 @@ public static class ImagePreprocessor
         var third = destination.Slice(2 * plane, plane);
         for (var i = 0; i < plane; i++)
         {
-            var r = rgba[4 * i];
-            var g = rgba[(4 * i) + 1];
-            var b = rgba[(4 * i) + 2];
+            var at = bytesPerPixel * i;
+            var r = rgba[at];
+            var g = rgba[at + 1];
+            var b = rgba[at + 2];
             first[i] = ((bgr ? b : r) * mul[0]) + add[0];
             second[i] = (g * mul[1]) + add[1];
             third[i] = ((bgr ? r : b) * mul[2]) + add[2];

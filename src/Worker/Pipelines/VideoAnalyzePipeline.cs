@@ -1,0 +1,194 @@
+using System.Buffers;
+using System.Text;
+using System.Text.Json;
+using Async.Serving.Jobs;
+using Async.Serving.Models;
+using Async.Serving.Worker.Batching;
+using Async.Serving.Worker.Video;
+
+namespace Async.Serving.Worker.Pipelines;
+
+/// <summary>
+/// <c>video.analyze</c>: ffmpeg samples frames at <c>sample_fps</c> into a pipe; each frame is
+/// preprocessed into a pooled buffer and joins the embedding model's batcher (next to the
+/// <c>image.embed</c> jobs' images) while the following frames decode. A bounded window of frames
+/// is in flight, so memory does not grow with the video's length. Shots come from the distances
+/// between consecutive embeddings; with <c>params.ocr</c>, every frame's text is read too and
+/// merged into timed segments. Cancel and timeout kill ffmpeg and drop the frames still queued.
+/// </summary>
+internal sealed partial class VideoAnalyzePipeline(ILogger<VideoAnalyzePipeline> logger)
+{
+    public async Task<string> RunAsync(
+        string jobId, byte[] input, string? paramsJson, VideoModel model, IJobProgress progress, CancellationToken cancellationToken)
+    {
+        var config = model.Config;
+        var (p, errors) = VideoParams.Parse(paramsJson, config);
+        if (p is null)
+        {
+            throw new JobFailureException(JobErrorCodes.InputInvalid, string.Join(" ", errors.Select(e => $"{e.Key}: {e.Value[0]}")));
+        }
+
+        if (p.Ocr && model.Text is null)
+        {
+            throw new JobFailureException(JobErrorCodes.InputInvalid, $"params.ocr: {model.Entry.Id} has no OCR model.");
+        }
+
+        var path = Path.Combine(Path.GetTempPath(), $"serving-video-{jobId}-{Guid.NewGuid():N}");
+        try
+        {
+            // ffmpeg needs a seekable file: an MP4 whose index sits at the end cannot be read from a pipe.
+            await File.WriteAllBytesAsync(path, input, cancellationToken).ConfigureAwait(false);
+            var probe = await Ffmpeg.ProbeAsync(path, cancellationToken).ConfigureAwait(false);
+            if (probe.DurationSeconds > config.MaxDurationSeconds)
+            {
+                throw new JobFailureException(JobErrorCodes.InputTooLarge,
+                    $"The video is {probe.DurationSeconds:F1} s long; this model takes at most {config.MaxDurationSeconds:F0} s.");
+            }
+
+            LogProbe(logger, jobId, probe.Format, probe.Codec, probe.Width, probe.Height, probe.DurationSeconds ?? double.NaN, p.SampleFps);
+            var result = await AnalyzeAsync(path, probe, p, model, progress, cancellationToken).ConfigureAwait(false);
+            return ToJson(result, p);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    private static async Task<VideoResult> AnalyzeAsync(
+        string path, VideoProbe probe, VideoParams p, VideoModel model, IJobProgress progress, CancellationToken cancellationToken)
+    {
+        var embedding = model.Embedding;
+        var prep = embedding.Entry.Config.Preprocessing;
+        var batcher = embedding.Batcher;
+        // Without OCR, ffmpeg scales and crops straight to the model's input; with OCR, frames keep
+        // enough pixels to read text and are cropped for the embedding here.
+        var shape = p.Ocr
+            ? new Ffmpeg.FrameShape(model.Config.FrameMaxSide, model.Config.FrameMaxSide, Fit: true, Crop: false)
+            : new Ffmpeg.FrameShape(prep.Width, prep.Height, Fit: false, Crop: prep.Resize == "center_crop");
+        var expected = probe.DurationSeconds is { } d ? Math.Max(1, (int)Math.Ceiling(d * p.SampleFps)) : 0;
+        var text = p.Ocr ? model.Text!.Create() : null;
+        var window = Math.Max(2, embedding.Entry.Config.MaxBatchSize * 2);
+        var pending = new Queue<(Task<float[]> Task, float[] Buffer)>(window);
+        var embeddings = new List<float[]>();
+        var times = new List<double>();
+        var texts = new List<FrameText>();
+        var normalize = embedding.Entry.Config.L2Normalize;
+
+        async Task CompleteOldestAsync()
+        {
+            var (task, buffer) = pending.Dequeue();
+            try
+            {
+                var vector = await task.ConfigureAwait(false);
+                if (normalize)
+                {
+                    VectorMath.NormalizeL2(vector);
+                }
+
+                embeddings.Add(vector);
+            }
+            catch (BatchExecutionException ex)
+            {
+                throw new JobFailureException(JobErrorCodes.InferenceFailed, ex.Message, ex);
+            }
+            finally
+            {
+                ArrayPool<float>.Shared.Return(buffer);
+            }
+
+            if (expected > 0)
+            {
+                await progress.ReportAsync(Math.Min(0.99, (double)embeddings.Count / expected)).ConfigureAwait(false);
+            }
+        }
+
+        try
+        {
+            await foreach (var frame in Ffmpeg.ReadFramesAsync(path, p.SampleFps, shape, cancellationToken).ConfigureAwait(false))
+            {
+                using (frame)
+                {
+                    var buffer = ArrayPool<float>.Shared.Rent(batcher.InputLength);
+                    ImagePreprocessor.PreprocessRgb(frame.Pixels, frame.Width, frame.Height, prep, buffer);
+                    pending.Enqueue((batcher.InferAsync(buffer, cancellationToken), buffer));
+                    times.Add(frame.Time);
+                    if (text is not null)
+                    {
+                        texts.Add(await text.ReadAsync(frame, cancellationToken).ConfigureAwait(false));
+                    }
+                }
+
+                while (pending.Count >= window)
+                {
+                    await CompleteOldestAsync().ConfigureAwait(false);
+                }
+            }
+
+            while (pending.Count > 0)
+            {
+                await CompleteOldestAsync().ConfigureAwait(false);
+            }
+        }
+        finally
+        {
+            // Cancelled or failed: the frames still queued are dropped by the batcher (their tokens fired).
+            while (pending.TryDequeue(out var left))
+            {
+                ArrayPool<float>.Shared.Return(left.Buffer);
+            }
+        }
+
+        var duration = probe.DurationSeconds ?? times.Count / p.SampleFps;
+        var shots = ShotDetector.Detect(embeddings, times, p.ShotThreshold, duration);
+        var segments = text is null ? null : TextTimeline.Build(texts, 1 / p.SampleFps, duration);
+        return new VideoResult(duration, times.Count, shots, segments);
+    }
+
+    private static string ToJson(VideoResult result, VideoParams p)
+    {
+        var buffer = new ArrayBufferWriter<byte>(1024);
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStartObject();
+            writer.WriteNumber("duration_s", Math.Round(result.Duration, 3));
+            writer.WriteNumber("frames_analyzed", result.Frames);
+            writer.WriteNumber("sample_fps", p.SampleFps);
+            writer.WriteStartArray("shots");
+            foreach (var shot in result.Shots)
+            {
+                writer.WriteStartObject();
+                writer.WriteNumber("start_s", shot.Start);
+                writer.WriteNumber("end_s", shot.End);
+                writer.WriteNumber("keyframe_s", shot.Keyframe);
+                writer.WriteEndObject();
+            }
+
+            writer.WriteEndArray();
+            if (result.Text is { } segments)
+            {
+                writer.WriteStartArray("text");
+                foreach (var segment in segments)
+                {
+                    writer.WriteStartObject();
+                    writer.WriteNumber("start_s", segment.Start);
+                    writer.WriteNumber("end_s", segment.End);
+                    writer.WriteString("text", segment.Text);
+                    writer.WriteEndObject();
+                }
+
+                writer.WriteEndArray();
+            }
+
+            writer.WriteEndObject();
+        }
+
+        return Encoding.UTF8.GetString(buffer.WrittenSpan);
+    }
+
+    private sealed record VideoResult(double Duration, int Frames, IReadOnlyList<Shot> Shots, IReadOnlyList<TextSegment>? Text);
+
+    [LoggerMessage(EventId = 230, Level = LogLevel.Information,
+        Message = "Job {JobId}: {Format}/{Codec} {Width}x{Height}, {Duration:F1} s, sampling at {Fps} fps")]
+    private static partial void LogProbe(ILogger logger, string jobId, string format, string codec, int width, int height, double duration, double fps);
+}

@@ -1,0 +1,38 @@
+using Async.Serving.Models;
+using Async.Serving.Worker.Inference;
+
+namespace Async.Serving.Worker.Video;
+
+/// <summary>
+/// A <c>video.analyze</c> model as loaded in a worker: no weights of its own, only the image
+/// models its frames go through. They are the same loaded models (and batchers) that serve
+/// <c>image.embed</c> and <c>image.ocr</c> jobs.
+/// </summary>
+internal sealed class VideoModel(ModelEntry entry, LoadedModel embedding, IVideoTextReaderFactory? text)
+{
+    public ModelEntry Entry { get; } = entry;
+
+    public VideoConfig Config => Entry.Config.Video!;
+
+    public LoadedModel Embedding { get; } = embedding;
+
+    /// <summary>Reads on-screen text when a job asks for it; null when the model has no OCR model.</summary>
+    public IVideoTextReaderFactory? Text { get; } = text;
+}
+
+/// <summary>Reads the text of a job's frames, one frame after another (it may keep state between frames).</summary>
+internal interface IVideoTextReader
+{
+    Task<FrameText> ReadAsync(VideoFrame frame, CancellationToken cancellationToken);
+}
+
+internal interface IVideoTextReaderFactory
+{
+    IVideoTextReader Create();
+}
+
+/// <summary>Where a long job reports how far it got (0–1).</summary>
+internal interface IJobProgress
+{
+    ValueTask ReportAsync(double progress);
+}

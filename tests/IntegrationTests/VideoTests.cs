@@ -1,0 +1,176 @@
+using System.Diagnostics;
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Xunit.Abstractions;
+
+namespace Async.Serving.IntegrationTests;
+
+/// <summary><c>video.analyze</c> end to end: videos made by ffmpeg in the test, submitted through the API, run by the fixture's worker.</summary>
+[Collection(ServingCollection.Name)]
+public sealed class VideoTests(ServingFixture serving, ITestOutputHelper output)
+{
+    private static object Body(byte[] video, object? parameters = null, int? timeout = null, object? webhook = null) => new
+    {
+        pipeline = "video.analyze",
+        input = new { base64 = Convert.ToBase64String(video) },
+        @params = parameters,
+        timeout_seconds = timeout,
+        webhook,
+    };
+
+    private static async Task<string> SubmitAsync(HttpClient client, object body)
+    {
+        var response = await client.PostAsJsonAsync("/v1/jobs", body);
+        Assert.True(response.StatusCode == HttpStatusCode.Accepted, await response.Content.ReadAsStringAsync());
+        return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
+    }
+
+    private static async Task<JsonElement> SucceededAsync(HttpClient client, string id)
+    {
+        var job = await ServingFixture.WaitForTerminalAsync(client, id);
+        Assert.True(job.GetProperty("status").GetString() == "succeeded", job.ToString());
+        return job.GetProperty("output");
+    }
+
+    [Fact]
+    public async Task A_video_with_known_cuts_is_split_at_the_right_times()
+    {
+        // Cuts at 3.0 s and 5.5 s; sampled at 4 fps, a boundary is at most half a sample interval off.
+        var video = await TestVideos.ShotsAsync([(11, 3.0), (12, 2.5), (13, 3.5)]);
+        using var client = serving.Client();
+        var job = await ServingFixture.WaitForTerminalAsync(client, await SubmitAsync(client, Body(video, new { sample_fps = 4 })));
+        Assert.Equal("succeeded", job.GetProperty("status").GetString());
+        Assert.Equal("video@1", job.GetProperty("model").GetString());
+        Assert.Equal(1.0, job.GetProperty("progress").GetDouble());
+        var result = job.GetProperty("output");
+        output.WriteLine(result.ToString());
+
+        Assert.InRange(result.GetProperty("duration_s").GetDouble(), 8.9, 9.1);
+        Assert.InRange(result.GetProperty("frames_analyzed").GetInt32(), 35, 37);
+        var shots = result.GetProperty("shots").EnumerateArray().ToArray();
+        Assert.Equal(3, shots.Length);
+        double[] starts = [0, 3.0, 5.5];
+        double[] ends = [3.0, 5.5, 9.0];
+        for (var i = 0; i < 3; i++)
+        {
+            Assert.InRange(shots[i].GetProperty("start_s").GetDouble(), starts[i] - 0.26, starts[i] + 0.26);
+            Assert.InRange(shots[i].GetProperty("end_s").GetDouble(), ends[i] - 0.26, ends[i] + 0.26);
+            Assert.InRange(shots[i].GetProperty("keyframe_s").GetDouble(), shots[i].GetProperty("start_s").GetDouble(), shots[i].GetProperty("end_s").GetDouble());
+        }
+
+        Assert.False(result.TryGetProperty("text", out _)); // only with params.ocr
+    }
+
+    [Fact]
+    public async Task A_running_video_is_cancelled_and_its_ffmpeg_stopped()
+    {
+        // 40 s sampled at 10 fps: far longer to analyse than the test waits.
+        var video = await TestVideos.ShotsAsync([(21, 20.0), (22, 20.0)], width: 320, height: 240);
+        using var client = serving.Client();
+        var id = await SubmitAsync(client, Body(video, new { sample_fps = 10 }));
+
+        var deadline = DateTime.UtcNow + ServingFixture.JobWait;
+        JsonElement job;
+        do
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the video never reported progress");
+            await Task.Delay(100);
+            job = await client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{id}");
+        }
+        while (job.GetProperty("progress").GetDouble() <= 0);
+        Assert.Equal("running", job.GetProperty("status").GetString());
+        Assert.True(FfmpegRunningFor(id), "ffmpeg should be decoding the job's video");
+
+        var cancelledAt = Stopwatch.StartNew();
+        Assert.Equal(HttpStatusCode.Accepted, (await client.PostAsync($"/v1/jobs/{id}/cancel", null)).StatusCode);
+        job = await ServingFixture.WaitForTerminalAsync(client, id);
+        output.WriteLine($"cancelled after {cancelledAt.ElapsedMilliseconds} ms at progress {job.GetProperty("progress").GetDouble()}");
+        Assert.Equal("cancelled", job.GetProperty("status").GetString());
+        Assert.True(job.GetProperty("progress").GetDouble() < 1);
+
+        // The decoder is gone and the job's temporary file with it.
+        var gone = Stopwatch.StartNew();
+        while (FfmpegRunningFor(id) && gone.Elapsed < TimeSpan.FromSeconds(10))
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.False(FfmpegRunningFor(id), "ffmpeg still runs after the cancel");
+        Assert.Empty(Directory.GetFiles(Path.GetTempPath(), $"serving-video-{id}-*"));
+    }
+
+    [Fact]
+    public async Task A_video_past_its_timeout_fails_with_timeout()
+    {
+        var video = await TestVideos.ShotsAsync([(23, 30.0)], width: 320, height: 240);
+        using var client = serving.Client();
+        var job = await ServingFixture.WaitForTerminalAsync(client, await SubmitAsync(client, Body(video, new { sample_fps = 10 }, timeout: 1)));
+        Assert.Equal("failed", job.GetProperty("status").GetString());
+        Assert.Equal("timeout", job.GetProperty("error").GetProperty("code").GetString());
+    }
+
+    [Fact]
+    public async Task A_corrupt_video_fails_cleanly_while_other_jobs_go_on()
+    {
+        using var client = serving.Client();
+        var corrupt = await SubmitAsync(client, Body(await TestVideos.CorruptAsync()));
+        var good = await SubmitAsync(client, Body(await TestVideos.ShotsAsync([(31, 2.0), (32, 2.0)])));
+        var image = await SubmitAsync(client, new
+        {
+            pipeline = "image.embed",
+            input = new { base64 = Convert.ToBase64String(TestImages.Scene(33, 320, 240)) },
+        });
+
+        var failed = await ServingFixture.WaitForTerminalAsync(client, corrupt);
+        Assert.Equal("failed", failed.GetProperty("status").GetString());
+        Assert.Equal("input_invalid", failed.GetProperty("error").GetProperty("code").GetString());
+        Assert.Contains("not a decodable video", failed.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+
+        Assert.Equal(2, (await SucceededAsync(client, good)).GetProperty("shots").GetArrayLength());
+        Assert.Equal(512, (await SucceededAsync(client, image)).GetProperty("dims").GetInt32());
+    }
+
+    [Fact]
+    public async Task Bad_video_submits_are_refused_at_the_door()
+    {
+        using var client = serving.Client();
+        var video = await TestVideos.ShotsAsync([(41, 1.0)]);
+
+        var badParams = await client.PostAsJsonAsync("/v1/jobs", Body(video, new { sample_fps = 500, colour = "red" }));
+        var problem = await Problems.AssertAsync(badParams, HttpStatusCode.BadRequest, "input_invalid");
+        Assert.True(problem.GetProperty("errors").TryGetProperty("params.sample_fps", out _));
+        Assert.True(problem.GetProperty("errors").TryGetProperty("params.colour", out _));
+
+        var notVideo = await client.PostAsJsonAsync("/v1/jobs", Body(TestImages.Scene(42, 320, 240)));
+        await Problems.AssertAsync(notVideo, HttpStatusCode.UnprocessableEntity, "input_invalid");
+
+        await using var small = serving.CreateApi(new Dictionary<string, string?> { ["Serving:Limits:MaxVideoBytes"] = "2048" });
+        using var smallClient = serving.Client(small);
+        await Problems.AssertAsync(await smallClient.PostAsJsonAsync("/v1/jobs", Body(video)), HttpStatusCode.RequestEntityTooLarge, "input_too_large");
+    }
+
+    /// <summary>Whether an ffmpeg process is reading this job's temporary file (its path carries the job id).</summary>
+    private static bool FfmpegRunningFor(string jobId)
+    {
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            try
+            {
+                var cmdline = File.ReadAllText(Path.Combine(dir, "cmdline"));
+                if (cmdline.Split('\0')[0].EndsWith("ffmpeg", StringComparison.Ordinal) && cmdline.Contains(jobId, StringComparison.Ordinal))
+                {
+                    return true;
+                }
+            }
+            catch (IOException)
+            {
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
+
+        return false;
+    }
+}
