@@ -2,6 +2,8 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Async.Serving.Jobs;
+using Microsoft.Extensions.DependencyInjection;
 using Xunit.Abstractions;
 
 namespace Async.Serving.IntegrationTests;
@@ -148,6 +150,34 @@ public sealed class VideoTests(ServingFixture serving, ITestOutputHelper output)
         await using var small = serving.CreateApi(new Dictionary<string, string?> { ["Serving:Limits:MaxVideoBytes"] = "2048" });
         using var smallClient = serving.Client(small);
         await Problems.AssertAsync(await smallClient.PostAsJsonAsync("/v1/jobs", Body(video)), HttpStatusCode.RequestEntityTooLarge, "input_too_large");
+    }
+
+    [Fact]
+    public async Task A_redelivered_job_starts_over_from_no_progress_and_the_old_worker_cannot_report()
+    {
+        var store = serving.Api.Services.GetRequiredService<RedisJobStore>();
+        var job = new JobRecord
+        {
+            Id = RedisJobStore.NewJobId(),
+            TenantId = serving.Tenant,
+            Status = JobStatus.Queued,
+            Pipeline = "video.analyze",
+            Model = "video@1",
+            CreatedAt = DateTimeOffset.UtcNow,
+        };
+        await store.CreateAsync(job, new byte[] { 1, 2, 3 });
+        var input = RedisJobStore.InputKey(job.Id).ToString();
+        Assert.True((await store.TryStartAsync(job.Id, input, "worker-a")).Started);
+        Assert.True(await store.SetProgressAsync(job.Id, 0.6, "worker-a"));
+        Assert.Equal(0.6, (await store.GetAsync(job.Id))!.Progress);
+
+        // worker-a died; the message is redelivered to worker-b.
+        Assert.True((await store.TryStartAsync(job.Id, input, "worker-b")).Started);
+        Assert.Equal(0, (await store.GetAsync(job.Id))!.Progress);
+        Assert.False(await store.SetProgressAsync(job.Id, 0.7, "worker-a"));
+        Assert.True(await store.SetProgressAsync(job.Id, 0.1, "worker-b"));
+        Assert.True(await store.FailAsync(job.Id, JobErrorCodes.InternalError, "test cleanup"));
+        Assert.False(await store.SetProgressAsync(job.Id, 0.2, "worker-b"));
     }
 
     /// <summary>Whether an ffmpeg process is reading this job's temporary file (its path carries the job id).</summary>

@@ -275,4 +275,48 @@ public sealed class WebhookTests(ServingFixture serving)
         Assert.Equal(Expected(current, hook), signatures[0]);
         Assert.Equal(Expected(old, hook), signatures[1]);
     }
+
+    [Fact]
+    public async Task A_video_sends_coalesced_signed_progress_events_and_then_its_completion()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        await using var api = serving.CreateApi(Settings());
+        using var client = serving.Client(api);
+        var secret = await SecretAsync(client);
+        var url = receiver.NewUrl();
+        var video = await TestVideos.ShotsAsync([(51, 6.0), (52, 6.0)], width: 320, height: 240);
+        var id = await SubmitAsync(client, new
+        {
+            pipeline = "video.analyze",
+            input = new { base64 = Convert.ToBase64String(video) },
+            @params = new { sample_fps = 10 },
+            webhook = new { url, events = new[] { "progress", "completed" } },
+        });
+
+        var job = await ServingFixture.WaitForTerminalAsync(client, id);
+        Assert.Equal("succeeded", job.GetProperty("status").GetString());
+        var deadline = DateTime.UtcNow + DeliveryWait;
+        while (!receiver.Requests.Any(r => r.Id == $"msg_{id}_completed"))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "no job.completed delivery");
+            await Task.Delay(100);
+        }
+
+        await Task.Delay(TimeSpan.FromSeconds(1)); // any progress delivery still in flight
+        var hooks = await receiver.WaitForAsync(url, 2, DeliveryWait);
+        Assert.All(hooks, h => Assert.True(Verifies(secret, h)));
+        var progress = hooks.Where(h => Json(h).GetProperty("type").GetString() == "job.progress").ToArray();
+        Assert.NotEmpty(progress);
+        Assert.Equal(progress.Length, progress.Select(h => h.Id).Distinct().Count());
+        Assert.All(progress, h =>
+        {
+            Assert.StartsWith($"msg_{id}_progress_", h.Id, StringComparison.Ordinal);
+            Assert.InRange(Json(h).GetProperty("data").GetProperty("progress").GetDouble(), 0.0, 0.99);
+        });
+
+        // Coalesced: no more than one per 500 ms of execution (plus the first).
+        var executionMs = job.GetProperty("execution_ms").GetInt64();
+        Assert.InRange(progress.Length, 1, (executionMs / 500) + 1);
+        Assert.Equal("succeeded", Json(Assert.Single(hooks, h => h.Id == $"msg_{id}_completed")).GetProperty("data").GetProperty("status").GetString());
+    }
 }

@@ -76,6 +76,51 @@ public sealed class ModelRepositoryTests : IDisposable
         Assert.True(entry.Config.L2Normalize);
     }
 
+    [Fact]
+    public void The_shipped_ocr_and_video_configs_are_valid_and_the_video_model_needs_the_image_models()
+    {
+        var repository = ModelRepository.Load(Path.Combine(RepoRoot(), "models"), requireWeights: false);
+        var ocr = repository.Resolve("ppocr");
+        Assert.Equal("image.ocr", ocr!.Config.Pipeline);
+        Assert.Equal("ch_PP-OCRv4_rec_infer.onnx", ocr.Config.Ocr!.Recognition);
+        var video = repository.Resolve("video");
+        Assert.Equal("video.analyze", video!.Config.Pipeline);
+        Assert.Equal(["resnet18@1", "ppocr@4"], repository.Dependencies(video).Select(e => e.Id));
+        Assert.Empty(repository.Dependencies(ocr));
+    }
+
+    [Fact]
+    public void A_video_model_naming_a_missing_or_wrong_kind_of_model_is_refused()
+    {
+        Write("resnet18", "1", ValidConfig);
+        var path = Write("video", "1", """{ "pipeline": "video.analyze", "video": { "embedding_model": "resnet18@1", "ocr_model": "resnet18@1" } }""");
+        var error = Assert.Throws<ModelConfigException>(() => ModelRepository.Load(_root, requireWeights: false));
+        Assert.Contains(path, error.Message, StringComparison.Ordinal);
+        Assert.Contains("video.ocr_model", error.Message, StringComparison.Ordinal);
+
+        Write("video", "1", """{ "pipeline": "video.analyze", "video": { "embedding_model": "resnet18@1", "shot_threshold": 3 } }""");
+        error = Assert.Throws<ModelConfigException>(() => ModelRepository.Load(_root, requireWeights: false));
+        Assert.Contains("video.shot_threshold", error.Message, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public void An_ocr_model_checks_its_files_and_buckets()
+    {
+        var path = Write("ocr", "1", """{ "pipeline": "image.ocr", "ocr": { "rec_width_buckets": [96, 80] } }""");
+        var error = Assert.Throws<ModelConfigException>(() => ModelRepository.Load(_root, requireWeights: false));
+        Assert.Contains(path, error.Message, StringComparison.Ordinal);
+        Assert.Contains("ocr.rec_width_buckets", error.Message, StringComparison.Ordinal);
+
+        Write("ocr", "1", """{ "pipeline": "image.ocr", "ocr": { } }""");
+        Assert.NotNull(ModelRepository.Load(_root, requireWeights: false).Resolve("ocr"));
+        error = Assert.Throws<ModelConfigException>(() => ModelRepository.Load(_root, requireWeights: true));
+        Assert.Contains("ocr.detection", error.Message, StringComparison.Ordinal);
+
+        Write("ocr", "1", """{ "pipeline": "image.ocr" }""");
+        error = Assert.Throws<ModelConfigException>(() => ModelRepository.Load(_root, requireWeights: false));
+        Assert.Contains("'ocr' is required", error.Message, StringComparison.Ordinal);
+    }
+
     internal static string RepoRoot()
     {
         var dir = new DirectoryInfo(AppContext.BaseDirectory);

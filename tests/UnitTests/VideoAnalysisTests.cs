@@ -1,0 +1,78 @@
+using Async.Serving.Models;
+using Async.Serving.Worker.Pipelines;
+using Async.Serving.Worker.Video;
+
+namespace Async.Serving.UnitTests;
+
+public sealed class VideoAnalysisTests
+{
+    /// <summary>A unit vector pointing mostly along <paramref name="axis"/>, tilted a little by <paramref name="wobble"/>.</summary>
+    private static float[] Vector(int axis, float wobble = 0)
+    {
+        var v = new float[8];
+        v[axis] = 1;
+        v[(axis + 1) % 8] = wobble;
+        VectorMath.NormalizeL2(v);
+        return v;
+    }
+
+    [Fact]
+    public void Shots_split_where_consecutive_frames_differ_and_boundaries_fall_between_frames()
+    {
+        // 2 fps: frames at 0, 0.5, …; the scene changes between frame 3 (1.5 s) and frame 4 (2.0 s).
+        float[][] frames = [Vector(0), Vector(0, 0.05f), Vector(0, 0.1f), Vector(0, 0.05f), Vector(3), Vector(3, 0.1f)];
+        double[] times = [0, 0.5, 1.0, 1.5, 2.0, 2.5];
+        var shots = ShotDetector.Detect(frames, times, threshold: 0.2, duration: 3.0);
+
+        Assert.Equal(2, shots.Count);
+        Assert.Equal((0.0, 1.75), (shots[0].Start, shots[0].End));
+        Assert.Equal((1.75, 3.0), (shots[1].Start, shots[1].End));
+        // The keyframe is the frame nearest the shot's mean: the middle of the wobble.
+        Assert.Equal(0.5, shots[0].Keyframe);
+        Assert.InRange(shots[1].Keyframe, 2.0, 2.5);
+    }
+
+    [Fact]
+    public void One_frame_is_one_shot_and_no_frames_are_none()
+    {
+        Assert.Empty(ShotDetector.Detect([], [], 0.2, 0));
+        var shot = Assert.Single(ShotDetector.Detect([Vector(1)], [0.0], 0.2, 0.4));
+        Assert.Equal((0.0, 0.4, 0.0), (shot.Start, shot.End, shot.Keyframe));
+    }
+
+    [Fact]
+    public void Text_seen_on_consecutive_frames_becomes_one_segment_despite_a_misread_and_a_missed_frame()
+    {
+        static FrameText F(double t, params string[] lines) => new(t, [.. lines.Select(l => (l, 0.9f))]);
+        FrameText[] frames =
+        [
+            F(0.0),
+            F(0.5, "SALE ENDS FRIDAY"),
+            F(1.0, "SALE ENDS FRIDAY", "50% OFF"),
+            F(1.5, "SALE END5 FRIDAY"), // one character misread
+            F(2.0),                      // one frame missed
+            F(2.5, "SALE ENDS FRIDAY"),
+            F(3.0),
+            F(3.5),
+            F(4.0, "SALE ENDS FRIDAY"),  // shown again after a real gap: a new segment
+        ];
+        var segments = TextTimeline.Build(frames, frameInterval: 0.5, duration: 4.2);
+
+        Assert.Equal(3, segments.Count);
+        Assert.Equal(new TextSegment(0.5, 3.0, "SALE ENDS FRIDAY"), segments[0]);
+        Assert.Equal(new TextSegment(1.0, 1.5, "50% OFF"), segments[1]);
+        Assert.Equal(new TextSegment(4.0, 4.2, "SALE ENDS FRIDAY"), segments[2]);
+    }
+
+    [Fact]
+    public void Video_params_take_the_models_defaults_and_refuse_what_it_cannot_do()
+    {
+        var config = new VideoConfig { EmbeddingModel = "resnet18@1", DefaultSampleFps = 2, MaxSampleFps = 10, ShotThreshold = 0.2 };
+        Assert.Equal(new VideoParams(2, 0.2, false), VideoParams.Parse(null, config).Params);
+        Assert.Equal(new VideoParams(5, 0.3, false), VideoParams.Parse("""{ "sample_fps": 5, "shot_threshold": 0.3, "ocr": false }""", config).Params);
+
+        var (p, errors) = VideoParams.Parse("""{ "sample_fps": 11, "ocr": true, "speed": 2 }""", config);
+        Assert.Null(p);
+        Assert.Equal(["params.ocr", "params.sample_fps", "params.speed"], errors.Keys.Order());
+    }
+}
