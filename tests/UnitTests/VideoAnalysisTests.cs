@@ -33,6 +33,32 @@ public sealed class VideoAnalysisTests
     }
 
     [Fact]
+    public void A_modest_distance_among_tiny_ones_is_a_cut_but_steady_large_distances_are_motion()
+    {
+        // Frames drifting slowly, then a jump of about 0.15 (two similar-looking scenes).
+        var slow = Enumerable.Range(0, 6).Select(i => Vector(0, 0.02f * i)).ToList();
+        var similar = Enumerable.Range(0, 6).Select(i => Mix(slow[^1], Vector(5), 0.38f + (0.01f * i))).ToList();
+        float[][] frames = [.. slow, .. similar];
+        var times = Enumerable.Range(0, frames.Length).Select(i => i * 0.5).ToArray();
+        var jump = ShotDetector.Distance(frames[5], frames[6]);
+        Assert.InRange(jump, 0.12, 0.3);
+        Assert.Equal(2, ShotDetector.Detect(frames, times, threshold: 0.12, duration: 6).Count);
+
+        // A fast pan: every step is as large as that jump; nothing stands out, so one shot.
+        var pan = Enumerable.Range(0, 12).Select(i => Mix(Vector(i % 8), Vector((i + 1) % 8), 0.5f)).ToArray();
+        var steps = Enumerable.Range(1, pan.Length - 1).Select(i => ShotDetector.Distance(pan[i - 1], pan[i])).ToArray();
+        Assert.All(steps, d => Assert.True(d > 0.12));
+        Assert.Single(ShotDetector.Detect(pan, times, threshold: 0.12, duration: 6));
+    }
+
+    private static float[] Mix(float[] a, float[] b, float t)
+    {
+        var v = a.Zip(b, (x, y) => ((1 - t) * x) + (t * y)).ToArray();
+        VectorMath.NormalizeL2(v);
+        return v;
+    }
+
+    [Fact]
     public void One_frame_is_one_shot_and_no_frames_are_none()
     {
         Assert.Empty(ShotDetector.Detect([], [], 0.2, 0));

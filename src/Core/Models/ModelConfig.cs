@@ -100,8 +100,11 @@ public sealed class VideoConfig
 
     public double MaxSampleFps { get; set; } = 10;
 
-    /// <summary>Cosine distance between consecutive frame embeddings above which a new shot starts.</summary>
-    public double ShotThreshold { get; set; } = 0.2;
+    /// <summary>
+    /// Least cosine distance between consecutive frame embeddings for a new shot to start (the
+    /// distance must also stand out from its neighbours; see docs/pipelines.md).
+    /// </summary>
+    public double ShotThreshold { get; set; } = 0.12;
 
     /// <summary>Frames are decoded scaled down to fit this many pixels on their longer side.</summary>
     public int FrameMaxSide { get; set; } = 960;

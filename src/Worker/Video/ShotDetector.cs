@@ -4,13 +4,20 @@ namespace Async.Serving.Worker.Video;
 internal sealed record Shot(double Start, double End, double Keyframe, int FirstFrame, int LastFrame, int KeyframeIndex);
 
 /// <summary>
-/// Shot boundaries from frame embeddings: a new shot starts where the cosine distance between two
-/// consecutive sampled frames exceeds the threshold. The boundary is put halfway between the two
+/// Shot boundaries from frame embeddings. A new shot starts between two consecutive sampled frames
+/// when the cosine distance between their embeddings is at least the threshold and also stands out
+/// from the distances around it: at least <see cref="Contrast"/> times the median of the up to
+/// <see cref="Context"/> distances on each side. The second test keeps a fast pan or a handheld
+/// camera (large distances everywhere) in one shot, and lets a cut between two similar-looking
+/// scenes through (a modest distance among tiny ones). The boundary is put halfway between the two
 /// frames (the cut happened somewhere between them, so this halves the worst error). Each shot's
 /// keyframe is its frame closest to the shot's mean embedding: its most typical picture.
 /// </summary>
 internal static class ShotDetector
 {
+    public const double Contrast = 3;
+    public const int Context = 4;
+
     /// <param name="embeddings">L2-normalised, one per sampled frame, in order.</param>
     /// <param name="times">Each frame's time in seconds.</param>
     /// <param name="duration">The video's length; the last shot ends there.</param>
@@ -21,12 +28,19 @@ internal static class ShotDetector
             return [];
         }
 
+        // distances[i] is between frame i - 1 and frame i; distances[0] is unused.
+        var distances = new double[embeddings.Count];
+        for (var i = 1; i < embeddings.Count; i++)
+        {
+            distances[i] = Distance(embeddings[i - 1], embeddings[i]);
+        }
+
         var shots = new List<Shot>();
         var first = 0;
         var start = 0.0;
         for (var i = 1; i <= embeddings.Count; i++)
         {
-            if (i < embeddings.Count && Distance(embeddings[i - 1], embeddings[i]) <= threshold)
+            if (i < embeddings.Count && !IsCut(distances, i, threshold))
             {
                 continue;
             }
@@ -39,6 +53,32 @@ internal static class ShotDetector
         }
 
         return shots;
+    }
+
+    private static bool IsCut(double[] distances, int i, double threshold)
+    {
+        if (distances[i] < threshold)
+        {
+            return false;
+        }
+
+        var around = new List<double>(2 * Context);
+        for (var j = Math.Max(1, i - Context); j <= Math.Min(distances.Length - 1, i + Context); j++)
+        {
+            if (j != i)
+            {
+                around.Add(distances[j]);
+            }
+        }
+
+        if (around.Count == 0)
+        {
+            return true;
+        }
+
+        around.Sort();
+        var median = around.Count % 2 == 1 ? around[around.Count / 2] : (around[(around.Count / 2) - 1] + around[around.Count / 2]) / 2;
+        return distances[i] >= Contrast * median;
     }
 
     /// <summary>Cosine distance of two unit vectors: 0 for the same direction, 2 for opposite ones.</summary>

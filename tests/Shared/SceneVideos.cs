@@ -1,0 +1,71 @@
+using System.Diagnostics;
+using System.Globalization;
+
+namespace Async.Serving.Fixtures;
+
+/// <summary>
+/// Videos made by the OS's ffmpeg, shared by the integration tests and the benchmark (compiled into
+/// both from tests/Shared): shots built from the scene images (each with a slow zoom, so frames
+/// within a shot are not identical), H.264 in MP4 with the index at the end (as cameras write it),
+/// optionally with text drawn over a time window.
+/// </summary>
+internal static class SceneVideos
+{
+    public sealed record Caption(string Text, double From, double To);
+
+    /// <summary>One shot per (seed, seconds), cut hard from one to the next.</summary>
+    public static async Task<byte[]> ShotsAsync(IReadOnlyList<(int Seed, double Seconds)> shots, Caption? caption = null, int width = 480, int height = 360, int fps = 25)
+    {
+        var dir = Directory.CreateTempSubdirectory("serving-test-video-");
+        try
+        {
+            var args = new List<string> { "-hide_banner", "-loglevel", "error", "-y" };
+            var filters = new List<string>();
+            for (var i = 0; i < shots.Count; i++)
+            {
+                var image = Path.Combine(dir.FullName, $"shot{i}.jpg");
+                await File.WriteAllBytesAsync(image, SceneImages.Scene(shots[i].Seed, width * 2, height * 2));
+                args.AddRange(["-loop", "1", "-framerate", F(fps), "-t", F(shots[i].Seconds), "-i", image]);
+                var frames = (int)Math.Round(shots[i].Seconds * fps);
+                filters.Add($"[{i}:v]zoompan=z='1+0.0015*on':d={frames}:s={width}x{height}:fps={fps},trim=end_frame={frames},setpts=PTS-STARTPTS,setsar=1[v{i}]");
+            }
+
+            var concat = string.Concat(Enumerable.Range(0, shots.Count).Select(i => $"[v{i}]")) + $"concat=n={shots.Count}:v=1:a=0";
+            if (caption is not null)
+            {
+                var font = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
+                concat += $",drawtext=fontfile={font}:text='{caption.Text}':fontsize={height / 8}:fontcolor=black:box=1:boxcolor=white:boxborderw=12"
+                    + $":x=(w-text_w)/2:y=h-text_h-40:enable='between(t,{F(caption.From)},{F(caption.To)})'";
+            }
+
+            filters.Add(concat + "[out]");
+            var output = Path.Combine(dir.FullName, "video.mp4");
+            args.AddRange(["-filter_complex", string.Join(';', filters), "-map", "[out]", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-r", F(fps), output]);
+            await RunAsync("ffmpeg", args);
+            return await File.ReadAllBytesAsync(output);
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
+    private static string F(double value) => value.ToString(CultureInfo.InvariantCulture);
+
+    private static async Task RunAsync(string program, IEnumerable<string> arguments)
+    {
+        var info = new ProcessStartInfo(program) { RedirectStandardError = true, UseShellExecute = false };
+        foreach (var a in arguments)
+        {
+            info.ArgumentList.Add(a);
+        }
+
+        using var process = Process.Start(info)!;
+        var stderr = await process.StandardError.ReadToEndAsync();
+        await process.WaitForExitAsync();
+        if (process.ExitCode != 0)
+        {
+            throw new InvalidOperationException($"{program} failed: {stderr}");
+        }
+    }
+}
