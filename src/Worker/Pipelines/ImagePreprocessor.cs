@@ -25,20 +25,7 @@ public static class ImagePreprocessor
         }
 
         using var data = SKData.CreateCopy(encoded);
-        using var codec = SKCodec.Create(data)
-            ?? throw new JobFailureException(JobErrorCodes.InputInvalid, "The input is not a decodable image (JPEG, PNG, WebP, GIF or BMP).");
-        var info = codec.Info;
-        if (info.Width <= 0 || info.Height <= 0)
-        {
-            throw new JobFailureException(JobErrorCodes.InputInvalid, "The image declares no pixels.");
-        }
-
-        if ((long)info.Width * info.Height > maxPixels)
-        {
-            throw new JobFailureException("input_too_large",
-                $"The image declares {info.Width}×{info.Height} pixels; the limit is {maxPixels:N0} pixels.");
-        }
-
+        using var codec = OpenCodec(data, maxPixels);
         using var decoded = Decode(codec, OrientedSize(codec), width, height);
         using var rotated = codec.EncodedOrigin == SKEncodedOrigin.TopLeft ? null : Orient(decoded, codec.EncodedOrigin);
         var oriented = rotated ?? decoded;
@@ -118,12 +105,37 @@ public static class ImagePreprocessor
         }
     }
 
-    private static SKSizeI OrientedSize(SKCodec codec) =>
+    /// <summary>
+    /// Reads the header of an encoded image: an undecodable input or one without pixels fails as
+    /// <c>input_invalid</c>, one that declares more than <paramref name="maxPixels"/> as <c>input_too_large</c>.
+    /// </summary>
+    internal static SKCodec OpenCodec(SKData data, long maxPixels)
+    {
+        var codec = SKCodec.Create(data)
+            ?? throw new JobFailureException(JobErrorCodes.InputInvalid, "The input is not a decodable image (JPEG, PNG, WebP, GIF or BMP).");
+        var info = codec.Info;
+        if (info.Width <= 0 || info.Height <= 0)
+        {
+            codec.Dispose();
+            throw new JobFailureException(JobErrorCodes.InputInvalid, "The image declares no pixels.");
+        }
+
+        if ((long)info.Width * info.Height > maxPixels)
+        {
+            codec.Dispose();
+            throw new JobFailureException("input_too_large",
+                $"The image declares {info.Width}×{info.Height} pixels; the limit is {maxPixels:N0} pixels.");
+        }
+
+        return codec;
+    }
+
+    internal static SKSizeI OrientedSize(SKCodec codec) =>
         codec.EncodedOrigin is SKEncodedOrigin.LeftTop or SKEncodedOrigin.RightTop or SKEncodedOrigin.RightBottom or SKEncodedOrigin.LeftBottom
             ? new SKSizeI(codec.Info.Height, codec.Info.Width)
             : codec.Info.Size;
 
-    private static SKBitmap Decode(SKCodec codec, SKSizeI oriented, int width, int height)
+    internal static SKBitmap Decode(SKCodec codec, SKSizeI oriented, int width, int height)
     {
         // The smallest decode that still covers the target (JPEG decodes at 1/2, 1/4, 1/8 for free).
         var scale = Math.Max((float)width / oriented.Width, (float)height / oriented.Height);
@@ -153,7 +165,7 @@ public static class ImagePreprocessor
         return bitmap;
     }
 
-    private static SKBitmap Orient(SKBitmap bitmap, SKEncodedOrigin origin)
+    internal static SKBitmap Orient(SKBitmap bitmap, SKEncodedOrigin origin)
     {
         float w = bitmap.Width, h = bitmap.Height;
         var (matrix, swap) = origin switch

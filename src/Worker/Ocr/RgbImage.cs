@@ -1,0 +1,116 @@
+using Async.Serving.Worker.Pipelines;
+using SkiaSharp;
+
+namespace Async.Serving.Worker.Ocr;
+
+/// <summary>
+/// An image as packed RGB24, row-major, no padding between rows: what the OCR engine reads. Encoded
+/// images are decoded into it (<see cref="Decode"/>); video frames from ffmpeg already are.
+/// </summary>
+internal sealed record RgbImage(int Width, int Height, byte[] Pixels)
+{
+    private static readonly SKSamplingOptions Sampling = new(SKFilterMode.Linear, SKMipmapMode.Linear);
+
+    /// <summary>
+    /// Decodes an encoded image at full resolution with its EXIF orientation applied. Transparent
+    /// pixels are laid over white (dark text on a transparent background stays readable). Fails as
+    /// ImagePreprocessor does: <c>input_invalid</c> for undecodable data, <c>input_too_large</c> when
+    /// the header declares more than <paramref name="maxPixels"/> pixels.
+    /// </summary>
+    public static RgbImage Decode(ReadOnlySpan<byte> encoded, long maxPixels)
+    {
+        using var data = SKData.CreateCopy(encoded);
+        using var codec = ImagePreprocessor.OpenCodec(data, maxPixels);
+        var oriented = ImagePreprocessor.OrientedSize(codec);
+        using var decoded = ImagePreprocessor.Decode(codec, oriented, oriented.Width, oriented.Height);
+        using var rotated = codec.EncodedOrigin == SKEncodedOrigin.TopLeft ? null : ImagePreprocessor.Orient(decoded, codec.EncodedOrigin);
+        return FromBitmap(rotated ?? decoded);
+    }
+
+    /// <summary>Copies a premultiplied RGBA8888 bitmap, laying it over white.</summary>
+    public static RgbImage FromBitmap(SKBitmap bitmap)
+    {
+        if (bitmap.ColorType != SKColorType.Rgba8888)
+        {
+            using var converted = new SKBitmap(new SKImageInfo(bitmap.Width, bitmap.Height, SKColorType.Rgba8888, SKAlphaType.Premul));
+            using (var canvas = new SKCanvas(converted))
+            using (var image = SKImage.FromBitmap(bitmap))
+            {
+                canvas.Clear(SKColors.Transparent);
+                canvas.DrawImage(image, 0, 0, Sampling);
+            }
+
+            return FromBitmap(converted);
+        }
+
+        var width = bitmap.Width;
+        var height = bitmap.Height;
+        var pixels = new byte[3 * width * height];
+        var rgba = bitmap.GetPixelSpan();
+        var unpremultiplied = bitmap.AlphaType == SKAlphaType.Unpremul;
+        for (int i = 0, o = 0; o < pixels.Length; i += 4, o += 3)
+        {
+            var a = rgba[i + 3];
+            if (a == 255)
+            {
+                pixels[o] = rgba[i];
+                pixels[o + 1] = rgba[i + 1];
+                pixels[o + 2] = rgba[i + 2];
+            }
+            else if (unpremultiplied)
+            {
+                // Over white: c·a + 255·(1 − a).
+                pixels[o] = (byte)(((rgba[i] * a) + (255 * (255 - a)) + 127) / 255);
+                pixels[o + 1] = (byte)(((rgba[i + 1] * a) + (255 * (255 - a)) + 127) / 255);
+                pixels[o + 2] = (byte)(((rgba[i + 2] * a) + (255 * (255 - a)) + 127) / 255);
+            }
+            else
+            {
+                // Premultiplied over white: c + (255 − a).
+                pixels[o] = (byte)Math.Min(255, rgba[i] + 255 - a);
+                pixels[o + 1] = (byte)Math.Min(255, rgba[i + 1] + 255 - a);
+                pixels[o + 2] = (byte)Math.Min(255, rgba[i + 2] + 255 - a);
+            }
+        }
+
+        return new RgbImage(width, height, pixels);
+    }
+
+    /// <summary>An opaque RGBA8888 copy, for drawing with SkiaSharp.</summary>
+    public SKBitmap ToBitmap()
+    {
+        var bitmap = new SKBitmap(new SKImageInfo(Width, Height, SKColorType.Rgba8888, SKAlphaType.Opaque));
+        var rgba = bitmap.GetPixelSpan();
+        var pixels = Pixels;
+        for (int i = 0, o = 0; i < pixels.Length; i += 3, o += 4)
+        {
+            rgba[o] = pixels[i];
+            rgba[o + 1] = pixels[i + 1];
+            rgba[o + 2] = pixels[i + 2];
+            rgba[o + 3] = 255;
+        }
+
+        return bitmap;
+    }
+
+    /// <summary>
+    /// This image scaled to <paramref name="width"/>×<paramref name="height"/> as RGBA8888, with
+    /// linear filtering over mipmaps (so a large downscale averages instead of aliasing).
+    /// </summary>
+    public SKBitmap Resize(int width, int height)
+    {
+        using var source = ToBitmap();
+        return ResizeBitmap(source, width, height);
+    }
+
+    /// <summary>Scales a bitmap with linear filtering over mipmaps into a new opaque RGBA8888 bitmap.</summary>
+    internal static SKBitmap ResizeBitmap(SKBitmap source, int width, int height)
+    {
+        var result = new SKBitmap(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Opaque));
+        using var canvas = new SKCanvas(result);
+        using var image = SKImage.FromBitmap(source);
+        canvas.Clear(SKColors.White);
+        canvas.DrawImage(image, SKRect.Create(source.Width, source.Height), SKRect.Create(width, height), Sampling);
+        return result;
+    }
+}

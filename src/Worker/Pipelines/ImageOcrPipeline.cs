@@ -1,0 +1,65 @@
+using System.Buffers;
+using System.Text.Json;
+using Async.Serving.Jobs;
+using Async.Serving.Worker.Batching;
+using Async.Serving.Worker.Inference;
+using Async.Serving.Worker.Ocr;
+using Microsoft.Extensions.Options;
+
+namespace Async.Serving.Worker.Pipelines;
+
+/// <summary><c>image.ocr</c>: decode (EXIF orientation applied), detect text lines, classify and recognise them through the shared batchers.</summary>
+internal sealed class ImageOcrPipeline(IOptions<WorkerOptions> options)
+{
+    public async Task<string> RunAsync(byte[] input, OcrModel model, CancellationToken cancellationToken)
+    {
+        var image = RgbImage.Decode(input, options.Value.MaxImagePixels);
+        cancellationToken.ThrowIfCancellationRequested();
+        OcrResult result;
+        try
+        {
+            result = await model.ReadAsync(image, cancellationToken).ConfigureAwait(false);
+        }
+        catch (BatchExecutionException ex)
+        {
+            throw new JobFailureException(JobErrorCodes.InferenceFailed, ex.Message, ex);
+        }
+
+        return ToJson(result);
+    }
+
+    /// <summary><c>{"width":W,"height":H,"lines":[{"text":…,"confidence":…,"box":[[x,y],…]}]}</c>, confidence to 4 decimals.</summary>
+    public static string ToJson(OcrResult result)
+    {
+        var buffer = new ArrayBufferWriter<byte>(256 + (result.Lines.Count * 128));
+        using (var writer = new Utf8JsonWriter(buffer))
+        {
+            writer.WriteStartObject();
+            writer.WriteNumber("width", result.Width);
+            writer.WriteNumber("height", result.Height);
+            writer.WriteStartArray("lines");
+            foreach (var line in result.Lines)
+            {
+                writer.WriteStartObject();
+                writer.WriteString("text", line.Text);
+                writer.WriteNumber("confidence", Math.Round((double)line.Confidence, 4));
+                writer.WriteStartArray("box");
+                foreach (var point in line.Box)
+                {
+                    writer.WriteStartArray();
+                    writer.WriteNumberValue(point.X);
+                    writer.WriteNumberValue(point.Y);
+                    writer.WriteEndArray();
+                }
+
+                writer.WriteEndArray();
+                writer.WriteEndObject();
+            }
+
+            writer.WriteEndArray();
+            writer.WriteEndObject();
+        }
+
+        return System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
+    }
+}
