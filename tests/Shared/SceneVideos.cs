@@ -34,8 +34,8 @@ internal static class SceneVideos
             if (caption is not null)
             {
                 var font = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
-                concat += $",drawtext=fontfile={font}:text='{caption.Text}':fontsize={height / 8}:fontcolor=black:box=1:boxcolor=white:boxborderw=12"
-                    + $":x=(w-text_w)/2:y=h-text_h-40:enable='between(t,{F(caption.From)},{F(caption.To)})'";
+                concat += $",drawtext=fontfile={font}:text='{caption.Text}':fontsize={height / 11}:fontcolor=white:borderw=3:bordercolor=black"
+                    + $":x=(w-text_w)/2:y=h-text_h-{height / 12}:enable='between(t,{F(caption.From)},{F(caption.To)})'";
             }
 
             filters.Add(concat + "[out]");

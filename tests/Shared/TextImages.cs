@@ -93,6 +93,101 @@ internal static class TextImages
         return (Encode(bitmap, format, quality), bounds);
     }
 
+    /// <summary>Paragraphs for pages: ordinary English sentences with numbers, one per line.</summary>
+    public static readonly string[] PageText =
+    [
+        "Quarterly report for the harbour office",
+        "Ships arrived in March: 412, up from 377",
+        "The north pier reopens on Monday 14 April",
+        "Fuel prices fell by 6 percent this quarter",
+        "Please send questions to the front desk",
+        "Cargo handled last week was 18,500 tonnes",
+        "New cranes will be delivered in September",
+        "Staff meeting moved to Thursday at 10:30",
+        "Parking behind the warehouse is now closed",
+        "Thank you for reading and keep it safe",
+    ];
+
+    /// <summary>
+    /// A page of <see cref="PageText"/> as a phone would photograph it: the page is drawn, then laid
+    /// on a darker desk with perspective (the top edge farther away), uneven light, a slight blur,
+    /// sensor noise, and saved as a 2000×1500 JPEG at quality 85. Returns the JPEG and the lines in
+    /// reading order.
+    /// </summary>
+    public static (byte[] Jpeg, string[] Lines) PhotographedPage(int seed = 1)
+    {
+        var random = new Random(seed);
+        var lines = PageText;
+        var fonts = new[] { Serif, Sans, Serif, Sans, Mono, Serif, Sans, Serif, SansBold, Sans };
+        const int pageWidth = 1240, pageHeight = 1100;
+        using var page = new SKBitmap(pageWidth, pageHeight, SKColorType.Rgba8888, SKAlphaType.Opaque);
+        using (var canvas = new SKCanvas(page))
+        using (var paint = new SKPaint { Color = new SKColor(30, 30, 35), IsAntialias = true })
+        {
+            canvas.Clear(new SKColor(245, 243, 236));
+            for (var i = 0; i < lines.Length; i++)
+            {
+                using var font = new SKFont(Typeface(fonts[i]), i == 0 ? 46 : 36);
+                canvas.DrawText(lines[i], 80, 120 + (i * 96), SKTextAlign.Left, font, paint);
+            }
+        }
+
+        const int width = 2000, height = 1500;
+        using var photo = new SKBitmap(width, height, SKColorType.Rgba8888, SKAlphaType.Opaque);
+        using (var canvas = new SKCanvas(photo))
+        {
+            canvas.Clear(new SKColor(92, 74, 60)); // the desk
+            // Perspective: map the page's corners to a trapezoid, narrower at the top, slightly turned.
+            var source = new[] { new SKPoint(0, 0), new SKPoint(pageWidth, 0), new SKPoint(pageWidth, pageHeight), new SKPoint(0, pageHeight) };
+            var skew = (float)(random.NextDouble() * 30);
+            var target = new[] { new SKPoint(360 + skew, 150), new SKPoint(1650 + skew, 170), new SKPoint(1780, 1390), new SKPoint(230, 1360) };
+            canvas.SetMatrix(Perspective(source, target));
+            using var image = SKImage.FromBitmap(page);
+            using var blur = new SKPaint { ImageFilter = SKImageFilter.CreateBlur(0.7f, 0.7f) };
+            canvas.DrawImage(image, 0, 0, new SKSamplingOptions(SKCubicResampler.Mitchell), blur);
+            canvas.ResetMatrix();
+            // Uneven light: darker towards the lower right.
+            using var shade = new SKPaint
+            {
+                Shader = SKShader.CreateLinearGradient(new SKPoint(0, 0), new SKPoint(width, height),
+                    [new SKColor(255, 255, 255, 0), new SKColor(0, 0, 0, 70)], SKShaderTileMode.Clamp),
+            };
+            canvas.DrawRect(0, 0, width, height, shade);
+        }
+
+        var pixels = photo.GetPixelSpan();
+        for (var i = 0; i < pixels.Length; i += 4)
+        {
+            var noise = random.Next(-9, 10);
+            for (var c = 0; c < 3; c++)
+            {
+                pixels[i + c] = (byte)Math.Clamp(pixels[i + c] + noise, 0, 255);
+            }
+        }
+
+        return (Encode(photo, SKEncodedImageFormat.Jpeg, 85), lines);
+    }
+
+    /// <summary>The projective transform taking the four <paramref name="from"/> corners to <paramref name="to"/>.</summary>
+    private static SKMatrix Perspective(SKPoint[] from, SKPoint[] to)
+    {
+        static SKMatrix SquareTo(SKPoint[] q)
+        {
+            // Heckbert's unit-square-to-quad mapping.
+            float x0 = q[0].X, y0 = q[0].Y, x1 = q[1].X, y1 = q[1].Y, x2 = q[2].X, y2 = q[2].Y, x3 = q[3].X, y3 = q[3].Y;
+            var sx = x0 - x1 + x2 - x3;
+            var sy = y0 - y1 + y2 - y3;
+            float dx1 = x1 - x2, dx2 = x3 - x2, dy1 = y1 - y2, dy2 = y3 - y2;
+            var den = (dx1 * dy2) - (dx2 * dy1);
+            var g = ((sx * dy2) - (dx2 * sy)) / den;
+            var h = ((dx1 * sy) - (sx * dy1)) / den;
+            return new SKMatrix(x1 - x0 + (g * x1), x3 - x0 + (h * x3), x0, y1 - y0 + (g * y1), y3 - y0 + (h * y3), y0, g, h, 1);
+        }
+
+        var toSquare = SquareTo(from).TryInvert(out var inverse) ? inverse : throw new InvalidOperationException("Degenerate quad.");
+        return SKMatrix.Concat(SquareTo(to), toSquare);
+    }
+
     private static byte[] Encode(SKBitmap bitmap, SKEncodedImageFormat format, int quality)
     {
         using var image = SKImage.FromBitmap(bitmap);

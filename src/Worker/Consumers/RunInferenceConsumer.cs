@@ -19,6 +19,7 @@ internal sealed partial class RunInferenceConsumer(
     RedisJobStore store,
     ModelHost models,
     ImageEmbedPipeline embed,
+    ImageOcrPipeline ocr,
     VideoAnalyzePipeline video,
     JobCancellations cancellations,
     WorkerHeartbeat heartbeat,
@@ -77,6 +78,7 @@ internal sealed partial class RunInferenceConsumer(
         var served = job.Pipeline switch
         {
             "image.embed" => models.Get(modelId)?.Entry,
+            "image.ocr" => models.GetOcr(modelId)?.Entry,
             "video.analyze" => models.GetVideo(modelId)?.Entry,
             _ => null,
         };
@@ -105,6 +107,7 @@ internal sealed partial class RunInferenceConsumer(
             output = job.Pipeline switch
             {
                 "image.embed" => await embed.RunAsync(input, models.Get(modelId)!, deadline.Token).ConfigureAwait(false),
+                "image.ocr" => await ocr.RunAsync(input, models.GetOcr(modelId)!, deadline.Token).ConfigureAwait(false),
                 _ => await video.RunAsync(job.JobId, input, job.ParamsJson, models.GetVideo(modelId)!,
                     new ProgressReporter(store, context, heartbeat.WorkerId, options.Value.ProgressInterval, clock), deadline.Token).ConfigureAwait(false),
             };

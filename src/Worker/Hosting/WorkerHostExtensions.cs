@@ -25,6 +25,7 @@ public static class WorkerHostExtensions
         builder.Services.AddSingleton<ModelHost>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ModelHost>());
         builder.Services.AddSingleton<ImageEmbedPipeline>();
+        builder.Services.AddSingleton<ImageOcrPipeline>();
         builder.Services.AddSingleton<VideoAnalyzePipeline>();
         builder.Services.AddSingleton<JobCancellations>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<JobCancellations>());

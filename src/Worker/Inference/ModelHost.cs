@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Async.Serving.Models;
 using Async.Serving.Worker.Observability;
+using Async.Serving.Worker.Ocr;
 using Async.Serving.Worker.Video;
 using Microsoft.Extensions.Options;
 
@@ -18,6 +19,7 @@ internal sealed partial class ModelHost(
     ILogger<ModelHost> logger) : IHostedService, IAsyncDisposable
 {
     private readonly Dictionary<string, LoadedModel> _loaded = new(StringComparer.OrdinalIgnoreCase);
+    private readonly Dictionary<string, OcrModel> _ocr = new(StringComparer.OrdinalIgnoreCase);
     private readonly Dictionary<string, VideoModel> _videos = new(StringComparer.OrdinalIgnoreCase);
 
     public bool IsReady { get; private set; }
@@ -28,6 +30,7 @@ internal sealed partial class ModelHost(
     /// <summary>Every model this worker serves or loaded for one it serves, with the provider it runs on (for heartbeats).</summary>
     public IEnumerable<(ModelEntry Entry, string Provider)> Served =>
         _loaded.Values.Select(m => (m.Entry, m.Provider))
+            .Concat(_ocr.Values.Select(m => (m.Entry, m.Provider)))
             .Concat(_videos.Values.Select(v => (v.Entry, v.Embedding.Provider)));
 
     /// <summary>
@@ -48,6 +51,8 @@ internal sealed partial class ModelHost(
 
     public LoadedModel? Get(string modelId) => _loaded.GetValueOrDefault(modelId);
 
+    public OcrModel? GetOcr(string modelId) => _ocr.GetValueOrDefault(modelId);
+
     public VideoModel? GetVideo(string modelId) => _videos.GetValueOrDefault(modelId);
 
     public Task StartAsync(CancellationToken cancellationToken)
@@ -55,21 +60,29 @@ internal sealed partial class ModelHost(
         var selected = Select(repository, options.Value);
         // Image models first (those served and those a video model needs), then the video models over them.
         var images = selected.SelectMany(e => repository.Dependencies(e).Append(e))
-            .Where(e => e.Config.Pipeline == "image.embed").Distinct().ToList();
+            .Where(e => e.Config.Pipeline != "video.analyze").Distinct().ToList();
         foreach (var entry in images)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            LoadImageModel(entry);
+            if (entry.Config.Pipeline == "image.ocr")
+            {
+                LoadOcrModel(entry);
+            }
+            else
+            {
+                LoadImageModel(entry);
+            }
         }
 
         foreach (var entry in selected.Where(e => e.Config.Pipeline == "video.analyze"))
         {
             var v = entry.Config.Video!;
-            _videos[entry.Id] = new VideoModel(entry, _loaded[repository.Resolve(v.EmbeddingModel)!.Id], null);
+            var ocr = v.OcrModel.Length > 0 ? new OcrVideoText(_ocr[repository.Resolve(v.OcrModel)!.Id]) : null;
+            _videos[entry.Id] = new VideoModel(entry, _loaded[repository.Resolve(v.EmbeddingModel)!.Id], ocr);
             LogVideo(logger, entry.Id, v.EmbeddingModel, v.OcrModel.Length > 0 ? v.OcrModel : "none");
         }
 
-        if (_loaded.Count == 0)
+        if (_loaded.Count == 0 && _ocr.Count == 0)
         {
             throw new ModelConfigException("This worker has no model to serve: the model repository is empty.");
         }
@@ -90,6 +103,20 @@ internal sealed partial class ModelHost(
         ObserveBatches(entry.Id, model.Batcher);
         _loaded[entry.Id] = model;
         LogLoaded(logger, entry.Id, provider, model.LoadTime.TotalMilliseconds, entry.Config.MaxBatchSize, warm.TotalMilliseconds);
+    }
+
+    private void LoadOcrModel(ModelEntry entry)
+    {
+        var model = new OcrModel(entry, sessions);
+        var warm = model.WarmUp();
+        WorkerMetrics.ModelLoad.WithLabels(entry.Id, model.Provider).Set(model.LoadTime.TotalSeconds);
+        foreach (var batcher in model.Batchers)
+        {
+            ObserveBatches(batcher.Name, batcher);
+        }
+
+        _ocr[entry.Id] = model;
+        LogLoaded(logger, entry.Id, model.Provider, model.LoadTime.TotalMilliseconds, entry.Config.MaxBatchSize, warm.TotalMilliseconds);
     }
 
     private static void ObserveBatches(string modelId, Batching.DynamicBatcher batcher)
@@ -113,6 +140,12 @@ internal sealed partial class ModelHost(
         }
 
         _loaded.Clear();
+        foreach (var model in _ocr.Values)
+        {
+            await model.DisposeAsync().ConfigureAwait(false);
+        }
+
+        _ocr.Clear();
     }
 
     [LoggerMessage(EventId = 110, Level = LogLevel.Information,

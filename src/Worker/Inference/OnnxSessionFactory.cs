@@ -11,6 +11,7 @@ internal sealed partial class OnnxSessionFactory(WorkerOptions options, ILogger<
 {
     private readonly Lock _gate = new();
     private bool? _cudaWorks;
+    private int _cpuLogged;
 
     public (InferenceSession Session, string Provider) Create(string modelPath, string preferredProvider)
     {
@@ -41,7 +42,11 @@ internal sealed partial class OnnxSessionFactory(WorkerOptions options, ILogger<
         }
 
         var cpu = new InferenceSession(modelPath, CreateOptions(cuda: false));
-        LogProvider(logger, "CPU", options.IntraOpThreads == 0 ? "intra-op threads: ONNX Runtime default" : $"intra-op threads: {options.IntraOpThreads}");
+        if (Interlocked.Exchange(ref _cpuLogged, 1) == 0)
+        {
+            LogProvider(logger, "CPU", options.IntraOpThreads == 0 ? "intra-op threads: ONNX Runtime default" : $"intra-op threads: {options.IntraOpThreads}");
+        }
+
         return (cpu, "cpu");
     }
 

@@ -1,0 +1,148 @@
+using System.Net;
+using System.Net.Http.Json;
+using System.Text.Json;
+using Async.Serving.Fixtures;
+using Xunit.Abstractions;
+
+namespace Async.Serving.IntegrationTests;
+
+/// <summary><c>image.ocr</c> through the API and the fixture's worker, and on-screen text in <c>video.analyze</c>.</summary>
+[Collection(ServingCollection.Name)]
+public sealed class OcrTests(ServingFixture serving, ITestOutputHelper output)
+{
+    private static object Body(byte[] image) => new { pipeline = "image.ocr", input = new { base64 = Convert.ToBase64String(image) } };
+
+    private async Task<JsonElement> ReadAsync(HttpClient client, byte[] image)
+    {
+        var response = await client.PostAsJsonAsync("/v1/jobs?wait=60", Body(image));
+        var job = await response.Content.ReadFromJsonAsync<JsonElement>();
+        Assert.True(job.GetProperty("status").GetString() == "succeeded", job.ToString());
+        Assert.Equal("ppocr@4", job.GetProperty("model").GetString());
+        output.WriteLine(job.GetProperty("output").ToString());
+        return job.GetProperty("output");
+    }
+
+    private static string[] Texts(JsonElement result) =>
+        [.. result.GetProperty("lines").EnumerateArray().Select(l => l.GetProperty("text").GetString()!)];
+
+    [Fact]
+    public async Task A_rendered_line_is_read_back_exactly_with_its_box()
+    {
+        using var client = serving.Client();
+        var image = TextImages.Line("Invoice 2026-0412 due on 15 May", size: 40, font: TextImages.Serif, format: SkiaSharp.SKEncodedImageFormat.Jpeg);
+        var result = await ReadAsync(client, image);
+
+        var line = Assert.Single(result.GetProperty("lines").EnumerateArray());
+        Assert.Equal("Invoice 2026-0412 due on 15 May", line.GetProperty("text").GetString());
+        Assert.InRange(line.GetProperty("confidence").GetDouble(), 0.8, 1.0);
+        var (width, height) = (result.GetProperty("width").GetInt32(), result.GetProperty("height").GetInt32());
+        var box = line.GetProperty("box").EnumerateArray().Select(p => (X: p[0].GetInt32(), Y: p[1].GetInt32())).ToArray();
+        Assert.Equal(4, box.Length);
+        // The line fills the image but for its 24 px padding.
+        Assert.InRange(box.Min(p => p.X), 10, 40);
+        Assert.InRange(box.Max(p => p.X), width - 40, width - 10);
+        Assert.InRange(box.Min(p => p.Y), 5, 40);
+        Assert.InRange(box.Max(p => p.Y), height - 40, height - 5);
+    }
+
+    [Fact]
+    public async Task A_photographed_page_is_read_in_reading_order()
+    {
+        using var client = serving.Client();
+        var (jpeg, expected) = TextImages.PhotographedPage();
+        var result = await ReadAsync(client, jpeg);
+        var read = Texts(result);
+        Assert.Equal((2000, 1500), (result.GetProperty("width").GetInt32(), result.GetProperty("height").GetInt32()));
+
+        var accuracy = WordAccuracy(expected, read);
+        output.WriteLine($"word accuracy {accuracy:P1} over {expected.Sum(l => l.Split(' ').Length)} words");
+        Assert.True(accuracy >= 0.9, $"word accuracy {accuracy:P1}: {string.Join(" | ", read)}");
+        // Reading order: the title comes first, the closing line last.
+        Assert.Contains("Quarterly", read[0], StringComparison.Ordinal);
+        Assert.Contains("safe", read[^1], StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task Crops_of_concurrent_jobs_share_the_recogniser_batches_and_a_broken_image_fails_alone()
+    {
+        using var client = serving.Client();
+        var ocr = serving.Models.GetOcr("ppocr@4")!;
+        var (batchesBefore, itemsBefore) = (ocr.Batchers.Sum(b => b.Batches), ocr.Batchers.Sum(b => b.Items));
+        var pages = Enumerable.Range(0, 6).Select(i => TextImages.Page(900, 300,
+        [
+            new TextImages.TextLine($"Order {1000 + i} shipped today", 30, 30),
+            new TextImages.TextLine($"Parcel weight {i + 2} kg", 30, 110),
+            new TextImages.TextLine("Thank you for your order", 30, 190),
+        ]).Image).ToList();
+
+        var broken = TestImages.TruncatedJpeg();
+        var jobs = await Task.WhenAll(pages.Append(broken).Select(async image =>
+        {
+            var response = await client.PostAsJsonAsync("/v1/jobs", Body(image));
+            Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+            return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
+        }));
+        var finished = await Task.WhenAll(jobs.Select(id => ServingFixture.WaitForTerminalAsync(client, id)));
+
+        for (var i = 0; i < pages.Count; i++)
+        {
+            Assert.Equal("succeeded", finished[i].GetProperty("status").GetString());
+            Assert.Equal(
+                [$"Order {1000 + i} shipped today", $"Parcel weight {i + 2} kg", "Thank you for your order"],
+                Texts(finished[i].GetProperty("output")));
+        }
+
+        Assert.Equal("failed", finished[^1].GetProperty("status").GetString());
+        Assert.Equal("input_invalid", finished[^1].GetProperty("error").GetProperty("code").GetString());
+        var batches = ocr.Batchers.Sum(b => b.Batches) - batchesBefore;
+        var items = ocr.Batchers.Sum(b => b.Items) - itemsBefore;
+        output.WriteLine($"{items} recogniser and classifier items in {batches} batches");
+        Assert.True(items > batches, $"{items} items in {batches} batches: no crops were batched together");
+    }
+
+    [Fact]
+    public async Task On_screen_text_is_found_in_the_right_time_window()
+    {
+        // One 8 s shot; the caption is on screen from 2 s to 5 s.
+        var video = await TestVideos.ShotsAsync([(61, 8.0)], caption: "SALE ENDS FRIDAY", from: 2.0, to: 5.0, width: 640, height: 360);
+        using var client = serving.Client();
+        var response = await client.PostAsJsonAsync("/v1/jobs", new
+        {
+            pipeline = "video.analyze",
+            input = new { base64 = Convert.ToBase64String(video) },
+            @params = new { sample_fps = 2, ocr = true },
+        });
+        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        var job = await ServingFixture.WaitForTerminalAsync(client, (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!);
+        Assert.True(job.GetProperty("status").GetString() == "succeeded", job.ToString());
+        var result = job.GetProperty("output");
+        output.WriteLine(result.ToString());
+
+        Assert.Equal(1, result.GetProperty("shots").GetArrayLength()); // a caption appearing is not a cut
+        var segment = Assert.Single(result.GetProperty("text").EnumerateArray());
+        Assert.Equal("SALE ENDS FRIDAY", segment.GetProperty("text").GetString());
+        // Sampled every 0.5 s: seen first at 2.0 s, last at 4.5 s (or 5.0 s, the frame at the edge), ending one interval later.
+        Assert.InRange(segment.GetProperty("start_s").GetDouble(), 1.5, 2.5);
+        Assert.InRange(segment.GetProperty("end_s").GetDouble(), 4.5, 5.5);
+    }
+
+    /// <summary>Share of the expected words found in the text read, in order, line by line.</summary>
+    internal static double WordAccuracy(IReadOnlyList<string> expected, IReadOnlyList<string> read)
+    {
+        var words = string.Join(' ', read).Split(' ', StringSplitOptions.RemoveEmptyEntries);
+        var position = 0;
+        int found = 0, total = 0;
+        foreach (var word in expected.SelectMany(l => l.Split(' ', StringSplitOptions.RemoveEmptyEntries)))
+        {
+            total++;
+            var at = Array.IndexOf(words, word, position);
+            if (at >= 0 && at - position < 6)
+            {
+                found++;
+                position = at + 1;
+            }
+        }
+
+        return (double)found / total;
+    }
+}
