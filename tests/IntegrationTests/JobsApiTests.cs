@@ -250,13 +250,23 @@ public sealed class JobsApiTests(ServingFixture serving)
     {
         using var client = serving.Client();
         var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(20);
-        JsonElement resnet;
+        JsonElement resnet, video, ocr;
         do
         {
             var list = await client.GetFromJsonAsync<JsonElement>("/v1/models");
-            resnet = list.GetProperty("data").EnumerateArray().Single(m => m.GetProperty("id").GetString() == "resnet18@1");
+            JsonElement Find(string id) => list.GetProperty("data").EnumerateArray().Single(m => m.GetProperty("id").GetString() == id);
+            (resnet, video, ocr) = (Find("resnet18@1"), Find("video@1"), Find("ppocr@4"));
         }
-        while (resnet.GetProperty("workers").GetInt32() == 0 && DateTime.UtcNow < deadline && await Delay());
+        while ((resnet.GetProperty("workers").GetInt32() == 0 || video.GetProperty("workers").GetInt32() == 0 || ocr.GetProperty("workers").GetInt32() == 0)
+            && DateTime.UtcNow < deadline && await Delay());
+
+        Assert.Equal("video.analyze", video.GetProperty("pipeline").GetString());
+        Assert.Equal(JsonValueKind.Null, video.GetProperty("input").ValueKind);
+        Assert.Equal(["resnet18@1", "ppocr@4"], video.GetProperty("uses").EnumerateArray().Select(u => u.GetString()));
+        Assert.Equal("image.ocr", ocr.GetProperty("pipeline").GetString());
+        Assert.Equal(16, ocr.GetProperty("batching").GetProperty("max_batch_size").GetInt32());
+        Assert.True(ocr.GetProperty("workers").GetInt32() >= 1);
+        Assert.Empty(resnet.GetProperty("uses").EnumerateArray());
 
         Assert.Equal("image.embed", resnet.GetProperty("pipeline").GetString());
         Assert.True(resnet.GetProperty("latest").GetBoolean());

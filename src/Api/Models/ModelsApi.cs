@@ -22,7 +22,8 @@ public static class ModelsApi
             Version = e.Version,
             Latest = repository.Resolve(e.Name) == e,
             Pipeline = e.Config.Pipeline,
-            Input = new TensorResource(e.Config.Input.Name, e.Config.Input.Shape),
+            Input = e.Config.Pipeline == "image.embed" ? new TensorResource(e.Config.Input.Name, e.Config.Input.Shape) : null,
+            Uses = [.. repository.Dependencies(e).Select(d => d.Id)],
             Batching = new BatchingResource(e.Config.MaxBatchSize, e.Config.MaxQueueDelayMs, e.Config.Instances),
             PreferredExecutionProvider = e.Config.ExecutionProvider,
             Workers = live[i].Workers,
@@ -41,7 +42,11 @@ public sealed record ModelResource
     public required string Version { get; init; }
     public required bool Latest { get; init; }
     public required string Pipeline { get; init; }
-    public required TensorResource Input { get; init; }
+    /// <summary>The graph input of an <c>image.embed</c> model; null for OCR (three networks) and video models (none of their own).</summary>
+    public required TensorResource? Input { get; init; }
+
+    /// <summary>The models this one runs its work through (a video model's embedding and OCR models).</summary>
+    public required IReadOnlyList<string> Uses { get; init; }
     public required BatchingResource Batching { get; init; }
     public required string PreferredExecutionProvider { get; init; }
 
