@@ -311,9 +311,9 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         try
         {
             using var http = Management();
-            foreach (var model in BenchRepository.Models)
+            foreach (var (model, version) in BenchRepository.Models)
             {
-                foreach (var queue in new[] { $"infer-{model}-1", $"infer-{model}-1_error", $"infer-{model}-1_skipped" })
+                foreach (var queue in new[] { $"infer-{model}-{version}", $"infer-{model}-{version}_error", $"infer-{model}-{version}_skipped" })
                 {
                     var path = delete ? $"/api/queues/%2F/{queue}" : $"/api/queues/%2F/{queue}/contents";
                     using var response = await http.DeleteAsync(new Uri(path, UriKind.Relative)).ConfigureAwait(false);
@@ -345,9 +345,9 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             await db.KeyDeleteAsync(keys).ConfigureAwait(false);
         }
 
-        foreach (var model in BenchRepository.Models)
+        foreach (var (model, version) in BenchRepository.Models)
         {
-            await db.KeyDeleteAsync([$"model-workers:{model}@1", $"model-providers:{model}@1"]).ConfigureAwait(false);
+            await db.KeyDeleteAsync([$"model-workers:{model}@{version}", $"model-providers:{model}@{version}"]).ConfigureAwait(false);
         }
     }
 
