@@ -4,6 +4,10 @@
 # worker at a time on a temporary model repository (queues infer-bench-*), and writes
 # artifacts/bench/summary.json. Extra arguments go to the benchmark, for example
 #   scripts/bench.sh --resnet-jobs 600 --trivial-jobs 6000 --queued-jobs 10000 --concurrency 32
+# and for the OCR and video steps (0 jobs skips a step):
+#   --ocr-jobs 48      image.ocr jobs of printed pages (bench-ppocr@4, from models/ppocr/4)
+#   --video-jobs 4     video.analyze jobs without OCR (bench-video@1: frames through bench-resnet18@1)
+#   --video-fps 10     their params.sample_fps (one more video job, with OCR at 2 fps, always follows)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 prepare
@@ -11,7 +15,7 @@ export SERVING_RABBIT_MGMT_PORT="$RABBIT_MGMT_PORT" SERVING_CONFIGURATION="$CONF
 
 OUT="$ROOT/artifacts/bench"
 mkdir -p "$OUT"
-log "running the benchmark (about 2-3 minutes on 2 cores); output in $OUT"
+log "running the benchmark (about 4-5 minutes on 2 cores); output in $OUT"
 dotnet "$ROOT/bench/Benchmark/bin/$CONFIGURATION/net10.0/Async.Serving.Benchmark.dll" --root "$ROOT" --out "$OUT" "$@" 2>&1 \
   | tee "$OUT/bench.log"
 exit "${PIPESTATUS[0]}"

@@ -21,6 +21,15 @@ internal sealed class BenchOptions
 
     public int InProcessImages { get; init; } = 64;
 
+    /// <summary>OCR jobs of the <c>image.ocr</c> step (0 skips the step).</summary>
+    public int OcrJobs { get; init; } = 48;
+
+    /// <summary>Video jobs of the <c>video.analyze</c> step without OCR (0 skips the step).</summary>
+    public int VideoJobs { get; init; } = 4;
+
+    /// <summary><c>params.sample_fps</c> of those video jobs.</summary>
+    public double VideoFps { get; init; } = 10;
+
     public string Redis { get; init; } = Env("ConnectionStrings__Redis", "127.0.0.1:6379");
 
     public string Postgres { get; init; } = Env("ConnectionStrings__Postgres", "Host=127.0.0.1;Port=5432;Username=postgres;Database=serving");
@@ -33,7 +42,8 @@ internal sealed class BenchOptions
 
     public string Configuration { get; init; } = Env("SERVING_CONFIGURATION", "Release");
 
-    /// <summary><c>--root DIR --out DIR --resnet-jobs N --trivial-jobs N --queued-jobs N --concurrency N --inprocess-images N</c>.</summary>
+    /// <summary><c>--root DIR --out DIR --resnet-jobs N --trivial-jobs N --queued-jobs N --concurrency N --inprocess-images N
+    /// --ocr-jobs N --video-jobs N --video-fps F</c>.</summary>
     public static BenchOptions Parse(string[] args)
     {
         var values = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -64,6 +74,9 @@ internal sealed class BenchOptions
             QueuedJobs = Int("queued-jobs", 10_000),
             Concurrency = Int("concurrency", 32),
             InProcessImages = Int("inprocess-images", 64),
+            OcrJobs = Int("ocr-jobs", 48),
+            VideoJobs = Int("video-jobs", 4),
+            VideoFps = values.TryGetValue("video-fps", out var fps) ? double.Parse(fps, CultureInfo.InvariantCulture) : 10,
         };
     }
 

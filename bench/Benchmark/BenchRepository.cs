@@ -12,8 +12,15 @@ internal static class BenchRepository
     public const string ResNet = "bench-resnet18";
     public const string ResNetNoBatch = "bench-resnet18-nobatch";
     public const string Trivial = "bench-trivial";
+    public const string Ocr = "bench-ppocr";
+    public const string OcrVersion = "4";
+    public const string Video = "bench-video";
 
-    public static readonly string[] Models = [ResNet, ResNetNoBatch, Trivial];
+    /// <summary>Every model of the repository with its version folder (queue <c>infer-{name}-{version}</c>).</summary>
+    public static readonly (string Name, string Version)[] Models =
+        [(ResNet, "1"), (ResNetNoBatch, "1"), (Trivial, "1"), (Ocr, OcrVersion), (Video, "1")];
+
+    public static string OcrId => $"{Ocr}@{OcrVersion}";
 
     private static readonly JsonSerializerOptions Indented = new() { WriteIndented = true };
 
@@ -32,11 +39,7 @@ internal static class BenchRepository
             Directory.Delete(root, recursive: true);
         }
 
-        var config = JsonNode.Parse(File.ReadAllText(Path.Combine(source, "config.json")), documentOptions: new JsonDocumentOptions
-        {
-            CommentHandling = JsonCommentHandling.Skip,
-            AllowTrailingCommas = true,
-        })!.AsObject();
+        var config = ReadConfig(Path.Combine(source, "config.json"));
 
         AddResNet(root, ResNet, config, weights);
         var unbatched = config.DeepClone().AsObject();
@@ -58,8 +61,57 @@ internal static class BenchRepository
               "execution_provider": "cpu"
             }
             """);
+
+        AddOcr(root, Path.Combine(modelsDir, "ppocr", "4"));
+        AddVideo(root, Path.Combine(modelsDir, "video", "1"));
         return root;
     }
+
+    /// <summary><c>bench-ppocr@4</c>: links to the networks and dictionary of models/ppocr/4, its config copied.</summary>
+    private static void AddOcr(string root, string source)
+    {
+        var config = ReadConfig(Path.Combine(source, "config.json"));
+        var ocr = config["ocr"]!.AsObject();
+        var dir = Path.Combine(root, Ocr, OcrVersion);
+        Directory.CreateDirectory(dir);
+        foreach (var field in new[] { "detection", "recognition", "classifier", "dictionary" })
+        {
+            var file = (string?)ocr[field];
+            if (string.IsNullOrEmpty(file))
+            {
+                continue;
+            }
+
+            var target = Path.Combine(source, file);
+            if (!File.Exists(target))
+            {
+                throw new FileNotFoundException($"{target} is missing: run scripts/fetch-models.sh.", target);
+            }
+
+            File.CreateSymbolicLink(Path.Combine(dir, file), Path.GetFullPath(target));
+        }
+
+        File.WriteAllText(Path.Combine(dir, "config.json"), config.ToJsonString(Indented));
+    }
+
+    /// <summary><c>bench-video@1</c>: the config of models/video/1, its frames through <c>bench-resnet18@1</c> and <c>bench-ppocr@4</c>.</summary>
+    private static void AddVideo(string root, string source)
+    {
+        var config = ReadConfig(Path.Combine(source, "config.json"));
+        var video = config["video"]!.AsObject();
+        video["embedding_model"] = $"{ResNet}@1";
+        video["ocr_model"] = OcrId;
+        var dir = Path.Combine(root, Video, "1");
+        Directory.CreateDirectory(dir);
+        File.WriteAllText(Path.Combine(dir, "config.json"), config.ToJsonString(Indented));
+    }
+
+    private static JsonObject ReadConfig(string path) =>
+        JsonNode.Parse(File.ReadAllText(path), documentOptions: new JsonDocumentOptions
+        {
+            CommentHandling = JsonCommentHandling.Skip,
+            AllowTrailingCommas = true,
+        })!.AsObject();
 
     private static void AddResNet(string root, string name, JsonObject config, string weights)
     {

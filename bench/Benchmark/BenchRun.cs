@@ -3,7 +3,10 @@ using System.Net.Http.Headers;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.RegularExpressions;
+using System.Diagnostics;
+using Async.Serving.Fixtures;
 using Async.Serving.Models;
+using Microsoft.ML.OnnxRuntime;
 using StackExchange.Redis;
 
 namespace Async.Serving.Benchmark;
@@ -18,6 +21,21 @@ internal sealed record MemoryFigure(
     long? ApiPeakRssBytes, long? ApiRssBytesWithJobsQueued, long? WorkerPeakRssBytes,
     int Drained, double DrainJobsPerSecond, long RedisUsedMemoryBefore, long RedisUsedMemoryAfter,
     double RedisBytesPerFinishedJob, double? RedisKeyBytesPerJobSampled);
+
+internal sealed record OcrFigure(
+    string Model, int Jobs, int Concurrency, int Pages, int Succeeded, int Failed, int Refused, int Unfinished,
+    double JobsPerSecond, int LinesRead, int LinesDrawn, double LinesPerSecond, double JobP50Ms, double JobP99Ms,
+    double? RecMeanBatchSize, double? ClsMeanBatchSize, int MaxBatchSize, int ConcurrentJobs, long? WorkerPeakRssBytes, CpuSplit Cpu,
+    OcrInProcessFigure? InProcess);
+
+internal sealed record VideoFigure(
+    string Model, int Jobs, double SampleFps, double VideoSeconds, int Width, int Height, int Succeeded, int Failed, int Unfinished,
+    int FramesAnalyzed, double WallSeconds, double FramesPerSecond, double InProcessImagesPerSecond, double RatioToInProcess,
+    double? ResNetMeanBatchSize, long? WorkerRssReadyBytes, long? WorkerPeakRssBytes, long SampledFramesRgbBytes, CpuSplit Cpu,
+    VideoOcrFigure? Ocr);
+
+internal sealed record VideoOcrFigure(
+    double SampleFps, string Status, int FramesAnalyzed, double Seconds, double FramesPerSecond, int TextSegments, double? RecMeanBatchSize, long? WorkerPeakRssBytes);
 
 /// <summary>One benchmark run: in-process limit, then the API and one worker at a time as child processes.</summary>
 internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
@@ -60,8 +78,22 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         Console.WriteLine($"5. memory: {options.QueuedJobs} trivial jobs queued with no worker, then drained");
         var memory = await MemoryAsync(pngs).ConfigureAwait(false);
 
+        OcrFigure? ocr = null;
+        if (options.OcrJobs > 0)
+        {
+            Console.WriteLine($"6. OCR, image.ocr on PP-OCRv4: {options.OcrJobs} jobs of printed pages, {options.Concurrency} clients");
+            ocr = await OcrAsync(repository.Resolve(BenchRepository.OcrId)!).ConfigureAwait(false);
+        }
+
+        VideoFigure? video = null;
+        if (options.VideoJobs > 0)
+        {
+            Console.WriteLine($"7. video.analyze: {options.VideoJobs} videos at {options.VideoFps} fps without OCR, then one at 2 fps with OCR");
+            video = await VideoAsync(repository.Resolve(BenchRepository.Video)!, inProcess.Best.ImagesPerSecond).ConfigureAwait(false);
+        }
+
         return new BenchSummary(Machine.Describe(), DateTimeOffset.UtcNow, options.ResNetJobs, options.TrivialJobs, options.QueuedJobs,
-            options.Concurrency, inProcess, batched, unbatched, trivial, memory);
+            options.Concurrency, inProcess, batched, unbatched, trivial, memory, ocr, video);
     }
 
     public async ValueTask DisposeAsync()
@@ -261,6 +293,163 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         return figure;
     }
 
+    private async Task<OcrFigure> OcrAsync(ModelEntry entry)
+    {
+        var pages = BenchImages.TextPages(8);
+        var files = pages.Select(p => p.Png).ToList();
+        Console.WriteLine($"  {pages.Count} pages, 1000×700 PNG, {pages.Min(p => p.Lines.Length)}-{pages.Max(p => p.Lines.Length)} lines each, mean {files.Average(f => f.Length) / 1024:F0} KiB");
+        OcrInProcessFigure? inProcess = null;
+        try
+        {
+            inProcess = await InProcessLimit.OcrAsync(entry, files, Math.Clamp(options.OcrJobs / 2, pages.Count, 24), 50_000_000).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is OnnxRuntimeException or ModelConfigException or InvalidOperationException)
+        {
+            Console.WriteLine($"  in-process OCR limit not measured: {ex.Message}");
+        }
+
+        var (worker, metricsPort) = await StartWorkerAsync(BenchRepository.Ocr).ConfigureAwait(false);
+        try
+        {
+            var warm = await _client!.SubmitManyAsync(BenchRepository.Ocr, files, "image/png", Math.Min(8, options.OcrJobs), options.Concurrency, "image.ocr").ConfigureAwait(false);
+            _jobIds.AddRange(warm.Jobs.Select(j => j.Id));
+            await _client.WaitAllAsync(warm.Jobs, TimeSpan.FromSeconds(180)).ConfigureAwait(false);
+
+            var before = await AllBatchMetricsAsync(metricsPort).ConfigureAwait(false);
+            var profile = new CpuProfile(CpuGroups(worker));
+            var load = await _client.SubmitManyAsync(BenchRepository.Ocr, files, "image/png", options.OcrJobs, options.Concurrency, "image.ocr").ConfigureAwait(false);
+            _jobIds.AddRange(load.Jobs.Select(j => j.Id));
+            var finished = await _client.WaitAllAsync(load.Jobs, TimeSpan.FromSeconds(600), keepOutput: true).ConfigureAwait(false);
+            var cpu = profile.Stop();
+            var after = await AllBatchMetricsAsync(metricsPort).ConfigureAwait(false);
+
+            var succeeded = finished.Where(f => f.Status == "succeeded").ToList();
+            ReportUnsucceeded(finished);
+            var last = succeeded.Count > 0 ? succeeded.Max(f => f.CompletedAt ?? load.LastSubmit) : load.LastSubmit;
+            var seconds = Math.Max(0.001, (last - load.FirstSubmit).TotalSeconds);
+            var linesRead = succeeded.Sum(f => f.Output is { } o && o.TryGetProperty("lines", out var l) ? l.GetArrayLength() : 0);
+            var submittedAt = load.Jobs.ToDictionary(j => j.Id, j => j.SubmittedAt);
+            var indexOf = load.Jobs.Select((j, i) => (j.Id, i)).ToDictionary(x => x.Id, x => x.i);
+            var linesDrawn = succeeded.Sum(f => pages[indexOf[f.Id] % pages.Count].Lines.Length);
+            var latencies = succeeded.Where(f => f.CompletedAt is not null)
+                .Select(f => (f.CompletedAt!.Value - submittedAt[f.Id]).TotalMilliseconds).Order().ToArray();
+            var figure = new OcrFigure(BenchRepository.OcrId, options.OcrJobs, options.Concurrency, pages.Count, succeeded.Count,
+                finished.Count - succeeded.Count, load.Refused, load.Jobs.Count - finished.Count,
+                Math.Round(succeeded.Count / seconds, 2), linesRead, linesDrawn, Math.Round(linesRead / seconds, 1),
+                Percentile(latencies, 0.50), Percentile(latencies, 0.99),
+                MeanBatch(before, after, l => l.StartsWith(BenchRepository.OcrId + "/rec", StringComparison.Ordinal)),
+                MeanBatch(before, after, l => l == BenchRepository.OcrId + "/cls"),
+                entry.Config.MaxBatchSize, entry.Config.Ocr!.ConcurrentJobs, ProcStats.StatusBytes(worker.Pid, "VmHWM"), cpu, inProcess);
+            Console.WriteLine($"  {figure.JobsPerSecond:F2} jobs/s, {figure.LinesPerSecond:F1} lines/s end to end ({succeeded.Count}/{options.OcrJobs} succeeded in {seconds:F2} s; {linesRead} lines returned, {linesDrawn} drawn), job latency p50 {figure.JobP50Ms:F0} ms p99 {figure.JobP99Ms:F0} ms");
+            Console.WriteLine($"  mean batch: recogniser {Num(figure.RecMeanBatchSize)}, classifier {Num(figure.ClsMeanBatchSize)} (max_batch_size {figure.MaxBatchSize}); worker peak RSS {Mib(figure.WorkerPeakRssBytes)}");
+            Console.WriteLine($"  CPU share of {cpu.Cores} cores over {cpu.WallSeconds:F1} s: {string.Join(", ", cpu.ShareOfMachine.Select(s => $"{s.Key} {s.Value:P0}"))}");
+            return figure;
+        }
+        finally
+        {
+            await worker.StopAsync(TimeSpan.FromSeconds(15)).ConfigureAwait(false);
+        }
+    }
+
+    private async Task<VideoFigure> VideoAsync(ModelEntry entry, double inProcessImagesPerSecond)
+    {
+        const int width = 480, height = 360;
+        (int Seed, double Seconds)[] shots = [(3001, 10), (3002, 10), (3003, 10), (3004, 10), (3005, 10), (3006, 10)];
+        var videoSeconds = shots.Sum(s => s.Seconds);
+        var made = Stopwatch.GetTimestamp();
+        // A caption over the middle 30 s gives the OCR job text to read (short enough to fit the frame); the embedding does not mind it.
+        var mp4 = await SceneVideos.ShotsAsync(shots, new SceneVideos.Caption("SALE ENDS FRIDAY", 15, 45), width, height).ConfigureAwait(false);
+        Console.WriteLine($"  video: {shots.Length} shots × 10 s, {width}×{height}, 25 fps, H.264 MP4 of {mp4.Length / 1024} KiB (made in {Stopwatch.GetElapsedTime(made).TotalSeconds:F0} s)");
+        var files = new[] { mp4 };
+        var fps = options.VideoFps.ToString(CultureInfo.InvariantCulture);
+        var resnet = $"{BenchRepository.ResNet}@1";
+
+        var (worker, metricsPort) = await StartWorkerAsync(BenchRepository.Video).ConfigureAwait(false);
+        try
+        {
+            // Warm-up: one short pass (1 fps) through ffmpeg, the embedding batcher and the finish path.
+            var warm = await _client!.SubmitManyAsync(BenchRepository.Video, files, "video/mp4", 1, 1, "video.analyze", """{"sample_fps":1}""").ConfigureAwait(false);
+            _jobIds.AddRange(warm.Jobs.Select(j => j.Id));
+            await _client.WaitAllAsync(warm.Jobs, TimeSpan.FromSeconds(180)).ConfigureAwait(false);
+            var rssReady = ProcStats.StatusBytes(worker.Pid, "VmRSS");
+
+            var before = await AllBatchMetricsAsync(metricsPort).ConfigureAwait(false);
+            var profile = new CpuProfile(CpuGroups(worker));
+            var load = await _client.SubmitManyAsync(BenchRepository.Video, files, "video/mp4", options.VideoJobs,
+                Math.Min(options.VideoJobs, options.Concurrency), "video.analyze", $$"""{"sample_fps":{{fps}},"ocr":false}""").ConfigureAwait(false);
+            _jobIds.AddRange(load.Jobs.Select(j => j.Id));
+            var finished = await _client.WaitAllAsync(load.Jobs, TimeSpan.FromSeconds(600), keepOutput: true).ConfigureAwait(false);
+            var cpu = profile.Stop();
+            var after = await AllBatchMetricsAsync(metricsPort).ConfigureAwait(false);
+            var peak = ProcStats.StatusBytes(worker.Pid, "VmHWM");
+
+            var succeeded = finished.Where(f => f.Status == "succeeded").ToList();
+            ReportUnsucceeded(finished);
+            var last = succeeded.Count > 0 ? succeeded.Max(f => f.CompletedAt ?? load.LastSubmit) : load.LastSubmit;
+            var seconds = Math.Max(0.001, (last - load.FirstSubmit).TotalSeconds);
+            var frames = succeeded.Sum(f => f.Output is { } o && o.TryGetProperty("frames_analyzed", out var n) ? n.GetInt32() : 0);
+            var framesPerSecond = Math.Round(frames / seconds, 2);
+            var resnetBatch = MeanBatch(before, after, l => l == resnet);
+            Console.WriteLine($"  {framesPerSecond:F1} frames/s end to end ({succeeded.Count}/{options.VideoJobs} videos, {frames} frames in {seconds:F2} s; {(double)frames / Math.Max(1, succeeded.Count):F0} frames a video), in-process ResNet-18 limit {inProcessImagesPerSecond:F1} img/s (JPEG decode included), ratio {framesPerSecond / inProcessImagesPerSecond:F2}");
+            Console.WriteLine($"  mean {resnet} batch {Num(resnetBatch)}; worker RSS after warm-up {Mib(rssReady)}, peak {Mib(peak)}; the sampled frames as RGB24 at {width}×{height} would be {Mib((long)frames / Math.Max(1, succeeded.Count) * width * height * 3)} a video");
+            Console.WriteLine($"  CPU share of {cpu.Cores} cores over {cpu.WallSeconds:F1} s: {string.Join(", ", cpu.ShareOfMachine.Select(s => $"{s.Key} {s.Value:P0}"))}");
+
+            VideoOcrFigure? ocr = null;
+            var ocrBefore = await AllBatchMetricsAsync(metricsPort).ConfigureAwait(false);
+            var ocrLoad = await _client.SubmitManyAsync(BenchRepository.Video, files, "video/mp4", 1, 1, "video.analyze", """{"sample_fps":2,"ocr":true}""").ConfigureAwait(false);
+            _jobIds.AddRange(ocrLoad.Jobs.Select(j => j.Id));
+            var ocrFinished = await _client.WaitAllAsync(ocrLoad.Jobs, TimeSpan.FromSeconds(600), keepOutput: true).ConfigureAwait(false);
+            var ocrAfter = await AllBatchMetricsAsync(metricsPort).ConfigureAwait(false);
+            if (ocrFinished is [var job] && ocrLoad.Jobs is [var submitted])
+            {
+                var ocrSeconds = Math.Max(0.001, ((job.CompletedAt ?? DateTimeOffset.UtcNow) - submitted.SubmittedAt).TotalSeconds);
+                var ocrFrames = job.Output is { } o && o.TryGetProperty("frames_analyzed", out var n) ? n.GetInt32() : 0;
+                var segments = job.Output is { } p && p.TryGetProperty("text", out var t) ? t.GetArrayLength() : 0;
+                ocr = new VideoOcrFigure(2, job.Status, ocrFrames, Math.Round(ocrSeconds, 2), Math.Round(ocrFrames / ocrSeconds, 2), segments,
+                    MeanBatch(ocrBefore, ocrAfter, l => l.StartsWith(BenchRepository.OcrId + "/rec", StringComparison.Ordinal)),
+                    ProcStats.StatusBytes(worker.Pid, "VmHWM"));
+                var texts = job.Output is { } q && q.TryGetProperty("text", out var u) ? string.Join(" | ", u.EnumerateArray().Select(x => x.GetProperty("text").GetString())) : "";
+                Console.WriteLine($"  with OCR at 2 fps: {job.Status}, {ocr.FramesPerSecond:F1} frames/s ({ocrFrames} frames in {ocrSeconds:F2} s), {segments} text segments [{texts}], recogniser mean batch {Num(ocr.RecMeanBatchSize)}, worker peak RSS {Mib(ocr.WorkerPeakRssBytes)}");
+            }
+            else
+            {
+                Console.WriteLine("  with OCR at 2 fps: the job did not finish in time");
+            }
+
+            return new VideoFigure($"{BenchRepository.Video}@1", options.VideoJobs, options.VideoFps, videoSeconds, width, height, succeeded.Count,
+                finished.Count - succeeded.Count, load.Jobs.Count - finished.Count, frames, Math.Round(seconds, 2), framesPerSecond,
+                inProcessImagesPerSecond, Math.Round(framesPerSecond / inProcessImagesPerSecond, 3), resnetBatch, rssReady,
+                peak,
+                (long)frames / Math.Max(1, succeeded.Count) * width * height * 3, cpu, ocr);
+        }
+        finally
+        {
+            await worker.StopAsync(TimeSpan.FromSeconds(15)).ConfigureAwait(false);
+        }
+    }
+
+    private static void ReportUnsucceeded(IReadOnlyList<Finished> finished)
+    {
+        foreach (var code in finished.Where(f => f.Status != "succeeded").GroupBy(f => $"{f.Status}/{f.ErrorCode}"))
+        {
+            Console.WriteLine($"  {code.Count()} jobs ended {code.Key}");
+        }
+    }
+
+    private static double? MeanBatch(
+        IReadOnlyDictionary<string, (double Sum, double Count)> before, IReadOnlyDictionary<string, (double Sum, double Count)> after, Func<string, bool> label)
+    {
+        double sum = 0, count = 0;
+        foreach (var (name, value) in after.Where(a => label(a.Key)))
+        {
+            var old = before.GetValueOrDefault(name);
+            sum += value.Sum - old.Sum;
+            count += value.Count - old.Count;
+        }
+
+        return count > 0 ? Math.Round(sum / count, 2) : null;
+    }
+
     private async Task<long> UsedMemoryAsync()
     {
         var info = (string)(await _redis!.GetDatabase().ExecuteAsync("INFO", "memory").ConfigureAwait(false))!;
@@ -281,6 +470,26 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
 
         return (Read("serving_batch_size_sum"), Read("serving_batch_size_count"));
     }
+
+    /// <summary>serving_batch_size sum and count of every batcher (label <c>model</c>) from the worker's /metrics.</summary>
+    private static async Task<IReadOnlyDictionary<string, (double Sum, double Count)>> AllBatchMetricsAsync(int port)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        var text = await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics")).ConfigureAwait(false);
+        var figures = new Dictionary<string, (double Sum, double Count)>(StringComparer.Ordinal);
+        foreach (Match match in BatchSizeLine().Matches(text))
+        {
+            var label = match.Groups["model"].Value;
+            var value = double.Parse(match.Groups["value"].Value, CultureInfo.InvariantCulture);
+            var old = figures.GetValueOrDefault(label);
+            figures[label] = match.Groups["kind"].Value == "sum" ? (value, old.Count) : (old.Sum, value);
+        }
+
+        return figures;
+    }
+
+    [GeneratedRegex("""^serving_batch_size_(?<kind>sum|count)\{model="(?<model>[^"]+)"\} (?<value>\S+)$""", RegexOptions.Multiline)]
+    private static partial Regex BatchSizeLine();
 
     private HttpClient Management()
     {
@@ -311,9 +520,9 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         try
         {
             using var http = Management();
-            foreach (var model in BenchRepository.Models)
+            foreach (var (model, version) in BenchRepository.Models)
             {
-                foreach (var queue in new[] { $"infer-{model}-1", $"infer-{model}-1_error", $"infer-{model}-1_skipped" })
+                foreach (var queue in new[] { $"infer-{model}-{version}", $"infer-{model}-{version}_error", $"infer-{model}-{version}_skipped" })
                 {
                     var path = delete ? $"/api/queues/%2F/{queue}" : $"/api/queues/%2F/{queue}/contents";
                     using var response = await http.DeleteAsync(new Uri(path, UriKind.Relative)).ConfigureAwait(false);
@@ -345,14 +554,16 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             await db.KeyDeleteAsync(keys).ConfigureAwait(false);
         }
 
-        foreach (var model in BenchRepository.Models)
+        foreach (var (model, version) in BenchRepository.Models)
         {
-            await db.KeyDeleteAsync([$"model-workers:{model}@1", $"model-providers:{model}@1"]).ConfigureAwait(false);
+            await db.KeyDeleteAsync([$"model-workers:{model}@{version}", $"model-providers:{model}@{version}"]).ConfigureAwait(false);
         }
     }
 
     private static double Percentile(double[] sorted, double q) =>
         sorted.Length == 0 ? 0 : Math.Round(sorted[Math.Clamp((int)Math.Ceiling(q * sorted.Length) - 1, 0, sorted.Length - 1)], 2);
+
+    private static string Num(double? value) => value is { } v ? v.ToString("F2", CultureInfo.InvariantCulture) : "n/a";
 
     private static string Mib(long? bytes) => bytes is { } b ? $"{b / 1048576.0:F0} MiB" : "n/a";
 }

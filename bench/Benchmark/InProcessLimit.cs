@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Async.Serving.Models;
 using Async.Serving.Worker.Inference;
+using Async.Serving.Worker.Ocr;
 using Async.Serving.Worker.Pipelines;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.ML.OnnxRuntime;
@@ -13,6 +14,9 @@ internal sealed record InProcessResult(string Provider, int IntraOpThreads, IRea
 {
     public BatchFigure Best => Batches.MaxBy(b => b.ImagesPerSecond)!;
 }
+
+/// <summary>In-process OCR: pages read by <see cref="OcrModel"/> with the worker's parallelism, and the recogniser's mean batch.</summary>
+internal sealed record OcrInProcessFigure(int Pages, int Parallelism, double PagesPerSecond, double LinesPerSecond, int LinesRead, double? RecMeanBatchSize);
 
 /// <summary>
 /// The model-bound limit: what one process does with the worker's own code and settings and no
@@ -66,6 +70,45 @@ internal static class InProcessLimit
             }
 
             return new InProcessResult(provider, 0, figures);
+        }
+    }
+
+    /// <summary>
+    /// The OCR limit: the worker's <see cref="OcrModel"/> (built with the worker's session factory,
+    /// warmed as the worker warms it) reads <paramref name="count"/> of the pages, decode included,
+    /// <paramref name="parallelism"/> at a time (the model's <c>concurrent_jobs</c>, as the worker runs them),
+    /// after one untimed round of that many pages.
+    /// </summary>
+    public static async Task<OcrInProcessFigure> OcrAsync(ModelEntry entry, IReadOnlyList<byte[]> pages, int count, long maxPixels)
+    {
+        var model = new OcrModel(entry, new OnnxSessionFactory(new WorkerOptions(), NullLogger<OnnxSessionFactory>.Instance));
+        await using (model.ConfigureAwait(false))
+        {
+            model.WarmUp();
+            var parallelism = entry.Config.Ocr!.ConcurrentJobs;
+            var lines = 0;
+            async Task ReadAsync(int from, int n)
+            {
+                await Parallel.ForEachAsync(Enumerable.Range(from, n), new ParallelOptions { MaxDegreeOfParallelism = parallelism }, async (i, ct) =>
+                {
+                    var image = RgbImage.Decode(pages[i % pages.Count], maxPixels);
+                    var result = await model.ReadAsync(image, ct).ConfigureAwait(false);
+                    Interlocked.Add(ref lines, result.Lines.Count);
+                }).ConfigureAwait(false);
+            }
+
+            await ReadAsync(0, parallelism).ConfigureAwait(false);
+            lines = 0;
+            var recognisers = model.Batchers.Where(b => b.Name.Contains("/rec", StringComparison.Ordinal)).ToList();
+            var (batches, items) = (recognisers.Sum(b => b.Batches), recognisers.Sum(b => b.Items));
+            var started = Stopwatch.GetTimestamp();
+            await ReadAsync(parallelism, count).ConfigureAwait(false);
+            var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
+            var deltaBatches = recognisers.Sum(b => b.Batches) - batches;
+            var figure = new OcrInProcessFigure(count, parallelism, Math.Round(count / seconds, 2), Math.Round(lines / seconds, 1), lines,
+                deltaBatches > 0 ? Math.Round((double)(recognisers.Sum(b => b.Items) - items) / deltaBatches, 2) : null);
+            Console.WriteLine($"  in-process OCR: {figure.PagesPerSecond:F2} pages/s, {figure.LinesPerSecond:F1} lines/s ({lines} lines from {count} pages, {parallelism} at a time, {seconds:F1} s), recogniser mean batch {figure.RecMeanBatchSize?.ToString("F2", System.Globalization.CultureInfo.InvariantCulture) ?? "n/a"}");
+            return figure;
         }
     }
 

@@ -10,7 +10,7 @@ internal static class Program
     {
         var options = BenchOptions.Parse(args);
         Console.WriteLine($"Async.Serving benchmark: {Environment.ProcessorCount} cores, load average {Machine.LoadAverage}");
-        Console.WriteLine($"N: ResNet e2e {options.ResNetJobs} jobs per run, trivial {options.TrivialJobs} jobs, queued {options.QueuedJobs} jobs, {options.Concurrency} concurrent clients, in-process {options.InProcessImages} images per batch size");
+        Console.WriteLine($"N: ResNet e2e {options.ResNetJobs} jobs per run, trivial {options.TrivialJobs} jobs, queued {options.QueuedJobs} jobs, {options.Concurrency} concurrent clients, in-process {options.InProcessImages} images per batch size, OCR {options.OcrJobs} jobs, video {options.VideoJobs} jobs at {options.VideoFps} fps");
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var run = new BenchRun(options);
         await using (run.ConfigureAwait(false))

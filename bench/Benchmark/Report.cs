@@ -7,7 +7,8 @@ internal sealed record MachineInfo(int Cores, string CpuModel, long MemoryBytes,
 
 internal sealed record BenchSummary(
     MachineInfo Machine, DateTimeOffset FinishedAt, int ResNetJobs, int TrivialJobs, int QueuedJobs, int Concurrency,
-    InProcessResult InProcess, EndToEndFigure BatchingOn, EndToEndFigure BatchingOff, EndToEndFigure Orchestration, MemoryFigure Memory)
+    InProcessResult InProcess, EndToEndFigure BatchingOn, EndToEndFigure BatchingOff, EndToEndFigure Orchestration, MemoryFigure Memory,
+    OcrFigure? Ocr, VideoFigure? Video)
 {
     public double ModelBoundRatio => Math.Round(BatchingOn.JobsPerSecond / InProcess.Best.ImagesPerSecond, 3);
 }
@@ -71,6 +72,31 @@ internal static class Report
         rows.Add(("memory: worker peak RSS (draining them)", Mib(s.Memory.WorkerPeakRssBytes), $"ResNet worker {Mib(s.BatchingOn.WorkerPeakRssBytes)}"));
         rows.Add(("memory: Redis bytes per finished job", $"{s.Memory.RedisBytesPerFinishedJob:F0} B", $"keys sampled {Num(s.Memory.RedisKeyBytesPerJobSampled)} B"));
         rows.Add(("  submit rate with no worker / drain rate", $"{s.Memory.SubmitPerSecond:F0} / {s.Memory.DrainJobsPerSecond:F0} jobs/s", "-"));
+        if (s.Ocr is { } o)
+        {
+            var ocrLimit = o.InProcess is { } ip ? $"in-process {ip.LinesPerSecond:F1} lines/s ({ip.Parallelism} pages at a time); ratio {o.LinesPerSecond / Math.Max(0.001, ip.LinesPerSecond):F2}" : "in-process limit not measured";
+            rows.Add(($"e2e image.ocr, printed pages (N={o.Jobs}, {o.Pages} distinct)", $"{o.LinesPerSecond:F1} lines/s", ocrLimit));
+            rows.Add(("  jobs/s; lines returned / drawn (counts only)", $"{o.JobsPerSecond:F2} jobs/s", $"{o.LinesRead} / {o.LinesDrawn} lines; {o.Succeeded}/{o.Jobs} succeeded"));
+            rows.Add(("  job latency p50 / p99 (submit to completed_at)", $"{o.JobP50Ms:F0} / {o.JobP99Ms:F0} ms", $"{o.ConcurrentJobs} jobs at a time in the worker"));
+            rows.Add(("  recogniser mean batch size (all rec* buckets)", Num(o.RecMeanBatchSize), $"max_batch_size {o.MaxBatchSize}; in-process {Num(o.InProcess?.RecMeanBatchSize)}"));
+            rows.Add(("  classifier mean batch size", Num(o.ClsMeanBatchSize), $"max_batch_size {o.MaxBatchSize}"));
+            rows.Add(("  OCR worker peak RSS", Mib(o.WorkerPeakRssBytes), "-"));
+        }
+
+        if (s.Video is { } v)
+        {
+            rows.Add(($"e2e video.analyze, {v.Jobs} × {v.VideoSeconds:F0} s at {v.SampleFps:G} fps, no OCR", $"{v.FramesPerSecond:F1} frames/s",
+                $"in-process ResNet-18 limit {v.InProcessImagesPerSecond:F1} img/s (incl. JPEG decode); ratio {v.RatioToInProcess:F2}"));
+            rows.Add(("  frames analysed / videos succeeded", $"{v.FramesAnalyzed} / {v.Succeeded}", $"{v.Jobs} submitted"));
+            rows.Add(($"  mean batch size, {BenchRepository.ResNet}@1", Num(v.ResNetMeanBatchSize), "max_batch_size 8"));
+            rows.Add(("  video worker peak RSS", Mib(v.WorkerPeakRssBytes),
+                $"after warm-up {Mib(v.WorkerRssReadyBytes)}; one video's sampled frames, RGB24 at {v.Width}×{v.Height}: {Mib(v.SampledFramesRgbBytes)} (never held whole)"));
+            if (v.Ocr is { } vo)
+            {
+                rows.Add(($"e2e video.analyze with OCR, 1 × {v.VideoSeconds:F0} s at {vo.SampleFps:G} fps", $"{vo.FramesPerSecond:F1} frames/s",
+                    $"{vo.Status}, {vo.FramesAnalyzed} frames, {vo.TextSegments} text segments, rec mean batch {Num(vo.RecMeanBatchSize)}, peak RSS {Mib(vo.WorkerPeakRssBytes)}"));
+            }
+        }
 
         var w1 = rows.Max(r => r.Figure.Length) + 2;
         var w2 = rows.Max(r => r.Value.Length) + 2;

@@ -6,11 +6,11 @@ using System.Text.Json;
 
 namespace Async.Serving.Benchmark;
 
-/// <summary>One submitted job as the client saw it.</summary>
-internal sealed record Submitted(string Id, double LatencyMs);
+/// <summary>One submitted job as the client saw it: its id, the POST's latency, and when the POST began.</summary>
+internal sealed record Submitted(string Id, double LatencyMs, DateTimeOffset SubmittedAt);
 
-/// <summary>A finished job as GET /v1/jobs/{id} reported it.</summary>
-internal sealed record Finished(string Id, string Status, DateTimeOffset? StartedAt, DateTimeOffset? CompletedAt, string? ErrorCode);
+/// <summary>A finished job as GET /v1/jobs/{id} reported it; <see cref="Output"/> only when the caller asked to keep it.</summary>
+internal sealed record Finished(string Id, string Status, DateTimeOffset? StartedAt, DateTimeOffset? CompletedAt, string? ErrorCode, JsonElement? Output = null);
 
 /// <summary>The outcome of submitting a load: tickets, refusals, submit latencies, first and last submit.</summary>
 internal sealed record LoadResult(
@@ -53,15 +53,26 @@ internal sealed class ServingClient : IDisposable
         }
     }
 
-    /// <summary>Submits <paramref name="count"/> jobs from <paramref name="concurrency"/> clients, cycling through <paramref name="files"/>.</summary>
-    public async Task<LoadResult> SubmitManyAsync(string model, IReadOnlyList<byte[]> files, string contentType, int count, int concurrency)
+    /// <summary>
+    /// Submits <paramref name="count"/> jobs from <paramref name="concurrency"/> clients, cycling through <paramref name="files"/>;
+    /// <paramref name="parameters"/> (a JSON object) goes in the request's <c>params</c>.
+    /// </summary>
+    public async Task<LoadResult> SubmitManyAsync(
+        string model, IReadOnlyList<byte[]> files, string contentType, int count, int concurrency, string pipeline = "image.embed", string? parameters = null)
     {
         var jobs = new ConcurrentBag<(int Index, Submitted Job)>();
         var refused = new ConcurrentDictionary<string, int>();
         var next = -1;
         var first = DateTimeOffset.UtcNow;
-        var request = $$"""{"pipeline":"image.embed","model":"{{model}}"}""";
-        var extension = contentType == "image/png" ? "png" : "jpg";
+        var request = parameters is null
+            ? $$"""{"pipeline":"{{pipeline}}","model":"{{model}}"}"""
+            : $$"""{"pipeline":"{{pipeline}}","model":"{{model}}","params":{{parameters}}}""";
+        var extension = contentType switch
+        {
+            "image/png" => "png",
+            "video/mp4" => "mp4",
+            _ => "jpg",
+        };
         async Task ClientAsync()
         {
             int i;
@@ -73,6 +84,7 @@ internal sealed class ServingClient : IDisposable
                 form.Add(file, "file", $"image{i}.{extension}");
                 form.Add(new StringContent(request), "request");
                 var began = Stopwatch.GetTimestamp();
+                var submittedAt = DateTimeOffset.UtcNow;
                 try
                 {
                     using var response = await _http.PostAsync(new Uri("/v1/jobs", UriKind.Relative), form).ConfigureAwait(false);
@@ -85,7 +97,7 @@ internal sealed class ServingClient : IDisposable
 
                     await using var body = await response.Content.ReadAsStreamAsync().ConfigureAwait(false);
                     using var json = await JsonDocument.ParseAsync(body).ConfigureAwait(false);
-                    jobs.Add((i, new Submitted(json.RootElement.GetProperty("id").GetString()!, latency)));
+                    jobs.Add((i, new Submitted(json.RootElement.GetProperty("id").GetString()!, latency, submittedAt)));
                 }
                 catch (HttpRequestException ex)
                 {
@@ -103,7 +115,8 @@ internal sealed class ServingClient : IDisposable
         return new LoadResult([.. jobs.OrderBy(j => j.Index).Select(j => j.Job)], refused.Values.Sum(), refused, first, last);
     }
 
-    public async Task<Finished?> GetAsync(string id)
+    /// <summary>The job when it has finished (its <c>output</c> kept when <paramref name="keepOutput"/>), else null.</summary>
+    public async Task<Finished?> GetAsync(string id, bool keepOutput = false)
     {
         using var response = await _http.GetAsync(new Uri($"/v1/jobs/{id}", UriKind.Relative)).ConfigureAwait(false);
         if (response.StatusCode == HttpStatusCode.NotFound)
@@ -124,15 +137,17 @@ internal sealed class ServingClient : IDisposable
         static DateTimeOffset? Time(JsonElement root, string name) =>
             root.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetDateTimeOffset() : null;
         var error = root.TryGetProperty("error", out var e) && e.ValueKind == JsonValueKind.Object ? e.GetProperty("code").GetString() : null;
-        return new Finished(id, status, Time(root, "started_at"), Time(root, "completed_at"), error);
+        JsonElement? output = keepOutput && root.TryGetProperty("output", out var o) && o.ValueKind == JsonValueKind.Object ? o.Clone() : null;
+        return new Finished(id, status, Time(root, "started_at"), Time(root, "completed_at"), error, output);
     }
 
     /// <summary>
     /// Polls until every job has finished or <paramref name="timeout"/> passes. Politely: every 200 ms
     /// one sweep over the outstanding ids, oldest first, 8 GETs at a time, and a sweep stops after 16
     /// unfinished jobs in a row (jobs finish roughly in order, so the rest would be wasted requests).
+    /// With <paramref name="keepOutput"/>, each finished job's <c>output</c> is kept.
     /// </summary>
-    public async Task<IReadOnlyList<Finished>> WaitAllAsync(IReadOnlyList<Submitted> jobs, TimeSpan timeout)
+    public async Task<IReadOnlyList<Finished>> WaitAllAsync(IReadOnlyList<Submitted> jobs, TimeSpan timeout, bool keepOutput = false)
     {
         var outstanding = jobs.Select(j => j.Id).ToList();
         var done = new List<Finished>(jobs.Count);
@@ -146,7 +161,7 @@ internal sealed class ServingClient : IDisposable
             {
                 var chunk = outstanding.Skip(position).Take(8).ToList();
                 position += chunk.Count;
-                var results = await Task.WhenAll(chunk.Select(GetAsync)).ConfigureAwait(false);
+                var results = await Task.WhenAll(chunk.Select(id => GetAsync(id, keepOutput))).ConfigureAwait(false);
                 for (var i = 0; i < chunk.Count; i++)
                 {
                     if (results[i] is { } finished)
