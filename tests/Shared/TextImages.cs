@@ -111,15 +111,18 @@ internal static class TextImages
     /// <summary>
     /// A page of <see cref="PageText"/> as a phone would photograph it: the page is drawn, then laid
     /// on a darker desk with perspective (the top edge farther away), uneven light, a slight blur,
-    /// sensor noise, and saved as a 2000×1500 JPEG at quality 85. Returns the JPEG and the lines in
-    /// reading order.
+    /// sensor noise, and saved as a JPEG at quality 85 of 2000×1500 times <paramref name="scale"/>.
+    /// <paramref name="copies"/> repeats the text (a denser page, in smaller type). Returns the JPEG
+    /// and the lines in reading order.
     /// </summary>
-    public static (byte[] Jpeg, string[] Lines) PhotographedPage(int seed = 1)
+    public static (byte[] Jpeg, string[] Lines) PhotographedPage(int seed = 1, int scale = 1, int copies = 1)
     {
         var random = new Random(seed);
-        var lines = PageText;
+        var lines = Enumerable.Repeat(PageText, copies).SelectMany(l => l).ToArray();
         var fonts = new[] { Serif, Sans, Serif, Sans, Mono, Serif, Sans, Serif, SansBold, Sans };
         const int pageWidth = 1240, pageHeight = 1100;
+        var size = 36f / copies;
+        var pitch = (pageHeight - 120f) / lines.Length;
         using var page = new SKBitmap(pageWidth, pageHeight, SKColorType.Rgba8888, SKAlphaType.Opaque);
         using (var canvas = new SKCanvas(page))
         using (var paint = new SKPaint { Color = new SKColor(30, 30, 35), IsAntialias = true })
@@ -127,12 +130,12 @@ internal static class TextImages
             canvas.Clear(new SKColor(245, 243, 236));
             for (var i = 0; i < lines.Length; i++)
             {
-                using var font = new SKFont(Typeface(fonts[i]), i == 0 ? 46 : 36);
-                canvas.DrawText(lines[i], 80, 120 + (i * 96), SKTextAlign.Left, font, paint);
+                using var font = new SKFont(Typeface(fonts[i % fonts.Length]), i == 0 ? size * 1.25f : size);
+                canvas.DrawText(lines[i], 80, 100 + (size * 0.6f) + (i * pitch), SKTextAlign.Left, font, paint);
             }
         }
 
-        const int width = 2000, height = 1500;
+        int width = 2000 * scale, height = 1500 * scale;
         using var photo = new SKBitmap(width, height, SKColorType.Rgba8888, SKAlphaType.Opaque);
         using (var canvas = new SKCanvas(photo))
         {
@@ -141,9 +144,10 @@ internal static class TextImages
             var source = new[] { new SKPoint(0, 0), new SKPoint(pageWidth, 0), new SKPoint(pageWidth, pageHeight), new SKPoint(0, pageHeight) };
             var skew = (float)(random.NextDouble() * 30);
             var target = new[] { new SKPoint(360 + skew, 150), new SKPoint(1650 + skew, 170), new SKPoint(1780, 1390), new SKPoint(230, 1360) };
-            canvas.SetMatrix(Perspective(source, target));
+            canvas.SetMatrix(SKMatrix.Concat(SKMatrix.CreateScale(scale, scale), Perspective(source, target)));
             using var image = SKImage.FromBitmap(page);
-            using var blur = new SKPaint { ImageFilter = SKImageFilter.CreateBlur(0.7f, 0.7f) };
+            // The blur is in page units; divided by the scale it stays about 1.4 photo pixels.
+            using var blur = new SKPaint { ImageFilter = SKImageFilter.CreateBlur(0.7f / scale, 0.7f / scale) };
             canvas.DrawImage(image, 0, 0, new SKSamplingOptions(SKCubicResampler.Mitchell), blur);
             canvas.ResetMatrix();
             // Uneven light: darker towards the lower right.

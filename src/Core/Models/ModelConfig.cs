@@ -59,6 +59,16 @@ public sealed class OcrConfig
     /// <summary>The image's longer side is scaled down to at most this many pixels for detection.</summary>
     public int DetMaxSide { get; set; } = 1280;
 
+    /// <summary>
+    /// When the detected lines of a downscaled image are on average shorter than this many
+    /// detector pixels (small type on a big photo), detection runs again at a larger scale; 0 turns
+    /// the second pass off.
+    /// </summary>
+    public float DetRefineBelow { get; set; } = 20f;
+
+    /// <summary>The largest longer side the second detection pass may use.</summary>
+    public int DetMaxSideRefined { get; set; } = 2560;
+
     /// <summary>Probability above which a pixel of the detector's map is text.</summary>
     public float DetThreshold { get; set; } = 0.3f;
 

@@ -248,6 +248,16 @@ public sealed partial class ModelRepository
             fail("ocr.det_max_side", "must be between 32 and 8192.");
         }
 
+        if (o.DetMaxSideRefined < o.DetMaxSide || o.DetMaxSideRefined > 8192)
+        {
+            fail("ocr.det_max_side_refined", "must be at least det_max_side and at most 8192.");
+        }
+
+        if (o.DetRefineBelow is < 0 or > 500 || float.IsNaN(o.DetRefineBelow))
+        {
+            fail("ocr.det_refine_below", "must be between 0 and 500.");
+        }
+
         foreach (var (field, value) in new[] { ("ocr.det_threshold", o.DetThreshold), ("ocr.box_threshold", o.BoxThreshold), ("ocr.min_confidence", o.MinConfidence), ("ocr.classifier_threshold", o.ClassifierThreshold) })
         {
             if (value is < 0f or > 1f || float.IsNaN(value))

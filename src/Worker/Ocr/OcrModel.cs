@@ -168,6 +168,13 @@ internal sealed class OcrModel : IAsyncDisposable
     /// <c>det_max_side</c> (each side a multiple of 32, at least 32), run through the detector
     /// (waiting for a free instance), and post-processed (<see cref="DbPostProcessor"/>).
     /// </summary>
+    /// <remarks>
+    /// Small type on a big photo (a dense page shot from arm's length) is only a few detector pixels
+    /// high after the scaling; its boxes then come out loose and the crops read badly. When the
+    /// median line height of a downscaled image is under <c>det_refine_below</c> detector pixels,
+    /// detection runs once more at the scale that makes it about 24, up to
+    /// <c>det_max_side_refined</c>, and those boxes are used.
+    /// </remarks>
     public IReadOnlyList<TextBox> Detect(RgbImage image, CancellationToken cancellationToken)
     {
         if (image.Width <= 0 || image.Height <= 0 || image.Pixels.Length != 3 * image.Width * image.Height)
@@ -175,7 +182,34 @@ internal sealed class OcrModel : IAsyncDisposable
             throw new ArgumentException($"An RGB24 image of {image.Width}×{image.Height} holds {3 * image.Width * image.Height} bytes, not {image.Pixels.Length}.", nameof(image));
         }
 
-        var (width, height) = DetectionSize(image.Width, image.Height, _config.DetMaxSide);
+        var longer = Math.Max(image.Width, image.Height);
+        var boxes = DetectAt(image, _config.DetMaxSide, cancellationToken);
+        if (boxes.Count == 0 || _config.DetRefineBelow <= 0 || longer <= _config.DetMaxSide)
+        {
+            return boxes;
+        }
+
+        var scale = (double)DetectionSize(image.Width, image.Height, _config.DetMaxSide).Width / image.Width;
+        var median = boxes.Select(b => LineHeight(b.Points) * scale).Order().ElementAt(boxes.Count / 2);
+        if (median >= _config.DetRefineBelow)
+        {
+            return boxes;
+        }
+
+        var refined = (int)Math.Min(Math.Min(longer, _config.DetMaxSideRefined), Math.Ceiling(_config.DetMaxSide * 24 / Math.Max(median, 1)));
+        return refined < _config.DetMaxSide * 1.2 ? boxes : DetectAt(image, refined, cancellationToken);
+    }
+
+    /// <summary>The shorter of a quad's mean edge lengths: a text line's height.</summary>
+    private static double LineHeight(PointF[] q)
+    {
+        static double D(PointF a, PointF b) => Math.Sqrt(((a.X - b.X) * (a.X - b.X)) + ((a.Y - b.Y) * (a.Y - b.Y)));
+        return Math.Min((D(q[0], q[1]) + D(q[2], q[3])) / 2, (D(q[1], q[2]) + D(q[3], q[0])) / 2);
+    }
+
+    private List<TextBox> DetectAt(RgbImage image, int maxSide, CancellationToken cancellationToken)
+    {
+        var (width, height) = DetectionSize(image.Width, image.Height, maxSide);
         var length = width * height;
         var input = ArrayPool<float>.Shared.Rent(3 * length);
         var map = ArrayPool<float>.Shared.Rent(length);
@@ -234,17 +268,17 @@ internal sealed class OcrModel : IAsyncDisposable
                 ? new bool[crops.Length]
                 : await Task.WhenAll(crops.Select(c => IsUpsideDownAsync(c, cancellationToken))).ConfigureAwait(false);
             cancellationToken.ThrowIfCancellationRequested();
-            var read = await Task.WhenAll(crops.Select((c, i) => RecognizeAsync(c, flip[i], cancellationToken))).ConfigureAwait(false);
+            var read = await Task.WhenAll(crops.Select((c, i) => ReadCropAsync(c, flip[i], cancellationToken))).ConfigureAwait(false);
 
             var kept = new List<OcrLine>();
             var upsideDown = 0;
             for (var i = 0; i < read.Length; i++)
             {
-                var (text, confidence) = read[i];
+                var (text, confidence, turned180) = read[i];
                 if (text.Trim().Length > 0 && confidence >= _config.MinConfidence)
                 {
                     kept.Add(new OcrLine(text, confidence, ToPixels(boxes[i].Points, image.Width, image.Height)));
-                    upsideDown += flip[i] ? 1 : 0;
+                    upsideDown += turned180 ? 1 : 0;
                 }
             }
 
@@ -357,6 +391,23 @@ internal sealed class OcrModel : IAsyncDisposable
         {
             ArrayPool<float>.Shared.Return(buffer);
         }
+    }
+
+    /// <summary>
+    /// Reads a crop. One the classifier calls upside down is read both ways and the reading with
+    /// the higher confidence wins: on small or blurred type the classifier sometimes turns an
+    /// upright line round, and the recogniser's confidence tells the garbage from the text.
+    /// </summary>
+    private async Task<(string Text, float Confidence, bool Turned)> ReadCropAsync(Crop crop, bool upsideDown, CancellationToken cancellationToken)
+    {
+        if (!upsideDown)
+        {
+            var (text, confidence) = await RecognizeAsync(crop, false, cancellationToken).ConfigureAwait(false);
+            return (text, confidence, false);
+        }
+
+        var both = await Task.WhenAll(RecognizeAsync(crop, true, cancellationToken), RecognizeAsync(crop, false, cancellationToken)).ConfigureAwait(false);
+        return both[0].Confidence >= both[1].Confidence ? (both[0].Text, both[0].Confidence, true) : (both[1].Text, both[1].Confidence, false);
     }
 
     private async Task<(string Text, float Confidence)> RecognizeAsync(Crop crop, bool upsideDown, CancellationToken cancellationToken)
