@@ -30,6 +30,9 @@ public sealed class LocalImageServer : IAsyncDisposable
     /// <summary>The JPEG served by <c>/image.jpg</c> and at the end of a redirect chain.</summary>
     public byte[] Image { get; }
 
+    /// <summary>Served at <c>/video.mp4</c>.</summary>
+    public byte[] Video { get; set; } = [];
+
     public int HugeBytes { get; }
 
     public Uri BaseAddress { get; private set; } = null!;
@@ -68,6 +71,7 @@ public sealed class LocalImageServer : IAsyncDisposable
             return next(context);
         });
         _app.MapGet("/image.jpg", () => Results.Bytes(Image, "image/jpeg"));
+        _app.MapGet("/video.mp4", () => Results.Bytes(Video, "video/mp4"));
         // /redirect/3 answers 302 three times (relative Location), then the image.
         _app.MapGet("/redirect/{hops:int}", (int hops) => hops > 0 ? Results.Redirect($"/redirect/{hops - 1}") : Results.Bytes(Image, "image/jpeg"));
         _app.MapGet("/redirect-to-ftp", () => Results.Redirect("ftp://127.0.0.1/image.jpg"));

@@ -5,10 +5,11 @@ namespace Async.Serving.IntegrationTests;
 /// <summary>
 /// A model repository of its own holding a copy of resnet18 under a fresh name (the weights are a
 /// symlink), so a test controls exactly which workers serve it: its jobs go to their own queue.
+/// With <c>video: true</c> it also holds <see cref="VideoName"/>, a video model over that copy.
 /// </summary>
 public sealed class PrivateModels : IDisposable
 {
-    public PrivateModels(Action<JsonObject>? configure = null)
+    public PrivateModels(Action<JsonObject>? configure = null, bool video = false)
     {
         Name = "private" + Guid.NewGuid().ToString("N")[..8];
         var source = System.IO.Path.Combine(ServingFixture.ModelsPath, "resnet18", "1");
@@ -19,11 +20,20 @@ public sealed class PrivateModels : IDisposable
         configure?.Invoke(config);
         File.WriteAllText(System.IO.Path.Combine(target, "config.json"), config.ToJsonString());
         File.CreateSymbolicLink(System.IO.Path.Combine(target, "model.onnx"), System.IO.Path.Combine(source, "model.onnx"));
+        if (video)
+        {
+            var videoDir = System.IO.Path.Combine(Path, VideoName, "1");
+            Directory.CreateDirectory(videoDir);
+            File.WriteAllText(System.IO.Path.Combine(videoDir, "config.json"),
+                $$"""{ "pipeline": "video.analyze", "video": { "embedding_model": "{{Name}}@1" } }""");
+        }
     }
 
     public string Path { get; } = Directory.CreateTempSubdirectory("private-models-").FullName;
 
     public string Name { get; }
+
+    public string VideoName => Name + "-video";
 
     public string Queue => $"infer-{Name}-1";
 

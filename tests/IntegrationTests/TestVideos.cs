@@ -18,4 +18,28 @@ public static class TestVideos
         video.AsSpan(0, 32).CopyTo(corrupt);
         return corrupt;
     }
+
+    /// <summary>Whether an ffmpeg process is reading this job's temporary file (its path carries the job id).</summary>
+    public static bool FfmpegRunningFor(string jobId)
+    {
+        foreach (var dir in Directory.EnumerateDirectories("/proc"))
+        {
+            try
+            {
+                var cmdline = File.ReadAllText(Path.Combine(dir, "cmdline"));
+                if (cmdline.Split('\0')[0].EndsWith("ffmpeg", StringComparison.Ordinal) && cmdline.Contains(jobId, StringComparison.Ordinal))
+                {
+                    return true;
+                }
+            }
+            catch (IOException)
+            {
+            }
+            catch (UnauthorizedAccessException)
+            {
+            }
+        }
+
+        return false;
+    }
 }

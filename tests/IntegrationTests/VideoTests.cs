@@ -41,6 +41,10 @@ public sealed class VideoTests(ServingFixture serving, ITestOutputHelper output)
         // Cuts at 3.0 s and 5.5 s; sampled at 4 fps, a boundary is at most half a sample interval off.
         var video = await TestVideos.ShotsAsync([(11, 3.0), (12, 2.5), (13, 3.5)]);
         using var client = serving.Client();
+        // The frames go through the very batcher that serves image.embed jobs.
+        var resnet = serving.Models.Get("resnet18@1")!;
+        Assert.Same(resnet, serving.Models.GetVideo("video@1")!.Embedding);
+        var itemsBefore = resnet.Batcher.Items;
         var job = await ServingFixture.WaitForTerminalAsync(client, await SubmitAsync(client, Body(video, new { sample_fps = 4 })));
         Assert.Equal("succeeded", job.GetProperty("status").GetString());
         Assert.Equal("video@1", job.GetProperty("model").GetString());
@@ -50,6 +54,7 @@ public sealed class VideoTests(ServingFixture serving, ITestOutputHelper output)
 
         Assert.InRange(result.GetProperty("duration_s").GetDouble(), 8.9, 9.1);
         Assert.InRange(result.GetProperty("frames_analyzed").GetInt32(), 35, 37);
+        Assert.True(resnet.Batcher.Items - itemsBefore >= result.GetProperty("frames_analyzed").GetInt32());
         var shots = result.GetProperty("shots").EnumerateArray().ToArray();
         Assert.Equal(3, shots.Length);
         double[] starts = [0, 3.0, 5.5];
@@ -82,7 +87,7 @@ public sealed class VideoTests(ServingFixture serving, ITestOutputHelper output)
         }
         while (job.GetProperty("progress").GetDouble() <= 0);
         Assert.Equal("running", job.GetProperty("status").GetString());
-        Assert.True(FfmpegRunningFor(id), "ffmpeg should be decoding the job's video");
+        Assert.True(TestVideos.FfmpegRunningFor(id), "ffmpeg should be decoding the job's video");
 
         var cancelledAt = Stopwatch.StartNew();
         Assert.Equal(HttpStatusCode.Accepted, (await client.PostAsync($"/v1/jobs/{id}/cancel", null)).StatusCode);
@@ -93,13 +98,52 @@ public sealed class VideoTests(ServingFixture serving, ITestOutputHelper output)
 
         // The decoder is gone and the job's temporary file with it.
         var gone = Stopwatch.StartNew();
-        while (FfmpegRunningFor(id) && gone.Elapsed < TimeSpan.FromSeconds(10))
+        while (TestVideos.FfmpegRunningFor(id) && gone.Elapsed < TimeSpan.FromSeconds(10))
         {
             await Task.Delay(50);
         }
 
-        Assert.False(FfmpegRunningFor(id), "ffmpeg still runs after the cancel");
-        Assert.Empty(Directory.GetFiles(Path.GetTempPath(), $"serving-video-{id}-*"));
+        Assert.False(TestVideos.FfmpegRunningFor(id), "ffmpeg still runs after the cancel");
+        Assert.Empty(Directory.GetFiles(Path.Combine(Path.GetTempPath(), "async-serving-video"), $"{id}-*", SearchOption.AllDirectories));
+    }
+
+    [Fact]
+    public async Task A_video_by_url_streams_its_progress_as_server_sent_events()
+    {
+        await using var server = await LocalImageServer.StartAsync();
+        server.Video = await TestVideos.ShotsAsync([(24, 8.0), (25, 8.0)], width: 320, height: 240);
+        await using var api = serving.CreateApi(new Dictionary<string, string?> { ["Serving:Security:AllowPrivateNetworks"] = "true" });
+        using var client = serving.Client(api);
+        var id = await SubmitAsync(client, new
+        {
+            pipeline = "video.analyze",
+            input = new { url = server.Url("/video.mp4").ToString() },
+            @params = new { sample_fps = 10 },
+        });
+
+        using var stream = await client.GetStreamAsync($"/v1/jobs/{id}/events");
+        using var reader = new StreamReader(stream);
+        var events = new List<(string Type, JsonElement Job)>();
+        string? type = null;
+        while (await reader.ReadLineAsync() is { } line)
+        {
+            if (line.StartsWith("event: ", StringComparison.Ordinal))
+            {
+                type = line["event: ".Length..];
+            }
+            else if (line.StartsWith("data: ", StringComparison.Ordinal))
+            {
+                events.Add((type!, JsonDocument.Parse(line["data: ".Length..]).RootElement.Clone()));
+            }
+        }
+
+        Assert.Equal("completed", events[^1].Type);
+        Assert.Equal("succeeded", events[^1].Job.GetProperty("status").GetString());
+        Assert.Equal(2, events[^1].Job.GetProperty("output").GetProperty("shots").GetArrayLength());
+        var progress = events.Where(e => e.Type == "progress").Select(e => e.Job.GetProperty("progress").GetDouble()).ToList();
+        Assert.NotEmpty(progress);
+        Assert.All(progress, p => Assert.InRange(p, 0.001, 0.99));
+        Assert.Equal(progress.Order(), progress); // it only moves forward
     }
 
     [Fact]
@@ -178,29 +222,5 @@ public sealed class VideoTests(ServingFixture serving, ITestOutputHelper output)
         Assert.True(await store.SetProgressAsync(job.Id, 0.1, "worker-b"));
         Assert.True(await store.FailAsync(job.Id, JobErrorCodes.InternalError, "test cleanup"));
         Assert.False(await store.SetProgressAsync(job.Id, 0.2, "worker-b"));
-    }
-
-    /// <summary>Whether an ffmpeg process is reading this job's temporary file (its path carries the job id).</summary>
-    private static bool FfmpegRunningFor(string jobId)
-    {
-        foreach (var dir in Directory.EnumerateDirectories("/proc"))
-        {
-            try
-            {
-                var cmdline = File.ReadAllText(Path.Combine(dir, "cmdline"));
-                if (cmdline.Split('\0')[0].EndsWith("ffmpeg", StringComparison.Ordinal) && cmdline.Contains(jobId, StringComparison.Ordinal))
-                {
-                    return true;
-                }
-            }
-            catch (IOException)
-            {
-            }
-            catch (UnauthorizedAccessException)
-            {
-            }
-        }
-
-        return false;
     }
 }

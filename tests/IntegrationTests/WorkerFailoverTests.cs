@@ -13,7 +13,7 @@ namespace Async.Serving.IntegrationTests;
 [Collection(ServingCollection.Name)]
 public sealed class WorkerFailoverTests(ServingFixture serving) : IDisposable
 {
-    private readonly PrivateModels _models = new();
+    private readonly PrivateModels _models = new(video: true);
     private readonly List<Process> _workers = [];
 
     public void Dispose()
@@ -72,6 +72,68 @@ public sealed class WorkerFailoverTests(ServingFixture serving) : IDisposable
         Assert.All(jobs.Select(job => job.GetProperty("attempts").GetInt32()), attempts => Assert.InRange(attempts, 1, 2));
         var redelivered = jobs.Count(job => job.GetProperty("attempts").GetInt32() == 2);
         Assert.True(redelivered > 0, "no job was redelivered: the killed worker held none");
+    }
+
+    [Fact]
+    public async Task A_worker_killed_mid_video_leaves_no_partial_result_and_the_redelivery_starts_over()
+    {
+        var doomed = StartWorker();
+        await WaitForReadyAsync(doomed);
+        await using var api = serving.CreateApi(new Dictionary<string, string?> { ["Serving:Models:Path"] = _models.Path });
+        using var client = serving.Client(api);
+        // 40 s at 10 fps: 400 frames, several seconds of work on 2 cores.
+        var video = await TestVideos.ShotsAsync([(81, 20.0), (82, 20.0)], width: 320, height: 240);
+        var response = await client.PostAsJsonAsync("/v1/jobs", new
+        {
+            pipeline = "video.analyze",
+            model = _models.VideoName,
+            input = new { base64 = Convert.ToBase64String(video) },
+            @params = new { sample_fps = 10 },
+        });
+        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        var id = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
+
+        JsonElement job = default;
+        await WaitUntilAsync(async () =>
+        {
+            job = await client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{id}");
+            return job.GetProperty("progress").GetDouble() >= 0.2;
+        });
+
+        // A crash, not a shutdown: the worker alone dies; its ffmpeg child is left to notice the closed pipe.
+        doomed.Kill(entireProcessTree: false);
+        await doomed.WaitForExitAsync();
+        job = await client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{id}");
+        Assert.Equal("running", job.GetProperty("status").GetString());
+        Assert.Equal(JsonValueKind.Null, job.GetProperty("output").ValueKind);
+        var orphanDir = Path.Combine(Path.GetTempPath(), "async-serving-video", doomed.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        Assert.True(Directory.Exists(orphanDir));
+
+        // The orphaned ffmpeg ends on its own: its next write goes to a pipe nobody reads.
+        var deadline = DateTime.UtcNow.AddSeconds(10);
+        while (TestVideos.FfmpegRunningFor(id) && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(50);
+        }
+
+        Assert.False(TestVideos.FfmpegRunningFor(id), "the dead worker's ffmpeg is still running");
+
+        var survivor = StartWorker();
+        await WaitForReadyAsync(survivor);
+        Assert.False(Directory.Exists(orphanDir), "the new worker should remove the dead worker's video folder");
+        await WaitUntilAsync(async () =>
+        {
+            job = await client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{id}");
+            return job.GetProperty("attempts").GetInt32() == 2;
+        });
+        Assert.True(job.GetProperty("progress").GetDouble() < 0.2 || job.GetProperty("status").GetString() == "succeeded");
+
+        job = await ServingFixture.WaitForTerminalAsync(client, id);
+        Assert.Equal("succeeded", job.GetProperty("status").GetString());
+        Assert.Equal(2, job.GetProperty("attempts").GetInt32());
+        var output = job.GetProperty("output");
+        Assert.InRange(output.GetProperty("frames_analyzed").GetInt32(), 399, 401); // every frame, not the rest of them
+        Assert.Equal(2, output.GetProperty("shots").GetArrayLength());
     }
 
     private Process StartWorker()

@@ -4,6 +4,7 @@ using Async.Serving.Worker.Consumers;
 using Async.Serving.Worker.Inference;
 using Async.Serving.Worker.Observability;
 using Async.Serving.Worker.Pipelines;
+using Async.Serving.Worker.Video;
 using MassTransit;
 using Microsoft.Extensions.Options;
 
@@ -27,6 +28,8 @@ public static class WorkerHostExtensions
         builder.Services.AddSingleton<ImageEmbedPipeline>();
         builder.Services.AddSingleton<ImageOcrPipeline>();
         builder.Services.AddSingleton<VideoAnalyzePipeline>();
+        builder.Services.AddSingleton<VideoWorkspace>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<VideoWorkspace>());
         builder.Services.AddSingleton<JobCancellations>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<JobCancellations>());
         builder.Services.AddSingleton<WorkerHeartbeat>();

@@ -16,7 +16,7 @@ namespace Async.Serving.Worker.Pipelines;
 /// between consecutive embeddings; with <c>params.ocr</c>, every frame's text is read too and
 /// merged into timed segments. Cancel and timeout kill ffmpeg and drop the frames still queued.
 /// </summary>
-internal sealed partial class VideoAnalyzePipeline(ILogger<VideoAnalyzePipeline> logger)
+internal sealed partial class VideoAnalyzePipeline(VideoWorkspace workspace, ILogger<VideoAnalyzePipeline> logger)
 {
     public async Task<string> RunAsync(
         string jobId, byte[] input, string? paramsJson, VideoModel model, IJobProgress progress, CancellationToken cancellationToken)
@@ -33,7 +33,7 @@ internal sealed partial class VideoAnalyzePipeline(ILogger<VideoAnalyzePipeline>
             throw new JobFailureException(JobErrorCodes.InputInvalid, $"params.ocr: {model.Entry.Id} has no OCR model.");
         }
 
-        var path = Path.Combine(Path.GetTempPath(), $"serving-video-{jobId}-{Guid.NewGuid():N}");
+        var path = Path.Combine(workspace.Directory, $"{jobId}-{Guid.NewGuid():N}");
         try
         {
             // ffmpeg needs a seekable file: an MP4 whose index sits at the end cannot be read from a pipe.
