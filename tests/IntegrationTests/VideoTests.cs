@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Async.Serving.Fixtures;
 using Async.Serving.Jobs;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit.Abstractions;
@@ -67,6 +68,24 @@ public sealed class VideoTests(ServingFixture serving, ITestOutputHelper output)
         }
 
         Assert.False(result.TryGetProperty("text", out _)); // only with params.ocr
+    }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(10)]
+    public async Task A_one_second_dissolve_is_one_boundary_at_its_middle(int fps)
+    {
+        // Scene A, then a 1 s dissolve centred on 5.0 s, then scene B: at 10 fps no single step is a cut.
+        var video = await SceneVideos.DissolveAsync(71, 72, seconds: 5.0, transition: 1.0);
+        using var client = serving.Client();
+        var result = await SucceededAsync(client, await SubmitAsync(client, Body(video, new { sample_fps = fps })));
+        output.WriteLine(result.ToString());
+
+        var shots = result.GetProperty("shots").EnumerateArray().ToArray();
+        Assert.Equal(2, shots.Length);
+        Assert.InRange(shots[0].GetProperty("end_s").GetDouble(), 4.4, 5.6);
+        Assert.True(shots[0].GetProperty("keyframe_s").GetDouble() < 4.5 && shots[1].GetProperty("keyframe_s").GetDouble() > 5.5,
+            "keyframes should come from the scenes, not the dissolve");
     }
 
     [Fact]

@@ -50,6 +50,37 @@ internal static class SceneVideos
         }
     }
 
+    /// <summary>
+    /// Two scenes of <paramref name="seconds"/> each (each with the slow zoom), joined by a dissolve of
+    /// <paramref name="transition"/> seconds centred on the join (ffmpeg's <c>xfade</c>).
+    /// </summary>
+    public static async Task<byte[]> DissolveAsync(int seedA, int seedB, double seconds, double transition, int width = 480, int height = 360, int fps = 25)
+    {
+        var dir = Directory.CreateTempSubdirectory("serving-test-video-");
+        try
+        {
+            var args = new List<string> { "-hide_banner", "-loglevel", "error", "-y" };
+            var frames = (int)Math.Round((seconds + (transition / 2)) * fps);
+            foreach (var (seed, i) in new[] { (seedA, 0), (seedB, 1) })
+            {
+                var image = Path.Combine(dir.FullName, $"scene{i}.jpg");
+                await File.WriteAllBytesAsync(image, SceneImages.Scene(seed, width * 2, height * 2));
+                args.AddRange(["-loop", "1", "-framerate", F(fps), "-t", F(seconds + (transition / 2)), "-i", image]);
+            }
+
+            var zoom = $"zoompan=z='1+0.0015*on':d={frames}:s={width}x{height}:fps={fps},trim=end_frame={frames},setpts=PTS-STARTPTS,setsar=1,format=yuv420p";
+            var graph = $"[0:v]{zoom}[a];[1:v]{zoom}[b];[a][b]xfade=transition=fade:duration={F(transition)}:offset={F(seconds - (transition / 2))}[out]";
+            var output = Path.Combine(dir.FullName, "video.mp4");
+            args.AddRange(["-filter_complex", graph, "-map", "[out]", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-r", F(fps), output]);
+            await RunAsync("ffmpeg", args);
+            return await File.ReadAllBytesAsync(output);
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
     private static string F(double value) => value.ToString(CultureInfo.InvariantCulture);
 
     private static async Task RunAsync(string program, IEnumerable<string> arguments)

@@ -27,7 +27,7 @@ public sealed class VideoAnalysisTests
         Assert.Equal(2, shots.Count);
         Assert.Equal((0.0, 1.75), (shots[0].Start, shots[0].End));
         Assert.Equal((1.75, 3.0), (shots[1].Start, shots[1].End));
-        // The keyframe is the frame nearest the shot's mean: the middle of the wobble.
+        // The keyframe is the most typical frame: the middle of the wobble.
         Assert.Equal(0.5, shots[0].Keyframe);
         Assert.InRange(shots[1].Keyframe, 2.0, 2.5);
     }
@@ -49,6 +49,33 @@ public sealed class VideoAnalysisTests
         var steps = Enumerable.Range(1, pan.Length - 1).Select(i => ShotDetector.Distance(pan[i - 1], pan[i])).ToArray();
         Assert.All(steps, d => Assert.True(d > 0.12));
         Assert.Single(ShotDetector.Detect(pan, times, threshold: 0.12, duration: 6));
+    }
+
+    [Fact]
+    public void A_dissolve_sampled_finely_is_one_boundary_in_its_middle()
+    {
+        // 10 fps: scene A until 1.5 s, a one-second dissolve, scene B from 2.5 s. No single step is a cut.
+        var frames = Enumerable.Range(0, 50).Select(i => i < 15 ? Vector(0, 0.01f * (i % 3)) : i >= 25 ? Vector(4, 0.01f * (i % 3))
+            : Mix(Vector(0), Vector(4), (i - 14) / 11f)).ToArray();
+        var times = Enumerable.Range(0, 50).Select(i => i * 0.1).ToArray();
+        Assert.All(Enumerable.Range(1, 49), i => Assert.True(ShotDetector.Distance(frames[i - 1], frames[i]) < 0.12, $"step {i}: {ShotDetector.Distance(frames[i - 1], frames[i])}"));
+
+        var shots = ShotDetector.Detect(frames, times, threshold: 0.12, duration: 5.0);
+        Assert.Equal(2, shots.Count);
+        Assert.InRange(shots[0].End, 1.75, 2.25);
+        Assert.Equal(shots[0].End, shots[1].Start);
+        Assert.True(shots[0].Keyframe < 1.5 && shots[1].Keyframe >= 2.5);
+    }
+
+    [Fact]
+    public void A_dissolve_caught_mid_way_is_one_boundary_not_a_one_frame_shot()
+    {
+        // 2 fps: the frame at 2.0 s is half A, half B.
+        float[][] frames = [Vector(0), Vector(0, 0.02f), Vector(0), Vector(0, 0.02f), Mix(Vector(0), Vector(4), 0.5f), Vector(4), Vector(4, 0.02f), Vector(4), Vector(4, 0.02f)];
+        var times = Enumerable.Range(0, frames.Length).Select(i => i * 0.5).ToArray();
+        var shots = ShotDetector.Detect(frames, times, threshold: 0.12, duration: 4.5);
+        Assert.Equal(2, shots.Count);
+        Assert.Equal(2.0, shots[0].End);
     }
 
     private static float[] Mix(float[] a, float[] b, float t)
