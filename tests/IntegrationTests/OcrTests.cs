@@ -78,6 +78,20 @@ public sealed class OcrTests(ServingFixture serving, ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_27_megapixel_photo_is_read_scaled_down_with_boxes_in_its_own_pixels()
+    {
+        using var client = serving.Client();
+        var (jpeg, expected) = TextImages.PhotographedPage(seed: 3, scale: 3);
+        var result = await ReadAsync(client, jpeg);
+        Assert.Equal((6000, 4500), (result.GetProperty("width").GetInt32(), result.GetProperty("height").GetInt32()));
+        Assert.True(WordAccuracy(expected, Texts(result)) >= 0.9);
+        // The page spans x ≈ 690–5340 in the photo; read at 4096 wide, the boxes are scaled back.
+        var xs = result.GetProperty("lines").EnumerateArray().SelectMany(l => l.GetProperty("box").EnumerateArray()).Select(p => p[0].GetInt32()).ToList();
+        Assert.InRange(xs.Max(), 4200, 5999);
+        Assert.InRange(xs.Min(), 600, 1600);
+    }
+
+    [Fact]
     public async Task Crops_of_concurrent_jobs_share_the_recogniser_batches_and_a_broken_image_fails_alone()
     {
         using var client = serving.Client();

@@ -56,6 +56,12 @@ public sealed class OcrConfig
     /// <summary>One character per line; the recogniser's classes are blank, these characters, then space.</summary>
     public string Dictionary { get; set; } = "keys.txt";
 
+    /// <summary>
+    /// Larger images are read scaled down to this many pixels on their longer side (boxes are still
+    /// reported in the original's pixels): a 48-megapixel photo costs no more than a 16-megapixel one.
+    /// </summary>
+    public int MaxImageSide { get; set; } = 4096;
+
     /// <summary>The image's longer side is scaled down to at most this many pixels for detection.</summary>
     public int DetMaxSide { get; set; } = 1280;
 

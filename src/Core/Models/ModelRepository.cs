@@ -248,6 +248,11 @@ public sealed partial class ModelRepository
             fail("ocr.det_max_side", "must be between 32 and 8192.");
         }
 
+        if (o.MaxImageSide is < 256 or > 32_768)
+        {
+            fail("ocr.max_image_side", "must be between 256 and 32768.");
+        }
+
         if (o.DetMaxSideRefined < o.DetMaxSide || o.DetMaxSideRefined > 8192)
         {
             fail("ocr.det_max_side_refined", "must be at least det_max_side and at most 8192.");

@@ -12,20 +12,35 @@ internal sealed record RgbImage(int Width, int Height, byte[] Pixels)
     private static readonly SKSamplingOptions Sampling = new(SKFilterMode.Linear, SKMipmapMode.Linear);
 
     /// <summary>
-    /// Decodes an encoded image at full resolution with its EXIF orientation applied. Transparent
-    /// pixels are laid over white (dark text on a transparent background stays readable). Fails as
+    /// Decodes an encoded image with its EXIF orientation applied, at full resolution or scaled down
+    /// so that its longer side is at most <paramref name="maxSide"/>. Transparent pixels are laid
+    /// over white (dark text on a transparent background stays readable). Fails as
     /// ImagePreprocessor does: <c>input_invalid</c> for undecodable data, <c>input_too_large</c> when
-    /// the header declares more than <paramref name="maxPixels"/> pixels.
+    /// the header declares more than <paramref name="maxPixels"/> pixels. <paramref name="original"/>
+    /// is the oriented size before any scaling.
     /// </summary>
-    public static RgbImage Decode(ReadOnlySpan<byte> encoded, long maxPixels)
+    public static RgbImage Decode(ReadOnlySpan<byte> encoded, long maxPixels, out SKSizeI original, int maxSide = int.MaxValue)
     {
         using var data = SKData.CreateCopy(encoded);
         using var codec = ImagePreprocessor.OpenCodec(data, maxPixels);
-        var oriented = ImagePreprocessor.OrientedSize(codec);
-        using var decoded = ImagePreprocessor.Decode(codec, oriented, oriented.Width, oriented.Height);
+        original = ImagePreprocessor.OrientedSize(codec);
+        var scale = Math.Min(1.0, (double)maxSide / Math.Max(original.Width, original.Height));
+        var (width, height) = (Math.Max(1, (int)Math.Round(original.Width * scale)), Math.Max(1, (int)Math.Round(original.Height * scale)));
+        // A JPEG is decoded at 1/2, 1/4 or 1/8 when that still covers the target: cheaper than full size.
+        using var decoded = ImagePreprocessor.Decode(codec, original, width, height);
         using var rotated = codec.EncodedOrigin == SKEncodedOrigin.TopLeft ? null : ImagePreprocessor.Orient(decoded, codec.EncodedOrigin);
-        return FromBitmap(rotated ?? decoded);
+        var oriented = rotated ?? decoded;
+        if (oriented.Width == width && oriented.Height == height)
+        {
+            return FromBitmap(oriented);
+        }
+
+        using var resized = ResizeBitmap(oriented, width, height);
+        return FromBitmap(resized);
     }
+
+    /// <summary>Decodes at full resolution (see the other overload).</summary>
+    public static RgbImage Decode(ReadOnlySpan<byte> encoded, long maxPixels) => Decode(encoded, maxPixels, out _);
 
     /// <summary>Copies a premultiplied RGBA8888 bitmap, laying it over white.</summary>
     public static RgbImage FromBitmap(SKBitmap bitmap)

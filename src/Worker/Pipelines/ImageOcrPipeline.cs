@@ -13,7 +13,8 @@ internal sealed class ImageOcrPipeline(IOptions<WorkerOptions> options)
 {
     public async Task<string> RunAsync(byte[] input, OcrModel model, CancellationToken cancellationToken)
     {
-        var image = RgbImage.Decode(input, options.Value.MaxImagePixels);
+        // Very large photos are read at max_image_side; boxes are given in the original's pixels.
+        var image = RgbImage.Decode(input, options.Value.MaxImagePixels, out var original, model.Entry.Config.Ocr!.MaxImageSide);
         cancellationToken.ThrowIfCancellationRequested();
         OcrResult result;
         try
@@ -23,6 +24,17 @@ internal sealed class ImageOcrPipeline(IOptions<WorkerOptions> options)
         catch (BatchExecutionException ex)
         {
             throw new JobFailureException(JobErrorCodes.InferenceFailed, ex.Message, ex);
+        }
+
+        if (image.Width != original.Width || image.Height != original.Height)
+        {
+            double sx = (double)original.Width / image.Width, sy = (double)original.Height / image.Height;
+            result = new OcrResult(original.Width, original.Height, [.. result.Lines.Select(l => l with
+            {
+                Box = [.. l.Box.Select(p => new System.Drawing.Point(
+                    Math.Clamp((int)Math.Round(p.X * sx), 0, original.Width - 1),
+                    Math.Clamp((int)Math.Round(p.Y * sy), 0, original.Height - 1)))],
+            })]);
         }
 
         return ToJson(result);
