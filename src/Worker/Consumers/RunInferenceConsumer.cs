@@ -75,14 +75,16 @@ internal sealed partial class RunInferenceConsumer(
         }
 
         var modelId = $"{job.Model}@{job.ModelVersion}";
-        var served = job.Pipeline switch
+        // The pipeline, bound to this worker's model of that kind; null when it serves no such model.
+        Func<byte[], CancellationToken, Task<string>>? run = job.Pipeline switch
         {
-            "image.embed" => models.Get(modelId)?.Entry,
-            "image.ocr" => models.GetOcr(modelId)?.Entry,
-            "video.analyze" => models.GetVideo(modelId)?.Entry,
+            "image.embed" when models.Get(modelId) is { } m => (bytes, token) => embed.RunAsync(bytes, m, token),
+            "image.ocr" when models.GetOcr(modelId) is { } m => (bytes, token) => ocr.RunAsync(bytes, m, token),
+            "video.analyze" when models.GetVideo(modelId) is { } m => (bytes, token) => video.RunAsync(job.JobId, bytes, job.ParamsJson, m,
+                new ProgressReporter(store, context, heartbeat.WorkerId, options.Value.ProgressInterval, clock), token),
             _ => null,
         };
-        if (served is null || served.Config.Pipeline != job.Pipeline)
+        if (run is null)
         {
             await FailAsync(context, "unknown_model", $"This worker does not serve {modelId} for {job.Pipeline}.", null).ConfigureAwait(false);
             return;
@@ -104,13 +106,7 @@ internal sealed partial class RunInferenceConsumer(
         string output;
         try
         {
-            output = job.Pipeline switch
-            {
-                "image.embed" => await embed.RunAsync(input, models.Get(modelId)!, deadline.Token).ConfigureAwait(false),
-                "image.ocr" => await ocr.RunAsync(input, models.GetOcr(modelId)!, deadline.Token).ConfigureAwait(false),
-                _ => await video.RunAsync(job.JobId, input, job.ParamsJson, models.GetVideo(modelId)!,
-                    new ProgressReporter(store, context, heartbeat.WorkerId, options.Value.ProgressInterval, clock), deadline.Token).ConfigureAwait(false),
-            };
+            output = await run(input, deadline.Token).ConfigureAwait(false);
         }
         catch (JobFailureException ex)
         {

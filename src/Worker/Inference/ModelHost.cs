@@ -77,7 +77,7 @@ internal sealed partial class ModelHost(
         foreach (var entry in selected.Where(e => e.Config.Pipeline == "video.analyze"))
         {
             var v = entry.Config.Video!;
-            var ocr = v.OcrModel.Length > 0 ? new OcrVideoText(_ocr[repository.Resolve(v.OcrModel)!.Id]) : null;
+            var ocr = v.OcrModel.Length > 0 ? _ocr[repository.Resolve(v.OcrModel)!.Id] : null;
             _videos[entry.Id] = new VideoModel(entry, _loaded[repository.Resolve(v.EmbeddingModel)!.Id], ocr);
             LogVideo(logger, entry.Id, v.EmbeddingModel, v.OcrModel.Length > 0 ? v.OcrModel : "none");
         }

@@ -46,11 +46,8 @@ internal sealed class OcrModel : IAsyncDisposable
         Entry = entry;
         var configPath = Path.Combine(entry.Directory, "config.json");
         _config = entry.Config.Ocr ?? throw new ModelConfigException($"{configPath}: an image.ocr model needs the 'ocr' section.");
-        _buckets = [.. _config.RecWidthBuckets.Distinct().Order()];
-        if (_buckets.Length == 0 || _buckets.Any(b => b < 8 || b % 8 != 0))
-        {
-            throw new ModelConfigException($"{configPath}: field 'ocr.rec_width_buckets' must list widths that are positive multiples of 8.");
-        }
+        // The repository checked them: increasing multiples of 8.
+        _buckets = _config.RecWidthBuckets;
 
         _decoder = CtcDecoder.FromDictionary(Path.Combine(entry.Directory, _config.Dictionary));
         var created = new List<InferenceSession>();
@@ -201,11 +198,8 @@ internal sealed class OcrModel : IAsyncDisposable
     }
 
     /// <summary>The shorter of a quad's mean edge lengths: a text line's height.</summary>
-    private static double LineHeight(PointF[] q)
-    {
-        static double D(PointF a, PointF b) => Math.Sqrt(((a.X - b.X) * (a.X - b.X)) + ((a.Y - b.Y) * (a.Y - b.Y)));
-        return Math.Min((D(q[0], q[1]) + D(q[2], q[3])) / 2, (D(q[1], q[2]) + D(q[3], q[0])) / 2);
-    }
+    private static double LineHeight(PointF[] q) =>
+        Math.Min((Geometry.Distance(q[0], q[1]) + Geometry.Distance(q[2], q[3])) / 2, (Geometry.Distance(q[1], q[2]) + Geometry.Distance(q[3], q[0])) / 2);
 
     private List<TextBox> DetectAt(RgbImage image, int maxSide, CancellationToken cancellationToken)
     {

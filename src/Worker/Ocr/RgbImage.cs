@@ -9,8 +9,6 @@ namespace Async.Serving.Worker.Ocr;
 /// </summary>
 internal sealed record RgbImage(int Width, int Height, byte[] Pixels)
 {
-    private static readonly SKSamplingOptions Sampling = new(SKFilterMode.Linear, SKMipmapMode.Linear);
-
     /// <summary>
     /// Decodes an encoded image with its EXIF orientation applied, at full resolution or scaled down
     /// so that its longer side is at most <paramref name="maxSide"/>. Transparent pixels are laid
@@ -52,7 +50,7 @@ internal sealed record RgbImage(int Width, int Height, byte[] Pixels)
             using (var image = SKImage.FromBitmap(bitmap))
             {
                 canvas.Clear(SKColors.Transparent);
-                canvas.DrawImage(image, 0, 0, Sampling);
+                canvas.DrawImage(image, 0, 0, ImagePreprocessor.Sampling);
             }
 
             return FromBitmap(converted);
@@ -92,21 +90,7 @@ internal sealed record RgbImage(int Width, int Height, byte[] Pixels)
     }
 
     /// <summary>An opaque RGBA8888 copy, for drawing with SkiaSharp.</summary>
-    public SKBitmap ToBitmap()
-    {
-        var bitmap = new SKBitmap(new SKImageInfo(Width, Height, SKColorType.Rgba8888, SKAlphaType.Opaque));
-        var rgba = bitmap.GetPixelSpan();
-        var pixels = Pixels;
-        for (int i = 0, o = 0; i < pixels.Length; i += 3, o += 4)
-        {
-            rgba[o] = pixels[i];
-            rgba[o + 1] = pixels[i + 1];
-            rgba[o + 2] = pixels[i + 2];
-            rgba[o + 3] = 255;
-        }
-
-        return bitmap;
-    }
+    public SKBitmap ToBitmap() => ImagePreprocessor.BitmapFromRgb(Pixels, Width, Height);
 
     /// <summary>
     /// This image scaled to <paramref name="width"/>×<paramref name="height"/> as RGBA8888, with
@@ -125,7 +109,7 @@ internal sealed record RgbImage(int Width, int Height, byte[] Pixels)
         using var canvas = new SKCanvas(result);
         using var image = SKImage.FromBitmap(source);
         canvas.Clear(SKColors.White);
-        canvas.DrawImage(image, SKRect.Create(source.Width, source.Height), SKRect.Create(width, height), Sampling);
+        canvas.DrawImage(image, SKRect.Create(source.Width, source.Height), SKRect.Create(width, height), ImagePreprocessor.Sampling);
         return result;
     }
 }

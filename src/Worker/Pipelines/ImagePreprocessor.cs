@@ -12,7 +12,8 @@ namespace Async.Serving.Worker.Pipelines;
 /// </summary>
 public static class ImagePreprocessor
 {
-    private static readonly SKSamplingOptions Sampling = new(SKFilterMode.Linear, SKMipmapMode.Linear);
+    /// <summary>Linear filtering over mipmaps: a large downscale averages instead of aliasing.</summary>
+    internal static readonly SKSamplingOptions Sampling = new(SKFilterMode.Linear, SKMipmapMode.Linear);
 
     /// <summary>Fills <paramref name="destination"/> (channels × height × width) from <paramref name="encoded"/>.</summary>
     public static void Preprocess(ReadOnlySpan<byte> encoded, PreprocessingConfig config, long maxPixels, Span<float> destination)
@@ -28,19 +29,7 @@ public static class ImagePreprocessor
         using var codec = OpenCodec(data, maxPixels);
         using var decoded = Decode(codec, OrientedSize(codec), width, height);
         using var rotated = codec.EncodedOrigin == SKEncodedOrigin.TopLeft ? null : Orient(decoded, codec.EncodedOrigin);
-        var oriented = rotated ?? decoded;
-        using var resized = new SKBitmap(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Premul));
-        using (var canvas = new SKCanvas(resized))
-        using (var image = SKImage.FromBitmap(oriented))
-        {
-            canvas.Clear(SKColors.Black);
-            var source = config.Resize == "stretch"
-                ? SKRect.Create(oriented.Width, oriented.Height)
-                : CenterCrop(oriented.Width, oriented.Height, width, height);
-            canvas.DrawImage(image, source, SKRect.Create(width, height), Sampling);
-        }
-
-        WritePlanes(resized.GetPixelSpan(), config, destination[..(3 * width * height)]);
+        ResizeAndWritePlanes(rotated ?? decoded, config, destination);
     }
 
     /// <summary>
@@ -55,9 +44,16 @@ public static class ImagePreprocessor
             return;
         }
 
-        using var source = new SKBitmap(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Opaque));
-        var rgba = source.GetPixelSpan();
-        for (int i = 0, j = 0; i < rgb.Length; i += 3, j += 4)
+        using var source = BitmapFromRgb(rgb, width, height);
+        ResizeAndWritePlanes(source, config, destination);
+    }
+
+    /// <summary>An opaque RGBA8888 bitmap of packed RGB24 pixels, for drawing with SkiaSharp.</summary>
+    internal static SKBitmap BitmapFromRgb(ReadOnlySpan<byte> rgb, int width, int height)
+    {
+        var bitmap = new SKBitmap(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Opaque));
+        var rgba = bitmap.GetPixelSpan();
+        for (int i = 0, j = 0; i < 3 * width * height; i += 3, j += 4)
         {
             rgba[j] = rgb[i];
             rgba[j + 1] = rgb[i + 1];
@@ -65,11 +61,20 @@ public static class ImagePreprocessor
             rgba[j + 3] = 255;
         }
 
+        return bitmap;
+    }
+
+    /// <summary>Draws <paramref name="source"/> into the model's size with the configured resize, then writes it as planes.</summary>
+    private static void ResizeAndWritePlanes(SKBitmap source, PreprocessingConfig config, Span<float> destination)
+    {
         using var resized = new SKBitmap(new SKImageInfo(config.Width, config.Height, SKColorType.Rgba8888, SKAlphaType.Premul));
         using (var canvas = new SKCanvas(resized))
         using (var image = SKImage.FromBitmap(source))
         {
-            var area = config.Resize == "stretch" ? SKRect.Create(width, height) : CenterCrop(width, height, config.Width, config.Height);
+            canvas.Clear(SKColors.Black);
+            var area = config.Resize == "stretch"
+                ? SKRect.Create(source.Width, source.Height)
+                : CenterCrop(source.Width, source.Height, config.Width, config.Height);
             canvas.DrawImage(image, area, SKRect.Create(config.Width, config.Height), Sampling);
         }
 
@@ -123,7 +128,7 @@ public static class ImagePreprocessor
         if ((long)info.Width * info.Height > maxPixels)
         {
             codec.Dispose();
-            throw new JobFailureException("input_too_large",
+            throw new JobFailureException(JobErrorCodes.InputTooLarge,
                 $"The image declares {info.Width}×{info.Height} pixels; the limit is {maxPixels:N0} pixels.");
         }
 

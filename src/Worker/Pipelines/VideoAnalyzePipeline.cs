@@ -28,7 +28,7 @@ internal sealed partial class VideoAnalyzePipeline(VideoWorkspace workspace, ILo
             throw new JobFailureException(JobErrorCodes.InputInvalid, string.Join(" ", errors.Select(e => $"{e.Key}: {e.Value[0]}")));
         }
 
-        if (p.Ocr && model.Text is null)
+        if (p.Ocr && model.Ocr is null)
         {
             throw new JobFailureException(JobErrorCodes.InputInvalid, $"params.ocr: {model.Entry.Id} has no OCR model.");
         }
@@ -67,7 +67,7 @@ internal sealed partial class VideoAnalyzePipeline(VideoWorkspace workspace, ILo
             ? new Ffmpeg.FrameShape(model.Config.FrameMaxSide, model.Config.FrameMaxSide, Fit: true, Crop: false)
             : new Ffmpeg.FrameShape(prep.Width, prep.Height, Fit: false, Crop: prep.Resize == "center_crop");
         var expected = probe.DurationSeconds is { } d ? Math.Max(1, (int)Math.Ceiling(d * p.SampleFps)) : 0;
-        var text = p.Ocr ? model.Text!.Create() : null;
+        var text = p.Ocr ? new OcrVideoText(model.Ocr!) : null;
         var window = Math.Max(2, embedding.Entry.Config.MaxBatchSize * 2);
         var pending = new Queue<(Task<float[]> Task, float[] Buffer)>(window);
         var embeddings = new List<float[]>();

@@ -4,41 +4,35 @@ using Async.Serving.Worker.Ocr;
 namespace Async.Serving.Worker.Video;
 
 /// <summary>
-/// Reads the text of a video's frames with an OCR model. Detection runs on every frame; when a
+/// Reads the text of one video's frames, one after another, with an OCR model (one reader per
+/// job: it remembers the previous frame). Detection runs on every frame; when a
 /// frame's boxes are the previous frame's (same count, each overlapping its counterpart with IoU of
 /// at least <see cref="MinOverlap"/>) and the pixels inside them barely changed, the previous
 /// reading is reused instead of running the recogniser again: a caption that stays on screen for
 /// ten seconds is recognised once, not twenty times.
 /// </summary>
-internal sealed class OcrVideoText(OcrModel model) : IVideoTextReaderFactory
+internal sealed class OcrVideoText(OcrModel model)
 {
     public const double MinOverlap = 0.7;
 
     /// <summary>Mean absolute difference of grey levels (0–255) inside the boxes below which a frame's text is taken as unchanged.</summary>
     public const double MaxChange = 6;
 
-    public OcrModel Model { get; } = model;
+    private RgbImage? _previous;
+    private IReadOnlyList<TextBox> _previousBoxes = [];
+    private IReadOnlyList<OcrLine> _previousLines = [];
 
-    public IVideoTextReader Create() => new Reader(Model);
-
-    private sealed class Reader(OcrModel model) : IVideoTextReader
+    public async Task<FrameText> ReadAsync(VideoFrame frame, CancellationToken cancellationToken)
     {
-        private RgbImage? _previous;
-        private IReadOnlyList<TextBox> _previousBoxes = [];
-        private IReadOnlyList<OcrLine> _previousLines = [];
-
-        public async Task<FrameText> ReadAsync(VideoFrame frame, CancellationToken cancellationToken)
-        {
-            var image = new RgbImage(frame.Width, frame.Height, frame.CopyPixels());
-            var boxes = model.Detect(image, cancellationToken);
-            var lines = _previous is not null && SameLayout(boxes, _previousBoxes) && Unchanged(image, _previous, boxes)
-                ? _previousLines
-                : await model.RecognizeAsync(image, boxes, cancellationToken).ConfigureAwait(false);
-            _previous = image;
-            _previousBoxes = boxes;
-            _previousLines = lines;
-            return new FrameText(frame.Time, [.. lines.Select(l => (l.Text, l.Confidence))]);
-        }
+        var image = new RgbImage(frame.Width, frame.Height, frame.CopyPixels());
+        var boxes = model.Detect(image, cancellationToken);
+        var lines = _previous is not null && SameLayout(boxes, _previousBoxes) && Unchanged(image, _previous, boxes)
+            ? _previousLines
+            : await model.RecognizeAsync(image, boxes, cancellationToken).ConfigureAwait(false);
+        _previous = image;
+        _previousBoxes = boxes;
+        _previousLines = lines;
+        return new FrameText(frame.Time, [.. lines.Select(l => (l.Text, l.Confidence))]);
     }
 
     internal static bool SameLayout(IReadOnlyList<TextBox> current, IReadOnlyList<TextBox> previous)

@@ -1,5 +1,6 @@
 using Async.Serving.Models;
 using Async.Serving.Worker.Inference;
+using Async.Serving.Worker.Ocr;
 
 namespace Async.Serving.Worker.Video;
 
@@ -8,7 +9,7 @@ namespace Async.Serving.Worker.Video;
 /// models its frames go through. They are the same loaded models (and batchers) that serve
 /// <c>image.embed</c> and <c>image.ocr</c> jobs.
 /// </summary>
-internal sealed class VideoModel(ModelEntry entry, LoadedModel embedding, IVideoTextReaderFactory? text)
+internal sealed class VideoModel(ModelEntry entry, LoadedModel embedding, OcrModel? ocr)
 {
     public ModelEntry Entry { get; } = entry;
 
@@ -17,18 +18,7 @@ internal sealed class VideoModel(ModelEntry entry, LoadedModel embedding, IVideo
     public LoadedModel Embedding { get; } = embedding;
 
     /// <summary>Reads on-screen text when a job asks for it; null when the model has no OCR model.</summary>
-    public IVideoTextReaderFactory? Text { get; } = text;
-}
-
-/// <summary>Reads the text of a job's frames, one frame after another (it may keep state between frames).</summary>
-internal interface IVideoTextReader
-{
-    Task<FrameText> ReadAsync(VideoFrame frame, CancellationToken cancellationToken);
-}
-
-internal interface IVideoTextReaderFactory
-{
-    IVideoTextReader Create();
+    public OcrModel? Ocr { get; } = ocr;
 }
 
 /// <summary>Where a long job reports how far it got (0–1).</summary>
