@@ -5,6 +5,30 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 prepare
 
+# Prints each failed test of a .trx file with the first lines of its message and stack trace.
+failed_tests() {
+  awk '
+    function unescape(s) {
+      gsub(/&lt;/, "<", s); gsub(/&gt;/, ">", s); gsub(/&quot;/, "\"", s)
+      gsub(/&apos;/, "\047", s); gsub(/&#xD;/, "", s); gsub(/&#xA;/, " ", s); gsub(/&amp;/, "\\&", s)
+      return s
+    }
+    /<UnitTestResult / {
+      failing = $0 ~ /outcome="(Failed|Error|Timeout|Aborted)"/
+      if (failing) { match($0, /testName="[^"]*"/); print "FAILED " unescape(substr($0, RSTART + 10, RLENGTH - 11)) }
+      section = ""; lines = 0
+    }
+    failing && /<Message>/ { section = "message"; lines = 0 }
+    failing && /<StackTrace>/ { section = "stack"; lines = 0 }
+    failing && section != "" {
+      line = $0; gsub(/<\/?(Message|StackTrace)>/, "", line); sub(/^[ \t]+/, "", line)
+      if (line ~ /[^ \t]/ && lines < (section == "message" ? 12 : 6)) { print "    " unescape(line); lines++ }
+      if ($0 ~ /<\/(Message|StackTrace)>/) section = ""
+    }
+    /<\/UnitTestResult>/ { failing = 0; section = "" }
+  ' "$1"
+}
+
 RESULTS="$ROOT/artifacts/test-results"
 rm -rf "$RESULTS" && mkdir -p "$RESULTS"
 status=0
@@ -20,6 +44,10 @@ for trx in "$RESULTS"/*.trx; do
   passed=$((passed + $(get passed)))
   failed=$((failed + $(get failed) + $(get error) + $(get timeout) + $(get aborted)))
   skipped=$((skipped + $(get notExecuted)))
+done
+# The failed tests again, with their messages, just above the summary line: CI shows only the tail.
+for trx in "$RESULTS"/*.trx; do
+  [ -f "$trx" ] && failed_tests "$trx"
 done
 if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi # a test host that crashed before writing results
 [ "$files" -gt 0 ] || { failed=$((failed + 1)); log "no test results were written"; }
