@@ -311,6 +311,8 @@ public sealed class WebhookTests(ServingFixture serving)
         Assert.All(progress, h =>
         {
             Assert.StartsWith($"msg_{id}_progress_", h.Id, StringComparison.Ordinal);
+            // The job as it stood when the progress was sent: running, never a finished job.
+            Assert.Equal("running", Json(h).GetProperty("data").GetProperty("status").GetString());
             Assert.InRange(Json(h).GetProperty("data").GetProperty("progress").GetDouble(), 0.0, 0.99);
         });
 
@@ -318,5 +320,27 @@ public sealed class WebhookTests(ServingFixture serving)
         var executionMs = job.GetProperty("execution_ms").GetInt64();
         Assert.InRange(progress.Length, 1, (executionMs / 500) + 1);
         Assert.Equal("succeeded", Json(Assert.Single(hooks, h => h.Id == $"msg_{id}_completed")).GetProperty("data").GetProperty("status").GetString());
+    }
+
+    [Fact]
+    public async Task A_progress_event_still_queued_when_its_job_ends_is_not_sent()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var settings = Settings();
+        await using var api = serving.CreateApi(settings);
+        using var client = serving.Client(api);
+        var url = receiver.NewUrl();
+        var id = await SubmitAsync(client, Body(url, ["progress"], seed: 78));
+        Assert.Equal("succeeded", (await ServingFixture.WaitForTerminalAsync(client, id)).GetProperty("status").GetString());
+
+        // The delivery of a progress event that was queued while the job ran, run after it ended.
+        var delivery = ActivatorUtilities.CreateInstance<WebhookDelivery>(api.Services);
+        var message = new WebhookMessage(settings["Serving:Auth:DevelopmentTenant"]!, id, url, "job.progress", $"msg_{id}_progress_500", "{}");
+        var result = await delivery.DeliverAsync(message, 1, CancellationToken.None);
+
+        Assert.StartsWith("Skipped", result, StringComparison.Ordinal);
+        Assert.DoesNotContain(receiver.Requests, r => r.Id.StartsWith($"msg_{id}", StringComparison.Ordinal));
+        var attempt = Assert.Single(await api.Services.GetRequiredService<WebhookStore>().AttemptsAsync(id, CancellationToken.None));
+        Assert.Equal("skipped", attempt.Outcome);
     }
 }

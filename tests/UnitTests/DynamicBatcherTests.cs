@@ -53,15 +53,18 @@ public sealed class DynamicBatcherTests
     {
         var seen = new List<float>();
         var gate = new ManualResetEventSlim(false);
+        var executing = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         await using var batcher = new DynamicBatcher("m", 2, 2, maxBatchSize: 4, TimeSpan.FromMilliseconds(50), 1, (i, n, o) =>
         {
+            executing.TrySetResult();
             gate.Wait(Wait);
             lock (seen) { seen.AddRange(i.Span.ToArray()); }
             Double(i, n, o);
         });
 
+        // The blocker's batch holds the only instance; the next two requests queue behind it.
         var blocker = batcher.InferAsync([0, 0], CancellationToken.None);
-        await Task.Delay(100);
+        await executing.Task.WaitAsync(Wait);
         using var cts = new CancellationTokenSource();
         var cancelled = batcher.InferAsync([7, 7], cts.Token);
         var kept = batcher.InferAsync([9, 9], CancellationToken.None);
@@ -79,14 +82,16 @@ public sealed class DynamicBatcherTests
     public async Task A_poisoned_input_fails_alone_and_its_batch_mates_succeed()
     {
         var gate = new ManualResetEventSlim(false);
+        var executing = new TaskCompletionSource(TaskCreationOptions.RunContinuationsAsynchronously);
         await using var batcher = new DynamicBatcher("m", 2, 2, maxBatchSize: 8, TimeSpan.FromMilliseconds(200), 1, (i, n, o) =>
         {
+            executing.TrySetResult();
             gate.Wait(Wait);
             Double(i, n, o);
         });
 
         var blocker = batcher.InferAsync([0, 0], CancellationToken.None);
-        await Task.Delay(100);
+        await executing.Task.WaitAsync(Wait);
         var good = Enumerable.Range(1, 5).Select(v => batcher.InferAsync([v, v], CancellationToken.None)).ToList();
         var bad = batcher.InferAsync([float.NaN, 0], CancellationToken.None);
         good.Add(batcher.InferAsync([6, 6], CancellationToken.None));

@@ -55,7 +55,12 @@ public sealed partial class JobEventsConsumer(
             return;
         }
 
-        job = await store.GetAsync(jobId).ConfigureAwait(false) ?? job;
+        // A progress event describes the running job as it was just read: reading it again could find
+        // it finished, and a job.progress saying "succeeded" would contradict itself.
+        if (eventName != WebhookEvents.Progress)
+        {
+            job = await store.GetAsync(jobId).ConfigureAwait(false) ?? job;
+        }
 
         var type = "job." + eventName;
         var body = JsonSerializer.Serialize(new WebhookPayload(type, at.UtcDateTime, JobResource.From(job)), json.Value.SerializerOptions);

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Text;
 using Async.Serving.Api.Security;
+using Async.Serving.Jobs;
 using Hangfire;
 using Microsoft.Extensions.Options;
 using StandardWebhooks;
@@ -22,6 +23,7 @@ public sealed class WebhookDeliveryFailedException(string message) : Exception(m
 public sealed partial class WebhookDelivery(
     IHttpClientFactory clients,
     WebhookStore store,
+    RedisJobStore jobStore,
     IBackgroundJobClient jobs,
     IOptions<WebhookOptions> options,
     TimeProvider clock,
@@ -53,6 +55,13 @@ public sealed partial class WebhookDelivery(
         {
             LogSkipped(logger, message.MessageId, message.Url);
             return ("skipped", $"Skipped: {message.Url} answered 410 Gone before and is disabled for this tenant.");
+        }
+
+        if (message.Type == "job." + WebhookEvents.Progress
+            && await jobStore.GetAsync(message.JobId, includeOutput: false).ConfigureAwait(false) is { } job && JobStatus.IsTerminal(job.Status))
+        {
+            // Progress is stale once the job has ended; its job.completed is (or will be) on its way.
+            return ("skipped", $"Skipped: job {message.JobId} ended ({job.Status}) before its progress was delivered.");
         }
 
         var o = options.Value;
