@@ -134,7 +134,7 @@ internal sealed class OcrModel : IAsyncDisposable
         var started = Stopwatch.GetTimestamp();
         var blank = new byte[3 * 64 * 64];
         Array.Fill(blank, (byte)255);
-        Detect(new RgbImage(64, 64, blank), CancellationToken.None);
+        DetectAsync(new RgbImage(64, 64, blank), CancellationToken.None).GetAwaiter().GetResult(); // at start-up, nothing to wait for
         foreach (var (width, batcher) in _buckets.Zip(_recBatchers))
         {
             ExecuteRecognizer(width, new float[batcher.InputLength], 1, new float[batcher.OutputLength]);
@@ -154,7 +154,7 @@ internal sealed class OcrModel : IAsyncDisposable
     /// <summary>Detection and recognition of one image.</summary>
     public async Task<OcrResult> ReadAsync(RgbImage image, CancellationToken cancellationToken)
     {
-        var boxes = Detect(image, cancellationToken);
+        var boxes = await DetectAsync(image, cancellationToken).ConfigureAwait(false);
         cancellationToken.ThrowIfCancellationRequested();
         var lines = await RecognizeAsync(image, boxes, cancellationToken).ConfigureAwait(false);
         return new OcrResult(image.Width, image.Height, lines);
@@ -163,7 +163,7 @@ internal sealed class OcrModel : IAsyncDisposable
     /// <summary>
     /// Text regions of <paramref name="image"/>: scaled so its longer side is at most
     /// <c>det_max_side</c> (each side a multiple of 32, at least 32), run through the detector
-    /// (waiting for a free instance), and post-processed (<see cref="DbPostProcessor"/>).
+    /// (waiting asynchronously for a free instance, so a queue of OCR jobs holds no thread), and post-processed (<see cref="DbPostProcessor"/>).
     /// </summary>
     /// <remarks>
     /// Small type on a big photo (a dense page shot from arm's length) is only a few detector pixels
@@ -172,7 +172,7 @@ internal sealed class OcrModel : IAsyncDisposable
     /// detection runs once more at the scale that makes it about 24, up to
     /// <c>det_max_side_refined</c>, and those boxes are used.
     /// </remarks>
-    public IReadOnlyList<TextBox> Detect(RgbImage image, CancellationToken cancellationToken)
+    public async Task<IReadOnlyList<TextBox>> DetectAsync(RgbImage image, CancellationToken cancellationToken)
     {
         if (image.Width <= 0 || image.Height <= 0 || image.Pixels.Length != 3 * image.Width * image.Height)
         {
@@ -180,7 +180,7 @@ internal sealed class OcrModel : IAsyncDisposable
         }
 
         var longer = Math.Max(image.Width, image.Height);
-        var boxes = DetectAt(image, _config.DetMaxSide, cancellationToken);
+        var boxes = await DetectAtAsync(image, _config.DetMaxSide, cancellationToken).ConfigureAwait(false);
         if (boxes.Count == 0 || _config.DetRefineBelow <= 0 || longer <= _config.DetMaxSide)
         {
             return boxes;
@@ -194,14 +194,27 @@ internal sealed class OcrModel : IAsyncDisposable
         }
 
         var refined = (int)Math.Min(Math.Min(longer, _config.DetMaxSideRefined), Math.Ceiling(_config.DetMaxSide * 24 / Math.Max(median, 1)));
-        return refined < _config.DetMaxSide * 1.2 ? boxes : DetectAt(image, refined, cancellationToken);
+        return refined < _config.DetMaxSide * 1.2 ? boxes : await DetectAtAsync(image, refined, cancellationToken).ConfigureAwait(false);
+    }
+
+    private void RunDetector(Memory<float> input, Span<float> map, int width, int height)
+    {
+        using var tensor = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, input, [1, 3, height, width]);
+        using var results = _det.Run(_runOptions, [_detNames[0]], [tensor], [_detNames[1]]);
+        var output = results[0].GetTensorDataAsSpan<float>();
+        if (output.Length != map.Length)
+        {
+            throw new InvalidOperationException($"The detector returned {output.Length} values for a {width}×{height} input.");
+        }
+
+        output.CopyTo(map);
     }
 
     /// <summary>The shorter of a quad's mean edge lengths: a text line's height.</summary>
     private static double LineHeight(PointF[] q) =>
         Math.Min((Geometry.Distance(q[0], q[1]) + Geometry.Distance(q[2], q[3])) / 2, (Geometry.Distance(q[1], q[2]) + Geometry.Distance(q[3], q[0])) / 2);
 
-    private List<TextBox> DetectAt(RgbImage image, int maxSide, CancellationToken cancellationToken)
+    private async Task<List<TextBox>> DetectAtAsync(RgbImage image, int maxSide, CancellationToken cancellationToken)
     {
         var (width, height) = DetectionSize(image.Width, image.Height, maxSide);
         var length = width * height;
@@ -215,18 +228,10 @@ internal sealed class OcrModel : IAsyncDisposable
             }
 
             cancellationToken.ThrowIfCancellationRequested();
-            _detGate.Wait(cancellationToken);
+            await _detGate.WaitAsync(cancellationToken).ConfigureAwait(false);
             try
             {
-                using var tensor = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, input.AsMemory(0, 3 * length), [1, 3, height, width]);
-                using var results = _det.Run(_runOptions, [_detNames[0]], [tensor], [_detNames[1]]);
-                var output = results[0].GetTensorDataAsSpan<float>();
-                if (output.Length != length)
-                {
-                    throw new InvalidOperationException($"The detector returned {output.Length} values for a {width}×{height} input.");
-                }
-
-                output.CopyTo(map);
+                RunDetector(input.AsMemory(0, 3 * length), map.AsSpan(0, length), width, height);
             }
             finally
             {

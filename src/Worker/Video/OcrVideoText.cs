@@ -25,7 +25,7 @@ internal sealed class OcrVideoText(OcrModel model)
     public async Task<FrameText> ReadAsync(VideoFrame frame, CancellationToken cancellationToken)
     {
         var image = new RgbImage(frame.Width, frame.Height, frame.CopyPixels());
-        var boxes = model.Detect(image, cancellationToken);
+        var boxes = await model.DetectAsync(image, cancellationToken).ConfigureAwait(false);
         var lines = _previous is not null && SameLayout(boxes, _previousBoxes) && Unchanged(image, _previous, boxes)
             ? _previousLines
             : await model.RecognizeAsync(image, boxes, cancellationToken).ConfigureAwait(false);
