@@ -5,11 +5,12 @@ namespace Async.Serving.IntegrationTests;
 /// <summary>
 /// A model repository of its own holding a copy of resnet18 under a fresh name (the weights are a
 /// symlink), so a test controls exactly which workers serve it: its jobs go to their own queue.
-/// With <c>video: true</c> it also holds <see cref="VideoName"/>, a video model over that copy.
+/// With <c>video: true</c> it also holds <see cref="VideoName"/>, a video model over that copy
+/// taking videos of at most <c>maxVideoSeconds</c>.
 /// </summary>
 public sealed class PrivateModels : IDisposable
 {
-    public PrivateModels(Action<JsonObject>? configure = null, bool video = false)
+    public PrivateModels(Action<JsonObject>? configure = null, bool video = false, double maxVideoSeconds = 3600)
     {
         Name = "private" + Guid.NewGuid().ToString("N")[..8];
         var source = System.IO.Path.Combine(ServingFixture.ModelsPath, "resnet18", "1");
@@ -25,7 +26,7 @@ public sealed class PrivateModels : IDisposable
             var videoDir = System.IO.Path.Combine(Path, VideoName, "1");
             Directory.CreateDirectory(videoDir);
             File.WriteAllText(System.IO.Path.Combine(videoDir, "config.json"),
-                $$"""{ "pipeline": "video.analyze", "video": { "embedding_model": "{{Name}}@1" } }""");
+                $$"""{ "pipeline": "video.analyze", "video": { "embedding_model": "{{Name}}@1", "max_duration_seconds": {{maxVideoSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)}} } }""");
         }
     }
 

@@ -216,6 +216,30 @@ public sealed class VideoTests(ServingFixture serving, ITestOutputHelper output)
     }
 
     [Fact]
+    public async Task A_video_whose_header_declares_more_than_its_model_takes_is_refused_at_the_door()
+    {
+        using var models = new PrivateModels(video: true, maxVideoSeconds: 5);
+        await using var api = serving.CreateApi(new Dictionary<string, string?>
+        {
+            ["Serving:Models:Path"] = models.Path,
+            ["Serving:Auth:DevelopmentTenant"] = "long-video-" + Guid.NewGuid().ToString("N")[..8],
+        });
+        using var client = serving.Client(api);
+        var longer = await TestVideos.ShotsAsync([(43, 4.0), (44, 3.0)], width: 160, height: 120);
+
+        var problem = await Problems.AssertAsync(
+            await client.PostAsJsonAsync("/v1/jobs", new { pipeline = "video.analyze", model = models.VideoName, input = new { base64 = Convert.ToBase64String(longer) } }),
+            HttpStatusCode.RequestEntityTooLarge, "input_too_large");
+        Assert.Contains("declares 7 s", problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        Assert.Equal(0, (await client.GetFromJsonAsync<JsonElement>("/v1/jobs")).GetProperty("data").GetArrayLength());
+
+        // Within the limit it is queued (no worker serves this model, so it stays queued until cancelled).
+        var shorter = await TestVideos.ShotsAsync([(45, 4.0)], width: 160, height: 120);
+        var id = await SubmitAsync(client, new { pipeline = "video.analyze", model = models.VideoName, input = new { base64 = Convert.ToBase64String(shorter) } });
+        Assert.Equal(HttpStatusCode.Accepted, (await client.PostAsync($"/v1/jobs/{id}/cancel", null)).StatusCode);
+    }
+
+    [Fact]
     public async Task A_redelivered_job_starts_over_from_no_progress_and_the_old_worker_cannot_report()
     {
         var store = serving.Api.Services.GetRequiredService<RedisJobStore>();

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Text.Json;
 using Async.Serving.Api.Errors;
 using Async.Serving.Api.Webhooks;
@@ -296,10 +297,21 @@ internal sealed class SubmissionReader(
     {
         if (checkedFields.Pipeline == "video.analyze")
         {
-            return input.Length == 0 || MediaSniffer.VideoType(input) is not { } container
-                ? (null, ApiProblems.Problem(StatusCodes.Status422UnprocessableEntity, ApiProblems.InputInvalid, "The input is not a video.",
-                    "The input's bytes are not a video container this service reads (MP4, MOV, WebM, MKV, AVI, MPEG, FLV, Ogg, ASF or animated GIF)."))
-                : (checkedFields with { Input = input, ContentType = container }, null);
+            if (input.Length == 0 || MediaSniffer.VideoType(input) is not { } container)
+            {
+                return (null, ApiProblems.Problem(StatusCodes.Status422UnprocessableEntity, ApiProblems.InputInvalid, "The input is not a video.",
+                    "The input's bytes are not a video container this service reads (MP4, MOV, WebM, MKV, AVI, MPEG, FLV, Ogg, ASF or animated GIF)."));
+            }
+
+            // What the header declares; the worker checks every video again with ffprobe.
+            var maxSeconds = checkedFields.Model.Config.Video!.MaxDurationSeconds;
+            if (VideoHeader.ReadDurationSeconds(input) is { } seconds && seconds > maxSeconds)
+            {
+                return (null, TooLarge(string.Create(CultureInfo.InvariantCulture,
+                    $"The video declares {seconds:0.#} s; model '{checkedFields.Model.Name}' takes at most {maxSeconds:0.#} s.")));
+            }
+
+            return (checkedFields with { Input = input, ContentType = container }, null);
         }
 
         if (input.Length == 0 || MediaSniffer.ImageType(input) is not { } sniffed)
