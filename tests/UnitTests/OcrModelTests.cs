@@ -74,6 +74,24 @@ public sealed class OcrModelTests(OcrModelFixture fixture, ITestOutputHelper out
     }
 
     [Fact]
+    public async Task A_page_set_in_two_columns_is_read_column_by_column()
+    {
+        string[] left = [.. TextImages.PageText[1..6]];
+        string[] right = [.. TextImages.PageText[5..10]];
+        var lines = new List<TextImages.TextLine> { new("Harbour office quarterly report", 40, 24, 40, TextImages.SansBold) };
+        lines.AddRange(left.Select((t, i) => new TextImages.TextLine(t, 40, 100 + (i * 44), 24, TextImages.Serif)));
+        lines.AddRange(right.Select((t, i) => new TextImages.TextLine(t, 640, 104 + (i * 44), 24, TextImages.Serif)));
+        // A footer set a blank line below the columns, under the left one: read last, not as the left column's end.
+        lines.Add(new("Printed by the harbour office", 40, 370, 24));
+        var (page, bounds) = TextImages.Page(1240, 430, lines, SKEncodedImageFormat.Jpeg);
+        Assert.True(bounds[1..6].Max(b => b.Right) < 600, "the left column must leave a gutter");
+
+        var result = await ReadAsync(page);
+
+        Assert.Equal(lines.Select(l => l.Text), result.Lines.Select(l => l.Text));
+    }
+
+    [Fact]
     public async Task An_upside_down_line_is_turned_by_the_angle_classifier()
     {
         var result = await ReadAsync(TextImages.Line("Quarterly revenue grew 12 percent", size: 32, rotation: 180));

@@ -199,6 +199,99 @@ public sealed class OcrPostProcessingTests
         Assert.Equal([2, 1, 0, 3, 4], ReadingOrder.Order(boxes));
     }
 
+    private static PointF[] Rect(float x, float y, float w, float h = 24) => [new(x, y), new(x + w, y), new(x + w, y + h), new(x, y + h)];
+
+    [Fact]
+    public void A_page_in_two_columns_is_read_one_column_after_the_other()
+    {
+        // A title across the page, two columns of prose (24 px lines, 40 px gutter; the left one with a
+        // paragraph break, the right one set a few pixels lower), then a footer across the page.
+        var boxes = new List<PointF[]> { Rect(20, 10, 700, 30) };
+        float[] leftWidths = [330, 335, 300, 0, 332, 310, 120];
+        float[] rightWidths = [330, 334, 331, 329, 280, 335, 333];
+        for (var row = 0; row < 7; row++)
+        {
+            if (leftWidths[row] > 0)
+            {
+                boxes.Add(Rect(20, 60 + (row * 32), leftWidths[row]));
+            }
+        }
+
+        for (var row = 0; row < 7; row++)
+        {
+            boxes.Add(Rect(390, 64 + (row * 32), rightWidths[row]));
+        }
+
+        boxes.Add(Rect(20, 300, 500));
+        var expected = Enumerable.Range(0, boxes.Count).ToArray();
+
+        // The detector's order is any order.
+        var shuffled = expected.OrderBy(i => (i * 7919) % 13).ToArray();
+        var order = ReadingOrder.Order([.. shuffled.Select(i => boxes[i])]);
+
+        Assert.Equal(expected, order.Select(i => shuffled[i]));
+    }
+
+    [Fact]
+    public void A_longer_column_keeps_its_last_lines_and_a_footer_set_apart_is_read_last()
+    {
+        var boxes = new List<PointF[]>();
+        for (var row = 0; row < 6; row++)
+        {
+            boxes.Add(Rect(20, 20 + (row * 32), 330)); // the left column runs two lines longer
+        }
+
+        for (var row = 0; row < 4; row++)
+        {
+            boxes.Add(Rect(390, 20 + (row * 32), 330));
+        }
+
+        boxes.Add(Rect(20, 20 + (7 * 32), 200)); // a short footer under the left column, a blank line below it
+        Assert.Equal(Enumerable.Range(0, boxes.Count), ReadingOrder.Order(boxes));
+    }
+
+    [Fact]
+    public void Three_columns_are_read_left_middle_right()
+    {
+        var boxes = new List<PointF[]>();
+        for (var column = 0; column < 3; column++)
+        {
+            for (var row = 0; row < 5; row++)
+            {
+                boxes.Add(Rect(20 + (column * 300), 20 + (row * 30), row == 4 ? 150 : 262));
+            }
+        }
+
+        Assert.Equal(Enumerable.Range(0, 15), ReadingOrder.Order(boxes));
+    }
+
+    [Fact]
+    public void A_form_and_a_table_of_figures_stay_row_by_row()
+    {
+        // Labels and values: the labels are too narrow for prose, though a gutter runs down the page.
+        string[] labels = ["Name", "Invoice number", "Date", "Amount due", "Address"];
+        var form = new List<PointF[]>();
+        for (var row = 0; row < labels.Length; row++)
+        {
+            form.Add(Rect(20, 20 + (row * 32), labels[row].Length * 12));
+            form.Add(Rect(260, 20 + (row * 32), row == 4 ? 420 : 150));
+        }
+
+        Assert.Equal(Enumerable.Range(0, form.Count), ReadingOrder.Order(form));
+
+        // Four columns of figures.
+        var table = new List<PointF[]>();
+        for (var row = 0; row < 6; row++)
+        {
+            for (var column = 0; column < 4; column++)
+            {
+                table.Add(Rect(20 + (column * 160), 20 + (row * 30), 70));
+            }
+        }
+
+        Assert.Equal(Enumerable.Range(0, table.Count), ReadingOrder.Order(table));
+    }
+
     [Fact]
     public void The_pieces_of_a_tilted_line_stay_one_row()
     {
