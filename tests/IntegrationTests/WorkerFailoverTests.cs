@@ -136,7 +136,7 @@ public sealed class WorkerFailoverTests(ServingFixture serving) : IDisposable
         Assert.Equal(2, output.GetProperty("shots").GetArrayLength());
     }
 
-    private Process StartWorker()
+    private Process StartWorker(int metricsPort = 0, Dictionary<string, string>? environment = null)
     {
         var bin = Path.GetDirectoryName(typeof(ServingFixture).Assembly.Location)!;
         var configuration = bin.Contains($"{Path.DirectorySeparatorChar}Release{Path.DirectorySeparatorChar}", StringComparison.Ordinal) ? "Release" : "Debug";
@@ -149,11 +149,89 @@ public sealed class WorkerFailoverTests(ServingFixture serving) : IDisposable
         };
         start.Environment["DOTNET_ENVIRONMENT"] = "Testing";
         start.Environment["Serving__Models__Path"] = _models.Path;
-        start.Environment["Serving__Worker__MetricsPort"] = "0";
+        start.Environment["Serving__Worker__MetricsPort"] = metricsPort.ToString(System.Globalization.CultureInfo.InvariantCulture);
         start.Environment["Serving__Worker__IntraOpThreads"] = "1";
+        foreach (var (key, value) in environment ?? [])
+        {
+            start.Environment[key] = value;
+        }
+
         var worker = Process.Start(start)!;
         _workers.Add(worker);
         return worker;
+    }
+
+    [Fact]
+    public async Task A_worker_is_alive_while_its_models_load_and_ready_once_they_are_warm_and_its_bus_is_up()
+    {
+        var port = FreePort();
+        var worker = StartWorker(port);
+        Drain(worker);
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+
+        var ready = await ReadinessAsync(http, report => report.StatusCode == HttpStatusCode.OK);
+        var checks = ready.Body.GetProperty("checks");
+        Assert.Equal("healthy", ready.Body.GetProperty("status").GetString());
+        Assert.Contains(_models.Name + "@1", checks.GetProperty("models").GetProperty("description").GetString(), StringComparison.Ordinal);
+        Assert.Equal("healthy", checks.GetProperty("masstransit-bus").GetProperty("status").GetString());
+        Assert.Equal("healthy", checks.GetProperty("redis").GetProperty("status").GetString());
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/healthz")).StatusCode);
+        Assert.Contains($"serving_batch_size_count{{model=\"{_models.Name}@1\"}}", await http.GetStringAsync("/metrics"), StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task A_worker_that_cannot_reach_its_broker_is_alive_but_not_ready()
+    {
+        var port = FreePort();
+        var worker = StartWorker(port, new() { ["Serving__RabbitMq__Port"] = "1" });
+        Drain(worker);
+        using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
+
+        // Once the models are warm, only the bus holds readiness back.
+        var report = await ReadinessAsync(http, r => r.Body.GetProperty("checks").GetProperty("models").GetProperty("status").GetString() == "healthy");
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, report.StatusCode);
+        Assert.Equal("unhealthy", report.Body.GetProperty("checks").GetProperty("masstransit-bus").GetProperty("status").GetString());
+        Assert.Equal(HttpStatusCode.OK, (await http.GetAsync("/healthz")).StatusCode);
+        Assert.False(worker.HasExited);
+    }
+
+    /// <summary>Polls <c>/readyz</c> (the port may not listen yet) until a report satisfies <paramref name="done"/>.</summary>
+    private static async Task<(HttpStatusCode StatusCode, JsonElement Body)> ReadinessAsync(HttpClient http, Func<(HttpStatusCode StatusCode, JsonElement Body), bool> done)
+    {
+        var deadline = DateTime.UtcNow + TimeSpan.FromSeconds(90);
+        while (true)
+        {
+            Assert.True(DateTime.UtcNow < deadline, "no such readiness report in time");
+            try
+            {
+                using var response = await http.GetAsync("/readyz");
+                var report = (response.StatusCode, JsonDocument.Parse(await response.Content.ReadAsStringAsync()).RootElement);
+                if (done(report))
+                {
+                    return report;
+                }
+            }
+            catch (HttpRequestException)
+            {
+                // not listening yet
+            }
+
+            await Task.Delay(100);
+        }
+    }
+
+    private static int FreePort()
+    {
+        using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
+        listener.Start();
+        return ((IPEndPoint)listener.LocalEndpoint).Port;
+    }
+
+    /// <summary>Reads the worker's output away, so it never blocks on a full pipe.</summary>
+    private static void Drain(Process worker)
+    {
+        _ = worker.StandardOutput.ReadToEndAsync();
+        _ = worker.StandardError.ReadToEndAsync();
     }
 
     private static async Task WaitForReadyAsync(Process worker)
@@ -163,9 +241,7 @@ public sealed class WorkerFailoverTests(ServingFixture serving) : IDisposable
         {
             if (line.Contains("Worker ready", StringComparison.Ordinal))
             {
-                // Keep draining its output, so the worker never blocks on a full pipe.
-                _ = worker.StandardOutput.ReadToEndAsync();
-                _ = worker.StandardError.ReadToEndAsync();
+                Drain(worker); // so the worker never blocks on a full pipe
                 return;
             }
         }

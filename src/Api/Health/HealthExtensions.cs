@@ -1,22 +1,17 @@
-using System.Text.Json;
+using Async.Serving.Hosting;
 using Microsoft.AspNetCore.Diagnostics.HealthChecks;
-using Microsoft.Extensions.Diagnostics.HealthChecks;
-using StackExchange.Redis;
 
 namespace Async.Serving.Api.Health;
 
 public static class HealthExtensions
 {
-    private const string Ready = "ready";
-
     /// <summary>Readiness of Redis and PostgreSQL; MassTransit adds the bus's own check with the same tag.</summary>
     public static IHostApplicationBuilder AddServingHealthChecks(this IHostApplicationBuilder builder)
     {
         var postgres = builder.Configuration.GetConnectionString("Postgres")
             ?? throw new InvalidOperationException("ConnectionStrings:Postgres is not set.");
-        builder.Services.AddHealthChecks()
-            .AddRedis(sp => sp.GetRequiredService<IConnectionMultiplexer>(), name: "redis", tags: [Ready], timeout: TimeSpan.FromSeconds(3))
-            .AddNpgSql(postgres, name: "postgres", tags: [Ready], timeout: TimeSpan.FromSeconds(3));
+        builder.Services.AddServingHealthChecks()
+            .AddNpgSql(postgres, name: "postgres", tags: [ServingHealth.ReadyTag], timeout: TimeSpan.FromSeconds(3));
         return builder;
     }
 
@@ -26,20 +21,8 @@ public static class HealthExtensions
         app.MapHealthChecks("/healthz", new HealthCheckOptions { Predicate = _ => false });
         app.MapHealthChecks("/readyz", new HealthCheckOptions
         {
-            Predicate = check => check.Tags.Contains(Ready),
-            ResponseWriter = WriteReport,
+            Predicate = check => check.Tags.Contains(ServingHealth.ReadyTag),
+            ResponseWriter = ServingHealth.WriteReportAsync,
         });
-    }
-
-    private static Task WriteReport(HttpContext context, HealthReport report)
-    {
-        context.Response.ContentType = "application/json";
-        return JsonSerializer.SerializeAsync(context.Response.Body, new
-        {
-            status = report.Status.ToString().ToLowerInvariant(),
-            checks = report.Entries.ToDictionary(
-                e => e.Key,
-                e => new { status = e.Value.Status.ToString().ToLowerInvariant(), description = e.Value.Description ?? e.Value.Exception?.Message }),
-        }, cancellationToken: context.RequestAborted);
     }
 }

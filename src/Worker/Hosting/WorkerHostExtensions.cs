@@ -1,3 +1,4 @@
+using Async.Serving.Hosting;
 using Async.Serving.Messaging;
 using Async.Serving.Models;
 using Async.Serving.Worker.Consumers;
@@ -23,6 +24,10 @@ public static class WorkerHostExtensions
         builder.Services.AddSingleton(sp => new OnnxSessionFactory(
             sp.GetRequiredService<IOptions<WorkerOptions>>().Value,
             sp.GetRequiredService<ILogger<OnnxSessionFactory>>()));
+        // Registered before the models' hosted service, so /healthz answers while models load.
+        builder.Services.AddServingHealthChecks()
+            .AddCheck<ModelsHealthCheck>("models", tags: [ServingHealth.ReadyTag]);
+        builder.Services.AddHostedService<WorkerHttpServer>();
         builder.Services.AddSingleton<ModelHost>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ModelHost>());
         builder.Services.AddSingleton<ImageEmbedPipeline>();
@@ -34,7 +39,6 @@ public static class WorkerHostExtensions
         builder.Services.AddHostedService(sp => sp.GetRequiredService<JobCancellations>());
         builder.Services.AddSingleton<WorkerHeartbeat>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<WorkerHeartbeat>());
-        builder.Services.AddHostedService<WorkerMetricsServer>();
         return builder;
     }
 
