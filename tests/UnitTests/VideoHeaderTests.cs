@@ -1,9 +1,10 @@
 using System.Diagnostics;
 using Async.Serving.Api.Jobs;
+using Async.Serving.Worker.Video;
 
 namespace Async.Serving.UnitTests;
 
-/// <summary>Durations read from container headers of videos the OS's ffmpeg writes here, against ffmpeg's own muxers.</summary>
+/// <summary>Durations read from container headers (at the API) or measured (in the worker), of videos the OS's ffmpeg writes here.</summary>
 public sealed class VideoHeaderTests
 {
     private const double Seconds = 3.4;
@@ -48,6 +49,25 @@ public sealed class VideoHeaderTests
         // Matroska written to a pipe cannot go back to fill in its duration; fragmented MP4 declares 0.
         Assert.Null(VideoHeader.ReadDurationSeconds(await FfmpegAsync("live.mkv", "-c:v libx264 -f matroska", pipe: true)));
         Assert.Null(VideoHeader.ReadDurationSeconds(await FfmpegAsync("frag.mp4", "-c:v libx264 -movflags frag_keyframe+empty_moov")));
+    }
+
+    [Fact]
+    public async Task The_worker_measures_the_duration_a_container_does_not_declare()
+    {
+        // Passes the door without a duration; ffprobe in the worker then reads the packets' times.
+        var live = await FfmpegAsync("live.mkv", "-c:v libx264 -f matroska", pipe: true);
+        Assert.Null(VideoHeader.ReadDurationSeconds(live));
+        var path = Path.Combine(Path.GetTempPath(), $"video-header-{Guid.NewGuid():N}.mkv");
+        await File.WriteAllBytesAsync(path, live);
+        try
+        {
+            var probe = await Ffmpeg.ProbeAsync(path, CancellationToken.None);
+            Assert.Equal(Seconds, probe.DurationSeconds!.Value, 0.15);
+        }
+        finally
+        {
+            File.Delete(path);
+        }
     }
 
     [Fact]

@@ -51,13 +51,46 @@ internal static class Ffmpeg
         double? duration = format.ValueKind == JsonValueKind.Object && format.TryGetProperty("duration", out var d)
             && double.TryParse(d.GetString(), NumberStyles.Float, CultureInfo.InvariantCulture, out var seconds) && seconds > 0
                 ? seconds
-                : null;
+                : await MeasureDurationAsync(path, cancellationToken).ConfigureAwait(false);
         return new VideoProbe(
             duration,
             stream.TryGetProperty("width", out var w) ? w.GetInt32() : 0,
             stream.TryGetProperty("height", out var h) ? h.GetInt32() : 0,
             stream.TryGetProperty("codec_name", out var c) ? c.GetString() ?? "?" : "?",
             format.ValueKind == JsonValueKind.Object && format.TryGetProperty("format_name", out var n) ? n.GetString() ?? "?" : "?");
+    }
+
+    /// <summary>
+    /// The duration of a file whose container declares none (Matroska or WebM written to a pipe, a
+    /// live recording): the video stream's packets are read without decoding, and the span from the
+    /// first packet's start to the last one's end is taken. Null when there are no timed packets.
+    /// </summary>
+    private static async Task<double?> MeasureDurationAsync(string path, CancellationToken cancellationToken)
+    {
+        var (exitCode, stdout, stderr) = await RunToEndAsync("ffprobe",
+            ["-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time,duration_time", "-of", "csv=p=0", path],
+            TimeSpan.FromSeconds(60), cancellationToken).ConfigureAwait(false);
+        if (exitCode != 0)
+        {
+            throw NotAVideo(stderr);
+        }
+
+        double first = double.MaxValue, last = double.MinValue;
+        foreach (var line in stdout.AsSpan().EnumerateLines())
+        {
+            var comma = line.IndexOf(',');
+            var pts = comma < 0 ? line : line[..comma];
+            if (!double.TryParse(pts, NumberStyles.Float, CultureInfo.InvariantCulture, out var start))
+            {
+                continue;
+            }
+
+            var length = comma >= 0 && double.TryParse(line[(comma + 1)..], NumberStyles.Float, CultureInfo.InvariantCulture, out var l) ? l : 0;
+            first = Math.Min(first, start);
+            last = Math.Max(last, start + length);
+        }
+
+        return last > first ? last - first : null;
     }
 
     /// <summary>Frames sampled at <paramref name="fps"/>, in order. Frame i is at i / fps seconds.</summary>
