@@ -57,7 +57,8 @@ public sealed partial class WebhookDelivery(
             return ("skipped", $"Skipped: {message.Url} answered 410 Gone before and is disabled for this tenant.");
         }
 
-        if (message.Type == "job." + WebhookEvents.Progress
+        var progress = message.Type == "job." + WebhookEvents.Progress;
+        if (progress
             && await jobStore.GetAsync(message.JobId, includeOutput: false).ConfigureAwait(false) is { } job && JobStatus.IsTerminal(job.Status))
         {
             // Progress is stale once the job has ended; its job.completed is (or will be) on its way.
@@ -128,7 +129,7 @@ public sealed partial class WebhookDelivery(
             reason = ex.Message;
         }
 
-        if (message.Type == "job." + WebhookEvents.Progress)
+        if (progress)
         {
             throw Fail(message, attempt, $"failed ({reason}); progress events are delivered once, never retried");
         }

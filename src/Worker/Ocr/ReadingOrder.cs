@@ -49,7 +49,7 @@ internal static class ReadingOrder
             return [];
         }
 
-        var lineHeight = items.Select(m => m.Height).Order().ElementAt(items.Length / 2);
+        var lineHeight = Median([.. items.Select(m => m.Height)]);
         var order = new List<int>(items.Length);
         Append(Rows(items), Math.Max(lineHeight, 1f), order, depth: 0);
         return [.. order];
@@ -101,8 +101,11 @@ internal static class ReadingOrder
             if (depth < 4 && FindColumns(rows, r, lineHeight) is { } columns)
             {
                 var run = rows.GetRange(r, columns.End - r);
-                Append([.. run.Select(row => row.Where(m => m.Right <= columns.Gutter.From).ToList()).Where(row => row.Count > 0)], lineHeight, order, depth + 1);
-                Append([.. run.Select(row => row.Where(m => m.Left >= columns.Gutter.To).ToList()).Where(row => row.Count > 0)], lineHeight, order, depth + 1);
+                foreach (var left in new[] { true, false })
+                {
+                    Append([.. run.Select(row => Side(row, columns.Gutter, left).ToList()).Where(row => row.Count > 0)], lineHeight, order, depth + 1);
+                }
+
                 r = columns.End;
             }
             else
@@ -161,21 +164,20 @@ internal static class ReadingOrder
         var lastBoth = start;
         for (var r = start; r < end; r++)
         {
-            if (rows[r].Any(m => m.Right <= gutter.From) && rows[r].Any(m => m.Left >= gutter.To))
+            if (Side(rows[r], gutter, left: true).Any() && Side(rows[r], gutter, left: false).Any())
             {
                 lastBoth = r;
             }
         }
 
-        foreach (var onLeft in new[] { true, false })
+        foreach (var left in new[] { true, false })
         {
-            bool OnSide(Item m) => onLeft ? m.Right <= gutter.From : m.Left >= gutter.To;
             var centres = new List<float>();
             for (var r = start; r <= lastBoth; r++)
             {
-                if (rows[r].Any(OnSide))
+                if (Side(rows[r], gutter, left).Any())
                 {
-                    centres.Add(rows[r].Where(OnSide).Average(m => m.CenterY));
+                    centres.Add(Side(rows[r], gutter, left).Average(m => m.CenterY));
                 }
             }
 
@@ -183,12 +185,12 @@ internal static class ReadingOrder
             var previous = centres[^1];
             for (var r = lastBoth + 1; r < end; r++)
             {
-                if (!rows[r].Any(OnSide))
+                if (!Side(rows[r], gutter, left).Any())
                 {
                     continue;
                 }
 
-                var centre = rows[r].Where(OnSide).Average(m => m.CenterY);
+                var centre = Side(rows[r], gutter, left).Average(m => m.CenterY);
                 if (pitch <= 0 || centre - previous > 1.5f * pitch)
                 {
                     end = r;
@@ -201,6 +203,10 @@ internal static class ReadingOrder
 
         return end;
     }
+
+    /// <summary>The boxes of <paramref name="row"/> left (or right) of <paramref name="gutter"/>; in a run, no box crosses it.</summary>
+    private static IEnumerable<Item> Side(List<Item> row, Span gutter, bool left) =>
+        row.Where(m => left ? m.Right <= gutter.From : m.Left >= gutter.To);
 
     /// <summary>The widest part of <paramref name="gutter"/> that no box of <paramref name="row"/> (sorted by left edge) covers.</summary>
     private static Span? Free(List<Item> row, Span gutter)
@@ -239,8 +245,8 @@ internal static class ReadingOrder
         var right = new List<float>();
         for (var r = start; r < end; r++)
         {
-            var l = rows[r].Where(m => m.Right <= gutter.From).ToList();
-            var g = rows[r].Where(m => m.Left >= gutter.To).ToList();
+            var l = Side(rows[r], gutter, left: true).ToList();
+            var g = Side(rows[r], gutter, left: false).ToList();
             // The widest box of the row on each side: a line of prose is one long box, a table row many short ones.
             if (l.Count > 0)
             {
