@@ -171,6 +171,50 @@ service_env() {
   export Serving__Models__Path="$MODELS"
 }
 
+# A test run's own RabbitMQ virtual host, Redis database and PostgreSQL database, created here and
+# dropped by isolated_env_drop, so that tests never meet a running stack (scripts/up.sh) nor another
+# test run: the stack uses vhost /, Redis database 0 and PostgreSQL database serving.
+rabbit_api() { # method path [json]
+  curl -fsS -u guest:guest -X "$1" -H 'content-type: application/json' ${3:+-d "$3"} \
+    "http://127.0.0.1:$RABBIT_MGMT_PORT/api/$2" >/dev/null
+}
+
+isolated_env() {
+  local run="${1:-test}-$(date +%s)-$$" n
+  ISOLATED_VHOST="serving-$run"
+  ISOLATED_PG_DB="serving_$(printf '%s' "$run" | tr -c 'a-z0-9\n' '_')"
+  # Redis databases 1-15 are taken by runs through a lock key in database 0 that outlives no run by much.
+  ISOLATED_REDIS_DB=""
+  for n in $(seq 1 15); do
+    if [ "$(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" SET "serving-run-lock:$n" "$run" NX EX 7200)" = "OK" ]; then
+      ISOLATED_REDIS_DB=$n; break
+    fi
+  done
+  [ -n "$ISOLATED_REDIS_DB" ] || die "no free Redis database (1-15) for this run: see the serving-run-lock:* keys in database 0"
+  redis-cli -h 127.0.0.1 -p "$REDIS_PORT" -n "$ISOLATED_REDIS_DB" FLUSHDB >/dev/null
+  wait_for 60 "the RabbitMQ management API" rabbit_api GET overview
+  rabbit_api PUT "vhosts/$ISOLATED_VHOST" || die "could not create RabbitMQ virtual host $ISOLATED_VHOST"
+  rabbit_api PUT "permissions/$ISOLATED_VHOST/guest" '{"configure":".*","write":".*","read":".*"}' \
+    || die "could not grant guest access to $ISOLATED_VHOST"
+  psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE DATABASE $ISOLATED_PG_DB" >/dev/null \
+    || die "could not create PostgreSQL database $ISOLATED_PG_DB"
+  trap isolated_env_drop EXIT
+  log "isolated run: RabbitMQ vhost $ISOLATED_VHOST, Redis database $ISOLATED_REDIS_DB, PostgreSQL database $ISOLATED_PG_DB"
+  export ConnectionStrings__Redis="127.0.0.1:$REDIS_PORT,defaultDatabase=$ISOLATED_REDIS_DB"
+  export ConnectionStrings__Postgres="Host=127.0.0.1;Port=$PG_PORT;Username=postgres;Database=$ISOLATED_PG_DB"
+  export Serving__RabbitMq__VirtualHost="$ISOLATED_VHOST"
+}
+
+isolated_env_drop() {
+  local status=$?
+  rabbit_api DELETE "vhosts/$ISOLATED_VHOST" 2>/dev/null || log "warning: RabbitMQ vhost $ISOLATED_VHOST not deleted"
+  psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "DROP DATABASE IF EXISTS $ISOLATED_PG_DB WITH (FORCE)" >/dev/null 2>&1 \
+    || log "warning: PostgreSQL database $ISOLATED_PG_DB not dropped"
+  redis-cli -h 127.0.0.1 -p "$REDIS_PORT" -n "$ISOLATED_REDIS_DB" FLUSHDB >/dev/null 2>&1 || true
+  redis-cli -h 127.0.0.1 -p "$REDIS_PORT" DEL "serving-run-lock:$ISOLATED_REDIS_DB" >/dev/null 2>&1 || true
+  exit $status
+}
+
 # What up.sh, test.sh and bench.sh all do first: packages, services, one build, models, environment.
 prepare() {
   install_packages

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # Builds and runs every test project against the real services (started here when they are not
-# running) and ends with one line: N passed, N failed, N skipped.
+# running) and ends with one line: N passed, N failed, N skipped. The run has its own RabbitMQ virtual
+# host, Redis database and PostgreSQL database (dropped at the end), so it passes with the stack of
+# scripts/up.sh running and beside another test run. Arguments go to dotnet test, for example
+# scripts/test.sh --filter 'FullyQualifiedName~WebhookTests'.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 prepare
+isolated_env test
 
 # Prints each failed test of a .trx file with the first lines of its message and stack trace.
 failed_tests() {
@@ -33,7 +37,7 @@ RESULTS="$ROOT/artifacts/test-results"
 rm -rf "$RESULTS" && mkdir -p "$RESULTS"
 status=0
 dotnet test "$ROOT/Async.Serving.sln" -c "$CONFIGURATION" --no-build -nologo \
-  --logger "trx" --logger "console;verbosity=normal" --results-directory "$RESULTS" || status=$?
+  --logger "trx" --logger "console;verbosity=normal" --results-directory "$RESULTS" "$@" || status=$?
 
 passed=0 failed=0 skipped=0 files=0
 for trx in "$RESULTS"/*.trx; do
