@@ -19,14 +19,4 @@ public sealed record RunInference
     /// <summary>A job still queued after this instant is expired and never run.</summary>
     public DateTimeOffset? ExpiresAt { get; init; }
     public int TimeoutSeconds { get; init; }
-
-    /// <summary>
-    /// Whether the worker publishes <see cref="JobStarted"/> (someone, such as a webhook, asked for
-    /// it). <see cref="JobCompleted"/> and <see cref="JobFailed"/> are always published; they carry
-    /// the start time, so nothing else needs the started event.
-    /// </summary>
-    public bool AnnounceStart { get; init; }
-
-    /// <summary>Whether the worker publishes <see cref="JobProgress"/> (a webhook asked for <c>progress</c>).</summary>
-    public bool AnnounceProgress { get; init; }
 }

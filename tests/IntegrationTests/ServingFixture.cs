@@ -83,6 +83,8 @@ public sealed class ServingFixture : IAsyncLifetime
             // A schema of their own: Hangfire servers of another build on the same PostgreSQL (an API
             // started from another checkout) would otherwise take, and fail, the deliveries and retries.
             ["Serving:Hangfire:SchemaName"] = "hangfire_tests",
+            // Only the webhook tests' hosts relay the outbox, so a test can drive a relay of its own.
+            ["Serving:Webhooks:RunRelay"] = "false",
         };
         foreach (var (k, v) in overrides ?? new Dictionary<string, string?>())
         {

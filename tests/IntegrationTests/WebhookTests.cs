@@ -26,6 +26,7 @@ public sealed class WebhookTests(ServingFixture serving)
         ["Serving:Auth:DevelopmentTenant"] = "webhooks-" + Guid.NewGuid().ToString("N")[..8],
         ["Serving:Security:AllowPrivateNetworks"] = "true",
         ["Serving:Hangfire:RunServer"] = "true",
+        ["Serving:Webhooks:RunRelay"] = "true",
         ["Serving:Webhooks:RetryDelays:0"] = "00:00:01",
         ["Serving:Webhooks:RetryDelays:1"] = "00:00:01",
         ["Serving:Webhooks:RetryDelays:2"] = "00:00:01",

@@ -63,8 +63,6 @@ internal sealed partial class JobPublisher(
                 SubmittedAt = now,
                 ExpiresAt = job.ExpiresAt,
                 TimeoutSeconds = submission.TimeoutSeconds,
-                AnnounceStart = submission.Webhook?.Wants(Webhooks.WebhookEvents.Started) == true,
-                AnnounceProgress = submission.Webhook?.Wants(Webhooks.WebhookEvents.Progress) == true,
             }, timeout.Token).ConfigureAwait(false);
         }
         catch (Exception ex)

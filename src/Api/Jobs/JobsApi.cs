@@ -3,9 +3,7 @@ using System.Runtime.CompilerServices;
 using Async.Serving.Api.Auth;
 using Async.Serving.Api.Errors;
 using Async.Serving.Api.Webhooks;
-using Async.Serving.Contracts;
 using Async.Serving.Jobs;
-using MassTransit;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
 using Microsoft.Extensions.Options;
@@ -194,7 +192,7 @@ public static class JobsApi
     }
 
     internal static async Task<Results<Accepted<JobResource>, ProblemHttpResult>> CancelAsync(
-        string id, HttpContext http, RedisJobStore store, IPublishEndpoint events, TimeProvider clock)
+        string id, HttpContext http, RedisJobStore store)
     {
         var job = await store.GetAsync(id, includeOutput: false).ConfigureAwait(false);
         if (!Owns(http, job))
@@ -208,13 +206,8 @@ public static class JobsApi
             return ApiProblems.JobNotFound(id);
         }
 
+        // A queued job ended here, its event in the outbox with it; a running one ends when its worker stops it.
         var now = await store.GetAsync(id).ConfigureAwait(false) ?? job!;
-        if (outcome == CancelOutcome.Cancelled)
-        {
-            // A queued job ends here; a running one ends when its worker stops it (and it announces that).
-            await events.Publish(new JobCancelled { JobId = id, TenantId = now.TenantId, CancelledAt = clock.GetUtcNow() }, CancellationToken.None).ConfigureAwait(false);
-        }
-
         if (outcome == CancelOutcome.AlreadyTerminal)
         {
             return ApiProblems.Problem(StatusCodes.Status409Conflict, ApiProblems.Conflict, "The job has already finished.",

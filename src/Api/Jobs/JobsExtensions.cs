@@ -1,7 +1,5 @@
 using Async.Serving.Api.Security;
-using Async.Serving.Api.Webhooks;
 using Async.Serving.Messaging;
-using MassTransit;
 
 namespace Async.Serving.Api.Jobs;
 
@@ -36,11 +34,8 @@ public static class JobsExtensions
             .BindConfiguration(QueueOptions.Section)
             .ValidateDataAnnotations();
         builder.Services.AddSingleton<QueueDepthProbe>();
-        // The bus is registered once per process, so the webhook consumer comes along here; its
-        // endpoint (api-job-events) is one queue that every API instance shares.
-        builder.Services.AddServingBus(
-            x => x.AddConsumer<JobEventsConsumer, JobEventsConsumerDefinition>(),
-            (context, cfg) => cfg.ConfigureEndpoints(context));
+        // The API only sends on the bus: job events reach webhooks through the job store's outbox.
+        builder.Services.AddServingBus();
         return builder;
     }
 }

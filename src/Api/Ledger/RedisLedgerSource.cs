@@ -13,41 +13,11 @@ internal sealed class RedisLedgerSource(IConnectionMultiplexer redis, RedisJobSt
 {
     public const string Group = "ledger-writers";
 
-    private readonly IDatabase _db = redis.GetDatabase();
-    private readonly string _consumer = $"{Environment.MachineName}-{Environment.ProcessId}-{Guid.NewGuid().ToString("N")[..6]}";
-    private bool _groupReady;
+    private readonly RedisStreamGroup _group = new(redis.GetDatabase(), RedisJobStore.LedgerStream, Group, options.Value.ClaimIdle);
 
     public async Task<LedgerBatch> ReadAsync(int count, CancellationToken cancellationToken)
     {
-        try
-        {
-            return await ReadCoreAsync(count).ConfigureAwait(false);
-        }
-        catch (RedisServerException ex) when (ex.Message.StartsWith("NOGROUP", StringComparison.Ordinal))
-        {
-            _groupReady = false; // the stream was deleted (or Redis flushed): create the group again next time
-            throw;
-        }
-    }
-
-    private async Task<LedgerBatch> ReadCoreAsync(int count)
-    {
-        await EnsureGroupAsync().ConfigureAwait(false);
-        // Own entries read before but not acknowledged (a failed write) first, then stale ones of
-        // stopped writers, then new ones.
-        var entries = await _db.StreamReadGroupAsync(RedisJobStore.LedgerStream, Group, _consumer, "0", count).ConfigureAwait(false);
-        if (entries.Length == 0)
-        {
-            var claimed = await _db.StreamAutoClaimAsync(
-                RedisJobStore.LedgerStream, Group, _consumer, (long)options.Value.ClaimIdle.TotalMilliseconds, "0-0", count).ConfigureAwait(false);
-            entries = claimed.ClaimedEntries;
-        }
-
-        if (entries.Length == 0)
-        {
-            entries = await _db.StreamReadGroupAsync(RedisJobStore.LedgerStream, Group, _consumer, StreamPosition.NewMessages, count).ConfigureAwait(false);
-        }
-
+        var entries = await _group.ReadAsync(count).ConfigureAwait(false);
         if (entries.Length == 0)
         {
             return LedgerBatch.Empty;
@@ -89,35 +59,6 @@ internal sealed class RedisLedgerSource(IConnectionMultiplexer redis, RedisJobSt
         return new LedgerBatch(ids, events, [.. jobs.OfType<JobRecord>()], deleted);
     }
 
-    public async Task AckAsync(LedgerBatch batch, CancellationToken cancellationToken)
-    {
-        if (batch.EntryIds.Count == 0)
-        {
-            return;
-        }
-
-        RedisValue[] ids = [.. batch.EntryIds.Select(id => (RedisValue)id)];
-        await _db.StreamAcknowledgeAsync(RedisJobStore.LedgerStream, Group, ids).ConfigureAwait(false);
-        // Written entries are of no further use: the stream holds only what is not yet in PostgreSQL.
-        await _db.StreamDeleteAsync(RedisJobStore.LedgerStream, ids).ConfigureAwait(false);
-    }
-
-    private async Task EnsureGroupAsync()
-    {
-        if (_groupReady)
-        {
-            return;
-        }
-
-        try
-        {
-            // From the start of the stream: changes made before any writer ever ran are not lost.
-            await _db.StreamCreateConsumerGroupAsync(RedisJobStore.LedgerStream, Group, "0", createStream: true).ConfigureAwait(false);
-        }
-        catch (RedisServerException ex) when (ex.Message.StartsWith("BUSYGROUP", StringComparison.Ordinal))
-        {
-        }
-
-        _groupReady = true;
-    }
+    public Task AckAsync(LedgerBatch batch, CancellationToken cancellationToken) =>
+        _group.AckAsync([.. batch.EntryIds.Select(id => (RedisValue)id)]);
 }

@@ -1,9 +1,7 @@
 using Async.Serving.Api.Ledger;
-using Async.Serving.Contracts;
 using Async.Serving.Jobs;
 using Async.Serving.Models;
 using Hangfire;
-using MassTransit;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
 
@@ -12,14 +10,13 @@ namespace Async.Serving.Api.Maintenance;
 /// <summary>
 /// The recurring maintenance jobs. Each is idempotent and safe to run on several API instances at
 /// once: every state change goes through the job store's scripts, which only act on the state
-/// they expect. Failures are not retried by Hangfire: the next run (a minute later) starts over.
+/// they expect and write the change's event to the outbox in the same step. Failures are not retried by Hangfire: the next run (a minute later) starts over.
 /// </summary>
 public sealed partial class MaintenanceJobs(
     IConnectionMultiplexer redis,
     RedisJobStore store,
     WorkerRegistry workers,
     LedgerStore ledger,
-    IBus bus,
     IOptions<MaintenanceOptions> options,
     TimeProvider clock,
     ILogger<MaintenanceJobs> logger)
@@ -50,7 +47,6 @@ public sealed partial class MaintenanceJobs(
             if (job is not null && await store.ExpireAsync(id).ConfigureAwait(false))
             {
                 expired++;
-                await PublishAsync(new JobExpired { JobId = id, TenantId = job.TenantId, ExpiredAt = clock.GetUtcNow() }).ConfigureAwait(false);
             }
             else
             {
@@ -110,15 +106,6 @@ public sealed partial class MaintenanceJobs(
             {
                 failed++;
                 LogWorkerLost(logger, id, worker);
-                await PublishAsync(new JobFailed
-                {
-                    JobId = id,
-                    TenantId = job.TenantId,
-                    StartedAt = job.StartedAt,
-                    FailedAt = clock.GetUtcNow(),
-                    ErrorCode = WorkerLostCode,
-                    ErrorMessage = message,
-                }).ConfigureAwait(false);
             }
         }
 
@@ -185,21 +172,6 @@ public sealed partial class MaintenanceJobs(
         return now - DateTimeOffset.FromUnixTimeMilliseconds(since);
     }
 
-    private async Task PublishAsync<T>(T message)
-        where T : class
-    {
-        // The job store already holds the outcome; an event lost here costs a notification, not state.
-        try
-        {
-            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(10));
-            await bus.Publish(message, timeout.Token).ConfigureAwait(false);
-        }
-        catch (Exception ex) when (ex is not OutOfMemoryException)
-        {
-            LogPublishFailed(logger, typeof(T).Name, ex.Message);
-        }
-    }
-
     [LoggerMessage(EventId = 710, Level = LogLevel.Information, Message = "Maintenance expired {Count} queued jobs past their TTL")]
     private static partial void LogExpired(ILogger logger, int count);
 
@@ -209,6 +181,4 @@ public sealed partial class MaintenanceJobs(
     [LoggerMessage(EventId = 712, Level = LogLevel.Information, Message = "Maintenance purged {Count} ledger rows past retention")]
     private static partial void LogPurged(ILogger logger, int count);
 
-    [LoggerMessage(EventId = 713, Level = LogLevel.Warning, Message = "Maintenance could not publish {Event}: {Reason}")]
-    private static partial void LogPublishFailed(ILogger logger, string @event, string reason);
 }

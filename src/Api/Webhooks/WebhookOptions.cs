@@ -40,6 +40,25 @@ public sealed class WebhookOptions : IValidatableObject
     [Range(0, 1024 * 1024)]
     public int MaxResponseBytes { get; set; } = 4096;
 
+    /// <summary>Whether this process relays the outbox's events into deliveries (any number of API instances may; they share one consumer group).</summary>
+    public bool RunRelay { get; set; } = true;
+
+    /// <summary>Outbox entries the relay reads at once.</summary>
+    [Range(1, 5000)]
+    public int RelayBatchSize { get; set; } = 200;
+
+    /// <summary>Wait between reads when the outbox has nothing new: the added latency of a webhook, at most.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.010", "00:01:00")]
+    public TimeSpan RelayPollInterval { get; set; } = TimeSpan.FromMilliseconds(100);
+
+    /// <summary>Longest wait between retries while Redis or PostgreSQL fails; the wait doubles from <see cref="RelayPollInterval"/> up to this.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.100", "00:10:00")]
+    public TimeSpan RelayMaxBackoff { get; set; } = TimeSpan.FromSeconds(10);
+
+    /// <summary>Entries read but not relayed this long by another API instance (one that stopped) are taken over.</summary>
+    [Range(typeof(TimeSpan), "00:00:01", "01:00:00")]
+    public TimeSpan RelayClaimIdle { get; set; } = TimeSpan.FromSeconds(30);
+
     public IReadOnlyList<TimeSpan> Delays => RetryDelays ?? DefaultRetryDelays;
 
     public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)

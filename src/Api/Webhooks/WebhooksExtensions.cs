@@ -7,8 +7,8 @@ public static class WebhooksExtensions
     /// <summary>
     /// Signed webhook deliveries: options, the secrets store (needs the PostgreSQL data source of
     /// <c>AddApiKeyAuth</c>), the SSRF check at submit and the guarded delivery client (needs
-    /// <see cref="NetworkSecurityExtensions.AddNetworkGuard"/>). The event consumer is registered
-    /// with the bus in <c>AddJobs</c>, and the deliveries run on Hangfire's <c>webhooks</c> queue.
+    /// <see cref="NetworkSecurityExtensions.AddNetworkGuard"/>), and, unless turned off, the relay that
+    /// turns the job store's outbox into deliveries, which run on Hangfire's <c>webhooks</c> queue.
     /// </summary>
     public static IHostApplicationBuilder AddWebhooks(this IHostApplicationBuilder builder)
     {
@@ -20,6 +20,11 @@ public static class WebhooksExtensions
         builder.Services.AddSingleton<WebhookUrlCheck>();
         builder.Services.AddGuardedHttpClient(WebhookDelivery.HttpClientName);
         builder.Services.AddTransient<WebhookDelivery>();
+        if (builder.Configuration.GetValue($"{WebhookOptions.Section}:{nameof(WebhookOptions.RunRelay)}", true))
+        {
+            builder.Services.AddHostedService<JobEventRelay>();
+        }
+
         return builder;
     }
 }

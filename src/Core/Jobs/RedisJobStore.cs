@@ -6,98 +6,130 @@ namespace Async.Serving.Jobs;
 
 /// <summary>
 /// Job state, inputs (claim check) and outputs in Redis. Every state change is one Lua script, so a
-/// cancel racing a start, or a redelivered message racing its first delivery, cannot both win;
-/// each change is announced on <c>job-changed:{id}</c> for waiters.
+/// cancel racing a start, or a redelivered message racing its first delivery, cannot both win. The
+/// same script that changes a job appends the change to the ledger stream, appends the event that
+/// announces it to the <see cref="EventStream"/> outbox (when the job's webhook subscribed to it)
+/// and wakes the job's waiters on <c>job-changed:{id}</c>: a change and its event happen together
+/// or not at all, whoever makes the change (worker, API, maintenance, dead-letter sweeper).
+/// Scripts take their keys and arguments by name; every key they touch is declared.
 /// </summary>
 public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStoreOptions> options, TimeProvider clock)
 {
-    // Every state change also appends to the ledger stream, in the same script, so the PostgreSQL
-    // ledger (Api/Ledger) sees every change even while the API or PostgreSQL is down.
-    private const string LedgerAppend = "local function ledger(id, status, at) redis.call('XADD', 'ledger', 'MAXLEN', '~', '1000000', '*', 'id', id, 'status', status, 'at', at) end\n";
+    // Shared by the scripts. ledger(): the change for the PostgreSQL ledger (Api/Ledger), read even
+    // while the API or PostgreSQL is down. announce(): the outbox entry for the webhook relay
+    // (Api/Webhooks/JobEventRelay), only for an event the job's webhook subscribed to; extra fields
+    // make the entry self-describing, so a relayed event reads the same however late it is relayed.
+    private const string Shared = """
+        local function ledger(status)
+          redis.call('XADD', @ledger, 'MAXLEN', '~', @streamCap, '*', 'id', @id, 'status', status, 'at', @now)
+        end
+        local function announce(event, status, extra)
+          local ok, subscription = pcall(cjson.decode, redis.call('HGET', @job, 'webhook') or '')
+          if not ok or type(subscription) ~= 'table' or type(subscription.events) ~= 'table' then return end
+          for _, wanted in ipairs(subscription.events) do
+            if wanted == event then
+              local entry = {'id', @id, 'type', 'job.' .. event, 'status', status, 'at', @now}
+              for _, v in ipairs(extra) do entry[#entry + 1] = v end
+              redis.call('XADD', @events, 'MAXLEN', '~', @streamCap, '*', unpack(entry))
+              return
+            end
+          end
+        end
+        local function round() return redis.call('HGET', @job, 'requeues') or '0' end
+        local function ended(status)
+          redis.call('HSET', @job, 'status', status, 'completed_at', @now)
+          redis.call('EXPIRE', @job, @statusRetention)
+          redis.call('ZREM', @queuedByExpiry, @id)
+          redis.call('ZREM', @runningJobs, @id)
+          ledger(status)
+          announce('completed', status, {'round', round()})
+          redis.call('PUBLISH', @channel, status)
+        end
 
-    // KEYS: job, channel, input. ARGV: now, status retention seconds, worker id ('' for none).
-    private const string StartScript = LedgerAppend + """
-        local id = string.sub(KEYS[1], 5)
-        local status = redis.call('HGET', KEYS[1], 'status')
+        """;
+
+    private static readonly LuaScript StartScript = LuaScript.Prepare(Shared + """
+        local status = redis.call('HGET', @job, 'status')
         if not status then return 'missing' end
         if status ~= 'queued' and status ~= 'running' then return status end
-        if redis.call('HGET', KEYS[1], 'cancel_requested') == '1' then
-          redis.call('HSET', KEYS[1], 'status', 'cancelled', 'completed_at', ARGV[1])
-          redis.call('EXPIRE', KEYS[1], ARGV[2])
-          redis.call('DEL', KEYS[3])
-          redis.call('PUBLISH', KEYS[2], 'cancelled')
-          redis.call('ZREM', 'queued-by-expiry', id)
-          redis.call('ZREM', 'running-jobs', id)
-          ledger(id, 'cancelled', ARGV[1])
+        if redis.call('HGET', @job, 'cancel_requested') == '1' then
+          redis.call('DEL', @input)
+          ended('cancelled')
           return 'cancelled_now'
         end
-        local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
+        local attempts = redis.call('HINCRBY', @job, 'attempts', 1)
         -- A redelivery starts over: the progress of an attempt that died is not carried into this one.
-        redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[1], 'progress', '0', 'queue_ms', ARGV[1] - redis.call('HGET', KEYS[1], 'created_at'))
-        if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'worker', ARGV[3]) end
-        redis.call('ZREM', 'queued-by-expiry', id)
-        redis.call('ZADD', 'running-jobs', ARGV[1], id)
-        ledger(id, 'running', ARGV[1])
-        redis.call('PUBLISH', KEYS[2], 'running')
-        return {'started', attempts, redis.call('GET', KEYS[3])}
-        """;
+        redis.call('HSET', @job, 'status', 'running', 'started_at', @now, 'progress', '0', 'queue_ms', @now - redis.call('HGET', @job, 'created_at'))
+        if @worker ~= '' then redis.call('HSET', @job, 'worker', @worker) end
+        redis.call('ZREM', @queuedByExpiry, @id)
+        redis.call('ZADD', @runningJobs, @now, @id)
+        ledger('running')
+        announce('started', 'running', {'attempt', tostring(attempts)})
+        redis.call('PUBLISH', @channel, 'running')
+        return {'started', attempts, redis.call('GET', @input)}
+        """);
 
-    // KEYS: job, channel, result, input. ARGV: now, new status, allowed-from (space separated), execution_ms,
-    // output json ('' for none), result retention seconds, error code, error message, status retention seconds,
-    // the worker that must still hold the job ('' for any).
-    private const string FinishScript = LedgerAppend + """
-        local id = string.sub(KEYS[1], 5)
-        local status = redis.call('HGET', KEYS[1], 'status')
+    // allowedFrom: the statuses the change may start from, space separated. holder: the worker that
+    // must still hold the job ('' for any). keepInput: '1' keeps the input (a dead-lettered job may be requeued).
+    private static readonly LuaScript FinishScript = LuaScript.Prepare(Shared + """
+        local status = redis.call('HGET', @job, 'status')
         if not status then return 'missing' end
-        if not string.find(' ' .. ARGV[3] .. ' ', ' ' .. status .. ' ', 1, true) then return status end
-        if ARGV[10] ~= '' and redis.call('HGET', KEYS[1], 'worker') ~= ARGV[10] then return 'moved' end
-        redis.call('HSET', KEYS[1], 'status', ARGV[2], 'completed_at', ARGV[1])
-        if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'execution_ms', ARGV[4]) end
-        if ARGV[2] == 'succeeded' then redis.call('HSET', KEYS[1], 'progress', '1') end
-        if ARGV[5] ~= '' then
-          redis.call('SET', KEYS[3], ARGV[5], 'EX', ARGV[6])
-          redis.call('HSET', KEYS[1], 'result_expires_at', ARGV[1] + ARGV[6] * 1000)
+        if not string.find(' ' .. @allowedFrom .. ' ', ' ' .. status .. ' ', 1, true) then return status end
+        if @holder ~= '' and redis.call('HGET', @job, 'worker') ~= @holder then return 'moved' end
+        if @executionMs ~= '' then redis.call('HSET', @job, 'execution_ms', @executionMs) end
+        if @status == 'succeeded' then redis.call('HSET', @job, 'progress', '1') end
+        if @output ~= '' then
+          redis.call('SET', @result, @output, 'EX', @resultRetention)
+          redis.call('HSET', @job, 'result_expires_at', @now + @resultRetention * 1000)
         end
-        if ARGV[7] ~= '' then redis.call('HSET', KEYS[1], 'error_code', ARGV[7], 'error_message', ARGV[8]) end
-        redis.call('EXPIRE', KEYS[1], ARGV[9])
-        redis.call('DEL', KEYS[4])
-        redis.call('ZREM', 'queued-by-expiry', id)
-        redis.call('ZREM', 'running-jobs', id)
-        ledger(id, ARGV[2], ARGV[1])
-        redis.call('PUBLISH', KEYS[2], ARGV[2])
+        if @errorCode ~= '' then redis.call('HSET', @job, 'error_code', @errorCode, 'error_message', @errorMessage) end
+        if @keepInput ~= '1' then redis.call('DEL', @input) end
+        ended(@status)
         return 'ok'
-        """;
+        """);
 
-    // KEYS: job, channel. ARGV: progress (0-1), the worker that must hold the job ('' for any).
-    private const string ProgressScript = """
-        if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-        if ARGV[2] ~= '' and redis.call('HGET', KEYS[1], 'worker') ~= ARGV[2] then return 0 end
-        redis.call('HSET', KEYS[1], 'progress', ARGV[1])
-        redis.call('PUBLISH', KEYS[2], 'progress')
+    // Progress is no state change: no ledger entry, an outbox event only for a webhook that asked for it.
+    private static readonly LuaScript ProgressScript = LuaScript.Prepare(Shared + """
+        if redis.call('HGET', @job, 'status') ~= 'running' then return 0 end
+        if @worker ~= '' and redis.call('HGET', @job, 'worker') ~= @worker then return 0 end
+        redis.call('HSET', @job, 'progress', @progress)
+        announce('progress', 'running', {'progress', @progress, 'attempt', redis.call('HGET', @job, 'attempts') or '0', 'started_at', redis.call('HGET', @job, 'started_at') or ''})
+        redis.call('PUBLISH', @channel, 'progress')
         return 1
-        """;
+        """);
 
-    // KEYS: job, channel, input. ARGV: now, status retention seconds, cancel channel.
     // queued → cancelled at once; running → flagged, and workers are told on the cancel channel.
-    private const string CancelScript = LedgerAppend + """
-        local status = redis.call('HGET', KEYS[1], 'status')
+    private static readonly LuaScript CancelScript = LuaScript.Prepare(Shared + """
+        local status = redis.call('HGET', @job, 'status')
         if not status then return 'missing' end
         if status == 'queued' then
-          redis.call('HSET', KEYS[1], 'status', 'cancelled', 'completed_at', ARGV[1])
-          redis.call('EXPIRE', KEYS[1], ARGV[2])
-          redis.call('DEL', KEYS[3])
-          redis.call('PUBLISH', KEYS[2], 'cancelled')
-          redis.call('ZREM', 'queued-by-expiry', string.sub(KEYS[1], 5))
-          ledger(string.sub(KEYS[1], 5), 'cancelled', ARGV[1])
+          redis.call('DEL', @input)
+          ended('cancelled')
           return 'ok:cancelled'
         end
         if status == 'running' then
-          redis.call('HSET', KEYS[1], 'cancel_requested', '1')
-          redis.call('PUBLISH', ARGV[3], string.sub(KEYS[1], 5))
+          redis.call('HSET', @job, 'cancel_requested', '1')
+          redis.call('PUBLISH', @cancelChannel, @id)
           return 'ok:requested'
         end
         return status
-        """;
+        """);
+
+    // failed → queued again, for an operator's requeue: only while the input is still stored. The
+    // job starts over (attempts from 0) in a new round, so its next completion is a new event.
+    private static readonly LuaScript RequeueScript = LuaScript.Prepare(Shared + """
+        local status = redis.call('HGET', @job, 'status')
+        if not status then return 'missing' end
+        if status ~= 'failed' then return status end
+        if redis.call('EXISTS', @input) == 0 then return 'no_input' end
+        redis.call('HDEL', @job, 'started_at', 'completed_at', 'execution_ms', 'error_code', 'error_message', 'worker', 'cancel_requested', 'queue_ms', 'expires_at')
+        redis.call('HSET', @job, 'status', 'queued', 'progress', '0', 'attempts', '0')
+        redis.call('HINCRBY', @job, 'requeues', 1)
+        redis.call('EXPIRE', @job, @statusRetention)
+        ledger('queued')
+        redis.call('PUBLISH', @channel, 'queued')
+        return 'ok'
+        """);
 
     /// <summary>Workers listen here for running jobs to stop; the message is the job id.</summary>
     public static readonly RedisChannel CancelChannel = RedisChannel.Literal("job-cancel");
@@ -118,10 +150,20 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     /// <summary>A tenant's job ids, all with score 0: ids are UUIDv7 in hex, so their order is submit order.</summary>
     public static RedisKey TenantIndexKey(string tenantId) => "tenant-jobs:" + tenantId;
 
-    /// <summary>Stream of every state change (<c>id</c>, <c>status</c>, <c>at</c> in Unix ms), capped near <see cref="LedgerStreamMaxLength"/> entries; read by the ledger writer.</summary>
+    /// <summary>Stream of every state change (<c>id</c>, <c>status</c>, <c>at</c> in Unix ms), capped near <see cref="StreamMaxLength"/> entries; read by the ledger writer.</summary>
     public static readonly RedisKey LedgerStream = "ledger";
 
-    public const int LedgerStreamMaxLength = 1_000_000;
+    /// <summary>
+    /// The outbox: one entry per event a job's webhook subscribed to (<c>id</c>, <c>type</c>
+    /// <c>job.started|job.progress|job.completed</c>, <c>status</c>, <c>at</c> in Unix ms, and
+    /// <c>attempt</c> and <c>progress</c> (with <c>started_at</c>) for a running job, <c>round</c> (how
+    /// often an operator requeued it) for an ended one), appended by the script that made the change;
+    /// read at least once by the webhook relay, which deletes what it has handed to Hangfire.
+    /// </summary>
+    public static readonly RedisKey EventStream = "job-events";
+
+    /// <summary>Near how many entries the ledger and event streams are capped (approximate trimming).</summary>
+    public const int StreamMaxLength = 1_000_000;
 
     /// <summary>Queued jobs by expiry (score: <c>expires_at</c>, Unix ms); a job leaves it when it starts or ends.</summary>
     public static readonly RedisKey QueuedByExpiry = "queued-by-expiry";
@@ -153,7 +195,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         }
 
         _ = tx.StreamAddAsync(LedgerStream, [new("id", job.Id), new("status", job.Status), new("at", job.CreatedAt.ToUnixTimeMilliseconds())],
-            maxLength: LedgerStreamMaxLength, useApproximateMaxLength: true);
+            maxLength: StreamMaxLength, useApproximateMaxLength: true);
         if (job.MetadataJson is not null)
         {
             fields.Add(new HashEntry("metadata", job.MetadataJson));
@@ -186,7 +228,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         await _db.SortedSetRemoveAsync(TenantIndexKey(tenantId), id).ConfigureAwait(false);
         await _db.SortedSetRemoveAsync(QueuedByExpiry, id).ConfigureAwait(false);
         await _db.StreamAddAsync(LedgerStream, [new("id", id), new("status", "deleted"), new("at", clock.GetUtcNow().ToUnixTimeMilliseconds())],
-            maxLength: LedgerStreamMaxLength, useApproximateMaxLength: true).ConfigureAwait(false);
+            maxLength: StreamMaxLength, useApproximateMaxLength: true).ConfigureAwait(false);
     }
 
     /// <summary>
@@ -195,10 +237,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     /// </summary>
     public async Task<CancelOutcome> CancelAsync(string id)
     {
-        var reply = (string?)await _db.ScriptEvaluateAsync(
-            CancelScript,
-            [JobKey(id), ChangedChannel(id).ToString(), InputKey(id)],
-            [clock.GetUtcNow().ToUnixTimeMilliseconds(), (long)_options.StatusRetention.TotalSeconds, CancelChannel.ToString()]).ConfigureAwait(false);
+        var reply = (string?)await EvaluateAsync(CancelScript, Args(id)).ConfigureAwait(false);
         return reply switch
         {
             "ok:cancelled" => CancelOutcome.Cancelled,
@@ -291,11 +330,9 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     /// </summary>
     public async Task<StartOutcome> TryStartAsync(string id, string inputKey, string? workerId = null)
     {
-        var now = clock.GetUtcNow();
-        var reply = await _db.ScriptEvaluateAsync(
-            StartScript,
-            [JobKey(id), ChangedChannel(id).ToString(), inputKey],
-            [now.ToUnixTimeMilliseconds(), (long)_options.StatusRetention.TotalSeconds, workerId ?? string.Empty]).ConfigureAwait(false);
+        var args = Args(id) with { input = inputKey, worker = workerId ?? string.Empty };
+        var now = DateTimeOffset.FromUnixTimeMilliseconds(args.now);
+        var reply = await EvaluateAsync(StartScript, args).ConfigureAwait(false);
         if (reply.Resp2Type == ResultType.Array)
         {
             var parts = (RedisResult[])reply!;
@@ -311,10 +348,11 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     /// </summary>
     public async Task<bool> SetProgressAsync(string id, double progress, string? workerId = null)
     {
-        var reply = await _db.ScriptEvaluateAsync(
-            ProgressScript,
-            [JobKey(id), ChangedChannel(id).ToString()],
-            [Math.Round(Math.Clamp(progress, 0, 1), 4), workerId ?? string.Empty]).ConfigureAwait(false);
+        var reply = await EvaluateAsync(ProgressScript, Args(id) with
+        {
+            progress = Math.Round(Math.Clamp(progress, 0, 1), 4).ToString(CultureInfo.InvariantCulture),
+            worker = workerId ?? string.Empty,
+        }).ConfigureAwait(false);
         return (long)reply == 1;
     }
 
@@ -334,25 +372,101 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     public Task<bool> FailLostAsync(string id, string workerId, string code, string message) =>
         FinishAsync(id, JobStatus.Failed, JobStatus.Running, null, null, code, message, workerId);
 
-    private async Task<bool> FinishAsync(
-        string id, string status, string allowedFrom, long? executionMs, string? outputJson, string? code, string? message, string? workerId = null)
+    /// <summary>
+    /// Queued or running → failed because its message was dead-lettered; the input is kept, so an
+    /// operator can requeue the job (<see cref="RequeueAsync"/>) while it is retained.
+    /// </summary>
+    public Task<bool> FailDeadLetteredAsync(string id, string code, string message) =>
+        FinishAsync(id, JobStatus.Failed, $"{JobStatus.Queued} {JobStatus.Running}", null, null, code, message, keepInput: true);
+
+    /// <summary>Failed (a dead-lettered or lost job) → queued again, for an operator; the caller sends its message again.</summary>
+    public async Task<RequeueOutcome> RequeueAsync(string id)
     {
-        var reply = (string?)await _db.ScriptEvaluateAsync(
-            FinishScript,
-            [JobKey(id), ChangedChannel(id).ToString(), ResultKey(id), InputKey(id)],
-            [
-                clock.GetUtcNow().ToUnixTimeMilliseconds(),
-                status,
-                allowedFrom,
-                executionMs?.ToString(CultureInfo.InvariantCulture) ?? string.Empty,
-                outputJson ?? string.Empty,
-                (long)_options.Retention.TotalSeconds,
-                code ?? string.Empty,
-                message ?? string.Empty,
-                (long)_options.StatusRetention.TotalSeconds,
-                workerId ?? string.Empty,
-            ]).ConfigureAwait(false);
+        var reply = (string?)await EvaluateAsync(RequeueScript, Args(id) with
+        {
+            // The job lives on as long as a new one would.
+            statusRetention = (long)(_options.InputRetention + _options.StatusRetention).TotalSeconds,
+        }).ConfigureAwait(false);
+        return reply switch
+        {
+            "ok" => RequeueOutcome.Requeued,
+            "no_input" => RequeueOutcome.InputGone,
+            "missing" or null => RequeueOutcome.Missing,
+            _ => RequeueOutcome.NotFailed,
+        };
+    }
+
+    private async Task<bool> FinishAsync(
+        string id, string status, string allowedFrom, long? executionMs, string? outputJson, string? code, string? message,
+        string? workerId = null, bool keepInput = false)
+    {
+        var reply = (string?)await EvaluateAsync(FinishScript, Args(id) with
+        {
+            status = status,
+            allowedFrom = allowedFrom,
+            executionMs = executionMs?.ToString(CultureInfo.InvariantCulture) ?? string.Empty,
+            output = outputJson ?? string.Empty,
+            errorCode = code ?? string.Empty,
+            errorMessage = message ?? string.Empty,
+            holder = workerId ?? string.Empty,
+            keepInput = keepInput ? "1" : "0",
+        }).ConfigureAwait(false);
         return reply == "ok";
+    }
+
+    private Task<RedisResult> EvaluateAsync(LuaScript script, ScriptArgs args) => script.EvaluateAsync(_db, args);
+
+    /// <summary>The keys and arguments every script may name, for job <paramref name="id"/> now.</summary>
+    private ScriptArgs Args(string id) => new()
+    {
+        job = JobKey(id),
+        input = InputKey(id),
+        result = ResultKey(id),
+        ledger = LedgerStream,
+        events = EventStream,
+        queuedByExpiry = QueuedByExpiry,
+        runningJobs = RunningJobs,
+        id = id,
+        channel = ChangedChannel(id).ToString(),
+        cancelChannel = CancelChannel.ToString(),
+        now = clock.GetUtcNow().ToUnixTimeMilliseconds(),
+        streamCap = StreamMaxLength,
+        statusRetention = (long)_options.StatusRetention.TotalSeconds,
+        resultRetention = (long)_options.Retention.TotalSeconds,
+    };
+
+    /// <summary>
+    /// The named parameters of the scripts (<c>@job</c>, <c>@now</c>, …): members of type
+    /// <see cref="RedisKey"/> are passed as KEYS, so every key a script touches is declared; the
+    /// rest as ARGV. Lower-case to match the names in the Lua text.
+    /// </summary>
+    [System.Diagnostics.CodeAnalysis.SuppressMessage("Style", "IDE1006:Naming Styles", Justification = "Named as the Lua scripts name them.")]
+    private sealed record ScriptArgs
+    {
+        public RedisKey job { get; init; }
+        public RedisKey input { get; init; }
+        public RedisKey result { get; init; }
+        public RedisKey ledger { get; init; }
+        public RedisKey events { get; init; }
+        public RedisKey queuedByExpiry { get; init; }
+        public RedisKey runningJobs { get; init; }
+        public string id { get; init; } = string.Empty;
+        public string channel { get; init; } = string.Empty;
+        public string cancelChannel { get; init; } = string.Empty;
+        public long now { get; init; }
+        public long streamCap { get; init; }
+        public long statusRetention { get; init; }
+        public long resultRetention { get; init; }
+        public string worker { get; init; } = string.Empty;
+        public string progress { get; init; } = string.Empty;
+        public string status { get; init; } = string.Empty;
+        public string allowedFrom { get; init; } = string.Empty;
+        public string executionMs { get; init; } = string.Empty;
+        public string output { get; init; } = string.Empty;
+        public string errorCode { get; init; } = string.Empty;
+        public string errorMessage { get; init; } = string.Empty;
+        public string holder { get; init; } = string.Empty;
+        public string keepInput { get; init; } = "0";
     }
 
     private static JobRecord Read(HashEntry[] entries, string? outputJson)
@@ -387,6 +501,14 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             WorkerId = Str("worker"),
         };
     }
+}
+
+public enum RequeueOutcome
+{
+    Requeued,
+    NotFailed,
+    InputGone,
+    Missing,
 }
 
 public enum CancelOutcome

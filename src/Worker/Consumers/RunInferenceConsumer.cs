@@ -13,7 +13,8 @@ namespace Async.Serving.Worker.Consumers;
 /// <summary>
 /// Runs one job. The message is acknowledged only after the outcome is in the job store, so a
 /// worker that dies mid-job leaves the message to be redelivered; a redelivery of a job that has
-/// already finished changes nothing and announces nothing.
+/// already finished changes nothing. The consumer publishes no events: each change it asks of the
+/// store appends its own event to the store's outbox in the same step (<see cref="RedisJobStore"/>).
 /// </summary>
 internal sealed partial class RunInferenceConsumer(
     RedisJobStore store,
@@ -27,8 +28,6 @@ internal sealed partial class RunInferenceConsumer(
     TimeProvider clock,
     ILogger<RunInferenceConsumer> logger) : IConsumer<RunInference>
 {
-    private DateTimeOffset? _startedAt;
-
     public async Task Consume(ConsumeContext<RunInference> context)
     {
         var job = context.Message;
@@ -36,7 +35,6 @@ internal sealed partial class RunInferenceConsumer(
         if (job.ExpiresAt is { } expiresAt && clock.GetUtcNow() > expiresAt && await store.ExpireAsync(job.JobId).ConfigureAwait(false))
         {
             LogExpired(logger, job.JobId);
-            await context.Publish(new JobExpired { JobId = job.JobId, TenantId = job.TenantId, ExpiredAt = clock.GetUtcNow() }, context.CancellationToken).ConfigureAwait(false);
             return;
         }
 
@@ -44,14 +42,9 @@ internal sealed partial class RunInferenceConsumer(
         var start = await store.TryStartAsync(job.JobId, job.InputKey, heartbeat.WorkerId).ConfigureAwait(false);
         if (!start.Started)
         {
-            // Finished, cancelled or expired before this delivery: nothing to run, nothing to announce,
-            // unless this start is what ended it (a cancel request left by a worker that died).
+            // Finished, cancelled or expired before this delivery: nothing to run. A cancel request
+            // left by a worker that died ends the job here (the start script announced it).
             LogSkipped(logger, job.JobId, start.Status);
-            if (start.CancelledNow)
-            {
-                await PublishCancelledAsync(context, null).ConfigureAwait(false);
-            }
-
             return;
         }
 
@@ -62,18 +55,6 @@ internal sealed partial class RunInferenceConsumer(
             return;
         }
 
-        _startedAt = start.At;
-        if (job.AnnounceStart)
-        {
-            await context.Publish(new JobStarted
-            {
-                JobId = job.JobId,
-                TenantId = job.TenantId,
-                StartedAt = start.At,
-                Attempt = start.Attempt,
-            }, context.CancellationToken).ConfigureAwait(false);
-        }
-
         var modelId = $"{job.Model}@{job.ModelVersion}";
         // The pipeline, bound to this worker's model of that kind; null when it serves no such model.
         Func<byte[], CancellationToken, Task<string>>? run = job.Pipeline switch
@@ -81,7 +62,7 @@ internal sealed partial class RunInferenceConsumer(
             "image.embed" when models.Get(modelId) is { } m => (bytes, token) => embed.RunAsync(bytes, m, token),
             "image.ocr" when models.GetOcr(modelId) is { } m => (bytes, token) => ocr.RunAsync(bytes, m, token),
             "video.analyze" when models.GetVideo(modelId) is { } m => (bytes, token) => video.RunAsync(job.JobId, bytes, job.ParamsJson, m,
-                new ProgressReporter(store, context, heartbeat.WorkerId, options.Value.ProgressInterval, clock), token),
+                new ProgressReporter(store, job.JobId, heartbeat.WorkerId, options.Value.ProgressInterval, clock), token),
             _ => null,
         };
         if (run is null)
@@ -119,7 +100,6 @@ internal sealed partial class RunInferenceConsumer(
             {
                 WorkerMetrics.Jobs.WithLabels(job.Pipeline, modelId, JobStatus.Cancelled).Inc();
                 LogCancelled(logger, job.JobId);
-                await PublishCancelledAsync(context, start.At).ConfigureAwait(false);
             }
 
             return;
@@ -138,27 +118,8 @@ internal sealed partial class RunInferenceConsumer(
             return;
         }
 
-        WorkerMetrics.Jobs.WithLabels(job.Pipeline, $"{job.Model}@{job.ModelVersion}", JobStatus.Succeeded).Inc();
-        await context.Publish(new JobCompleted
-        {
-            JobId = job.JobId,
-            TenantId = job.TenantId,
-            StartedAt = start.At,
-            CompletedAt = clock.GetUtcNow(),
-            Attempt = start.Attempt,
-            QueueMs = (long)(start.At - job.SubmittedAt).TotalMilliseconds,
-            ExecutionMs = executionMs,
-        }, context.CancellationToken).ConfigureAwait(false);
+        WorkerMetrics.Jobs.WithLabels(job.Pipeline, modelId, JobStatus.Succeeded).Inc();
     }
-
-    private Task PublishCancelledAsync(ConsumeContext<RunInference> context, DateTimeOffset? startedAt) =>
-        context.Publish(new JobCancelled
-        {
-            JobId = context.Message.JobId,
-            TenantId = context.Message.TenantId,
-            CancelledAt = clock.GetUtcNow(),
-            StartedAt = startedAt,
-        }, CancellationToken.None);
 
     private static long Elapsed(long began) => (long)Stopwatch.GetElapsedTime(began).TotalMilliseconds;
 
@@ -167,20 +128,7 @@ internal sealed partial class RunInferenceConsumer(
         var job = context.Message;
         LogFailed(logger, job.JobId, code, message);
         WorkerMetrics.Jobs.WithLabels(job.Pipeline, $"{job.Model}@{job.ModelVersion}", JobStatus.Failed).Inc();
-        if (!await store.FailAsync(job.JobId, code, message, executionMs).ConfigureAwait(false))
-        {
-            return;
-        }
-
-        await context.Publish(new JobFailed
-        {
-            JobId = job.JobId,
-            TenantId = job.TenantId,
-            StartedAt = _startedAt,
-            FailedAt = clock.GetUtcNow(),
-            ErrorCode = code,
-            ErrorMessage = message,
-        }, context.CancellationToken).ConfigureAwait(false);
+        await store.FailAsync(job.JobId, code, message, executionMs).ConfigureAwait(false);
     }
 
     [LoggerMessage(EventId = 200, Level = LogLevel.Information, Message = "Job {JobId} expired in the queue")]
