@@ -1,4 +1,5 @@
 using Async.Serving.Api.Auth;
+using Async.Serving.Api.DeadLetters;
 using Async.Serving.Api.Errors;
 using Async.Serving.Api.Hangfire;
 using Async.Serving.Api.Health;
@@ -29,6 +30,7 @@ builder.AddServingHealthChecks();
 builder.AddServingHangfire();
 builder.AddLedger();
 builder.AddMaintenance();
+builder.AddDeadLetters();
 builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ApiProblems.AddCode);
 builder.Services.AddOpenApi();
 builder.Services.ConfigureHttpJsonOptions(o =>

@@ -10,7 +10,8 @@ namespace Async.Serving.Api.Hangfire;
 /// <summary>
 /// Dashboard pages over the job ledger: <c>/inference</c> lists recent jobs (filters <c>status</c>,
 /// <c>pipeline</c>, <c>model</c>, <c>tenant</c>, <c>limit</c>), <c>/inference/job?id=</c> shows one.
-/// They sit behind the dashboard's own authorisation. Everything written is HTML-encoded.
+/// They sit behind the dashboard's own authorisation. Everything written is HTML-encoded. The page
+/// frame and the encoders are shared with the other operator pages (dead letters).
 /// </summary>
 internal static class InferenceJobsPages
 {
@@ -29,16 +30,16 @@ internal static class InferenceJobsPages
         NavigationMenu.Items.Add(page => new MenuItem("Inference jobs", page.Url.To("/inference")));
     }
 
-    private static string E(string? value) => WebUtility.HtmlEncode(value ?? string.Empty);
+    internal static string E(string? value) => WebUtility.HtmlEncode(value ?? string.Empty);
 
-    private static string Q(string? value) => Uri.EscapeDataString(value ?? string.Empty);
+    internal static string Q(string? value) => Uri.EscapeDataString(value ?? string.Empty);
 
-    private static string Time(DateTimeOffset? value) => value?.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture) ?? "—";
+    internal static string Time(DateTimeOffset? value) => value?.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture) ?? "—";
 
-    private static string? Query(DashboardContext context, string name) =>
+    internal static string? Query(DashboardContext context, string name) =>
         context.Request.GetQuery(name) is { Length: > 0 } value ? value.Trim() : null;
 
-    private static async Task WritePageAsync(DashboardContext context, string title, string body, int status = 200)
+    internal static async Task WritePageAsync(DashboardContext context, string title, string body, int status = 200)
     {
         var html = new StringBuilder()
             .Append("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>").Append(E(title))

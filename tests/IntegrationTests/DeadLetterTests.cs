@@ -1,0 +1,199 @@
+using System.Net.Http.Json;
+using System.Text;
+using System.Text.Json;
+using Async.Serving.Api.DeadLetters;
+using Async.Serving.Jobs;
+using Async.Serving.Messaging;
+using Microsoft.AspNetCore.Mvc.Testing;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Options;
+using RabbitMQ.Client;
+
+namespace Async.Serving.IntegrationTests;
+
+/// <summary>
+/// Messages MassTransit gives up on end their jobs: a real worker meets a message it cannot
+/// deserialize (→ <c>_error</c>) or one of a type it has no consumer for (→ <c>_skipped</c>), and the
+/// sweeper ends the job <c>failed</c> with code <c>dead_letter</c>; an operator can requeue it.
+/// The messages are written to the broker raw, as a buggy or older sender would.
+/// </summary>
+[Collection(ServingCollection.Name)]
+public sealed class DeadLetterTests(ServingFixture serving)
+{
+    private static readonly TimeSpan Wait = ServingFixture.JobWait;
+
+    private WebApplicationFactory<Program> CreateApi(PrivateModels models) => serving.CreateApi(new Dictionary<string, string?>
+    {
+        ["Serving:Models:Path"] = models.Path,
+        ["Serving:DeadLetters:RunSweeper"] = "false", // the test sweeps, so it knows when
+    });
+
+    /// <summary>A queued job with its input, as the API stores it, but with no message sent for it yet.</summary>
+    private async Task<string> CreateQueuedJobAsync(WebApplicationFactory<Program> api, PrivateModels models)
+    {
+        var id = RedisJobStore.NewJobId();
+        await api.Services.GetRequiredService<RedisJobStore>().CreateAsync(new JobRecord
+        {
+            Id = id,
+            TenantId = serving.Tenant,
+            Status = JobStatus.Queued,
+            Pipeline = "image.embed",
+            Model = models.Name + "@1",
+            CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()),
+        }, TestImages.Scene(95, 64, 48));
+        return id;
+    }
+
+    private static string Envelope(string messageType, object message) => JsonSerializer.Serialize(new
+    {
+        messageId = Guid.NewGuid(),
+        messageType = new[] { "urn:message:Async.Serving.Contracts:" + messageType },
+        message,
+    }, JsonSerializerOptions.Web);
+
+    private object Message(string id, PrivateModels models, object submittedAt) => new
+    {
+        jobId = id,
+        tenantId = serving.Tenant,
+        pipeline = "image.embed",
+        model = models.Name,
+        modelVersion = "1",
+        inputKey = RedisJobStore.InputKey(id).ToString(),
+        submittedAt,
+    };
+
+    /// <summary>Writes <paramref name="body"/> to <paramref name="queue"/> as a MassTransit sender would (or, with another content type, would not).</summary>
+    private static async Task SendRawAsync(IServiceProvider services, string queue, string body, string contentType = "application/vnd.masstransit+json")
+    {
+        await using var connection = await Factory(services).CreateConnectionAsync();
+        await using var channel = await connection.CreateChannelAsync(new CreateChannelOptions(true, true));
+        await channel.QueueDeclareAsync(queue, durable: true, exclusive: false, autoDelete: false, arguments: null, passive: true);
+        await channel.BasicPublishAsync(string.Empty, queue, mandatory: true, new BasicProperties { ContentType = contentType, Persistent = true }, Encoding.UTF8.GetBytes(body));
+    }
+
+    private static ConnectionFactory Factory(IServiceProvider services)
+    {
+        var o = services.GetRequiredService<IOptions<RabbitMqOptions>>().Value;
+        return new ConnectionFactory { HostName = o.Host, Port = o.Port, VirtualHost = o.VirtualHost, UserName = o.Username, Password = o.Password };
+    }
+
+    /// <summary>Sweeps until the job has ended, at most <see cref="Wait"/> (MassTransit moves the message once the worker met it).</summary>
+    private static async Task<JsonElement> SweepUntilEndedAsync(WebApplicationFactory<Program> api, HttpClient client, string id)
+    {
+        var sweeper = api.Services.GetRequiredService<DeadLetterSweeper>();
+        var deadline = DateTime.UtcNow + Wait;
+        while (true)
+        {
+            await sweeper.SweepAsync(CancellationToken.None);
+            var job = await client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{id}");
+            if (job.GetProperty("status").GetString() != "queued")
+            {
+                return job;
+            }
+
+            Assert.True(DateTime.UtcNow < deadline, $"job {id} still queued after {Wait.TotalSeconds} s of sweeps");
+            await Task.Delay(200);
+        }
+    }
+
+    private static async Task<IHost> StartWorkerAsync(PrivateModels models)
+    {
+        var worker = ServingFixture.BuildWorker(models.Path);
+        await worker.StartAsync();
+        return worker;
+    }
+
+    [Fact]
+    public async Task A_message_that_does_not_deserialize_ends_its_job_failed_with_the_reason()
+    {
+        using var models = new PrivateModels();
+        await using var api = CreateApi(models);
+        using var client = serving.Client(api);
+        var worker = await StartWorkerAsync(models);
+        try
+        {
+            var id = await CreateQueuedJobAsync(api, models);
+            await SendRawAsync(api.Services, models.Queue, Envelope("RunInference", Message(id, models, submittedAt: "the day before yesterday")));
+
+            var job = await SweepUntilEndedAsync(api, client, id);
+            Assert.Equal("failed", job.GetProperty("status").GetString());
+            Assert.Equal("dead_letter", job.GetProperty("error").GetProperty("code").GetString());
+            var message = job.GetProperty("error").GetProperty("message").GetString()!;
+            Assert.Contains(models.Queue + "_error", message, StringComparison.Ordinal);
+
+            // Kept for the operator, who cannot send it again: it never read as a job.
+            var record = await api.Services.GetRequiredService<DeadLetterStore>().GetAsync(id);
+            Assert.NotNull(record);
+            var (requeued, outcome) = await api.Services.GetRequiredService<DeadLetterRequeue>().RequeueAsync(id, CancellationToken.None);
+            Assert.False(requeued);
+            Assert.Contains("cannot be sent again", outcome, StringComparison.Ordinal);
+        }
+        finally
+        {
+            await worker.StopAsync(TimeSpan.FromSeconds(30));
+            worker.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task A_message_no_consumer_takes_ends_its_job_and_an_operator_can_requeue_it()
+    {
+        using var models = new PrivateModels();
+        await using var api = CreateApi(models);
+        using var client = serving.Client(api);
+        var worker = await StartWorkerAsync(models);
+        try
+        {
+            // A sender of another version names a message type this worker does not know.
+            var id = await CreateQueuedJobAsync(api, models);
+            await SendRawAsync(api.Services, models.Queue, Envelope("RunInferenceV0", Message(id, models, DateTimeOffset.UtcNow)));
+
+            var job = await SweepUntilEndedAsync(api, client, id);
+            Assert.Equal("failed", job.GetProperty("status").GetString());
+            Assert.Equal("dead_letter", job.GetProperty("error").GetProperty("code").GetString());
+            Assert.Contains(models.Queue + "_skipped", job.GetProperty("error").GetProperty("message").GetString()!, StringComparison.Ordinal);
+
+            var (requeued, outcome) = await api.Services.GetRequiredService<DeadLetterRequeue>().RequeueAsync(id, CancellationToken.None);
+            Assert.True(requeued, outcome);
+            var done = await ServingFixture.WaitForTerminalAsync(client, id);
+            Assert.Equal("succeeded", done.GetProperty("status").GetString());
+            Assert.Equal(512, done.GetProperty("output").GetProperty("dims").GetInt32());
+            Assert.Equal(1, done.GetProperty("attempts").GetInt32());
+            Assert.Null(await api.Services.GetRequiredService<DeadLetterStore>().GetAsync(id));
+
+            // A second requeue finds nothing to do.
+            Assert.False((await api.Services.GetRequiredService<DeadLetterRequeue>().RequeueAsync(id, CancellationToken.None)).Requeued);
+        }
+        finally
+        {
+            await worker.StopAsync(TimeSpan.FromSeconds(30));
+            worker.Dispose();
+        }
+    }
+
+    [Fact]
+    public async Task A_dead_letter_that_names_no_job_is_moved_aside_not_dropped()
+    {
+        using var models = new PrivateModels();
+        await using var api = CreateApi(models);
+        var errorQueue = models.Queue + "_error";
+        await using (var connection = await Factory(api.Services).CreateConnectionAsync())
+        await using (var channel = await connection.CreateChannelAsync())
+        {
+            await channel.QueueDeclareAsync(errorQueue, durable: true, exclusive: false, autoDelete: false, arguments: null);
+            await channel.QueueDeclareAsync("dead-letters-unreadable", durable: true, exclusive: false, autoDelete: false, arguments: null);
+            await channel.QueuePurgeAsync("dead-letters-unreadable");
+        }
+
+        await SendRawAsync(api.Services, errorQueue, "this is not JSON", "text/plain");
+        Assert.Equal(1, await api.Services.GetRequiredService<DeadLetterSweeper>().SweepAsync(CancellationToken.None));
+
+        await using var check = await Factory(api.Services).CreateConnectionAsync();
+        await using var read = await check.CreateChannelAsync();
+        Assert.Equal(0u, await read.MessageCountAsync(errorQueue));
+        var parked = await read.BasicGetAsync("dead-letters-unreadable", autoAck: true);
+        Assert.NotNull(parked);
+        Assert.Equal("this is not JSON", Encoding.UTF8.GetString(parked.Body.Span));
+    }
+}
