@@ -171,8 +171,8 @@ service_env() {
   export Serving__Models__Path="$MODELS"
 }
 
-# A test run's own RabbitMQ virtual host, Redis database and PostgreSQL database, created here and
-# dropped by isolated_env_drop, so that tests never meet a running stack (scripts/up.sh) nor another
+# A test run's own RabbitMQ virtual host, Redis database, PostgreSQL database and Redis Cluster,
+# created here and dropped by isolated_env_drop, so that tests never meet a running stack (scripts/up.sh) nor another
 # test run: the stack uses vhost /, Redis database 0 and PostgreSQL database serving.
 rabbit_api() { # method path [json]
   curl -fsS -u guest:guest -X "$1" -H 'content-type: application/json' ${3:+-d "$3"} \
@@ -203,10 +203,58 @@ isolated_env() {
   export ConnectionStrings__Redis="127.0.0.1:$REDIS_PORT,defaultDatabase=$ISOLATED_REDIS_DB"
   export ConnectionStrings__Postgres="Host=127.0.0.1;Port=$PG_PORT;Username=postgres;Database=$ISOLATED_PG_DB"
   export Serving__RabbitMq__VirtualHost="$ISOLATED_VHOST"
+  start_redis_cluster
+}
+
+# A free loopback port whose cluster bus port (+10000) is free too.
+free_port_pair() {
+  local p
+  for _ in $(seq 1 100); do
+    p=$((20000 + RANDOM % 10000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && ! (exec 3<>"/dev/tcp/127.0.0.1/$((p + 10000))") 2>/dev/null; then
+      echo "$p"; return
+    fi
+  done
+  die "no free port pair found"
+}
+
+cluster_ok() { redis-cli -h 127.0.0.1 -p "$1" cluster info | grep -q 'cluster_state:ok'; }
+
+# A Redis Cluster of three masters on loopback, the run's own, for the job store's cluster tests
+# (SERVING_TEST_REDIS_CLUSTER); stopped and removed by stop_redis_cluster.
+start_redis_cluster() {
+  REDIS_CLUSTER_DIR="$STATE/redis-cluster-$$"
+  REDIS_CLUSTER_PORTS=()
+  local p
+  mkdir -p "$REDIS_CLUSTER_DIR"
+  for _ in 1 2 3; do
+    p=$(free_port_pair)
+    REDIS_CLUSTER_PORTS+=("$p")
+    mkdir -p "$REDIS_CLUSTER_DIR/$p"
+    redis-server --bind 127.0.0.1 --port "$p" --cluster-enabled yes --cluster-config-file "$REDIS_CLUSTER_DIR/$p/nodes.conf" \
+      --dir "$REDIS_CLUSTER_DIR/$p" --daemonize yes --pidfile "$REDIS_CLUSTER_DIR/$p/redis.pid" \
+      --logfile "$REDIS_CLUSTER_DIR/$p/redis.log" --save '' --appendonly no 4>&-
+  done
+  for p in "${REDIS_CLUSTER_PORTS[@]}"; do wait_for 10 "Redis cluster node $p" redis-cli -h 127.0.0.1 -p "$p" ping; done
+  redis-cli --cluster create $(printf '127.0.0.1:%s ' "${REDIS_CLUSTER_PORTS[@]}") --cluster-replicas 0 --cluster-yes \
+    >"$REDIS_CLUSTER_DIR/create.log" 2>&1 || die "redis-cli --cluster create failed, see $REDIS_CLUSTER_DIR/create.log"
+  for p in "${REDIS_CLUSTER_PORTS[@]}"; do wait_for 30 "Redis cluster state on $p" cluster_ok "$p"; done
+  export SERVING_TEST_REDIS_CLUSTER
+  SERVING_TEST_REDIS_CLUSTER=$(printf '127.0.0.1:%s,' "${REDIS_CLUSTER_PORTS[@]}"); SERVING_TEST_REDIS_CLUSTER=${SERVING_TEST_REDIS_CLUSTER%,}
+  log "Redis Cluster of three masters on $SERVING_TEST_REDIS_CLUSTER"
+}
+
+stop_redis_cluster() {
+  [ -n "${REDIS_CLUSTER_DIR:-}" ] || return 0
+  local p
+  for p in "${REDIS_CLUSTER_PORTS[@]}"; do redis-cli -h 127.0.0.1 -p "$p" shutdown nosave >/dev/null 2>&1 || true; done
+  rm -rf "$REDIS_CLUSTER_DIR"
+  REDIS_CLUSTER_DIR=""
 }
 
 isolated_env_drop() {
   local status=$?
+  stop_redis_cluster
   rabbit_api DELETE "vhosts/$ISOLATED_VHOST" 2>/dev/null || log "warning: RabbitMQ vhost $ISOLATED_VHOST not deleted"
   psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "DROP DATABASE IF EXISTS $ISOLATED_PG_DB WITH (FORCE)" >/dev/null 2>&1 \
     || log "warning: PostgreSQL database $ISOLATED_PG_DB not dropped"

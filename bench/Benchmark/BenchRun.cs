@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.RegularExpressions;
 using System.Diagnostics;
 using Async.Serving.Fixtures;
+using Async.Serving.Jobs;
 using Async.Serving.Models;
 using Microsoft.ML.OnnxRuntime;
 using StackExchange.Redis;
@@ -270,7 +271,7 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             long total = 0;
             foreach (var job in sample)
             {
-                foreach (var key in new[] { $"job:{job.Id}", $"result:{job.Id}", $"input:{job.Id}" })
+                foreach (var key in new[] { RedisJobStore.JobKey(job.Id), RedisJobStore.ResultKey(job.Id), RedisJobStore.InputKey(job.Id) })
                 {
                     var usage = await db.ExecuteAsync("MEMORY", "USAGE", key).ConfigureAwait(false);
                     total += usage.IsNull ? 0 : (long)usage;
@@ -531,8 +532,8 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         var db = _redis.GetDatabase();
         foreach (var chunk in _jobIds.Chunk(500))
         {
-            RedisKey[] keys = [.. chunk.SelectMany(id => new RedisKey[] { $"job:{id}", $"result:{id}", $"input:{id}" })];
-            await db.KeyDeleteAsync(keys).ConfigureAwait(false);
+            // A job's keys share a slot; different jobs' keys need not (Redis Cluster), so one DEL per job, pipelined.
+            await Task.WhenAll(chunk.Select(id => db.KeyDeleteAsync([RedisJobStore.JobKey(id), RedisJobStore.ResultKey(id), RedisJobStore.InputKey(id)]))).ConfigureAwait(false);
         }
 
         foreach (var (model, version) in BenchRepository.Models)

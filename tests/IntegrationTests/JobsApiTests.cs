@@ -214,7 +214,7 @@ public sealed class JobsApiTests(ServingFixture serving)
         Assert.NotNull(response.Headers.RetryAfter);
         var redis = serving.Api.Services.GetRequiredService<IConnectionMultiplexer>();
         var server = redis.GetServer(redis.GetEndPoints()[0]);
-        await foreach (var key in server.KeysAsync(pattern: "job:*"))
+        await foreach (var key in server.KeysAsync(pattern: "*:job:*"))
         {
             Assert.NotEqual(tenant, (string?)await redis.GetDatabase().HashGetAsync(key, "tenant"));
         }

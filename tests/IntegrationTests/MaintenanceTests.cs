@@ -147,7 +147,7 @@ public sealed class MaintenanceTests(ServingFixture serving)
         await store.CreateAsync(job, new byte[] { 1, 2, 3 });
         for (var i = 0; i < attempts; i++)
         {
-            Assert.True((await store.TryStartAsync(job.Id, RedisJobStore.InputKey(job.Id).ToString(), worker)).Started);
+            Assert.True((await store.TryStartAsync(job.Id, worker)).Started);
         }
 
         return job.Id;

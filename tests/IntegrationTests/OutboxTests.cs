@@ -47,7 +47,7 @@ public sealed class OutboxTests(ServingFixture serving)
     private static async Task<StreamEntry[]> EntriesAsync(IServiceProvider services, string id)
     {
         var db = services.GetRequiredService<IConnectionMultiplexer>().GetDatabase();
-        var all = await db.StreamRangeAsync(RedisJobStore.EventStream);
+        var all = await db.StreamRangeAsync(RedisJobStore.EventStream(RedisJobStore.ShardOf(id)));
         return [.. all.Where(e => e["id"] == id)];
     }
 
@@ -63,7 +63,7 @@ public sealed class OutboxTests(ServingFixture serving)
 
         // What a worker does before it dies: start the job and write its output. It publishes nothing.
         var store = api.Services.GetRequiredService<RedisJobStore>();
-        Assert.True((await store.TryStartAsync(id, RedisJobStore.InputKey(id).ToString(), "worker-that-dies")).Started);
+        Assert.True((await store.TryStartAsync(id, "worker-that-dies")).Started);
         Assert.True(await store.CompleteAsync(id, """{"embedding":[1.0],"dims":1}""", 12));
 
         var hooks = await receiver.WaitForAsync(url, 2, ServingFixture.JobWait);
@@ -95,9 +95,9 @@ public sealed class OutboxTests(ServingFixture serving)
         var failed = await SubmitAsync(client, models, "http://127.0.0.1:9/c", ["completed"]);
         Assert.True(await store.FailAsync(failed, "inference_failed", "boom"));
         var orphaned = await SubmitAsync(client, models, "http://127.0.0.1:9/d", ["completed"]);
-        Assert.True((await store.TryStartAsync(orphaned, RedisJobStore.InputKey(orphaned).ToString(), "w1")).Started);
+        Assert.True((await store.TryStartAsync(orphaned, "w1")).Started);
         Assert.Equal(CancelOutcome.Requested, await store.CancelAsync(orphaned));
-        Assert.True((await store.TryStartAsync(orphaned, RedisJobStore.InputKey(orphaned).ToString(), "w2")).CancelledNow);
+        Assert.True((await store.TryStartAsync(orphaned, "w2")).CancelledNow);
 
         foreach (var (id, status) in new[] { (cancelled, "cancelled"), (expired, "expired"), (failed, "failed"), (orphaned, "cancelled") })
         {
@@ -108,14 +108,14 @@ public sealed class OutboxTests(ServingFixture serving)
 
         // Started and progress only where asked for; a job ending twice (a late redelivery) writes one event.
         var plain = await SubmitAsync(client, models, "http://127.0.0.1:9/e", ["completed"]);
-        Assert.True((await store.TryStartAsync(plain, RedisJobStore.InputKey(plain).ToString(), "w1")).Started);
+        Assert.True((await store.TryStartAsync(plain, "w1")).Started);
         Assert.True(await store.SetProgressAsync(plain, 0.5, "w1"));
         Assert.True(await store.CompleteAsync(plain, """{"dims":0}""", 1));
         Assert.False(await store.CompleteAsync(plain, """{"dims":0}""", 1));
         Assert.Equal(["job.completed"], (await EntriesAsync(api.Services, plain)).Select(e => e["type"].ToString()));
 
         var all = await SubmitAsync(client, models, "http://127.0.0.1:9/f", ["started", "progress", "completed"]);
-        Assert.True((await store.TryStartAsync(all, RedisJobStore.InputKey(all).ToString(), "w1")).Started);
+        Assert.True((await store.TryStartAsync(all, "w1")).Started);
         Assert.True(await store.SetProgressAsync(all, 0.25, "w1"));
         Assert.True(await store.CompleteAsync(all, """{"dims":0}""", 1));
         Assert.Equal(["job.started", "job.progress", "job.completed"], (await EntriesAsync(api.Services, all)).Select(e => e["type"].ToString()));
@@ -138,7 +138,7 @@ public sealed class OutboxTests(ServingFixture serving)
         var relay = new JobEventRelay(
             api.Services.GetRequiredService<IConnectionMultiplexer>(), store, hangfire,
             api.Services.GetRequiredService<IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions>>(),
-            api.Services.GetRequiredService<IOptions<WebhookOptions>>(), NullLogger<JobEventRelay>.Instance);
+            api.Services.GetRequiredService<IOptions<WebhookOptions>>(), TimeProvider.System, NullLogger<JobEventRelay>.Instance);
         for (var round = 0; round < 5; round++)
         {
             await Assert.ThrowsAsync<InvalidOperationException>(relay.PumpAsync);

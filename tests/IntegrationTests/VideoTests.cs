@@ -253,13 +253,12 @@ public sealed class VideoTests(ServingFixture serving, ITestOutputHelper output)
             CreatedAt = DateTimeOffset.UtcNow,
         };
         await store.CreateAsync(job, new byte[] { 1, 2, 3 });
-        var input = RedisJobStore.InputKey(job.Id).ToString();
-        Assert.True((await store.TryStartAsync(job.Id, input, "worker-a")).Started);
+        Assert.True((await store.TryStartAsync(job.Id, "worker-a")).Started);
         Assert.True(await store.SetProgressAsync(job.Id, 0.6, "worker-a"));
         Assert.Equal(0.6, (await store.GetAsync(job.Id))!.Progress);
 
         // worker-a died; the message is redelivered to worker-b.
-        Assert.True((await store.TryStartAsync(job.Id, input, "worker-b")).Started);
+        Assert.True((await store.TryStartAsync(job.Id, "worker-b")).Started);
         Assert.Equal(0, (await store.GetAsync(job.Id))!.Progress);
         Assert.False(await store.SetProgressAsync(job.Id, 0.7, "worker-a"));
         Assert.True(await store.SetProgressAsync(job.Id, 0.1, "worker-b"));

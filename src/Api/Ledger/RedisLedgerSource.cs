@@ -5,30 +5,31 @@ using StackExchange.Redis;
 namespace Async.Serving.Api.Ledger;
 
 /// <summary>
-/// Reads <see cref="RedisJobStore.LedgerStream"/> in the consumer group <c>ledger-writers</c>.
+/// Reads the shards' <see cref="RedisJobStore.LedgerStream"/>s in the consumer group <c>ledger-writers</c>.
 /// Entries stay pending until acknowledged, so a batch that PostgreSQL refused is read again; one
 /// left pending by a writer that stopped is claimed after <see cref="LedgerOptions.ClaimIdle"/>.
 /// </summary>
-internal sealed class RedisLedgerSource(IConnectionMultiplexer redis, RedisJobStore store, IOptions<LedgerOptions> options) : ILedgerSource
+internal sealed class RedisLedgerSource(IConnectionMultiplexer redis, RedisJobStore store, IOptions<LedgerOptions> options, TimeProvider clock) : ILedgerSource
 {
     public const string Group = "ledger-writers";
 
-    private readonly RedisStreamGroup _group = new(redis.GetDatabase(), RedisJobStore.LedgerStream, Group, options.Value.ClaimIdle);
+    private readonly RedisStreamGroup _group = new(
+        redis.GetDatabase(), [.. RedisJobStore.Shards.Select(RedisJobStore.LedgerStream)], Group, options.Value.ClaimIdle, clock);
 
     public async Task<LedgerBatch> ReadAsync(int count, CancellationToken cancellationToken)
     {
         var entries = await _group.ReadAsync(count).ConfigureAwait(false);
-        if (entries.Length == 0)
+        if (entries.Count == 0)
         {
             return LedgerBatch.Empty;
         }
 
-        var ids = new List<string>(entries.Length);
-        var events = new List<LedgerEvent>(entries.Length);
+        var ids = new List<string>(entries.Count);
+        var events = new List<LedgerEvent>(entries.Count);
         var deleted = new List<string>();
-        foreach (var entry in entries)
+        foreach (var (stream, entry) in entries)
         {
-            ids.Add(entry.Id.ToString());
+            ids.Add($"{stream}{Separator}{entry.Id}");
             // A pending entry trimmed from the stream (MAXLEN) comes back without values: acknowledge it, nothing to write.
             if (entry.IsNull || entry.Values is null || entry.Values.Length == 0)
             {
@@ -60,5 +61,8 @@ internal sealed class RedisLedgerSource(IConnectionMultiplexer redis, RedisJobSt
     }
 
     public Task AckAsync(LedgerBatch batch, CancellationToken cancellationToken) =>
-        _group.AckAsync([.. batch.EntryIds.Select(id => (RedisValue)id)]);
+        _group.AckAsync(batch.EntryIds.Select(id => id.Split(Separator)).Select(p => new StreamEntryRef(p[0], new StreamEntry(p[1], []))));
+
+    // Between a batch's entry's stream and its id, in LedgerBatch.EntryIds.
+    private const char Separator = '|';
 }

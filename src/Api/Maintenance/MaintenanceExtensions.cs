@@ -8,9 +8,13 @@ public static class MaintenanceExtensions
 {
     public const string Queue = "maintenance";
 
-    /// <summary>The maintenance jobs, scheduled at start as Hangfire recurring jobs (needs <see cref="HangfireExtensions.AddServingHangfire"/>).</summary>
+    /// <summary>
+    /// The maintenance jobs, scheduled at start as Hangfire recurring jobs (needs <see cref="HangfireExtensions.AddServingHangfire"/>),
+    /// and the one-time move of a job store of the first layout to the sharded one.
+    /// </summary>
     public static IHostApplicationBuilder AddMaintenance(this IHostApplicationBuilder builder)
     {
+        builder.Services.AddHostedService<Async.Serving.Jobs.JobStoreLayoutMigration>();
         builder.Services.AddOptionsWithValidateOnStart<MaintenanceOptions>()
             .BindConfiguration(MaintenanceOptions.Section)
             .ValidateDataAnnotations();

@@ -36,10 +36,8 @@ public sealed partial class MaintenanceJobs(
     public async Task<int> ExpireQueuedAsync(CancellationToken cancellationToken)
     {
         var now = clock.GetUtcNow();
-        var ids = await _db.SortedSetRangeByScoreAsync(
-            RedisJobStore.QueuedByExpiry, double.NegativeInfinity, now.ToUnixTimeMilliseconds(), take: options.Value.BatchSize).ConfigureAwait(false);
         var expired = 0;
-        foreach (var value in ids)
+        foreach (var (index, value) in await DueAsync(RedisJobStore.QueuedByExpiry, now.ToUnixTimeMilliseconds()).ConfigureAwait(false))
         {
             cancellationToken.ThrowIfCancellationRequested();
             var id = value.ToString();
@@ -51,7 +49,7 @@ public sealed partial class MaintenanceJobs(
             else
             {
                 // Gone, or no longer queued (the store's scripts remove it too; this covers old entries).
-                await _db.SortedSetRemoveAsync(RedisJobStore.QueuedByExpiry, value).ConfigureAwait(false);
+                await _db.SortedSetRemoveAsync(index, value).ConfigureAwait(false);
             }
         }
 
@@ -75,18 +73,15 @@ public sealed partial class MaintenanceJobs(
         var settings = options.Value;
         var now = clock.GetUtcNow();
         // A job started within the grace period cannot have lost its worker for that long.
-        var ids = await _db.SortedSetRangeByScoreAsync(
-            RedisJobStore.RunningJobs, double.NegativeInfinity, (now - settings.WorkerLostGrace).ToUnixTimeMilliseconds(),
-            take: settings.BatchSize).ConfigureAwait(false);
         var failed = 0;
-        foreach (var value in ids)
+        foreach (var (index, value) in await DueAsync(RedisJobStore.RunningJobs, (now - settings.WorkerLostGrace).ToUnixTimeMilliseconds()).ConfigureAwait(false))
         {
             cancellationToken.ThrowIfCancellationRequested();
             var id = value.ToString();
             var job = await store.GetAsync(id, includeOutput: false).ConfigureAwait(false);
             if (job is null || job.Status != JobStatus.Running)
             {
-                await _db.SortedSetRemoveAsync(RedisJobStore.RunningJobs, value).ConfigureAwait(false);
+                await _db.SortedSetRemoveAsync(index, value).ConfigureAwait(false);
                 continue;
             }
 
@@ -148,6 +143,15 @@ public sealed partial class MaintenanceJobs(
         // Rows of jobs no longer in Redis stay as they are: nothing newer is known about them.
         await ledger.WriteAsync(new LedgerBatch([], [], [.. jobs.OfType<JobRecord>()], []), cancellationToken).ConfigureAwait(false);
         return ids.Count;
+    }
+
+    /// <summary>The ids scored at most <paramref name="maxScore"/> in every shard's <paramref name="index"/>, at most a batch per shard, with the index each is in.</summary>
+    private async Task<List<(RedisKey Index, RedisValue Id)>> DueAsync(Func<string, RedisKey> index, long maxScore)
+    {
+        var keys = RedisJobStore.Shards.Select(index).ToArray();
+        var due = await Task.WhenAll(keys.Select(key =>
+            _db.SortedSetRangeByScoreAsync(key, double.NegativeInfinity, maxScore, take: options.Value.BatchSize))).ConfigureAwait(false);
+        return [.. keys.Zip(due).SelectMany(shard => shard.Second.Select(id => (shard.First, id)))];
     }
 
     /// <summary>How long the worker has been gone, or null while it is live.</summary>

@@ -10,7 +10,7 @@ using StackExchange.Redis;
 namespace Async.Serving.Api.Webhooks;
 
 /// <summary>
-/// The relay of the job store's outbox (<see cref="RedisJobStore.EventStream"/>): each event a job's
+/// The relay of the job store's outbox (the shards' <see cref="RedisJobStore.EventStream"/>s): each event a job's
 /// webhook subscribed to becomes one Hangfire delivery. An entry is acknowledged only after Hangfire
 /// took the delivery, so an event survives a crash of the API, a PostgreSQL outage of any length
 /// (the relay retries with a growing pause; the entries wait in Redis) and a Redis restart (AOF).
@@ -25,6 +25,7 @@ public sealed partial class JobEventRelay(
     IBackgroundJobClient jobs,
     IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json,
     IOptions<WebhookOptions> options,
+    TimeProvider clock,
     ILogger<JobEventRelay> logger) : BackgroundService
 {
     public const string Group = "webhook-relay";
@@ -35,7 +36,8 @@ public sealed partial class JobEventRelay(
     private static readonly Prometheus.Gauge FailuresInRow = Prometheus.Metrics.CreateGauge(
         "serving_webhook_relay_failures", "Consecutive failed relay rounds (0 when the relay is healthy).");
 
-    private readonly RedisStreamGroup _group = new(redis.GetDatabase(), RedisJobStore.EventStream, Group, options.Value.RelayClaimIdle);
+    private readonly RedisStreamGroup _group = new(
+        redis.GetDatabase(), [.. RedisJobStore.Shards.Select(RedisJobStore.EventStream)], Group, options.Value.RelayClaimIdle, clock);
     private int _failures;
 
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
@@ -84,13 +86,13 @@ public sealed partial class JobEventRelay(
     public async Task<int> PumpAsync()
     {
         var entries = await _group.ReadAsync(options.Value.RelayBatchSize).ConfigureAwait(false);
-        var done = new List<RedisValue>(entries.Length);
+        var done = new List<StreamEntryRef>(entries.Count);
         try
         {
             foreach (var entry in entries)
             {
-                await RelayAsync(entry).ConfigureAwait(false);
-                done.Add(entry.Id);
+                await RelayAsync(entry.Entry).ConfigureAwait(false);
+                done.Add(entry);
             }
         }
         finally
@@ -99,7 +101,7 @@ public sealed partial class JobEventRelay(
             Relayed.Inc(done.Count);
         }
 
-        return entries.Length;
+        return entries.Count;
     }
 
     private async Task RelayAsync(StreamEntry entry)

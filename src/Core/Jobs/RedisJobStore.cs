@@ -11,7 +11,8 @@ namespace Async.Serving.Jobs;
 /// announces it to the <see cref="EventStream"/> outbox (when the job's webhook subscribed to it)
 /// and wakes the job's waiters on <c>job-changed:{id}</c>: a change and its event happen together
 /// or not at all, whoever makes the change (worker, API, maintenance, dead-letter sweeper).
-/// Scripts take their keys and arguments by name; every key they touch is declared.
+/// Scripts take their keys and arguments by name; every key they touch is declared, and all of them
+/// share the job's shard hash tag, so the store runs on a Redis Cluster as on a single server.
 /// </summary>
 public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStoreOptions> options, TimeProvider clock)
 {
@@ -139,41 +140,82 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
 
     public static string NewJobId() => Guid.CreateVersion7().ToString("N");
 
-    public static RedisKey JobKey(string id) => "job:" + id;
+    /// <summary>
+    /// Job keys are spread over <see cref="ShardCount"/> shards by the last hex digit of the id (random
+    /// in a UUIDv7). A shard's keys share a hash tag, <c>{jobs-X}</c>, so they sit in one Redis Cluster
+    /// slot: a job's hash, input and result, and the shard's ledger stream, event stream and indexes
+    /// by expiry and by start, which is what lets one script change a job and write its ledger entry
+    /// and event atomically on a cluster too. On a single server the tags are just part of the names.
+    /// </summary>
+    public const int ShardCount = 16;
 
-    public static RedisKey InputKey(string id) => "input:" + id;
+    /// <summary>The shards' hash tags, <c>{jobs-0}</c> to <c>{jobs-f}</c>.</summary>
+    public static readonly IReadOnlyList<string> Shards = [.. Enumerable.Range(0, ShardCount).Select(i => $"{{jobs-{i:x}}}")];
 
-    public static RedisKey ResultKey(string id) => "result:" + id;
+    /// <summary>The shard of a job id (any string: ids from a URL are not trusted to be hex).</summary>
+    public static string ShardOf(string id) =>
+        Shards[id.Length == 0 ? 0 : (HexValue(id[^1]) is var v and >= 0 ? v : id[^1] % ShardCount)];
+
+    private static int HexValue(char c) => c switch
+    {
+        >= '0' and <= '9' => c - '0',
+        >= 'a' and <= 'f' => c - 'a' + 10,
+        >= 'A' and <= 'F' => c - 'A' + 10,
+        _ => -1,
+    };
+
+    public static RedisKey JobKey(string id) => $"{ShardOf(id)}:job:{id}";
+
+    public static RedisKey InputKey(string id) => $"{ShardOf(id)}:input:{id}";
+
+    public static RedisKey ResultKey(string id) => $"{ShardOf(id)}:result:{id}";
 
     public static RedisChannel ChangedChannel(string id) => RedisChannel.Literal("job-changed:" + id);
 
     /// <summary>A tenant's job ids, all with score 0: ids are UUIDv7 in hex, so their order is submit order.</summary>
     public static RedisKey TenantIndexKey(string tenantId) => "tenant-jobs:" + tenantId;
 
-    /// <summary>Stream of every state change (<c>id</c>, <c>status</c>, <c>at</c> in Unix ms), capped near <see cref="StreamMaxLength"/> entries; read by the ledger writer.</summary>
-    public static readonly RedisKey LedgerStream = "ledger";
+    /// <summary>A shard's stream of every state change (<c>id</c>, <c>status</c>, <c>at</c> in Unix ms), capped near <see cref="StreamMaxLength"/> entries; read by the ledger writer.</summary>
+    public static RedisKey LedgerStream(string shard) => shard + ":ledger";
 
     /// <summary>
-    /// The outbox: one entry per event a job's webhook subscribed to (<c>id</c>, <c>type</c>
+    /// A shard's outbox: one entry per event a job's webhook subscribed to (<c>id</c>, <c>type</c>
     /// <c>job.started|job.progress|job.completed</c>, <c>status</c>, <c>at</c> in Unix ms, and
     /// <c>attempt</c> and <c>progress</c> (with <c>started_at</c>) for a running job, <c>round</c> (how
     /// often an operator requeued it) for an ended one), appended by the script that made the change;
     /// read at least once by the webhook relay, which deletes what it has handed to Hangfire.
     /// </summary>
-    public static readonly RedisKey EventStream = "job-events";
+    public static RedisKey EventStream(string shard) => shard + ":job-events";
 
-    /// <summary>Near how many entries the ledger and event streams are capped (approximate trimming).</summary>
+    /// <summary>Near how many entries each ledger and event stream is capped (approximate trimming).</summary>
     public const int StreamMaxLength = 1_000_000;
 
-    /// <summary>Queued jobs by expiry (score: <c>expires_at</c>, Unix ms); a job leaves it when it starts or ends.</summary>
-    public static readonly RedisKey QueuedByExpiry = "queued-by-expiry";
+    /// <summary>A shard's queued jobs by expiry (score: <c>expires_at</c>, Unix ms); a job leaves it when it starts or ends.</summary>
+    public static RedisKey QueuedByExpiry(string shard) => shard + ":queued-by-expiry";
 
-    /// <summary>Running jobs by start time (Unix ms); a job leaves it when it ends.</summary>
-    public static readonly RedisKey RunningJobs = "running-jobs";
+    /// <summary>A shard's running jobs by start time (Unix ms); a job leaves it when it ends.</summary>
+    public static RedisKey RunningJobs(string shard) => shard + ":running-jobs";
 
-    /// <summary>Writes a queued job and its input in one transaction.</summary>
+    /// <summary>
+    /// Writes a queued job, its input and its ledger entry in one transaction (one shard). The tenant's
+    /// index, in a slot of its own, is written first: a crash in between leaves an id there that
+    /// names no job, which listing prunes, and never a job that its tenant cannot list.
+    /// </summary>
     public async Task CreateAsync(JobRecord job, ReadOnlyMemory<byte> input)
     {
+        var index = TenantIndexKey(job.TenantId);
+        var indexing = _db.CreateTransaction();
+        _ = indexing.SortedSetAddAsync(index, job.Id, 0);
+        // Ids older than any job can live are dropped from the index as new ones arrive.
+        var oldest = job.CreatedAt - _options.InputRetention - _options.StatusRetention;
+        _ = indexing.SortedSetRemoveRangeByValueAsync(index, RedisValue.Null, IdPrefixAt(oldest), Exclude.None);
+        _ = indexing.KeyExpireAsync(index, _options.InputRetention + _options.StatusRetention);
+        if (!await indexing.ExecuteAsync().ConfigureAwait(false))
+        {
+            throw new RedisException($"Transaction indexing job {job.Id} was not committed.");
+        }
+
+        var shard = ShardOf(job.Id);
         var tx = _db.CreateTransaction();
         var key = JobKey(job.Id);
         var fields = new List<HashEntry>
@@ -191,10 +233,10 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         if (job.ExpiresAt is { } expiresAt)
         {
             fields.Add(new HashEntry("expires_at", expiresAt.ToUnixTimeMilliseconds()));
-            _ = tx.SortedSetAddAsync(QueuedByExpiry, job.Id, expiresAt.ToUnixTimeMilliseconds());
+            _ = tx.SortedSetAddAsync(QueuedByExpiry(shard), job.Id, expiresAt.ToUnixTimeMilliseconds());
         }
 
-        _ = tx.StreamAddAsync(LedgerStream, [new("id", job.Id), new("status", job.Status), new("at", job.CreatedAt.ToUnixTimeMilliseconds())],
+        _ = tx.StreamAddAsync(LedgerStream(shard), [new("id", job.Id), new("status", job.Status), new("at", job.CreatedAt.ToUnixTimeMilliseconds())],
             maxLength: StreamMaxLength, useApproximateMaxLength: true);
         if (job.MetadataJson is not null)
         {
@@ -209,12 +251,6 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         _ = tx.HashSetAsync(key, [.. fields]);
         _ = tx.KeyExpireAsync(key, _options.InputRetention + _options.StatusRetention);
         _ = tx.StringSetAsync(InputKey(job.Id), input, _options.InputRetention);
-        var index = TenantIndexKey(job.TenantId);
-        _ = tx.SortedSetAddAsync(index, job.Id, 0);
-        // Ids older than any job can live are dropped from the index as new ones arrive.
-        var oldest = job.CreatedAt - _options.InputRetention - _options.StatusRetention;
-        _ = tx.SortedSetRemoveRangeByValueAsync(index, RedisValue.Null, IdPrefixAt(oldest), Exclude.None);
-        _ = tx.KeyExpireAsync(index, _options.InputRetention + _options.StatusRetention);
         if (!await tx.ExecuteAsync().ConfigureAwait(false))
         {
             throw new RedisException($"Transaction creating job {job.Id} was not committed.");
@@ -224,10 +260,11 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     /// <summary>Removes a job that never reached the broker, so no orphan is left behind.</summary>
     public async Task DeleteAsync(string id, string tenantId)
     {
+        var shard = ShardOf(id);
         await _db.KeyDeleteAsync([JobKey(id), InputKey(id), ResultKey(id)]).ConfigureAwait(false);
         await _db.SortedSetRemoveAsync(TenantIndexKey(tenantId), id).ConfigureAwait(false);
-        await _db.SortedSetRemoveAsync(QueuedByExpiry, id).ConfigureAwait(false);
-        await _db.StreamAddAsync(LedgerStream, [new("id", id), new("status", "deleted"), new("at", clock.GetUtcNow().ToUnixTimeMilliseconds())],
+        await _db.SortedSetRemoveAsync(QueuedByExpiry(shard), id).ConfigureAwait(false);
+        await _db.StreamAddAsync(LedgerStream(shard), [new("id", id), new("status", "deleted"), new("at", clock.GetUtcNow().ToUnixTimeMilliseconds())],
             maxLength: StreamMaxLength, useApproximateMaxLength: true).ConfigureAwait(false);
     }
 
@@ -328,9 +365,9 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     /// Moves a queued (or redelivered running) job to running, counts the attempt and reads the
     /// input, in one round trip. A job flagged for cancel while its worker died ends cancelled here.
     /// </summary>
-    public async Task<StartOutcome> TryStartAsync(string id, string inputKey, string? workerId = null)
+    public async Task<StartOutcome> TryStartAsync(string id, string? workerId = null)
     {
-        var args = Args(id) with { input = inputKey, worker = workerId ?? string.Empty };
+        var args = Args(id) with { worker = workerId ?? string.Empty };
         var now = DateTimeOffset.FromUnixTimeMilliseconds(args.now);
         var reply = await EvaluateAsync(StartScript, args).ConfigureAwait(false);
         if (reply.Resp2Type == ResultType.Array)
@@ -417,23 +454,27 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     private Task<RedisResult> EvaluateAsync(LuaScript script, ScriptArgs args) => script.EvaluateAsync(_db, args);
 
     /// <summary>The keys and arguments every script may name, for job <paramref name="id"/> now.</summary>
-    private ScriptArgs Args(string id) => new()
+    private ScriptArgs Args(string id)
     {
-        job = JobKey(id),
-        input = InputKey(id),
-        result = ResultKey(id),
-        ledger = LedgerStream,
-        events = EventStream,
-        queuedByExpiry = QueuedByExpiry,
-        runningJobs = RunningJobs,
-        id = id,
-        channel = ChangedChannel(id).ToString(),
-        cancelChannel = CancelChannel.ToString(),
-        now = clock.GetUtcNow().ToUnixTimeMilliseconds(),
-        streamCap = StreamMaxLength,
-        statusRetention = (long)_options.StatusRetention.TotalSeconds,
-        resultRetention = (long)_options.Retention.TotalSeconds,
-    };
+        var shard = ShardOf(id);
+        return new()
+        {
+            job = JobKey(id),
+            input = InputKey(id),
+            result = ResultKey(id),
+            ledger = LedgerStream(shard),
+            events = EventStream(shard),
+            queuedByExpiry = QueuedByExpiry(shard),
+            runningJobs = RunningJobs(shard),
+            id = id,
+            channel = ChangedChannel(id).ToString(),
+            cancelChannel = CancelChannel.ToString(),
+            now = clock.GetUtcNow().ToUnixTimeMilliseconds(),
+            streamCap = StreamMaxLength,
+            statusRetention = (long)_options.StatusRetention.TotalSeconds,
+            resultRetention = (long)_options.Retention.TotalSeconds,
+        };
+    }
 
     /// <summary>
     /// The named parameters of the scripts (<c>@job</c>, <c>@now</c>, …): members of type

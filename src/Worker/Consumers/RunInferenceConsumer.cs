@@ -39,7 +39,7 @@ internal sealed partial class RunInferenceConsumer(
         }
 
         using var cancel = cancellations.Register(job.JobId);
-        var start = await store.TryStartAsync(job.JobId, job.InputKey, heartbeat.WorkerId).ConfigureAwait(false);
+        var start = await store.TryStartAsync(job.JobId, heartbeat.WorkerId).ConfigureAwait(false);
         if (!start.Started)
         {
             // Finished, cancelled or expired before this delivery: nothing to run. A cancel request
