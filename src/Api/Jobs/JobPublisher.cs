@@ -1,5 +1,6 @@
 using Async.Serving.Contracts;
 using Async.Serving.Jobs;
+using Async.Serving.Messaging;
 using MassTransit;
 using Microsoft.Extensions.Options;
 
@@ -11,11 +12,15 @@ public sealed class BrokerUnavailableException(string message, Exception inner) 
 /// <summary>
 /// Stores a job and its input, then sends it to its model's queue and waits for the broker's
 /// confirm. Only a confirmed job gets a ticket: when the send fails, the stored job is deleted, so
-/// no orphan is left that no worker will ever see.
+/// no orphan is left that no worker will ever see. The model's quorum queue is declared before the
+/// first send (<see cref="JobQueueDeclarer"/>) and the send is mandatory: should the queue be gone
+/// (deleted by an operator), the broker returns the message, the client gets 503, and the next
+/// submit declares the queue again.
 /// </summary>
 internal sealed partial class JobPublisher(
     RedisJobStore store,
     ISendEndpointProvider sendEndpoints,
+    JobQueueDeclarer queues,
     IOptions<JobLimitsOptions> limits,
     TimeProvider clock,
     ILogger<JobPublisher> logger)
@@ -49,7 +54,9 @@ internal sealed partial class JobPublisher(
         try
         {
             using var timeout = new CancellationTokenSource(limits.Value.PublishTimeout);
-            var endpoint = await sendEndpoints.GetSendEndpoint(new Uri($"queue:{submission.Model.QueueName}")).ConfigureAwait(false);
+            var queue = submission.Model.QueueName;
+            await queues.EnsureDeclaredAsync(queue, timeout.Token).ConfigureAwait(false);
+            var endpoint = await sendEndpoints.GetSendEndpoint(JobQueues.SendAddress(queue)).ConfigureAwait(false);
             await endpoint.Send(new RunInference
             {
                 JobId = job.Id,
@@ -65,10 +72,15 @@ internal sealed partial class JobPublisher(
                 TimeoutSeconds = submission.TimeoutSeconds,
                 AnnounceStart = submission.Webhook?.Wants(Webhooks.WebhookEvents.Started) == true,
                 AnnounceProgress = submission.Webhook?.Wants(Webhooks.WebhookEvents.Progress) == true,
-            }, timeout.Token).ConfigureAwait(false);
+            }, Pipe.Execute<SendContext<RunInference>>(Mandatory), timeout.Token).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
+            if (ex is MessageReturnedException)
+            {
+                queues.Forget(submission.Model.QueueName);
+            }
+
             LogPublishFailed(logger, job.Id, ex.Message);
             await store.DeleteAsync(job.Id, tenantId).ConfigureAwait(false);
             throw new BrokerUnavailableException("The broker did not confirm the job.", ex);
@@ -76,6 +88,14 @@ internal sealed partial class JobPublisher(
 
         Submitted.WithLabels(submission.Pipeline, submission.Model.Id).Inc();
         return job;
+    }
+
+    private static void Mandatory(SendContext context)
+    {
+        if (context.TryGetPayload(out RabbitMqSendContext? rabbit))
+        {
+            rabbit.Mandatory = true;
+        }
     }
 
     [LoggerMessage(EventId = 300, Level = LogLevel.Warning, Message = "Publish of job {JobId} failed, job removed: {Reason}")]
