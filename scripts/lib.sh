@@ -15,6 +15,13 @@ RABBIT_MGMT_PORT="${SERVING_RABBIT_MGMT_PORT:-15672}"
 API_PORT="${SERVING_API_PORT:-5080}"
 PG_BIN=/usr/lib/postgresql/15/bin
 RABBIT_BIN=/usr/lib/rabbitmq/bin
+# Redis refuses writes above this (noeviction: job state is never evicted). Default: a quarter of
+# this machine's memory, leaving room for the fork of an AOF rewrite and the other services.
+REDIS_MAXMEMORY="${SERVING_REDIS_MAXMEMORY:-$(( $(awk '/^MemTotal:/ { print $2 }' /proc/meminfo) / 4 / 1024 ))mb}"
+# RabbitMQ closes a channel whose delivery stays unacknowledged this long and requeues it. It must
+# exceed the longest a job may run: Serving:Limits:MaxTimeoutSeconds (3600 s) plus the result write
+# and the consumer's in-place retries; 2 h (see docs/reliability.md).
+RABBIT_CONSUMER_TIMEOUT_MS="${SERVING_RABBIT_CONSUMER_TIMEOUT_MS:-7200000}"
 
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
@@ -37,7 +44,7 @@ wait_for() {
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
 install_packages() {
-  local wanted=(redis-server postgresql rabbitmq-server ffmpeg fonts-dejavu-core docker-compose curl openssl)
+  local wanted=(redis-server postgresql rabbitmq-server ffmpeg fonts-dejavu-core docker-compose curl openssl jq)
   local missing=()
   for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -54,44 +61,103 @@ install_packages() {
   command -v dotnet >/dev/null || die "the .NET SDK (dotnet) is not on PATH"
 }
 
+redis_cli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+redis_ready() { [ "$(redis_cli ping 2>/dev/null)" = PONG ]; } # not while it loads its AOF (LOADING)
+redis_config() { redis_cli CONFIG GET "$1" 2>/dev/null | sed -n 2p; }
+
+# Durable like compose: AOF fsynced every second (a crash loses at most about the last second of
+# acknowledged writes), RDB snapshots off (the AOF is the copy; each snapshot would fork), and
+# noeviction under a memory cap, so job state is never evicted: writes fail instead when it is full.
 start_redis() {
-  if redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null | grep -q PONG; then return; fi
-  log "starting Redis on 127.0.0.1:$REDIS_PORT"
+  if redis_ready; then redis_make_durable; return; fi
+  log "starting Redis on 127.0.0.1:$REDIS_PORT (AOF everysec, maxmemory $REDIS_MAXMEMORY, noeviction)"
   mkdir -p "$STATE/redis"
-  # Persistence off: this is a development instance (compose enables AOF).
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$STATE/redis" --daemonize yes \
-    --pidfile "$STATE/redis.pid" --logfile "$LOGS/redis.log" --save '' --appendonly no  4>&-
-  wait_for 10 Redis redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping
+    --pidfile "$STATE/redis.pid" --logfile "$LOGS/redis.log" \
+    --appendonly yes --appendfsync everysec --save '' \
+    --maxmemory "$REDIS_MAXMEMORY" --maxmemory-policy noeviction 4>&-
+  wait_for 120 "Redis (loading its AOF; see $LOGS/redis.log)" redis_ready
 }
 
+# A Redis already running (started by an older checkout with persistence off, or by anyone) is
+# switched to the same durability at runtime, where CONFIG SET allows it; its next start by
+# start_redis then gets it from the command line. A memory cap set by someone else is kept.
+redis_make_durable() {
+  local changed=()
+  if [ "$(redis_config appendonly)" != yes ]; then
+    redis_cli CONFIG SET appendfsync everysec >/dev/null && redis_cli CONFIG SET appendonly yes | grep -q OK \
+      && changed+=("AOF on (everysec)")
+  fi
+  if [ "$(redis_config maxmemory-policy)" != noeviction ]; then
+    redis_cli CONFIG SET maxmemory-policy noeviction | grep -q OK && changed+=("maxmemory-policy noeviction")
+  fi
+  if [ "$(redis_config maxmemory)" = 0 ] && redis_cli CONFIG SET maxmemory "$REDIS_MAXMEMORY" | grep -q OK; then
+    local used; used=$(redis_cli INFO memory | tr -d '\r' | sed -n 's/^used_memory://p')
+    if [ "${used:-0}" -lt "$(redis_config maxmemory)" ]; then
+      changed+=("maxmemory $REDIS_MAXMEMORY")
+    else # a cap below what it holds would refuse every write at once
+      redis_cli CONFIG SET maxmemory 0 >/dev/null
+      log "warning: Redis on 127.0.0.1:$REDIS_PORT holds more than $REDIS_MAXMEMORY; maxmemory left unset (SERVING_REDIS_MAXMEMORY)"
+    fi
+  fi
+  [ ${#changed[@]} -eq 0 ] || log "Redis on 127.0.0.1:$REDIS_PORT was running without persistence or limits: set ${changed[*]}"
+  [ "$(redis_config appendonly)" = yes ] || log "warning: Redis on 127.0.0.1:$REDIS_PORT still has AOF off (CONFIG SET refused): a restart loses every job"
+}
+
+# initdb and pg_ctl refuse root, so PostgreSQL runs as the postgres user, which must reach its data
+# folder, its log and its socket. A checkout inside a folder that user cannot enter (a clone in
+# root's 0700 home) gets all three in /var/tmp/async-serving-pg-<hash of the state folder> instead,
+# with .serving/logs/postgres.log a link to the log.
 pg_data_dir() {
   local dir="$STATE/postgres"
-  # initdb and pg_ctl refuse root; the postgres user must be able to reach the data folder.
   mkdir -p "$dir" && chown postgres:postgres "$dir" && chmod 700 "$dir"
-  if runuser -u postgres -- test -w "$dir" 2>/dev/null; then
-    echo "$dir"
-  else
-    dir="/var/tmp/async-serving-pg-$(printf '%s' "$ROOT" | md5sum | cut -c1-8)"
+  if ! runuser -u postgres -- test -w "$dir" 2>/dev/null; then
+    dir="/var/tmp/async-serving-pg-$(printf '%s' "$STATE" | md5sum | cut -c1-8)"
     mkdir -p "$dir" && chown postgres:postgres "$dir" && chmod 700 "$dir"
-    echo "$dir"
+  fi
+  echo "$dir"
+}
+
+pg_log_file() { # data-dir
+  if runuser -u postgres -- test -x "$LOGS" 2>/dev/null; then
+    echo "$LOGS/postgres.log"
+  else
+    echo "$1/postgres.log"
   fi
 }
+
+# Runs a PostgreSQL tool as postgres from /, a folder it can enter (the checkout may not be one).
+pg_run() { ( cd / && runuser -u postgres -- "$@" ); }
 
 start_postgres() {
   if pg_isready -q -h 127.0.0.1 -p "$PG_PORT"; then return; fi
-  local data; data=$(pg_data_dir)
+  local data logfile; data=$(pg_data_dir); logfile=$(pg_log_file "$data")
   if [ ! -f "$data/PG_VERSION" ]; then
     log "initialising PostgreSQL in $data"
-    runuser -u postgres -- "$PG_BIN/initdb" -D "$data" --auth=trust -U postgres >"$LOGS/initdb.log" 2>&1
+    pg_run "$PG_BIN/initdb" -D "$data" --auth=trust -U postgres >"$LOGS/initdb.log" 2>&1 \
+      || die "initdb failed, see $LOGS/initdb.log"
   fi
   log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
-  touch "$LOGS/postgres.log" && chown postgres "$LOGS/postgres.log"
-  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$data" -l "$LOGS/postgres.log" -w start \
-    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $data" >/dev/null 4>&-
+  if [ "$logfile" = "$LOGS/postgres.log" ]; then
+    [ -L "$logfile" ] && rm -f "$logfile"
+    touch "$logfile" && chown postgres "$logfile"
+  else
+    ln -sfn "$logfile" "$LOGS/postgres.log"
+  fi
   echo "$data" >"$STATE/postgres.datadir"
+  pg_run "$PG_BIN/pg_ctl" -D "$data" -l "$logfile" -w start \
+    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $data" >/dev/null 4>&- \
+    || { tail -20 "$logfile" >&4 2>/dev/null; die "PostgreSQL did not start, see $logfile"; }
   wait_for 20 PostgreSQL pg_isready -h 127.0.0.1 -p "$PG_PORT"
   psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='serving'" | grep -q 1 \
     || psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE DATABASE serving" >/dev/null
+}
+
+# Stops the PostgreSQL that start_postgres started for this state folder (its data folder is recorded).
+stop_postgres() {
+  [ -f "$STATE/postgres.datadir" ] && pg_isready -q -h 127.0.0.1 -p "$PG_PORT" || return 0
+  log "stopping PostgreSQL"
+  pg_run "$PG_BIN/pg_ctl" -D "$(cat "$STATE/postgres.datadir")" -m fast -w stop >/dev/null || true
 }
 
 rabbit_env() {
@@ -106,20 +172,71 @@ rabbit_env() {
 # Ready means the AMQP port accepts connections: a broker started from another checkout counts too.
 rabbit_ready() { (exec 3<>"/dev/tcp/127.0.0.1/$AMQP_PORT") 2>/dev/null; }
 
-start_rabbitmq() {
-  if rabbit_ready; then return; fi
-  log "starting RabbitMQ on 127.0.0.1:$AMQP_PORT (management on $RABBIT_MGMT_PORT)"
-  mkdir -p "$STATE/rabbitmq" "$LOGS/rabbitmq"
-  cat >"$STATE/rabbitmq/rabbitmq.conf" <<CONF
+rabbit_conf() {
+  cat <<CONF
 listeners.tcp.default = 127.0.0.1:$AMQP_PORT
 management.tcp.ip = 127.0.0.1
 management.tcp.port = $RABBIT_MGMT_PORT
+consumer_timeout = $RABBIT_CONSUMER_TIMEOUT_MS
 CONF
+}
+
+start_rabbitmq() {
+  if rabbit_ready; then rabbit_update_consumer_timeout; return; fi
+  log "starting RabbitMQ on 127.0.0.1:$AMQP_PORT (management on $RABBIT_MGMT_PORT)"
+  mkdir -p "$STATE/rabbitmq" "$LOGS/rabbitmq"
+  rabbit_conf >"$STATE/rabbitmq/rabbitmq.conf"
   echo '[rabbitmq_management].' >"$STATE/rabbitmq/enabled_plugins"
   ( rabbit_env; nohup "$RABBIT_BIN/rabbitmq-server" >"$LOGS/rabbitmq/stdout.log" 2>&1 4>&- & )
   # await_startup fails at once while the node is not reachable yet, so it is polled.
   wait_for 180 "RabbitMQ (see $LOGS/rabbitmq)" rabbit_await
   wait_for 30 RabbitMQ rabbit_ready
+}
+
+# A broker this checkout started with another consumer_timeout (an older rabbitmq.conf) gets the
+# new one at runtime, for the channels opened from now on, and in its file for its next start.
+rabbit_update_consumer_timeout() {
+  local conf="$STATE/rabbitmq/rabbitmq.conf"
+  pid_alive "$STATE/rabbitmq.pid" && [ -f "$conf" ] || return 0
+  grep -qx "consumer_timeout = $RABBIT_CONSUMER_TIMEOUT_MS" "$conf" && return 0
+  if ( rabbit_env; "$RABBIT_BIN/rabbitmqctl" -n rabbit@localhost -q eval \
+      "application:set_env(rabbit, consumer_timeout, $RABBIT_CONSUMER_TIMEOUT_MS)." >/dev/null ); then
+    rabbit_conf >"$conf"
+    log "RabbitMQ: consumer_timeout set to $RABBIT_CONSUMER_TIMEOUT_MS ms"
+  else
+    log "warning: could not set RabbitMQ's consumer_timeout at runtime; restart it (scripts/down.sh && scripts/up.sh)"
+  fi
+}
+
+# Job queues (infer-<name>-<version>) are quorum queues; older versions declared them classic, and
+# RabbitMQ refuses to declare a queue again with another type (PRECONDITION_FAILED, inequivalent
+# arg 'x-queue-type'), so the worker could not start on it. An empty classic job queue is deleted
+# here (the worker declares it again as a quorum queue); one that holds messages, or has a consumer
+# (a worker of the old version), is left alone and reported, and the script stops.
+migrate_job_queues() { # [vhost]
+  local vhost="${1:-/}" path name type blocked=()
+  path="${vhost//\//%2F}"
+  local listing
+  listing=$(curl -fsS -u guest:guest "http://127.0.0.1:$RABBIT_MGMT_PORT/api/queues/$path?columns=name,type" \
+    | jq -r '.[] | select(.name | test("^infer-.*-[0-9]+$")) | "\(.name) \(.type)"') \
+    || { log "warning: could not list the queues of vhost $vhost through the RabbitMQ management API"; return 0; }
+  while read -r name type; do
+    [ -n "$name" ] && [ "$type" = classic ] || continue
+    if curl -fsS -u guest:guest -X DELETE \
+        "http://127.0.0.1:$RABBIT_MGMT_PORT/api/queues/$path/$name?if-empty=true&if-unused=true" >/dev/null 2>&1; then
+      log "deleted the empty classic job queue $name (vhost $vhost): the worker declares it again as a quorum queue"
+    else
+      blocked+=("$name")
+    fi
+  done <<<"$listing"
+  [ ${#blocked[@]} -eq 0 ] && return 0
+  log "error: classic job queue(s) in vhost $vhost that are not empty or have a consumer: ${blocked[*]}."
+  log "  Job queues are quorum queues now; a classic one cannot be declared again as quorum. Either"
+  log "  let a worker of the previous version drain it (stop the API first), then run this script again;"
+  log "  or drop its messages (their jobs stay queued until their ttl_seconds expires them):"
+  log "  curl -u guest:guest -X DELETE 'http://127.0.0.1:$RABBIT_MGMT_PORT/api/queues/$path/<name>'"
+  log "  See docs/reliability.md, section Quorum job queues."
+  return 1
 }
 
 rabbit_await() { ( rabbit_env; "$RABBIT_BIN/rabbitmqctl" -n rabbit@localhost -q -t 10 await_startup ); }

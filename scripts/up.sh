@@ -29,6 +29,10 @@ start_process() { # name project-dir dll
   )
 }
 
+# Job queues are quorum queues: an empty classic one left by an older version is removed before a
+# new worker declares it (a non-empty one stops the script with what to do).
+pid_alive "$STATE/worker.pid" || migrate_job_queues / || exit 1
+
 start_process api "$ROOT/src/Api/$BIN" Async.Serving.Api.dll
 start_process worker "$ROOT/src/Worker/$BIN" Async.Serving.Worker.dll
 

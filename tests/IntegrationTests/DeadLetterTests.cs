@@ -125,7 +125,7 @@ public sealed class DeadLetterTests(ServingFixture serving)
             // Kept for the operator, who cannot send it again: it never read as a job.
             var record = await api.Services.GetRequiredService<DeadLetterStore>().GetAsync(id);
             Assert.NotNull(record);
-            var (requeued, outcome) = await api.Services.GetRequiredService<DeadLetterRequeue>().RequeueAsync(id, CancellationToken.None);
+            var (requeued, outcome) = await api.Services.GetRequiredService<DeadLetterRequeue>().RequeueAsync(id);
             Assert.False(requeued);
             Assert.Contains("cannot be sent again", outcome, StringComparison.Ordinal);
         }
@@ -154,7 +154,7 @@ public sealed class DeadLetterTests(ServingFixture serving)
             Assert.Equal("dead_letter", job.GetProperty("error").GetProperty("code").GetString());
             Assert.Contains(models.Queue + "_skipped", job.GetProperty("error").GetProperty("message").GetString()!, StringComparison.Ordinal);
 
-            var (requeued, outcome) = await api.Services.GetRequiredService<DeadLetterRequeue>().RequeueAsync(id, CancellationToken.None);
+            var (requeued, outcome) = await api.Services.GetRequiredService<DeadLetterRequeue>().RequeueAsync(id);
             Assert.True(requeued, outcome);
             var done = await ServingFixture.WaitForTerminalAsync(client, id);
             Assert.Equal("succeeded", done.GetProperty("status").GetString());
@@ -163,7 +163,7 @@ public sealed class DeadLetterTests(ServingFixture serving)
             Assert.Null(await api.Services.GetRequiredService<DeadLetterStore>().GetAsync(id));
 
             // A second requeue finds nothing to do.
-            Assert.False((await api.Services.GetRequiredService<DeadLetterRequeue>().RequeueAsync(id, CancellationToken.None)).Requeued);
+            Assert.False((await api.Services.GetRequiredService<DeadLetterRequeue>().RequeueAsync(id)).Requeued);
         }
         finally
         {

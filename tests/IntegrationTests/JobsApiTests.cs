@@ -4,6 +4,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Async.Serving.Contracts;
 using Async.Serving.Jobs;
+using Async.Serving.Messaging;
 using MassTransit;
 using Microsoft.Extensions.DependencyInjection;
 using StackExchange.Redis;
@@ -132,7 +133,7 @@ public sealed class JobsApiTests(ServingFixture serving)
         Assert.Equal("succeeded", first.GetProperty("status").GetString());
 
         // The same message again, as RabbitMQ would redeliver it after a lost ack.
-        var send = await serving.Api.Services.GetRequiredService<ISendEndpointProvider>().GetSendEndpoint(new Uri("queue:infer-resnet18-1"));
+        var send = await serving.Api.Services.GetRequiredService<ISendEndpointProvider>().GetSendEndpoint(JobQueues.SendAddress("infer-resnet18-1"));
         await send.Send(new RunInference
         {
             JobId = id,

@@ -91,7 +91,7 @@ internal static class DeadLetterPages
             var id = (await context.Request.GetFormValuesAsync("id").ConfigureAwait(false)).FirstOrDefault()?.Trim();
             var (_, outcome) = string.IsNullOrEmpty(id)
                 ? (false, "No job id was given.")
-                : await http.RequestServices.GetRequiredService<DeadLetterRequeue>().RequeueAsync(id, http.RequestAborted).ConfigureAwait(false);
+                : await http.RequestServices.GetRequiredService<DeadLetterRequeue>().RequeueAsync(id).ConfigureAwait(false);
             http.Response.StatusCode = StatusCodes.Status303SeeOther;
             http.Response.Headers.Location = $"{context.Request.PathBase}/dead-letters?outcome={WebUtility.UrlEncode(outcome)}";
         }

@@ -1,7 +1,7 @@
 using System.Text.Json;
 using Async.Serving.Contracts;
 using Async.Serving.Jobs;
-using MassTransit;
+using Async.Serving.Api.Jobs;
 
 namespace Async.Serving.Api.DeadLetters;
 
@@ -11,13 +11,11 @@ namespace Async.Serving.Api.DeadLetters;
 /// model's queue again, without the TTL it had (it already waited once). Only while its input is
 /// still stored; a message that never deserialized cannot be sent again.
 /// </summary>
-public sealed partial class DeadLetterRequeue(
-    DeadLetterStore deadLetters, RedisJobStore store, ISendEndpointProvider sendEndpoints, TimeProvider clock, ILogger<DeadLetterRequeue> logger)
+internal sealed partial class DeadLetterRequeue(
+    DeadLetterStore deadLetters, RedisJobStore store, JobPublisher publisher, TimeProvider clock, ILogger<DeadLetterRequeue> logger)
 {
-    private static readonly TimeSpan SendTimeout = TimeSpan.FromSeconds(10);
-
     /// <summary>What happened, in words for the dashboard; <c>Requeued</c> true when the job is queued again.</summary>
-    public async Task<(bool Requeued, string Outcome)> RequeueAsync(string jobId, CancellationToken cancellationToken)
+    public async Task<(bool Requeued, string Outcome)> RequeueAsync(string jobId)
     {
         if (await deadLetters.GetAsync(jobId).ConfigureAwait(false) is not { } record)
         {
@@ -53,10 +51,8 @@ public sealed partial class DeadLetterRequeue(
         var queue = MainQueue(record.Queue);
         try
         {
-            using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            timeout.CancelAfter(SendTimeout);
-            var endpoint = await sendEndpoints.GetSendEndpoint(new Uri($"queue:{queue}")).ConfigureAwait(false);
-            await endpoint.Send(message with { ExpiresAt = null, SubmittedAt = clock.GetUtcNow() }, timeout.Token).ConfigureAwait(false);
+            // Not cancelled with the operator's request: the job is queued again, its message must follow.
+            await publisher.SendAsync(message with { ExpiresAt = null, SubmittedAt = clock.GetUtcNow() }, queue).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {

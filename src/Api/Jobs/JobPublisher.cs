@@ -1,5 +1,6 @@
 using Async.Serving.Contracts;
 using Async.Serving.Jobs;
+using Async.Serving.Messaging;
 using MassTransit;
 using Microsoft.Extensions.Options;
 
@@ -11,11 +12,15 @@ public sealed class BrokerUnavailableException(string message, Exception inner) 
 /// <summary>
 /// Stores a job and its input, then sends it to its model's queue and waits for the broker's
 /// confirm. Only a confirmed job gets a ticket: when the send fails, the stored job is deleted, so
-/// no orphan is left that no worker will ever see.
+/// no orphan is left that no worker will ever see. The model's quorum queue is declared before the
+/// first send (<see cref="JobQueueDeclarer"/>) and the send is mandatory: should the queue be gone
+/// (deleted by an operator), the broker returns the message, the client gets 503, and the next
+/// submit declares the queue again.
 /// </summary>
 internal sealed partial class JobPublisher(
     RedisJobStore store,
     ISendEndpointProvider sendEndpoints,
+    JobQueueDeclarer queues,
     IOptions<JobLimitsOptions> limits,
     TimeProvider clock,
     ILogger<JobPublisher> logger)
@@ -48,9 +53,7 @@ internal sealed partial class JobPublisher(
 
         try
         {
-            using var timeout = new CancellationTokenSource(limits.Value.PublishTimeout);
-            var endpoint = await sendEndpoints.GetSendEndpoint(new Uri($"queue:{submission.Model.QueueName}")).ConfigureAwait(false);
-            await endpoint.Send(new RunInference
+            await SendAsync(new RunInference
             {
                 JobId = job.Id,
                 TenantId = tenantId,
@@ -63,7 +66,7 @@ internal sealed partial class JobPublisher(
                 SubmittedAt = now,
                 ExpiresAt = job.ExpiresAt,
                 TimeoutSeconds = submission.TimeoutSeconds,
-            }, timeout.Token).ConfigureAwait(false);
+            }, submission.Model.QueueName).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -74,6 +77,37 @@ internal sealed partial class JobPublisher(
 
         Submitted.WithLabels(submission.Pipeline, submission.Model.Id).Inc();
         return job;
+    }
+
+    /// <summary>
+    /// Sends a job's message to its model's queue (declared first, as a quorum queue) and waits for
+    /// the broker's confirm, within <see cref="JobLimitsOptions.PublishTimeout"/>. Throws when the
+    /// broker did not take it; a returned message (the queue was deleted) makes the next send declare
+    /// the queue again. The one way a job's message is sent: at submit, and on an operator's requeue.
+    /// </summary>
+    public async Task SendAsync(RunInference message, string queue)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        try
+        {
+            using var timeout = new CancellationTokenSource(limits.Value.PublishTimeout);
+            await queues.EnsureDeclaredAsync(queue, timeout.Token).ConfigureAwait(false);
+            var endpoint = await sendEndpoints.GetSendEndpoint(JobQueues.SendAddress(queue)).ConfigureAwait(false);
+            await endpoint.Send(message, Pipe.Execute<SendContext<RunInference>>(Mandatory), timeout.Token).ConfigureAwait(false);
+        }
+        catch (MessageReturnedException)
+        {
+            queues.Forget(queue);
+            throw;
+        }
+    }
+
+    private static void Mandatory(SendContext context)
+    {
+        if (context.TryGetPayload(out RabbitMqSendContext? rabbit))
+        {
+            rabbit.Mandatory = true;
+        }
     }
 
     [LoggerMessage(EventId = 300, Level = LogLevel.Warning, Message = "Publish of job {JobId} failed, job removed: {Reason}")]

@@ -27,6 +27,7 @@ public static class JobsExtensions
         builder.Services.AddGuardedHttpClient(InputFetcher.HttpClientName);
         builder.Services.AddSingleton<InputFetcher>();
         builder.Services.AddSingleton<SubmissionReader>();
+        builder.Services.AddSingleton<JobQueueDeclarer>();
         builder.Services.AddSingleton<JobPublisher>();
         builder.Services.AddSingleton<JobWaiter>();
         builder.Services.AddSingleton<IdempotencyKeys>();

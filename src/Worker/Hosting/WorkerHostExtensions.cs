@@ -43,7 +43,7 @@ public static class WorkerHostExtensions
     }
 
     /// <summary>
-    /// One receive endpoint per served model, on the model's own queue. Messages in flight per queue:
+    /// One receive endpoint per served model, on the model's own quorum queue (see <see cref="JobQueues"/>). Messages in flight per queue:
     /// max_batch_size × instances × Serving:Worker:PrefetchBatches, enough to fill the next batch while
     /// one runs, and no more, so one worker does not hoard a queue that others share.
     /// </summary>
@@ -68,6 +68,7 @@ public static class WorkerHostExtensions
                         e.PrefetchCount = inFlight;
                         e.ConcurrentMessageLimit = inFlight;
                         e.ConfigureConsumeTopology = false;
+                        JobQueues.ConfigureReceiveEndpoint(e);
                         e.ConfigureConsumer<RunInferenceConsumer>(context);
                     });
                 }
