@@ -19,7 +19,8 @@ if (args is [CreateKeyCommand.Verb, ..])
 }
 
 var builder = WebApplication.CreateBuilder(args);
-builder.AddServingDefaults();
+builder.AddServingDefaults(ApiErrorsExtensions.FailFast);
+builder.AddApiErrors();
 builder.AddApiKeyAuth();
 builder.AddPerKeyRateLimiting();
 builder.AddNetworkGuard();
@@ -29,7 +30,6 @@ builder.AddServingHealthChecks();
 builder.AddServingHangfire();
 builder.AddLedger();
 builder.AddMaintenance();
-builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ApiProblems.AddCode);
 builder.Services.AddOpenApi();
 builder.Services.ConfigureHttpJsonOptions(o =>
     o.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower);
@@ -39,6 +39,7 @@ var app = builder.Build();
 app.Services.GetRequiredService<Async.Serving.Models.ModelRepository>();
 app.UseExceptionHandler();
 app.UseStatusCodePages();
+app.UseRequestLimits(); // 414 and 431 as problems, before anything reads the request
 app.UseHttpMetrics();
 app.UseAuthentication();
 app.UseAuthorization();
