@@ -19,7 +19,7 @@ public sealed class TcpForwarder : IAsyncDisposable
     {
         _target = new IPEndPoint(IPAddress.Parse(host == "localhost" ? "127.0.0.1" : host), port);
         _listener.Start();
-        _accepting = AcceptAsync();
+        _accepting = AcceptAsync(_stop.Token);
     }
 
     public int Port => ((IPEndPoint)_listener.LocalEndpoint).Port;
@@ -59,15 +59,15 @@ public sealed class TcpForwarder : IAsyncDisposable
         _stop.Dispose();
     }
 
-    private async Task AcceptAsync()
+    private async Task AcceptAsync(CancellationToken cancellationToken)
     {
-        while (!_stop.IsCancellationRequested)
+        while (!cancellationToken.IsCancellationRequested)
         {
-            var inbound = await _listener.AcceptTcpClientAsync(_stop.Token);
+            var inbound = await _listener.AcceptTcpClientAsync(cancellationToken);
             var outbound = new TcpClient();
             try
             {
-                await outbound.ConnectAsync(_target, _stop.Token);
+                await outbound.ConnectAsync(_target, cancellationToken);
             }
             catch (SocketException)
             {
@@ -82,16 +82,16 @@ public sealed class TcpForwarder : IAsyncDisposable
                 _connections.Add(outbound);
             }
 
-            _ = PumpAsync(inbound, outbound);
-            _ = PumpAsync(outbound, inbound);
+            _ = PumpAsync(inbound, outbound, cancellationToken);
+            _ = PumpAsync(outbound, inbound, cancellationToken);
         }
     }
 
-    private async Task PumpAsync(TcpClient from, TcpClient to)
+    private static async Task PumpAsync(TcpClient from, TcpClient to, CancellationToken cancellationToken)
     {
         try
         {
-            await from.GetStream().CopyToAsync(to.GetStream(), _stop.Token);
+            await from.GetStream().CopyToAsync(to.GetStream(), cancellationToken);
         }
         catch (Exception ex) when (ex is IOException or OperationCanceledException or ObjectDisposedException or SocketException or InvalidOperationException)
         {
