@@ -37,6 +37,9 @@ builder.Services.ConfigureHttpJsonOptions(o =>
 var app = builder.Build();
 // Read the model repository now: a broken config.json stops the API at start, naming file and field.
 app.Services.GetRequiredService<Async.Serving.Models.ModelRepository>();
+// Connect to Redis now: while Redis is down the first connect attempt takes its ConnectTimeout, at
+// start rather than in the first request (afterwards commands fail fast, see ApiErrorsExtensions).
+app.Services.GetRequiredService<StackExchange.Redis.IConnectionMultiplexer>();
 app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseRequestLimits(); // 414 and 431 as problems, before anything reads the request
