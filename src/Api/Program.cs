@@ -20,7 +20,8 @@ if (args is [CreateKeyCommand.Verb, ..])
 }
 
 var builder = WebApplication.CreateBuilder(args);
-builder.AddServingDefaults();
+builder.AddServingDefaults(ApiErrorsExtensions.FailFast);
+builder.AddApiErrors();
 builder.AddApiKeyAuth();
 builder.AddPerKeyRateLimiting();
 builder.AddNetworkGuard();
@@ -31,7 +32,6 @@ builder.AddServingHangfire();
 builder.AddLedger();
 builder.AddMaintenance();
 builder.AddDeadLetters();
-builder.Services.AddProblemDetails(o => o.CustomizeProblemDetails = ApiProblems.AddCode);
 builder.Services.AddOpenApi();
 builder.Services.ConfigureHttpJsonOptions(o =>
     o.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower);
@@ -39,8 +39,12 @@ builder.Services.ConfigureHttpJsonOptions(o =>
 var app = builder.Build();
 // Read the model repository now: a broken config.json stops the API at start, naming file and field.
 app.Services.GetRequiredService<Async.Serving.Models.ModelRepository>();
+// Connect to Redis now: while Redis is down the first connect attempt takes its ConnectTimeout, at
+// start rather than in the first request (afterwards commands fail fast, see ApiErrorsExtensions).
+app.Services.GetRequiredService<StackExchange.Redis.IConnectionMultiplexer>();
 app.UseExceptionHandler();
 app.UseStatusCodePages();
+app.UseRequestLimits(); // 414 and 431 as problems, before anything reads the request
 app.UseHttpMetrics();
 app.UseAuthentication();
 app.UseAuthorization();

@@ -77,6 +77,8 @@ public sealed class ServingFixture : IAsyncLifetime
             // Tests poll many jobs at once with one key; the limiter has its own test.
             ["Serving:RateLimits:PermitsPerSecond"] = "100000",
             ["Serving:RateLimits:Burst"] = "100000",
+            // Every test client shares one address; the limit on key lookups per client has its own test.
+            ["Serving:Auth:LookupsPerClient"] = "100000",
             // Hangfire servers share one PostgreSQL: only the hosts of the webhook tests run one, so a
             // delivery is always made by a host configured for the local receivers.
             ["Serving:Hangfire:RunServer"] = "false",

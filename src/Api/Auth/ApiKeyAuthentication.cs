@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using System.Globalization;
 using System.Security.Claims;
 using System.Text.Encodings.Web;
 using Async.Serving.Api.Errors;
@@ -24,6 +25,36 @@ public sealed class ApiKeyOptions
     /// </summary>
     [Range(typeof(TimeSpan), "00:00:00", "00:10:00")]
     public TimeSpan KeyCacheDuration { get; set; } = TimeSpan.FromSeconds(30);
+
+    /// <summary>
+    /// While PostgreSQL cannot be reached, a key found valid less than <see cref="KeyCacheDuration"/> plus
+    /// this long ago is still accepted (expiry is still checked); other keys get 503 <c>auth_unavailable</c>.
+    /// A key revoked during an outage keeps working this much longer. 0 turns the fallback off.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:00", "1.00:00:00")]
+    public TimeSpan StaleKeyLifetime { get; set; } = TimeSpan.FromMinutes(15);
+
+    /// <summary>Longest wait for one key lookup (a slot among the concurrent ones, then PostgreSQL), then 503.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.100", "00:00:30")]
+    public TimeSpan LookupTimeout { get; set; } = TimeSpan.FromSeconds(3);
+
+    /// <summary>Key lookups in PostgreSQL at once, for all clients together.</summary>
+    [Range(1, 1024)]
+    public int MaxConcurrentLookups { get; set; } = 16;
+
+    /// <summary>Lookups that may wait for one of <see cref="MaxConcurrentLookups"/>; more are answered 503 at once.</summary>
+    [Range(0, 100_000)]
+    public int MaxQueuedLookups { get; set; } = 256;
+
+    /// <summary>
+    /// Lookups that reach PostgreSQL one client address (an IPv6 /64) may make at once: a token bucket
+    /// refilled at <see cref="LookupsPerClientPerMinute"/>. Cache hits cost nothing; unknown keys always miss.
+    /// </summary>
+    [Range(1, 1_000_000)]
+    public int LookupsPerClient { get; set; } = 20;
+
+    [Range(1, 1_000_000)]
+    public int LookupsPerClientPerMinute { get; set; } = 60;
 }
 
 /// <summary><c>Authorization: Bearer &lt;api key&gt;</c> → the key's tenant as the <c>tenant</c> claim.</summary>
@@ -46,7 +77,18 @@ internal sealed class ApiKeyAuthenticationHandler(
         }
 
         var key = header["Bearer ".Length..].Trim();
-        var identity = await validator.ValidateAsync(key, Context.RequestAborted).ConfigureAwait(false);
+        ApiKeyIdentity? identity;
+        try
+        {
+            identity = await validator.ValidateAsync(key, Context.Connection.RemoteIpAddress, Context.RequestAborted).ConfigureAwait(false);
+        }
+        catch (ApiKeyCheckRefusedException refused)
+        {
+            // Answered by the challenge (503 or 429), not as a wrong key.
+            Context.Features.Set(refused);
+            return AuthenticateResult.Fail(refused);
+        }
+
         if (identity is null)
         {
             // One message for unknown, expired and revoked keys: the answer tells nothing about a key.
@@ -60,6 +102,14 @@ internal sealed class ApiKeyAuthenticationHandler(
 
     protected override async Task HandleChallengeAsync(AuthenticationProperties properties)
     {
+        if (Context.Features.Get<ApiKeyCheckRefusedException>() is { } refused)
+        {
+            Response.Headers.RetryAfter = Math.Max(1, (int)Math.Ceiling(refused.RetryAfter.TotalSeconds)).ToString(CultureInfo.InvariantCulture);
+            var title = refused.Status == StatusCodes.Status429TooManyRequests ? "Too many requests." : "Authentication is unavailable.";
+            await ApiProblems.Problem(refused.Status, refused.Code, title, refused.Message).ExecuteAsync(Context).ConfigureAwait(false);
+            return;
+        }
+
         Response.Headers.WWWAuthenticate = "Bearer";
         var problem = ApiProblems.Problem(StatusCodes.Status401Unauthorized, ApiProblems.Unauthorized,
             "Authentication required.", "Send a valid API key as 'Authorization: Bearer <key>'.");

@@ -20,6 +20,18 @@ public static class ApiProblems
     public const string NotFound = "not_found";
     public const string Unauthorized = "unauthorized";
     public const string RateLimited = "rate_limited";
+    public const string Forbidden = "forbidden";
+
+    /// <summary>Redis or PostgreSQL cannot be reached or timed out: 503 with <c>Retry-After</c>.</summary>
+    public const string StoreUnavailable = "store_unavailable";
+
+    /// <summary>An API key could not be checked because PostgreSQL cannot be reached: 503 with <c>Retry-After</c>.</summary>
+    public const string AuthUnavailable = "auth_unavailable";
+
+    /// <summary>The request line or the headers are over the server's limits (414, 431).</summary>
+    public const string RequestTooLarge = "request_too_large";
+
+    public const string RequestTimeout = "request_timeout";
 
     public static ProblemHttpResult Problem(int status, string code, string title, string detail, IDictionary<string, string[]>? errors = null)
     {
@@ -53,12 +65,15 @@ public static class ApiProblems
         {
             StatusCodes.Status400BadRequest => InputInvalid,
             StatusCodes.Status401Unauthorized => Unauthorized,
+            StatusCodes.Status403Forbidden => Forbidden,
             StatusCodes.Status404NotFound => NotFound,
             StatusCodes.Status405MethodNotAllowed => "method_not_allowed",
+            StatusCodes.Status408RequestTimeout => RequestTimeout,
             StatusCodes.Status409Conflict => Conflict,
             StatusCodes.Status413PayloadTooLarge => InputTooLarge,
+            StatusCodes.Status414UriTooLong or StatusCodes.Status431RequestHeaderFieldsTooLarge => RequestTooLarge,
             StatusCodes.Status415UnsupportedMediaType => UnsupportedMediaType,
-            StatusCodes.Status429TooManyRequests => "rate_limited",
+            StatusCodes.Status429TooManyRequests => RateLimited,
             StatusCodes.Status503ServiceUnavailable => "service_unavailable",
             _ => "internal_error",
         };

@@ -16,6 +16,26 @@ public static class HangfireExtensions
         builder.Services.AddOptionsWithValidateOnStart<HangfireOptions>()
             .BindConfiguration(HangfireOptions.Section)
             .ValidateDataAnnotations();
+        // Dashboard sign-in: a session cookie other sites cannot make a browser send, and antiforgery
+        // tokens, which Hangfire checks on every dashboard POST once IAntiforgery is registered.
+        builder.Services.AddAuthentication().AddCookie(DashboardAuth.Scheme, o =>
+        {
+            o.Cookie.Name = DashboardAuth.CookieName;
+            o.Cookie.Path = DashboardGuard.Prefix;
+            o.Cookie.HttpOnly = true;
+            o.Cookie.SameSite = SameSiteMode.Strict;
+            o.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
+            o.ExpireTimeSpan = builder.Configuration.GetValue($"{HangfireOptions.Section}:{nameof(HangfireOptions.DashboardSessionLifetime)}", TimeSpan.FromHours(8));
+            o.SlidingExpiration = false;
+            o.LoginPath = DashboardGuard.Prefix + "/login";
+        });
+        builder.Services.AddAntiforgery(o =>
+        {
+            o.Cookie.Name = DashboardAuth.CookieName + "_af";
+            o.Cookie.Path = DashboardGuard.Prefix;
+            o.Cookie.SameSite = SameSiteMode.Strict;
+            o.Cookie.SecurePolicy = CookieSecurePolicy.SameAsRequest;
+        });
         var postgres = builder.Configuration.GetConnectionString("Postgres")
             ?? throw new InvalidOperationException("ConnectionStrings:Postgres is not set.");
         builder.Services.AddHangfire((sp, cfg) =>
@@ -49,14 +69,19 @@ public static class HangfireExtensions
         return builder;
     }
 
-    /// <summary>The dashboard at <c>/hangfire</c>, behind the admin credential (HTTP Basic), never open.</summary>
+    /// <summary>
+    /// The dashboard at <c>/hangfire</c>, behind the admin credential (a sign-in page and a session
+    /// cookie; HTTP Basic for reading tools), never open; see <see cref="DashboardAuth"/>.
+    /// </summary>
     public static void MapServingDashboard(this WebApplication app)
     {
-        var options = app.Services.GetRequiredService<IOptions<HangfireOptions>>().Value;
         InferenceJobsPages.Register();
-        app.UseHangfireDashboard("/hangfire", new DashboardOptions
+        app.UseWhen(
+            context => context.Request.Path.StartsWithSegments(DashboardGuard.Prefix),
+            branch => branch.UseMiddleware<DashboardGuard>());
+        app.UseHangfireDashboard(DashboardGuard.Prefix, new DashboardOptions
         {
-            Authorization = [new DashboardBasicAuthFilter(options)],
+            Authorization = [new DashboardAuth.AdminFilter()],
             AsyncAuthorization = [],
             DashboardTitle = "Async.Serving operations",
             DisplayStorageConnectionString = false,

@@ -23,11 +23,15 @@ public sealed class HangfireOptions
     [Range(1, 256)]
     public int WorkerCount { get; set; } = 8;
 
-    /// <summary>Dashboard user (HTTP Basic). The dashboard refuses everyone while no password is set.</summary>
+    /// <summary>Dashboard user (sign-in page, or HTTP Basic for reading). The dashboard refuses everyone while no password is set.</summary>
     [Required]
     public string DashboardUsername { get; set; } = "admin";
 
     public string? DashboardPassword { get; set; }
+
+    /// <summary>How long a dashboard sign-in lasts (not extended by use).</summary>
+    [Range(typeof(TimeSpan), "00:05:00", "7.00:00:00")]
+    public TimeSpan DashboardSessionLifetime { get; set; } = TimeSpan.FromHours(8);
 
     /// <summary>Whether this process runs a Hangfire server (API instances may leave delivery to others).</summary>
     public bool RunServer { get; set; } = true;

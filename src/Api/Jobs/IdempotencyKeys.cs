@@ -30,6 +30,10 @@ internal sealed class IdempotencyKeys(IConnectionMultiplexer redis)
         public sealed record Mismatch : Claim;
     }
 
+    /// <summary>1 to <see cref="MaxKeyLength"/> characters from space to <c>~</c>: what a header value may safely hold.</summary>
+    public static bool IsWellFormed(string key) =>
+        key.Length is > 0 and <= MaxKeyLength && key.All(c => c is >= ' ' and <= '~');
+
     /// <summary>A fingerprint of everything that makes a submission what it is (the input by its hash).</summary>
     public static string Fingerprint(Submission s)
     {

@@ -38,13 +38,36 @@ public sealed record JobResource
         ExecutionMs = job.ExecutionMs,
         Progress = job.Progress,
         Attempts = job.Attempts,
-        Output = job.OutputJson is { } output ? JsonDocument.Parse(output).RootElement : null,
+        Output = StoredJson(job.OutputJson),
         Error = job.ErrorCode is { } code ? new JobError(code, job.ErrorMessage ?? string.Empty) : null,
-        Metadata = job.MetadataJson is { } metadata ? JsonDocument.Parse(metadata).RootElement : null,
+        Metadata = StoredJson(job.MetadataJson),
         ResultExpiresAt = job.ResultExpiresAt?.UtcDateTime,
         Webhook = Webhooks.WebhookSubscription.FromJson(job.WebhookJson),
         Links = new JobLinks($"/v1/jobs/{job.Id}", $"/v1/jobs/{job.Id}/events", $"/v1/jobs/{job.Id}/cancel"),
     };
+
+    /// <summary>
+    /// A stored JSON text as an element, or null when it is not JSON or holds text that cannot be
+    /// written back (a lone surrogate): a record stored before the door checked text must not make
+    /// every read of its tenant's jobs fail.
+    /// </summary>
+    private static JsonElement? StoredJson(string? text)
+    {
+        if (text is null)
+        {
+            return null;
+        }
+
+        try
+        {
+            var element = JsonDocument.Parse(text).RootElement;
+            return SubmitText.FirstInvalid(element, "$") is null ? element : null;
+        }
+        catch (JsonException)
+        {
+            return null;
+        }
+    }
 }
 
 public sealed record JobError(string Code, string Message);

@@ -47,10 +47,10 @@ public static class JobsApi
             return badWait;
         }
 
-        if (idempotencyKey is { Length: 0 or > IdempotencyKeys.MaxKeyLength })
+        if (idempotencyKey is not null && !IdempotencyKeys.IsWellFormed(idempotencyKey))
         {
-            return ApiProblems.Invalid($"Idempotency-Key must be 1 to {IdempotencyKeys.MaxKeyLength} characters.",
-                new Dictionary<string, string[]> { ["Idempotency-Key"] = ["Length out of range."] });
+            return ApiProblems.Invalid($"Idempotency-Key must be 1 to {IdempotencyKeys.MaxKeyLength} visible ASCII characters (or spaces).",
+                new Dictionary<string, string[]> { ["Idempotency-Key"] = [idempotencyKey.Length is 0 or > IdempotencyKeys.MaxKeyLength ? "Length out of range." : "Only visible ASCII characters and spaces."] });
         }
 
         var (submission, problem) = await reader.ReadAsync(http.Request, cancellationToken).ConfigureAwait(false);

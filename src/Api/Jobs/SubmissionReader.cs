@@ -24,6 +24,11 @@ internal sealed class SubmissionReader(
 {
     private static readonly string[] Pipelines = ["image.embed", "image.ocr", "video.analyze"];
 
+    /// <summary>RFC 2046: a boundary is 1 to 70 characters.</summary>
+    private const int MaxBoundaryLength = 70;
+
+    private readonly JsonSerializerOptions _jsonBodyOptions = JsonSubmitBody.WithInputConverter(json.Value.SerializerOptions);
+
     public async Task<(Submission? Submission, ProblemHttpResult? Problem)> ReadAsync(HttpRequest request, CancellationToken cancellationToken)
     {
         var max = limits.Value.MaxRequestBytes;
@@ -50,20 +55,50 @@ internal sealed class SubmissionReader(
         {
             return (null, TooLarge($"The request body is larger than the limit of {max:N0} bytes."));
         }
+        catch (BadHttpRequestException ex)
+        {
+            // The server refused the body while it was read (it stopped short of its Content-Length, bad chunking).
+            return (null, ApiProblems.Invalid($"The request body could not be read: {ex.Message}"));
+        }
+        catch (InvalidDataException ex) when (IsMultipartLimit(ex))
+        {
+            // Multipart limits (body, part, header or value length) surface as InvalidDataException ("… limit … exceeded").
+            return (null, TooLarge(ex.Message));
+        }
         catch (InvalidDataException ex)
         {
-            // Multipart limits (part or section length) surface as InvalidDataException.
-            return (null, TooLarge(ex.Message));
+            return (null, ApiProblems.Invalid($"The multipart body is not valid: {ex.Message}"));
+        }
+        catch (IOException ex) when (!cancellationToken.IsCancellationRequested)
+        {
+            // The multipart reader's "Unexpected end of Stream": the body ended before its closing boundary.
+            return (null, ApiProblems.Invalid($"The request body ended early: {ex.Message}"));
         }
         catch (JsonException ex)
         {
-            return (null, ApiProblems.Invalid($"The JSON body could not be read: {ex.Message}"));
+            // The path names the field (a string that is not valid text fails here too: "$.webhook.url").
+            var errors = ex.Path is { Length: > 2 } path && path.StartsWith("$.", StringComparison.Ordinal)
+                ? new Dictionary<string, string[]> { [path[2..]] = ["Not readable: not valid JSON, the wrong type, or not valid Unicode text."] }
+                : null;
+            return (null, ApiProblems.Invalid($"The JSON body could not be read: {ex.Message}", errors));
         }
     }
 
+    private static bool IsMultipartLimit(InvalidDataException ex) =>
+        ex.Message.Contains("limit", StringComparison.OrdinalIgnoreCase) && ex.Message.Contains("exceeded", StringComparison.OrdinalIgnoreCase);
+
     private async Task<(Submission?, ProblemHttpResult?)> ReadJsonAsync(HttpRequest request, CancellationToken cancellationToken)
     {
-        var body = await JsonSerializer.DeserializeAsync<SubmitRequest>(request.Body, json.Value.SerializerOptions, cancellationToken).ConfigureAwait(false);
+        var max = limits.Value.MaxRequestBytes;
+        var (read, cap) = await JsonSubmitBody.ReadAsync(request, max, MaxJsonBodyBytes, cancellationToken).ConfigureAwait(false);
+        if (read is not { } bytes)
+        {
+            return (null, TooLarge(cap < max
+                ? $"The JSON body is larger than {cap:N0} bytes, the most a job of this pipeline can need; send large files as multipart."
+                : $"The request body is larger than the limit of {max:N0} bytes."));
+        }
+
+        var body = JsonSubmitBody.Deserialize(bytes, _jsonBodyOptions);
         if (body is null)
         {
             return (null, ApiProblems.Invalid("The body is empty."));
@@ -74,23 +109,19 @@ internal sealed class SubmissionReader(
             return await ReadUrlAsync(body, url, cancellationToken).ConfigureAwait(false);
         }
 
-        if (string.IsNullOrEmpty(body.Input?.Base64))
+        if (body.Input?.Base64Text is not { IsEmpty: false } text)
         {
             return (null, ApiProblems.Invalid("The job has no input.", new Dictionary<string, string[]> { ["input"] = ["Give input.base64 or input.url."] }));
         }
 
         var maxBytes = MaxInputBytes(body.Pipeline);
-        if ((long)body.Input.Base64.Length * 3 / 4 > maxBytes)
+        var input = JsonSubmitBody.Decode(text.In(bytes.Span), maxBytes, out var tooLarge);
+        if (tooLarge)
         {
             return (null, TooLarge($"The input is larger than the limit of {maxBytes:N0} bytes for {body.Pipeline}."));
         }
 
-        byte[] input;
-        try
-        {
-            input = Convert.FromBase64String(body.Input.Base64);
-        }
-        catch (FormatException)
+        if (input is null)
         {
             return (null, ApiProblems.Invalid("input.base64 is not valid base64.", new Dictionary<string, string[]> { ["input.base64"] = ["Not valid base64."] }));
         }
@@ -101,9 +132,14 @@ internal sealed class SubmissionReader(
     /// <summary>Checks every field first, so that nothing is downloaded for a submit that would be refused anyway.</summary>
     private async Task<(Submission?, ProblemHttpResult?)> ReadUrlAsync(SubmitRequest body, string url, CancellationToken cancellationToken)
     {
-        if (body.Input!.Base64 is not null)
+        if (body.Input!.Base64 is not null || body.Input.Base64Text is not null)
         {
             return (null, ApiProblems.Invalid("Give input.base64 or input.url, not both.", new Dictionary<string, string[]> { ["input"] = ["Give one of base64 and url."] }));
+        }
+
+        if (!SubmitText.IsValid(url))
+        {
+            return (null, ApiProblems.Invalid("Some fields are not valid.", new Dictionary<string, string[]> { ["input.url"] = [SubmitText.Problem] }));
         }
 
         if (!Uri.TryCreate(url, UriKind.Absolute, out var uri) || !InputFetcher.IsFetchable(uri))
@@ -125,6 +161,14 @@ internal sealed class SubmissionReader(
 
     private async Task<(Submission?, ProblemHttpResult?)> ReadMultipartAsync(HttpRequest request, CancellationToken cancellationToken)
     {
+        if (request.ContentType is { } type && type.StartsWith("multipart/", StringComparison.OrdinalIgnoreCase)
+            && (!Microsoft.Net.Http.Headers.MediaTypeHeaderValue.TryParse(type, out var mediaType)
+                || Microsoft.Net.Http.Headers.HeaderUtilities.RemoveQuotes(mediaType.Boundary).Length is 0 or > MaxBoundaryLength))
+        {
+            return (null, ApiProblems.Invalid($"A multipart/form-data body needs a boundary parameter of 1 to {MaxBoundaryLength} characters in its Content-Type.",
+                new Dictionary<string, string[]> { ["Content-Type"] = ["Missing or invalid boundary."] }));
+        }
+
         var form = await request.ReadFormAsync(cancellationToken).ConfigureAwait(false);
         var file = form.Files.GetFile("file");
         if (file is null)
@@ -173,6 +217,12 @@ internal sealed class SubmissionReader(
     private (Submission?, ProblemHttpResult?) ValidateFields(SubmitRequest body, string? declaredType)
     {
         var l = limits.Value;
+        if (InvalidText(body) is { Count: > 0 } textErrors)
+        {
+            // First: nothing that is not valid text is echoed in a message, stored, or fingerprinted.
+            return (null, ApiProblems.Invalid("Some fields are not valid Unicode text.", textErrors));
+        }
+
         var errors = new Dictionary<string, string[]>();
         if (string.IsNullOrWhiteSpace(body.Pipeline))
         {
@@ -263,6 +313,38 @@ internal sealed class SubmissionReader(
             webhook), null);
     }
 
+    /// <summary>Every string of the submit that is not valid text, by field (the first one inside params or metadata).</summary>
+    private static Dictionary<string, string[]> InvalidText(SubmitRequest body)
+    {
+        var errors = new Dictionary<string, string[]>();
+        void Check(string field, string? text)
+        {
+            if (!SubmitText.IsValid(text))
+            {
+                errors[field] = [SubmitText.Problem];
+            }
+        }
+
+        Check("pipeline", body.Pipeline);
+        Check("model", body.Model);
+        Check("input.url", body.Input?.Url);
+        Check("webhook.url", body.Webhook?.Url);
+        foreach (var e in body.Webhook?.Events ?? [])
+        {
+            Check("webhook.events", e);
+        }
+
+        foreach (var (field, element) in new[] { ("params", body.Params), ("metadata", body.Metadata) })
+        {
+            if (element is { } value && SubmitText.FirstInvalid(value, field) is { } path)
+            {
+                errors[path] = [SubmitText.Problem];
+            }
+        }
+
+        return errors;
+    }
+
     /// <summary>The webhook's form (its address is checked by <see cref="WebhookUrlCheck"/>); errors go to <paramref name="errors"/>.</summary>
     private static WebhookSubscription? ReadWebhook(SubmitWebhook? webhook, Dictionary<string, string[]> errors)
     {
@@ -328,6 +410,13 @@ internal sealed class SubmissionReader(
 
         return (checkedFields with { Input = input, ContentType = sniffed }, null);
     }
+
+    /// <summary>
+    /// The largest JSON body a job of <paramref name="pipeline"/> can need: its input as base64, with
+    /// 5 % for line breaks, and 1 MiB for the other fields; never more than <c>MaxRequestBytes</c>.
+    /// </summary>
+    private long MaxJsonBodyBytes(string pipeline) =>
+        Math.Min(limits.Value.MaxRequestBytes, (MaxInputBytes(pipeline) + 2) / 3 * 4 * 21 / 20 + (1024 * 1024));
 
     private long MaxInputBytes(string? pipeline) => pipeline == "video.analyze" ? limits.Value.MaxVideoBytes : limits.Value.MaxImageBytes;
 

@@ -26,4 +26,11 @@ public sealed record SubmitInput
 {
     public string? Base64 { get; init; }
     public string? Url { get; init; }
+
+    /// <summary>
+    /// The JSON form's <c>base64</c>, left in the request body rather than made into a string
+    /// (see <see cref="JsonSubmitBody"/>); <see cref="Base64"/> stays null there.
+    /// </summary>
+    [System.Text.Json.Serialization.JsonIgnore]
+    public Base64Text? Base64Text { get; init; }
 }

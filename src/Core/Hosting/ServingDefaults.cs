@@ -12,7 +12,9 @@ namespace Async.Serving.Hosting;
 public static class ServingDefaults
 {
     /// <summary>What the API and the worker share: options, Redis, the job store and the model repository.</summary>
-    public static IHostApplicationBuilder AddServingDefaults(this IHostApplicationBuilder builder)
+    /// <param name="builder">The host.</param>
+    /// <param name="configureRedis">Changes to the Redis connection's options for this process (the API fails fast).</param>
+    public static IHostApplicationBuilder AddServingDefaults(this IHostApplicationBuilder builder, Action<ConfigurationOptions>? configureRedis = null)
     {
         builder.Services.AddOptionsWithValidateOnStart<JobStoreOptions>()
             .BindConfiguration(JobStoreOptions.Section)
@@ -31,6 +33,7 @@ public static class ServingDefaults
                 ?? throw new InvalidOperationException("ConnectionStrings:Redis is not set.");
             var options = ConfigurationOptions.Parse(connection);
             options.AbortOnConnectFail = false;
+            configureRedis?.Invoke(options);
             return ConnectionMultiplexer.Connect(options);
         });
         builder.Services.AddSingleton<RedisJobStore>();
