@@ -4,7 +4,7 @@
 # at once, and prints the API's resident memory before, its peak (VmHWM) and after, with each answer.
 #   scripts/measure-json-body.sh [SIZE_MIB=130] [COUNT=4]
 # INPUT_FIRST=1 puts "input" before "pipeline" in the body (then the API cannot apply the image cap early).
-# Reproduces the figures in docs/reliability-input.md; the API must be built (scripts/test.sh or
+# Reproduces the figures in docs/reliability.md (the API's intake); the API must be built (scripts/test.sh or
 # dotnet build -c Release).
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

@@ -1,3 +1,4 @@
+using System.Globalization;
 using System.Security.Cryptography;
 using System.Text;
 using StackExchange.Redis;
@@ -6,16 +7,27 @@ namespace Async.Serving.Api.Jobs;
 
 /// <summary>
 /// <c>Idempotency-Key</c>, per tenant, kept 24 h: the first request with a key claims it (SET NX)
-/// and records its job; a repeat with the same fingerprint gets that job, a repeat with another
-/// fingerprint is a mismatch. Concurrent duplicates wait for the first to record its job, so
-/// they make one job between them.
+/// and records its job as soon as the job is stored, before its message is sent, so that no
+/// failure after the send can leave the key free for a second job; a repeat with the same
+/// fingerprint gets that job, a repeat with another fingerprint is a mismatch. Concurrent
+/// duplicates wait for the first to record its job, so they make one job between them.
 /// </summary>
-internal sealed class IdempotencyKeys(IConnectionMultiplexer redis)
+internal sealed class IdempotencyKeys(IConnectionMultiplexer redis, TimeProvider clock)
 {
     public const int MaxKeyLength = 255;
     private const string Pending = "pending";
     private static readonly TimeSpan Lifetime = TimeSpan.FromHours(24);
     private static readonly TimeSpan PendingWait = TimeSpan.FromSeconds(15);
+
+    /// <summary>Longer than any submit can hold a claim (the publish is bounded by seconds): a claim older than this was abandoned.</summary>
+    public static readonly TimeSpan StalePending = TimeSpan.FromMinutes(1);
+
+    // KEYS[1]: the key; ARGV: the value found, the new value, its lifetime (ms). Replaces only what was read.
+    private const string TakeOver = """
+        if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+        redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+        return 1
+        """;
 
     private readonly IDatabase _db = redis.GetDatabase();
 
@@ -47,13 +59,21 @@ internal sealed class IdempotencyKeys(IConnectionMultiplexer redis)
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
     }
 
-    public async Task<Claim> ClaimAsync(string tenantId, string key, string fingerprint, CancellationToken cancellationToken)
+    /// <summary>
+    /// Claims the key, or finds what holds it. A key left behind by a request that cannot still be
+    /// running (pending for longer than <see cref="StalePending"/>: its API stopped mid-submit) or
+    /// pointing at a job that does not exist (its publish failed and the release did not reach
+    /// Redis) is taken over, compare-and-set, so a client's retry is never refused for it.
+    /// </summary>
+    public async Task<Claim> ClaimAsync(
+        string tenantId, string key, string fingerprint, Func<string, Task<bool>> jobExists, CancellationToken cancellationToken)
     {
         var redisKey = RedisKeyOf(tenantId, key);
         var deadline = DateTime.UtcNow + PendingWait;
         while (true)
         {
-            if (await _db.StringSetAsync(redisKey, $"{fingerprint}:{Pending}", Lifetime, When.NotExists).ConfigureAwait(false))
+            var mine = PendingValue(fingerprint);
+            if (await _db.StringSetAsync(redisKey, mine, Lifetime, When.NotExists).ConfigureAwait(false))
             {
                 return new Claim.Owned();
             }
@@ -61,34 +81,48 @@ internal sealed class IdempotencyKeys(IConnectionMultiplexer redis)
             var value = (string?)await _db.StringGetAsync(redisKey).ConfigureAwait(false);
             if (value is not null)
             {
-                var separator = value.IndexOf(':', StringComparison.Ordinal);
-                if (value[..separator] != fingerprint)
+                var parts = value.Split(':');
+                if (parts[0] != fingerprint)
                 {
                     return new Claim.Mismatch();
                 }
 
-                var jobId = value[(separator + 1)..];
-                if (jobId != Pending)
+                var stale = parts[1] == Pending
+                    ? parts.Length < 3 || !long.TryParse(parts[2], out var since) || clock.GetUtcNow() - DateTimeOffset.FromUnixTimeMilliseconds(since) > StalePending
+                    : !await jobExists(parts[1]).ConfigureAwait(false);
+                if (!stale && parts[1] != Pending)
                 {
-                    return new Claim.Replay(jobId);
+                    return new Claim.Replay(parts[1]);
+                }
+
+                if (stale && (bool)await _db.ScriptEvaluateAsync(TakeOver, [redisKey], [value, mine, (long)Lifetime.TotalMilliseconds]).ConfigureAwait(false))
+                {
+                    return new Claim.Owned();
                 }
             }
 
             // The first request with this key is still submitting (or it just failed and released it).
             if (DateTime.UtcNow > deadline)
             {
-                throw new TimeoutException("The first request with this Idempotency-Key did not finish.");
+                throw new IdempotencyKeyBusyException();
             }
 
             await Task.Delay(25, cancellationToken).ConfigureAwait(false);
         }
     }
 
+    /// <summary>Points the claimed key at its job: called once the job is stored, before its message is sent.</summary>
     public Task CompleteAsync(string tenantId, string key, string fingerprint, string jobId) =>
         _db.StringSetAsync(RedisKeyOf(tenantId, key), $"{fingerprint}:{jobId}", Lifetime);
 
     public Task ReleaseAsync(string tenantId, string key) => _db.KeyDeleteAsync(RedisKeyOf(tenantId, key));
 
+    private string PendingValue(string fingerprint) =>
+        $"{fingerprint}:{Pending}:{clock.GetUtcNow().ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture)}";
+
     private static RedisKey RedisKeyOf(string tenantId, string key) =>
         $"idem:{tenantId}:{Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(key)))}";
 }
+
+/// <summary>The first request with this key is still submitting after <c>PendingWait</c>: the client should retry.</summary>
+internal sealed class IdempotencyKeyBusyException() : Exception("The first request with this Idempotency-Key is still being processed.");

@@ -33,7 +33,8 @@ internal sealed partial class JobPublisher(
     /// Deliberately not cancellable by the client: once the job is stored, a client that hangs up
     /// must not leave it half-published. The publish is bounded by its own timeout instead.
     /// </remarks>
-    public async Task<JobRecord> SubmitAsync(Submission submission, string tenantId)
+    /// <param name="stored">Called once the job is stored, before its message is sent (the Idempotency-Key records the job); when it throws, the job is removed.</param>
+    public async Task<JobRecord> SubmitAsync(Submission submission, string tenantId, Func<string, Task>? stored = null)
     {
         // Millisecond precision, as stored: the ticket and later reads show the same instant.
         var now = DateTimeOffset.FromUnixTimeMilliseconds(clock.GetUtcNow().ToUnixTimeMilliseconds());
@@ -50,6 +51,18 @@ internal sealed partial class JobPublisher(
             ExpiresAt = now.AddSeconds(submission.TtlSeconds),
         };
         await store.CreateAsync(job, submission.Input).ConfigureAwait(false);
+        if (stored is not null)
+        {
+            try
+            {
+                await stored(job.Id).ConfigureAwait(false);
+            }
+            catch
+            {
+                await store.DeleteAsync(job.Id, tenantId).ConfigureAwait(false);
+                throw;
+            }
+        }
 
         try
         {

@@ -68,7 +68,18 @@ public static class JobsApi
         var fingerprint = idempotencyKey is null ? null : IdempotencyKeys.Fingerprint(submission!);
         if (idempotencyKey is not null)
         {
-            var claim = await idempotency.ClaimAsync(tenant, idempotencyKey, fingerprint!, cancellationToken).ConfigureAwait(false);
+            IdempotencyKeys.Claim claim;
+            try
+            {
+                claim = await idempotency.ClaimAsync(tenant, idempotencyKey, fingerprint!,
+                    async id => await store.GetAsync(id, includeOutput: false).ConfigureAwait(false) is not null, cancellationToken).ConfigureAwait(false);
+            }
+            catch (IdempotencyKeyBusyException ex)
+            {
+                http.Response.Headers.RetryAfter = "1";
+                return ApiProblems.Problem(StatusCodes.Status409Conflict, ApiProblems.Conflict, "Idempotency-Key in use.", $"{ex.Message} Retry later.");
+            }
+
             switch (claim)
             {
                 case IdempotencyKeys.Claim.Mismatch:
@@ -95,11 +106,9 @@ public static class JobsApi
         JobRecord job;
         try
         {
-            job = await publisher.SubmitAsync(submission, tenant).ConfigureAwait(false);
-            if (idempotencyKey is not null)
-            {
-                await idempotency.CompleteAsync(tenant, idempotencyKey, fingerprint!, job.Id).ConfigureAwait(false);
-            }
+            // The key points at the job before its message is sent: from then on a retry gets this job.
+            job = await publisher.SubmitAsync(submission, tenant,
+                idempotencyKey is null ? null : id => idempotency.CompleteAsync(tenant, idempotencyKey, fingerprint!, id)).ConfigureAwait(false);
         }
         catch (BrokerUnavailableException ex)
         {
@@ -110,7 +119,8 @@ public static class JobsApi
         }
         catch
         {
-            // Whatever else failed, a claimed key must not stay pending for 24 h.
+            // Whatever else failed (before the send: the job was removed), a claimed key must not stay
+            // pending; should this release not reach Redis either, the next claim takes the key over.
             await ReleaseAsync().ConfigureAwait(false);
             throw;
         }
