@@ -139,6 +139,16 @@ public sealed class DashboardTests(ServingFixture serving)
         return request;
     }
 
+    /// <summary>A client signed in to the dashboard as a browser on the same site would be.</summary>
+    internal static async Task<HttpClient> SignInAsync(WebApplicationFactory<Program> api, string password)
+    {
+        var client = api.CreateClient(new WebApplicationFactoryClientOptions { AllowAutoRedirect = false });
+        using var login = LoginRequest(password);
+        login.Headers.Add("Origin", "http://localhost");
+        Assert.Equal(HttpStatusCode.SeeOther, (await client.SendAsync(login)).StatusCode);
+        return client;
+    }
+
     private static HttpRequestMessage LoginRequest(string password) => new(HttpMethod.Post, "/hangfire/login")
     {
         Content = new FormUrlEncodedContent([new KeyValuePair<string, string>("username", "admin"), new KeyValuePair<string, string>("password", password)]),

@@ -1,3 +1,4 @@
+using System.Net;
 using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
@@ -195,5 +196,46 @@ public sealed class DeadLetterTests(ServingFixture serving)
         var parked = await read.BasicGetAsync("dead-letters-unreadable", autoAck: true);
         Assert.NotNull(parked);
         Assert.Equal("this is not JSON", Encoding.UTF8.GetString(parked.Body.Span));
+    }
+
+    [Fact]
+    public async Task Operators_see_dead_lettered_jobs_on_the_dashboard_and_requeue_them_from_the_same_site_only()
+    {
+        using var models = new PrivateModels(); // no worker: the requeued job waits queued
+        await using var api = CreateApi(models);
+        using var client = serving.Client(api);
+        var id = await CreateQueuedJobAsync(api, models);
+        var message = JsonSerializer.Serialize(Message(id, models, DateTimeOffset.UtcNow), JsonSerializerOptions.Web);
+        await api.Services.GetRequiredService<DeadLetterStore>().SaveAsync(new DeadLetterRecord(id, models.Queue + "_error", "System.InvalidOperationException: boom", DateTimeOffset.UtcNow, message));
+        Assert.True(await api.Services.GetRequiredService<RedisJobStore>().FailDeadLetteredAsync(id, "dead_letter", "moved to _error: boom"));
+
+        using var dashboard = await DashboardTests.SignInAsync(api, serving.DashboardPassword);
+        var page = await dashboard.GetStringAsync("/hangfire/dead-letters");
+        Assert.Contains(id, page, StringComparison.Ordinal);
+        Assert.Contains("System.InvalidOperationException: boom", page, StringComparison.Ordinal);
+        var token = System.Text.RegularExpressions.Regex.Match(page, "name=\"__RequestVerificationToken\" value=\"([^\"]+)\"");
+        Assert.True(token.Success, "the Requeue form carries an antiforgery token");
+
+        FormUrlEncodedContent Form(bool withToken) => new([new("id", id), .. withToken ? [new KeyValuePair<string, string>("__RequestVerificationToken", System.Net.WebUtility.HtmlDecode(token.Groups[1].Value))] : Array.Empty<KeyValuePair<string, string>>()]);
+
+        // From another site, or without the page's token: refused, the job stays failed.
+        using var crossSite = new HttpRequestMessage(HttpMethod.Post, "/hangfire/dead-letters/requeue") { Content = Form(withToken: true) };
+        crossSite.Headers.Add("Origin", "http://evil.example");
+        Assert.Equal(HttpStatusCode.Forbidden, (await dashboard.SendAsync(crossSite)).StatusCode);
+        using var noToken = new HttpRequestMessage(HttpMethod.Post, "/hangfire/dead-letters/requeue") { Content = Form(withToken: false) };
+        noToken.Headers.Add("Origin", "http://localhost");
+        Assert.NotEqual(HttpStatusCode.SeeOther, (await dashboard.SendAsync(noToken)).StatusCode);
+        Assert.Equal("failed", (await client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{id}")).GetProperty("status").GetString());
+
+        using var requeue = new HttpRequestMessage(HttpMethod.Post, "/hangfire/dead-letters/requeue") { Content = Form(withToken: true) };
+        requeue.Headers.Add("Origin", "http://localhost");
+        requeue.Headers.Add("Sec-Fetch-Site", "same-origin");
+        var answer = await dashboard.SendAsync(requeue);
+        Assert.Equal(HttpStatusCode.SeeOther, answer.StatusCode);
+        Assert.Contains("queued%20again", answer.Headers.Location!.OriginalString.Replace("+", "%20", StringComparison.Ordinal), StringComparison.Ordinal);
+        var job = await client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{id}");
+        Assert.Equal("queued", job.GetProperty("status").GetString());
+        Assert.Equal(JsonValueKind.Null, job.GetProperty("error").ValueKind);
+        Assert.DoesNotContain(id, await dashboard.GetStringAsync("/hangfire/dead-letters"), StringComparison.Ordinal);
     }
 }
