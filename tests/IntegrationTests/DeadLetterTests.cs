@@ -73,11 +73,8 @@ public sealed class DeadLetterTests(ServingFixture serving)
         await channel.BasicPublishAsync(string.Empty, queue, mandatory: true, new BasicProperties { ContentType = contentType, Persistent = true }, Encoding.UTF8.GetBytes(body));
     }
 
-    private static ConnectionFactory Factory(IServiceProvider services)
-    {
-        var o = services.GetRequiredService<IOptions<RabbitMqOptions>>().Value;
-        return new ConnectionFactory { HostName = o.Host, Port = o.Port, VirtualHost = o.VirtualHost, UserName = o.Username, Password = o.Password };
-    }
+    private static ConnectionFactory Factory(IServiceProvider services) =>
+        services.GetRequiredService<IOptions<RabbitMqOptions>>().Value.ConnectionFactory("dead-letter-tests");
 
     /// <summary>Sweeps until the job has ended, at most <see cref="Wait"/> (MassTransit moves the message once the worker met it).</summary>
     private static async Task<JsonElement> SweepUntilEndedAsync(WebApplicationFactory<Program> api, HttpClient client, string id)

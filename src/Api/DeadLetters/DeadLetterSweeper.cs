@@ -196,16 +196,7 @@ public sealed partial class DeadLetterSweeper(
         if (_connection is not { IsOpen: true })
         {
             await CloseAsync().ConfigureAwait(false);
-            var o = rabbit.Value;
-            var factory = new ConnectionFactory
-            {
-                HostName = o.Host,
-                Port = o.Port,
-                VirtualHost = o.VirtualHost,
-                UserName = o.Username,
-                Password = o.Password,
-                ClientProvidedName = "async-serving-dead-letter-sweeper",
-            };
+            var factory = rabbit.Value.ConnectionFactory("async-serving-dead-letter-sweeper");
             _connection = await factory.CreateConnectionAsync(cancellationToken).ConfigureAwait(false);
         }
 

@@ -92,20 +92,7 @@ internal sealed class QueueDepthProbe(IOptions<RabbitMqOptions> rabbit, IOptions
     private long? Fresh(string queue) =>
         _cache.TryGetValue(queue, out var entry) && clock.GetUtcNow() - entry.At < options.Value.DepthCacheTime ? entry.Depth : null;
 
-    private ConnectionFactory Factory()
-    {
-        var o = rabbit.Value;
-        return new ConnectionFactory
-        {
-            HostName = o.Host,
-            Port = o.Port,
-            VirtualHost = o.VirtualHost,
-            UserName = o.Username,
-            Password = o.Password,
-            ClientProvidedName = "async-serving-api-queue-depth",
-            RequestedConnectionTimeout = TimeSpan.FromSeconds(3),
-        };
-    }
+    private ConnectionFactory Factory() => rabbit.Value.ConnectionFactory("async-serving-api-queue-depth");
 
     private async Task ResetAsync()
     {

@@ -36,17 +36,7 @@ public sealed class JobQueueDeclarer(IOptions<RabbitMqOptions> options)
     private async Task DeclareAsync(string queue)
     {
         using var timeout = new CancellationTokenSource(DeclareTimeout);
-        var o = options.Value;
-        var factory = new ConnectionFactory
-        {
-            HostName = o.Host,
-            Port = o.Port,
-            VirtualHost = o.VirtualHost,
-            UserName = o.Username,
-            Password = o.Password,
-            ClientProvidedName = "async-serving-queue-declare",
-            RequestedConnectionTimeout = TimeSpan.FromSeconds(3),
-        };
+        var factory = options.Value.ConnectionFactory("async-serving-queue-declare");
         await using var connection = await factory.CreateConnectionAsync(timeout.Token).ConfigureAwait(false);
         await using var channel = await connection.CreateChannelAsync(cancellationToken: timeout.Token).ConfigureAwait(false);
         await JobQueues.DeclareAsync(channel, queue, timeout.Token).ConfigureAwait(false);

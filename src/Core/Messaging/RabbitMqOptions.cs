@@ -21,4 +21,20 @@ public sealed class RabbitMqOptions
 
     [Required]
     public string Password { get; set; } = "guest";
+
+    /// <summary>
+    /// A RabbitMQ client connection factory for the few places that talk to the broker without
+    /// MassTransit (queue declarations, queue depth, dead-letter queues), named for the broker's
+    /// connection list.
+    /// </summary>
+    public RabbitMQ.Client.ConnectionFactory ConnectionFactory(string clientName) => new()
+    {
+        HostName = Host,
+        Port = Port,
+        VirtualHost = VirtualHost,
+        UserName = Username,
+        Password = Password,
+        ClientProvidedName = clientName,
+        RequestedConnectionTimeout = TimeSpan.FromSeconds(3),
+    };
 }
