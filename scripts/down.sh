@@ -14,7 +14,7 @@ stop_pid() { # name pidfile
 
 stop_pid worker "$STATE/worker.pid"
 stop_pid api "$STATE/api.pid"
-if rabbit_ready && pid_alive "$STATE/rabbitmq.pid"; then log "stopping RabbitMQ"; ( rabbit_env; "$RABBIT_BIN/rabbitmqctl" -n rabbit@localhost -q shutdown >/dev/null ) || true; fi
+if rabbit_ready && pid_alive "$STATE/rabbitmq.pid"; then log "stopping RabbitMQ"; ( rabbit_env; "$RABBIT_BIN/rabbitmqctl" -n "$RABBIT_NODE" -q shutdown >/dev/null ) || true; fi
 if [ -f "$STATE/postgres.datadir" ] && pg_isready -q -h 127.0.0.1 -p "$PG_PORT"; then
   log "stopping PostgreSQL"
   runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$(cat "$STATE/postgres.datadir")" -m fast -w stop >/dev/null || true
