@@ -74,7 +74,7 @@ service_env
 API_KEY="sk_chaos_$(openssl rand -hex 16)"
 DASHBOARD_PASSWORD=$(openssl rand -hex 16)
 URL="http://127.0.0.1:$API_PORT"
-export Serving__Worker__MetricsPort="$WORKER_PORT"
+export Serving__Worker__MetricsPort="$WORKER_PORT" Serving__Worker__Models__0=resnet18 # quick restarts: one model to load
 export Serving__Security__AllowPrivateNetworks=true # the receiver is on 127.0.0.1
 export Serving__RateLimits__PermitsPerSecond=100000 Serving__RateLimits__Burst=100000
 export Serving__Webhooks__Timeout=00:00:05
@@ -96,9 +96,11 @@ kill_worker() {
 restart_rabbitmq() {
   # SIGTERM stops the node as rabbitmqctl shutdown does, without waiting the CLI's own start (up to 30 s on 2 busy cores).
   log "fault: RabbitMQ stopped (SIGTERM to the node), then started again"
-  kill -TERM "$(cat "$STATE/rabbitmq.pid")"
-  for _ in $(seq 1 600); do pid_alive "$STATE/rabbitmq.pid" || break; sleep 0.1; done
-  pid_alive "$STATE/rabbitmq.pid" && die "RabbitMQ did not stop within 60 s"
+  # Its pid file goes before the VM exits (and frees the distribution port): wait for the process itself.
+  local pid; pid=$(cat "$STATE/rabbitmq.pid")
+  kill -TERM "$pid"
+  for _ in $(seq 1 600); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && die "RabbitMQ did not stop within 60 s"
   start_rabbitmq
   log "RabbitMQ is back"
 }
@@ -129,26 +131,29 @@ at() {
   "$@"
 }
 
+# Each fault meets traffic of its own: PostgreSQL goes down first, while jobs are being submitted and
+# finished (their events then reach the API while it cannot enqueue webhooks); RabbitMQ's restart,
+# which holds every submit up, comes last.
 if [ "$REDUCED" = 1 ]; then
-  JOBS=${JOBS:-200} SUBMIT_SECONDS=45 SETTLE=10 POLL=150 WEBHOOK_WAIT=30
+  JOBS=${JOBS:-200} SUBMIT_SECONDS=50 SETTLE=10 POLL=150 WEBHOOK_WAIT=60
   schedule() {
-    at 5 kill_worker
-    at 12 restart_rabbitmq
-    at 32 restart_redis
-    at 38 stop_postgres
+    at 5 stop_postgres
+    at 12 restart_redis # while PostgreSQL is down
     resume_postgres 25 # longer than the 21 s of the API's job-event consumer retries
+    at 33 kill_worker
+    at 42 restart_rabbitmq
   }
 else
-  JOBS=${JOBS:-1000} SUBMIT_SECONDS=150 SETTLE=30 POLL=300 WEBHOOK_WAIT=90
+  JOBS=${JOBS:-1000} SUBMIT_SECONDS=150 SETTLE=30 POLL=300 WEBHOOK_WAIT=150
   schedule() {
-    at 10 kill_worker
-    at 25 restart_rabbitmq
-    at 60 kill_worker
-    at 75 restart_redis
-    at 90 stop_postgres
-    at 110 kill_worker # while PostgreSQL is down
+    at 10 stop_postgres
+    at 25 kill_worker # while PostgreSQL is down
+    at 40 restart_redis # while PostgreSQL is down
     resume_postgres 60
-    at 165 kill_worker
+    at 80 kill_worker
+    at 95 restart_rabbitmq
+    at 125 kill_worker
+    at 145 kill_worker
   }
 fi
 

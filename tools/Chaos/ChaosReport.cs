@@ -29,6 +29,8 @@ internal sealed class ChaosReport
     public int Duplicated { get; private init; }
     public int WebhooksExpected { get; private init; }
     public int WebhooksMissing { get; private init; }
+    /// <summary>Of the missing: received once and answered 503 on purpose, but never retried.</summary>
+    public int WebhooksRetryPending { get; private init; }
     public int Deliveries { get; private init; }
     public int BadSignatures { get; private init; }
     public int RedeliveredDiffering { get; private init; }
@@ -44,7 +46,7 @@ internal sealed class ChaosReport
         $"chaos: jobs={Jobs} accepted={Accepted} not_accepted={NotAccepted} rejected={Rejected} double_submits={DoubleSubmits} "
         + $"succeeded={Succeeded} failed={Failed} failed_codes={FailedCodes} other_terminal={OtherTerminal} "
         + $"lost={Lost} stuck={Stuck} no_output={NoOutput} duplicated={Duplicated} "
-        + $"webhooks_expected={WebhooksExpected} webhooks_missing={WebhooksMissing} webhook_deliveries={Deliveries} "
+        + $"webhooks_expected={WebhooksExpected} webhooks_missing={WebhooksMissing} webhooks_retry_pending={WebhooksRetryPending} webhook_deliveries={Deliveries} "
         + $"bad_signatures={BadSignatures} redelivered_differing={RedeliveredDiffering} healthy={Healthy} {Extra}".TrimEnd();
 
     public static ChaosReport Build(
@@ -104,6 +106,7 @@ internal sealed class ChaosReport
             Duplicated = duplicated.Count,
             WebhooksExpected = withWebhook.Count,
             WebhooksMissing = missing.Count,
+            WebhooksRetryPending = missing.Count(id => completions[id].Any()),
             Deliveries = deliveries.Length,
             BadSignatures = badSignatures.Length,
             RedeliveredDiffering = differing.Length,
@@ -119,7 +122,11 @@ internal sealed class ChaosReport
         report._details["stuck"] = checker.Stuck;
         report._details["no_output"] = noOutput;
         report._details["duplicated"] = duplicated;
-        report._details["webhooks_missing"] = missing.ToDictionary(id => id, id => terminals[id].Status + (terminals[id].ErrorCode is { } c ? ":" + c : ""), StringComparer.Ordinal);
+        report._details["webhooks_missing"] = missing.ToDictionary(
+            id => id,
+            id => terminals[id].Status + (terminals[id].ErrorCode is { } c ? ":" + c : "")
+                + (completions[id].Any() ? $"; received only with answers {string.Join(',', completions[id].Select(d => d.Answered))}, no retry after" : "; never received"),
+            StringComparer.Ordinal);
         report._details["bad_signatures"] = badSignatures;
         report._details["redelivered_differing"] = differing;
         report._details["failed"] = terminals.Where(t => t.Value.Status == "failed").ToDictionary(t => t.Key, t => t.Value.ErrorCode ?? "none", StringComparer.Ordinal);
