@@ -53,7 +53,7 @@ done
 for trx in "$RESULTS"/*.trx; do
   [ -f "$trx" ] && failed_tests "$trx"
 done
-if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi
+if [ "$status" -ne 0 ] && [ "$failed" -eq 0 ]; then failed=1; fi # a test host that crashed before writing results
 
 # --- Fault suite (scripts/chaos.sh --reduced, docs/chaos.md): one more test in the summary line. ---
 # It runs a stack of its own (about 3-4 minutes on 2 cores). A run with arguments (a filter) leaves it
@@ -66,7 +66,7 @@ if [ $# -eq 0 ] && [ "${SERVING_SKIP_CHAOS:-0}" != 1 ]; then
     failed=$((failed + 1)); echo "FAILED scripts/chaos.sh --reduced"; tail -25 "$RESULTS/chaos.log" | sed 's/^/    /'
   fi
 fi
-# --- end of the fault suite --- # a test host that crashed before writing results
+# --- end of the fault suite ---
 [ "$files" -gt 0 ] || { failed=$((failed + 1)); log "no test results were written"; }
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

@@ -83,7 +83,7 @@ internal sealed class JobChecker(ServingApi api, SignedWebhookReceiver receiver,
                 }).ConfigureAwait(false);
             if (!pending.IsEmpty)
             {
-                Progress.Say($"poll: {Terminals.Count} terminal, {pending.Count} pending ({Summary(pending.Values)}), {Lost.Count} lost");
+                Progress.Every(TimeSpan.FromSeconds(5), $"poll: {Terminals.Count} terminal, {pending.Count} pending ({Summary(pending.Values)}), {Lost.Count} lost");
                 await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken).ConfigureAwait(false);
             }
         }
@@ -113,7 +113,7 @@ internal sealed class JobChecker(ServingApi api, SignedWebhookReceiver receiver,
                 return;
             }
 
-            Progress.Say($"webhooks: {missing} terminal jobs still without an accepted job.completed");
+            Progress.Every(TimeSpan.FromSeconds(10), $"webhooks: {missing} terminal jobs still without an accepted job.completed");
             await Task.Delay(TimeSpan.FromSeconds(1), cancellationToken).ConfigureAwait(false);
         }
     }
