@@ -14,7 +14,7 @@ stop_pid() { # name pidfile
 
 stop_pid worker "$STATE/worker.pid"
 stop_pid api "$STATE/api.pid"
-if rabbit_ready && pid_alive "$STATE/rabbitmq.pid"; then log "stopping RabbitMQ"; ( rabbit_env; "$RABBIT_BIN/rabbitmqctl" -n rabbit@localhost -q shutdown >/dev/null ) || true; fi
+if rabbit_ready && pid_alive "$STATE/rabbitmq.pid"; then log "stopping RabbitMQ"; ( rabbit_env; "$RABBIT_BIN/rabbitmqctl" -n "$RABBIT_NODE" -q shutdown >/dev/null ) || true; fi
 stop_postgres
 stop_pid redis "$STATE/redis.pid"
 log "stopped"

@@ -13,6 +13,9 @@ PG_PORT="${SERVING_PG_PORT:-5432}"
 AMQP_PORT="${SERVING_AMQP_PORT:-5672}"
 RABBIT_MGMT_PORT="${SERVING_RABBIT_MGMT_PORT:-15672}"
 API_PORT="${SERVING_API_PORT:-5080}"
+# A second RabbitMQ node beside the first (scripts/chaos.sh) needs its own name; its Erlang distribution
+# port follows the AMQP port (5672 -> 25672, RabbitMQ's own default), so two nodes do not clash.
+RABBIT_NODE="${SERVING_RABBIT_NODE:-rabbit@localhost}"
 PG_BIN=/usr/lib/postgresql/15/bin
 RABBIT_BIN=/usr/lib/rabbitmq/bin
 # Redis refuses writes above this (noeviction: job state is never evicted). Default: a quarter of
@@ -72,10 +75,12 @@ start_redis() {
   if redis_ready; then redis_make_durable; return; fi
   log "starting Redis on 127.0.0.1:$REDIS_PORT (AOF everysec, maxmemory $REDIS_MAXMEMORY, noeviction)"
   mkdir -p "$STATE/redis"
+  # SERVING_REDIS_ARGS: more redis-server arguments, given last so that they win.
+  # shellcheck disable=SC2086 # split on purpose: one word per argument
   redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$STATE/redis" --daemonize yes \
     --pidfile "$STATE/redis.pid" --logfile "$LOGS/redis.log" \
     --appendonly yes --appendfsync everysec --save '' \
-    --maxmemory "$REDIS_MAXMEMORY" --maxmemory-policy noeviction 4>&-
+    --maxmemory "$REDIS_MAXMEMORY" --maxmemory-policy noeviction ${SERVING_REDIS_ARGS:-} 4>&-
   wait_for 120 "Redis (loading its AOF; see $LOGS/redis.log)" redis_ready
 }
 
@@ -161,7 +166,7 @@ stop_postgres() {
 }
 
 rabbit_env() {
-  export HOME="$STATE/rabbitmq" RABBITMQ_NODENAME=rabbit@localhost \
+  export HOME="$STATE/rabbitmq" RABBITMQ_NODENAME="$RABBIT_NODE" RABBITMQ_DIST_PORT=$((AMQP_PORT + 20000)) \
     RABBITMQ_MNESIA_BASE="$STATE/rabbitmq/mnesia" RABBITMQ_LOG_BASE="$LOGS/rabbitmq" \
     RABBITMQ_CONFIG_FILE="$STATE/rabbitmq/rabbitmq.conf" \
     RABBITMQ_ENABLED_PLUGINS_FILE="$STATE/rabbitmq/enabled_plugins" \
@@ -199,7 +204,7 @@ rabbit_update_consumer_timeout() {
   local conf="$STATE/rabbitmq/rabbitmq.conf"
   pid_alive "$STATE/rabbitmq.pid" && [ -f "$conf" ] || return 0
   grep -qx "consumer_timeout = $RABBIT_CONSUMER_TIMEOUT_MS" "$conf" && return 0
-  if ( rabbit_env; "$RABBIT_BIN/rabbitmqctl" -n rabbit@localhost -q eval \
+  if ( rabbit_env; "$RABBIT_BIN/rabbitmqctl" -n "$RABBIT_NODE" -q eval \
       "application:set_env(rabbit, consumer_timeout, $RABBIT_CONSUMER_TIMEOUT_MS)." >/dev/null ); then
     rabbit_conf >"$conf"
     log "RabbitMQ: consumer_timeout set to $RABBIT_CONSUMER_TIMEOUT_MS ms"
@@ -239,7 +244,7 @@ migrate_job_queues() { # [vhost]
   return 1
 }
 
-rabbit_await() { ( rabbit_env; "$RABBIT_BIN/rabbitmqctl" -n rabbit@localhost -q -t 10 await_startup ); }
+rabbit_await() { ( rabbit_env; "$RABBIT_BIN/rabbitmqctl" -n "$RABBIT_NODE" -q -t 10 await_startup ); }
 
 start_services() {
   start_redis
@@ -379,6 +384,31 @@ isolated_env_drop() {
   redis-cli -h 127.0.0.1 -p "$REDIS_PORT" DEL "serving-run-lock:$ISOLATED_REDIS_DB" >/dev/null 2>&1 || true
   exit $status
 }
+
+# The API and the worker as background processes of a built checkout (scripts/up.sh, scripts/chaos.sh).
+# start_process <name> <project-dir> <dll>: pid in $STATE/<name>.pid, output in $LOGS/<name>.log (the
+# previous one kept as .log.1); nothing when it runs already. The caller sets API_KEY, DASHBOARD_PASSWORD
+# and URL; any other setting comes from the environment (Serving__...).
+BIN="bin/$CONFIGURATION/net10.0"
+start_process() {
+  local name=$1 dir=$2 dll=$3
+  if pid_alive "$STATE/$name.pid"; then return; fi
+  log "starting $name"
+  [ -f "$LOGS/$name.log" ] && mv "$LOGS/$name.log" "$LOGS/$name.log.1"
+  (
+    cd "$dir" # the content root: appsettings.json sits beside the dll
+    export Serving__Auth__DevelopmentKey="$API_KEY" Serving__Auth__DevelopmentTenant=dev
+    export Serving__Hangfire__DashboardUsername=admin Serving__Hangfire__DashboardPassword="$DASHBOARD_PASSWORD"
+    export ASPNETCORE_URLS="$URL" DOTNET_ENVIRONMENT=Production ASPNETCORE_ENVIRONMENT=Production
+    nohup dotnet "$dll" >"$LOGS/$name.log" 2>&1 4>&- &
+    echo $! >"$STATE/$name.pid"
+  )
+}
+
+# A process that died while starting fails the wait at once, with its log's tail.
+alive_or_die() { pid_alive "$STATE/$1.pid" || { tail -30 "$LOGS/$1.log" >&4; die "$1 exited while starting, see $LOGS/$1.log"; }; }
+api_ready() { alive_or_die api; curl -fsS "$URL/readyz" >/dev/null; }
+worker_ready() { alive_or_die worker; grep -q "Worker ready" "$LOGS/worker.log"; }
 
 # What up.sh, test.sh and bench.sh all do first: packages, services, one build, models, environment.
 prepare() {

@@ -18,6 +18,17 @@ public sealed class WebhookTests
         Assert.Equal(seconds, WebhookDelivery.RetryDelay(Delays, 1, null, random).TotalSeconds, 6);
 
     [Fact]
+    public void A_delivery_broken_by_an_outage_is_run_again_and_only_a_judged_failure_is_final()
+    {
+        var retry = (Hangfire.AutomaticRetryAttribute)Assert.Single(
+            typeof(WebhookDelivery).GetMethod(nameof(WebhookDelivery.DeliverAsync))!.GetCustomAttributes(typeof(Hangfire.AutomaticRetryAttribute), false));
+        Assert.True(retry.Attempts >= 5);
+        Assert.Equal([typeof(WebhookDeliveryFailedException)], retry.ExceptOn);
+        Assert.Null(retry.OnlyOn); // a PostgreSQL or Redis exception is retried
+        Assert.True(retry.DelaysInSeconds!.Sum() >= 300, "the retries span a few minutes of outage at least");
+    }
+
+    [Fact]
     public void A_longer_Retry_After_wins_and_a_shorter_one_does_not()
     {
         Assert.Equal(TimeSpan.FromMinutes(10), WebhookDelivery.RetryDelay(Delays, 2, TimeSpan.FromMinutes(10), 0.5));

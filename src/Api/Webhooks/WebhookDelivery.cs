@@ -31,7 +31,15 @@ public sealed partial class WebhookDelivery(
 {
     public const string HttpClientName = "webhooks";
 
-    [AutomaticRetry(Attempts = 0, OnAttemptsExceeded = AttemptsExceededAction.Fail)]
+    /// <remarks>
+    /// An attempt's own outcome (the receiver's answer) is judged in code: a retry is a new job, a
+    /// final failure is <see cref="WebhookDeliveryFailedException"/>, never retried here. Anything
+    /// else thrown is the platform failing under the attempt (PostgreSQL stopping while the attempt
+    /// records itself, Redis away): Hangfire runs the same attempt again later, so an outage never
+    /// turns into a webhook that is given up (the receiver may then see its id twice).
+    /// </remarks>
+    [AutomaticRetry(Attempts = 10, DelaysInSeconds = new[] { 5, 15, 30, 60, 120, 300 },
+        ExceptOn = new[] { typeof(WebhookDeliveryFailedException) }, OnAttemptsExceeded = AttemptsExceededAction.Fail)]
     [JobDisplayName("Webhook {0}, attempt {1}")]
     public async Task<string> DeliverAsync(WebhookMessage message, int attempt, CancellationToken cancellationToken)
     {
