@@ -31,7 +31,9 @@ public sealed class OcrModelFixture : IAsyncLifetime
 
     public Task InitializeAsync()
     {
-        var repository = ModelRepository.Load(Path.Combine(RepositoryRoot(), "models"), requireWeights: false);
+        // The weights scripts/lib.sh fetched: Serving__Models__Path (SERVING_MODELS_DIR) when set, else the checkout's models/.
+        var models = Environment.GetEnvironmentVariable("Serving__Models__Path") is { Length: > 0 } path ? path : Path.Combine(RepositoryRoot(), "models");
+        var repository = ModelRepository.Load(models, requireWeights: false);
         var entry = repository.Resolve("ppocr@4") ?? throw new InvalidOperationException("models/ppocr/4 is missing.");
         var sessions = new OnnxSessionFactory(new WorkerOptions(), NullLogger<OnnxSessionFactory>.Instance);
         _model = new OcrModel(entry, sessions);
