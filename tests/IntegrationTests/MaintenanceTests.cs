@@ -119,6 +119,31 @@ public sealed class MaintenanceTests(ServingFixture serving)
     }
 
     [Fact]
+    public async Task Reconcile_ends_a_ledger_row_whose_job_is_gone_from_redis_failed_lost()
+    {
+        var store = serving.Api.Services.GetRequiredService<RedisJobStore>();
+        var ledger = serving.Api.Services.GetRequiredService<Async.Serving.Api.Ledger.LedgerStore>();
+        var id = await StoreJobAsync(store, "resnet18@1", worker: "w-gone", attempts: 1);
+        await LedgerTests.WaitForRowAsync(serving.Api, id, JobStatus.Running);
+        // Redis lost the job (a crash within its last second, or its record expired) and the row aged.
+        var redis = serving.Api.Services.GetRequiredService<StackExchange.Redis.IConnectionMultiplexer>().GetDatabase();
+        await redis.KeyDeleteAsync([RedisJobStore.JobKey(id), RedisJobStore.InputKey(id)]);
+        await using (var age = serving.Api.Services.GetRequiredService<Npgsql.NpgsqlDataSource>().CreateCommand(
+            "UPDATE job_ledger SET updated_at = now() - interval '2 minutes' WHERE job_id = $1"))
+        {
+            age.Parameters.Add(new Npgsql.NpgsqlParameter<string> { TypedValue = id });
+            await age.ExecuteNonQueryAsync();
+        }
+
+        await serving.Api.Services.GetRequiredService<MaintenanceJobs>().ReconcileLedgerAsync(CancellationToken.None);
+        var (row, events) = (await ledger.GetAsync(id, CancellationToken.None))!.Value;
+        Assert.Equal(JobStatus.Failed, row.Status);
+        Assert.Equal("lost", row.ErrorCode);
+        Assert.NotNull(row.CompletedAt);
+        Assert.Equal(JobStatus.Failed, events[^1].Status);
+    }
+
+    [Fact]
     public void The_maintenance_jobs_are_scheduled_as_recurring_jobs_on_the_maintenance_queue()
     {
         var storage = serving.Api.Services.GetRequiredService<Hangfire.JobStorage>();

@@ -251,6 +251,47 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
         return ids;
     }
 
+    /// <summary>
+    /// Ends rows still <c>queued</c> or <c>running</c> whose job is gone from Redis (its record expired,
+    /// or a Redis crash lost it): <c>failed</c> with error code <c>lost</c>, so they neither stay open
+    /// for ever nor count as work in progress. Only rows that are still open are touched.
+    /// </summary>
+    public async Task<int> MarkLostAsync(IReadOnlyCollection<string> jobIds, DateTimeOffset at, CancellationToken cancellationToken)
+    {
+        if (jobIds.Count == 0)
+        {
+            return 0;
+        }
+
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await using var update = new NpgsqlCommand(
+            "UPDATE job_ledger SET status = 'failed', error_code = 'lost', completed_at = $2, updated_at = now() " +
+            "WHERE job_id = ANY($1) AND status IN ('queued', 'running') RETURNING job_id", connection, transaction);
+        update.Parameters.Add(TextArray(jobIds));
+        update.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = at.ToUniversalTime() });
+        var ended = new List<string>();
+        await using (var reader = await update.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false))
+        {
+            while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+            {
+                ended.Add(reader.GetString(0));
+            }
+        }
+
+        if (ended.Count > 0)
+        {
+            await using var insert = new NpgsqlCommand(InsertEvents, connection, transaction);
+            insert.Parameters.Add(TextArray(ended));
+            insert.Parameters.Add(TextArray(ended.Select(_ => "failed")));
+            insert.Parameters.Add(Times(ended.Select(_ => (DateTimeOffset?)at)));
+            await insert.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return ended.Count;
+    }
+
     /// <summary>Deletes rows of jobs created before <paramref name="rowsBefore"/> and events before <paramref name="eventsBefore"/>; returns the rows deleted.</summary>
     public async Task<int> PurgeAsync(DateTimeOffset rowsBefore, DateTimeOffset eventsBefore, CancellationToken cancellationToken)
     {

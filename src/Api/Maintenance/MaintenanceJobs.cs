@@ -128,7 +128,9 @@ public sealed partial class MaintenanceJobs(
     /// <summary>
     /// Rewrites, from the job store, ledger rows left queued or running for a minute or more: a change
     /// whose stream entry never arrived (a worker of an older version, an entry trimmed from a stream
-    /// that grew past its cap while PostgreSQL was down) is caught up here. Returns the rows looked at.
+    /// that grew past its cap while PostgreSQL was down) is caught up here. A row whose job is no
+    /// longer in Redis at all (its record expired, or a Redis crash lost it) is ended <c>failed</c>
+    /// with code <c>lost</c>: nothing will ever finish it. Returns the rows looked at.
     /// </summary>
     [AutomaticRetry(Attempts = 0)]
     public async Task<int> ReconcileLedgerAsync(CancellationToken cancellationToken)
@@ -140,8 +142,13 @@ public sealed partial class MaintenanceJobs(
         }
 
         var jobs = await Task.WhenAll(ids.Select(id => store.GetAsync(id, includeOutput: false))).ConfigureAwait(false);
-        // Rows of jobs no longer in Redis stay as they are: nothing newer is known about them.
         await ledger.WriteAsync(new LedgerBatch([], [], [.. jobs.OfType<JobRecord>()], []), cancellationToken).ConfigureAwait(false);
+        var lost = ids.Where((_, i) => jobs[i] is null).ToList();
+        if (await ledger.MarkLostAsync(lost, clock.GetUtcNow(), cancellationToken).ConfigureAwait(false) is var ended and > 0)
+        {
+            LogLost(logger, ended);
+        }
+
         return ids.Count;
     }
 
@@ -184,5 +191,8 @@ public sealed partial class MaintenanceJobs(
 
     [LoggerMessage(EventId = 712, Level = LogLevel.Information, Message = "Maintenance purged {Count} ledger rows past retention")]
     private static partial void LogPurged(ILogger logger, int count);
+
+    [LoggerMessage(EventId = 714, Level = LogLevel.Warning, Message = "Maintenance ended {Count} ledger rows failed lost: their jobs are no longer in Redis")]
+    private static partial void LogLost(ILogger logger, int count);
 
 }
