@@ -137,4 +137,33 @@ public sealed class KeysApiTests(ServingFixture serving)
         using var secondClient = serving.Client(key: second.GetProperty("key").GetString());
         await Problems.AssertAsync(await secondClient.DeleteAsync($"/v1/keys/{second.GetProperty("id").GetString()}"), HttpStatusCode.Conflict, "conflict");
     }
+
+    [Fact]
+    public async Task The_openapi_document_names_the_management_routes()
+    {
+        using var client = serving.Api.CreateClient();
+        var document = await client.GetFromJsonAsync<JsonElement>("/openapi/v1.json");
+        var paths = document.GetProperty("paths");
+        foreach (var (path, method, name) in new[]
+        {
+            ("/v1/keys", "get", "ListKeys"),
+            ("/v1/keys", "post", "CreateKey"),
+            ("/v1/keys/{id}", "delete", "RevokeKey"),
+            ("/v1/webhooks/deliveries", "get", "ListWebhookDeliveries"),
+            ("/v1/webhooks/deliveries/{id}/redeliver", "post", "RedeliverWebhook"),
+            ("/v1/webhooks/endpoints/enable", "post", "EnableWebhookEndpoint"),
+            ("/v1/webhooks/test", "post", "SendTestWebhook"),
+        })
+        {
+            Assert.True(paths.TryGetProperty(path, out var item), $"{path} is missing from the OpenAPI document");
+            Assert.True(item.TryGetProperty(method, out var operation), $"{method} {path} is missing");
+            Assert.Equal(name, operation.GetProperty("operationId").GetString());
+            Assert.False(string.IsNullOrEmpty(operation.GetProperty("summary").GetString()));
+        }
+
+        var events = paths.GetProperty("/v1/jobs/{id}/events").GetProperty("get").GetProperty("parameters").EnumerateArray()
+            .Select(p => p.GetProperty("name").GetString()).ToList();
+        Assert.Contains("Last-Event-ID", events);
+        Assert.Contains("last_event_id", events);
+    }
 }
