@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Async.Serving.Api.Auth;
+using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
 
 namespace Async.Serving.IntegrationTests;
@@ -165,5 +166,21 @@ public sealed class KeysApiTests(ServingFixture serving)
             .Select(p => p.GetProperty("name").GetString()).ToList();
         Assert.Contains("Last-Event-ID", events);
         Assert.Contains("last_event_id", events);
+    }
+
+    [Fact]
+    public async Task A_key_from_the_create_key_command_is_an_admin_key()
+    {
+        var tenant = NewTenant("keys-cli");
+        using var stdout = new StringWriter();
+        using var stderr = new StringWriter();
+        var exit = await CreateKeyCommand.RunAsync([tenant], serving.Api.Services.GetRequiredService<IConfiguration>(), stdout, stderr, CancellationToken.None);
+        Assert.Equal(0, exit);
+        var key = stdout.ToString().Trim();
+        Assert.True((await Store.FindAsync(ApiKeyStore.Hash(key), CancellationToken.None))!.Admin);
+
+        using var client = serving.Client(key: key);
+        var list = await client.GetFromJsonAsync<JsonElement>("/v1/keys");
+        Assert.True(Assert.Single(list.GetProperty("data").EnumerateArray()).GetProperty("admin").GetBoolean());
     }
 }
