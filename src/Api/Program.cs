@@ -61,6 +61,7 @@ v1.MapJobsApi();
 v1.MapModelsApi();
 v1.MapWebhooksApi();
 v1.MapUsageApi();
+v1.MapKeysApi();
 await app.RunAsync();
 return 0;
 

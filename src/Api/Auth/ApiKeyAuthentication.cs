@@ -20,8 +20,10 @@ public sealed class ApiKeyOptions
     public string DevelopmentTenant { get; set; } = "dev";
 
     /// <summary>
-    /// How long a key looked up in PostgreSQL (found or not) is remembered. A revoked key keeps
-    /// working at most this long; expiry is checked on every request.
+    /// How long a key looked up in PostgreSQL (found or not) is remembered. A key revoked with
+    /// <c>DELETE /v1/keys/{id}</c> is refused at once by every API instance that hears the revocation on
+    /// Redis; one that misses it (Redis away), or a key revoked in the database directly, keeps working
+    /// at most this long. Expiry is checked on every request.
     /// </summary>
     [Range(typeof(TimeSpan), "00:00:00", "00:10:00")]
     public TimeSpan KeyCacheDuration { get; set; } = TimeSpan.FromSeconds(30);
@@ -67,6 +69,7 @@ internal sealed class ApiKeyAuthenticationHandler(
     public const string SchemeName = "ApiKey";
     public const string TenantClaim = "tenant";
     public const string KeyIdClaim = "key_id";
+    public const string AdminClaim = "admin";
 
     protected override async Task<AuthenticateResult> HandleAuthenticateAsync()
     {
@@ -95,8 +98,13 @@ internal sealed class ApiKeyAuthenticationHandler(
             return AuthenticateResult.Fail("Unknown, expired or revoked API key.");
         }
 
-        var principal = new ClaimsPrincipal(new ClaimsIdentity(
-            [new Claim(TenantClaim, identity.TenantId), new Claim(KeyIdClaim, identity.KeyId)], SchemeName));
+        List<Claim> claims = [new Claim(TenantClaim, identity.TenantId), new Claim(KeyIdClaim, identity.KeyId)];
+        if (identity.IsAdmin)
+        {
+            claims.Add(new Claim(AdminClaim, "true"));
+        }
+
+        var principal = new ClaimsPrincipal(new ClaimsIdentity(claims, SchemeName));
         return AuthenticateResult.Success(new AuthenticationTicket(principal, SchemeName));
     }
 
@@ -129,6 +137,8 @@ public static class AuthExtensions
             sp.GetRequiredService<IConfiguration>().GetConnectionString("Postgres")
             ?? throw new InvalidOperationException("ConnectionStrings:Postgres is not set.")));
         builder.Services.AddSingleton<ApiKeyStore>();
+        builder.Services.AddSingleton<ApiKeyRevocations>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<ApiKeyRevocations>());
         builder.Services.AddSingleton<ApiKeyValidator>();
         builder.Services.AddHostedService<ApiKeySchemaMigration>();
         builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
@@ -141,6 +151,9 @@ public static class AuthExtensions
     public static string TenantId(this ClaimsPrincipal user) =>
         user.FindFirstValue(ApiKeyAuthenticationHandler.TenantClaim)
         ?? throw new InvalidOperationException("The request is not authenticated.");
+
+    /// <summary>Whether the key that authenticated the request has the admin scope (the development key has).</summary>
+    public static bool IsAdmin(this ClaimsPrincipal user) => user.HasClaim(ApiKeyAuthenticationHandler.AdminClaim, "true");
 
     /// <summary>The id of the key that authenticated the request (<c>development</c> for the development key).</summary>
     public static string ApiKeyId(this ClaimsPrincipal user) =>

@@ -14,7 +14,8 @@ public sealed record ApiKeyRecord(
     string KeyPrefix,
     DateTimeOffset CreatedAt,
     DateTimeOffset? ExpiresAt,
-    DateTimeOffset? RevokedAt)
+    DateTimeOffset? RevokedAt,
+    bool Admin = true)
 {
     public bool IsValidAt(DateTimeOffset now) => RevokedAt is null && (ExpiresAt is null || now < ExpiresAt);
 }
@@ -48,9 +49,12 @@ public sealed class ApiKeyStore(NpgsqlDataSource dataSource, TimeProvider clock)
             revoked_at  timestamptz NULL
         );
         CREATE INDEX IF NOT EXISTS api_keys_tenant_id ON api_keys (tenant_id);
+        -- The admin scope (the key management routes). Keys made before it existed were all made by
+        -- operators with create-key, so they keep full powers.
+        ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS admin boolean NOT NULL DEFAULT true;
         """;
 
-    private const string Columns = "id, tenant_id, name, key_prefix, created_at, expires_at, revoked_at";
+    private const string Columns = "id, tenant_id, name, key_prefix, created_at, expires_at, revoked_at, admin";
 
     /// <summary>A new random key: 256 bits from the OS generator.</summary>
     public static string NewKey() => Prefix + Base64Url.EncodeToString(RandomNumberGenerator.GetBytes(32));
@@ -70,7 +74,11 @@ public sealed class ApiKeyStore(NpgsqlDataSource dataSource, TimeProvider clock)
     public Task MigrateAsync(CancellationToken cancellationToken) =>
         Storage.PostgresSchema.EnsureAsync(dataSource, MigrationLock, Schema, cancellationToken);
 
-    public async Task<CreatedApiKey> CreateAsync(string tenantId, string name, DateTimeOffset? expiresAt, CancellationToken cancellationToken)
+    /// <summary>A new admin key (what <c>create-key</c> makes).</summary>
+    public Task<CreatedApiKey> CreateAsync(string tenantId, string name, DateTimeOffset? expiresAt, CancellationToken cancellationToken) =>
+        CreateAsync(tenantId, name, expiresAt, admin: true, cancellationToken);
+
+    public async Task<CreatedApiKey> CreateAsync(string tenantId, string name, DateTimeOffset? expiresAt, bool admin, CancellationToken cancellationToken)
     {
         var key = NewKey();
         var record = new ApiKeyRecord(
@@ -81,10 +89,11 @@ public sealed class ApiKeyStore(NpgsqlDataSource dataSource, TimeProvider clock)
             // Microsecond precision, as PostgreSQL stores it: the record returned equals the one read back.
             Truncate(clock.GetUtcNow()),
             expiresAt is { } e ? Truncate(e.ToUniversalTime()) : null,
-            RevokedAt: null);
+            RevokedAt: null,
+            admin);
 
         await using var command = dataSource.CreateCommand(
-            "INSERT INTO api_keys (id, tenant_id, name, key_prefix, key_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)");
+            "INSERT INTO api_keys (id, tenant_id, name, key_prefix, key_hash, created_at, expires_at, admin) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)");
         command.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = record.Id });
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = record.TenantId });
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = record.Name });
@@ -92,6 +101,7 @@ public sealed class ApiKeyStore(NpgsqlDataSource dataSource, TimeProvider clock)
         command.Parameters.Add(new NpgsqlParameter<byte[]> { TypedValue = Hash(key) });
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = record.CreatedAt });
         command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.TimestampTz, Value = record.ExpiresAt is { } x ? x : DBNull.Value });
+        command.Parameters.Add(new NpgsqlParameter<bool> { TypedValue = admin });
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         return new CreatedApiKey(key, record);
     }
@@ -102,20 +112,94 @@ public sealed class ApiKeyStore(NpgsqlDataSource dataSource, TimeProvider clock)
         await using var command = dataSource.CreateCommand($"SELECT {Columns} FROM api_keys WHERE key_hash = $1");
         command.Parameters.Add(new NpgsqlParameter<byte[]> { TypedValue = hash });
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
-        if (!await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        return await reader.ReadAsync(cancellationToken).ConfigureAwait(false) ? Read(reader) : null;
+    }
+
+    /// <summary>The tenant's keys, revoked and expired ones included, newest first.</summary>
+    public async Task<IReadOnlyList<ApiKeyRecord>> ListAsync(string tenantId, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand($"SELECT {Columns} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC");
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = tenantId });
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        var keys = new List<ApiKeyRecord>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            return null;
+            keys.Add(Read(reader));
         }
 
-        return new ApiKeyRecord(
-            reader.GetGuid(0),
-            reader.GetString(1),
-            reader.GetString(2),
-            reader.GetString(3),
-            reader.GetFieldValue<DateTimeOffset>(4),
-            reader.IsDBNull(5) ? null : reader.GetFieldValue<DateTimeOffset>(5),
-            reader.IsDBNull(6) ? null : reader.GetFieldValue<DateTimeOffset>(6));
+        return keys;
     }
+
+    /// <summary>
+    /// Revokes the tenant's key <paramref name="id"/>, unless it is the tenant's last usable admin key
+    /// (the tenant could no longer manage its keys). Under a per-tenant lock, so two revocations at once
+    /// cannot each leave the other key as "the last one".
+    /// </summary>
+    public async Task<(RevokeOutcome Outcome, ApiKeyRecord? Record)> RevokeAsync(string tenantId, Guid id, CancellationToken cancellationToken)
+    {
+        var now = Truncate(clock.GetUtcNow());
+        await using var connection = await dataSource.OpenConnectionAsync(cancellationToken).ConfigureAwait(false);
+        await using var transaction = await connection.BeginTransactionAsync(cancellationToken).ConfigureAwait(false);
+        await using (var lockCommand = new NpgsqlCommand("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", connection, transaction))
+        {
+            lockCommand.Parameters.Add(new NpgsqlParameter<string> { TypedValue = "api_keys:" + tenantId });
+            await lockCommand.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        ApiKeyRecord? record;
+        await using (var select = new NpgsqlCommand($"SELECT {Columns} FROM api_keys WHERE id = $1 AND tenant_id = $2", connection, transaction))
+        {
+            select.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = id });
+            select.Parameters.Add(new NpgsqlParameter<string> { TypedValue = tenantId });
+            await using var reader = await select.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+            record = await reader.ReadAsync(cancellationToken).ConfigureAwait(false) ? Read(reader) : null;
+        }
+
+        if (record is null)
+        {
+            return (RevokeOutcome.NotFound, null);
+        }
+
+        if (record.RevokedAt is not null)
+        {
+            return (RevokeOutcome.AlreadyRevoked, record);
+        }
+
+        if (record.Admin && record.IsValidAt(now))
+        {
+            await using var others = new NpgsqlCommand("""
+                SELECT count(*) FROM api_keys
+                WHERE tenant_id = $1 AND id <> $2 AND admin AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3)
+                """, connection, transaction);
+            others.Parameters.Add(new NpgsqlParameter<string> { TypedValue = tenantId });
+            others.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = id });
+            others.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now });
+            if ((long)(await others.ExecuteScalarAsync(cancellationToken).ConfigureAwait(false))! == 0)
+            {
+                return (RevokeOutcome.LastAdminKey, record);
+            }
+        }
+
+        await using (var update = new NpgsqlCommand("UPDATE api_keys SET revoked_at = $2 WHERE id = $1", connection, transaction))
+        {
+            update.Parameters.Add(new NpgsqlParameter<Guid> { TypedValue = id });
+            update.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = now });
+            await update.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        await transaction.CommitAsync(cancellationToken).ConfigureAwait(false);
+        return (RevokeOutcome.Revoked, record with { RevokedAt = now });
+    }
+
+    private static ApiKeyRecord Read(NpgsqlDataReader reader) => new(
+        reader.GetGuid(0),
+        reader.GetString(1),
+        reader.GetString(2),
+        reader.GetString(3),
+        reader.GetFieldValue<DateTimeOffset>(4),
+        reader.IsDBNull(5) ? null : reader.GetFieldValue<DateTimeOffset>(5),
+        reader.IsDBNull(6) ? null : reader.GetFieldValue<DateTimeOffset>(6),
+        reader.GetBoolean(7));
 
     /// <summary>Marks the key revoked; false when there is no such key or it was revoked already.</summary>
     public async Task<bool> RevokeAsync(Guid id, CancellationToken cancellationToken)
@@ -128,6 +212,14 @@ public sealed class ApiKeyStore(NpgsqlDataSource dataSource, TimeProvider clock)
 
     private static DateTimeOffset Truncate(DateTimeOffset time) =>
         new(time.UtcTicks - (time.UtcTicks % TimeSpan.TicksPerMicrosecond), TimeSpan.Zero);
+}
+
+public enum RevokeOutcome
+{
+    Revoked,
+    AlreadyRevoked,
+    NotFound,
+    LastAdminKey,
 }
 
 /// <summary>Creates <c>api_keys</c> before the API takes requests.</summary>

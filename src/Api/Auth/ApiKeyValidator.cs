@@ -10,8 +10,8 @@ using Npgsql;
 
 namespace Async.Serving.Api.Auth;
 
-/// <summary>Who a valid key speaks for. <see cref="KeyId"/> partitions the rate limit.</summary>
-public sealed record ApiKeyIdentity(string TenantId, string KeyId);
+/// <summary>Who a valid key speaks for. <see cref="KeyId"/> partitions the rate limit; <see cref="IsAdmin"/> opens the key management routes.</summary>
+public sealed record ApiKeyIdentity(string TenantId, string KeyId, bool IsAdmin);
 
 /// <summary>
 /// A key that could not be checked: PostgreSQL cannot be reached (503 <c>auth_unavailable</c>), or
@@ -54,6 +54,7 @@ internal sealed partial class ApiKeyValidator : IDisposable
         "serving_api_key_stale_served_total", "Requests let in on a key verified earlier, because PostgreSQL could not be asked.");
 
     private readonly ApiKeyStore _store;
+    private readonly ApiKeyRevocations _revocations;
     private readonly IOptions<ApiKeyOptions> _options;
     private readonly TimeProvider _clock;
     private readonly ILogger<ApiKeyValidator> _logger;
@@ -63,9 +64,11 @@ internal sealed partial class ApiKeyValidator : IDisposable
     private readonly PartitionedRateLimiter<string> _perClient;
     private readonly ConcurrencyLimiter _concurrent;
 
-    public ApiKeyValidator(ApiKeyStore store, IOptions<ApiKeyOptions> options, TimeProvider clock, ILogger<ApiKeyValidator> logger)
+    public ApiKeyValidator(
+        ApiKeyStore store, ApiKeyRevocations revocations, IOptions<ApiKeyOptions> options, TimeProvider clock, ILogger<ApiKeyValidator> logger)
     {
         _store = store;
+        _revocations = revocations;
         _options = options;
         _clock = clock;
         _logger = logger;
@@ -98,7 +101,7 @@ internal sealed partial class ApiKeyValidator : IDisposable
         var hash = ApiKeyStore.Hash(key);
         if (IsDevelopmentKey(hash))
         {
-            return new ApiKeyIdentity(_options.Value.DevelopmentTenant, DevelopmentKeyId);
+            return new ApiKeyIdentity(_options.Value.DevelopmentTenant, DevelopmentKeyId, IsAdmin: true);
         }
 
         if (!ApiKeyStore.IsWellFormed(key))
@@ -112,14 +115,15 @@ internal sealed partial class ApiKeyValidator : IDisposable
             return null;
         }
 
-        // Checked on every request, cached or not, so expiry is exact; revocation waits for the cache.
-        if (!record.IsValidAt(_clock.GetUtcNow()))
+        // Checked on every request, cached or not, so expiry is exact; a revocation through the API is
+        // known at once (ApiKeyRevocations), one made in the database directly once the cache expires.
+        if (!record.IsValidAt(_clock.GetUtcNow()) || _revocations.IsRevoked(record.Id))
         {
-            LogRejected(record.Id, record.TenantId, record.RevokedAt is null ? "expired" : "revoked");
+            LogRejected(record.Id, record.TenantId, record.RevokedAt is null && !_revocations.IsRevoked(record.Id) ? "expired" : "revoked");
             return null;
         }
 
-        return new ApiKeyIdentity(record.TenantId, record.Id.ToString("N"));
+        return new ApiKeyIdentity(record.TenantId, record.Id.ToString("N"), record.Admin);
     }
 
     public void Dispose()

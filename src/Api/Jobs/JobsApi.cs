@@ -23,7 +23,8 @@ public static class JobsApi
             .WithSummary("Submit a job; answers with a ticket once the broker confirmed it (200 with the finished job when ?wait=N saw it finish).");
         group.MapGet("/", ListAsync).WithSummary("The tenant's jobs, newest first, without outputs; filters status and pipeline; cursor paging.");
         group.MapGet("/{id}", GetAsync).WithSummary("A job's status and, once it succeeded, its output; ?wait=N long-polls until terminal.");
-        group.MapGet("/{id}/events", Events).WithSummary("Server-sent events: status, progress, completed; the stream ends at a terminal state.");
+        group.MapGet("/{id}/events", Events).WithSummary(
+            "Server-sent events: status, progress, completed, each with an id; Last-Event-ID (or ?last_event_id=) resumes after it; the stream ends at a terminal state.");
         group.MapPost("/{id}/cancel", CancelAsync).WithSummary("Cancel: a queued job never runs; a running one is stopped by its worker; 409 when terminal.");
         return group;
     }
@@ -190,15 +191,29 @@ public static class JobsApi
     }
 
     internal static async Task<Results<ServerSentEventsResult<JobResource>, ProblemHttpResult>> Events(
-        string id, HttpContext http, RedisJobStore store, JobWaiter waiter, CancellationToken cancellationToken)
+        string id,
+        HttpContext http,
+        RedisJobStore store,
+        JobWaiter waiter,
+        [FromHeader(Name = "Last-Event-ID")] string? lastEventIdHeader,
+        [FromQuery(Name = "last_event_id")] string? lastEventIdQuery,
+        CancellationToken cancellationToken)
     {
+        JobEventId? after = null;
+        var lastEventId = string.IsNullOrEmpty(lastEventIdHeader) ? lastEventIdQuery : lastEventIdHeader;
+        if (!string.IsNullOrEmpty(lastEventId) && !JobEventId.TryParse(lastEventId, out after))
+        {
+            return ApiProblems.Invalid("Last-Event-ID must be an id this stream sent: '<attempt>.<phase>.<permille>'.",
+                new Dictionary<string, string[]> { ["Last-Event-ID"] = ["Not an event id of this API."] });
+        }
+
         var job = await store.GetAsync(id, includeOutput: false).ConfigureAwait(false);
         if (!Owns(http, job))
         {
             return ApiProblems.JobNotFound(id);
         }
 
-        return TypedResults.ServerSentEvents(StreamAsync(id, waiter, cancellationToken));
+        return TypedResults.ServerSentEvents(StreamAsync(id, after, waiter, cancellationToken));
     }
 
     internal static async Task<Results<Accepted<JobResource>, ProblemHttpResult>> CancelAsync(
@@ -227,21 +242,34 @@ public static class JobsApi
         return TypedResults.Accepted($"/v1/jobs/{id}", JobResource.From(now));
     }
 
+    /// <summary>
+    /// Each state the job passes through whose <see cref="JobEventId"/> is newer than the last one sent
+    /// (or than <paramref name="after"/>, the client's <c>Last-Event-ID</c>): ids strictly increase, so a
+    /// resumed stream repeats nothing and, as every state change is read again from the store, misses
+    /// nothing but intermediate progress. A client that saw the end gets nothing more.
+    /// </summary>
     private static async IAsyncEnumerable<SseItem<JobResource>> StreamAsync(
-        string id, JobWaiter waiter, [EnumeratorCancellation] CancellationToken cancellationToken)
+        string id, JobEventId? after, JobWaiter waiter, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        JobRecord? previous = null;
+        if (after is { IsEnded: true })
+        {
+            yield break;
+        }
+
+        var previous = after;
         await foreach (var job in waiter.WatchAsync(id, cancellationToken).ConfigureAwait(false))
         {
-            var type = JobStatus.IsTerminal(job.Status) ? "completed"
-                : previous is not null && previous.Status == job.Status ? "progress"
-                : "status";
-            if (type != "progress" || previous!.Progress != job.Progress)
+            var eventId = JobEventId.From(job);
+            if (previous is { } seen && eventId <= seen)
             {
-                yield return new SseItem<JobResource>(JobResource.From(job), type);
+                continue;
             }
 
-            previous = job;
+            var type = eventId.IsEnded ? "completed"
+                : previous is { } p && p.Attempt == eventId.Attempt && p.Phase == eventId.Phase ? "progress"
+                : "status";
+            yield return new SseItem<JobResource>(JobResource.From(job), type) { EventId = eventId.ToString() };
+            previous = eventId;
         }
     }
 

@@ -44,7 +44,12 @@ public sealed class WebhookStore(NpgsqlDataSource dataSource, TimeProvider clock
             at          timestamptz NOT NULL
         );
         CREATE INDEX IF NOT EXISTS webhook_deliveries_job ON webhook_deliveries (job_id, at);
+        -- The delivered body, for redelivery (rows from before this column have none).
+        ALTER TABLE webhook_deliveries ADD COLUMN IF NOT EXISTS body text NULL;
+        CREATE INDEX IF NOT EXISTS webhook_deliveries_tenant ON webhook_deliveries (tenant_id, id);
         """;
+
+    private const string DeliveryColumns = "id, job_id, message_id, event_type, url, attempt, outcome, detail, at, body IS NOT NULL";
 
     /// <summary><see cref="SecretPrefix"/> plus 32 random bytes in base64, the form Standard Webhooks libraries read.</summary>
     public static string NewSecret() => SecretPrefix + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
@@ -57,7 +62,7 @@ public sealed class WebhookStore(NpgsqlDataSource dataSource, TimeProvider clock
     public async Task RecordAttemptAsync(WebhookMessage message, int attempt, string outcome, string detail)
     {
         await using var command = dataSource.CreateCommand(
-            "INSERT INTO webhook_deliveries (job_id, tenant_id, message_id, event_type, url, attempt, outcome, detail, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)");
+            "INSERT INTO webhook_deliveries (job_id, tenant_id, message_id, event_type, url, attempt, outcome, detail, at, body) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)");
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = message.JobId });
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = message.TenantId });
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = message.MessageId });
@@ -67,7 +72,50 @@ public sealed class WebhookStore(NpgsqlDataSource dataSource, TimeProvider clock
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = outcome });
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = detail.Length > 2000 ? detail[..2000] : detail });
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = clock.GetUtcNow() });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = message.Body });
         await command.ExecuteNonQueryAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The tenant's delivery attempts, newest first: those with an id below <paramref name="before"/>
+    /// (the cursor), of job <paramref name="jobId"/> and with outcome <paramref name="outcome"/> when given.
+    /// </summary>
+    public async Task<IReadOnlyList<DeliveryRecord>> DeliveriesAsync(
+        string tenantId, string? jobId, string? outcome, long? before, int limit, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand($"""
+            SELECT {DeliveryColumns} FROM webhook_deliveries
+            WHERE tenant_id = $1 AND ($2::text IS NULL OR job_id = $2) AND ($3::text IS NULL OR outcome = $3) AND ($4::bigint IS NULL OR id < $4)
+            ORDER BY id DESC LIMIT $5
+            """);
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = tenantId });
+        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text, Value = (object?)jobId ?? DBNull.Value });
+        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text, Value = (object?)outcome ?? DBNull.Value });
+        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Bigint, Value = before is { } b ? b : DBNull.Value });
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = limit });
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        var deliveries = new List<DeliveryRecord>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            deliveries.Add(new DeliveryRecord(
+                reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetString(4),
+                reader.GetInt32(5), reader.GetString(6), reader.GetString(7), reader.GetFieldValue<DateTimeOffset>(8), reader.GetBoolean(9)));
+        }
+
+        return deliveries;
+    }
+
+    /// <summary>The message delivery attempt <paramref name="id"/> of the tenant carried; null when unknown, another tenant's, or stored without its body.</summary>
+    public async Task<WebhookMessage?> MessageAsync(string tenantId, long id, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand(
+            "SELECT job_id, url, event_type, message_id, body FROM webhook_deliveries WHERE tenant_id = $1 AND id = $2 AND body IS NOT NULL");
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = tenantId });
+        command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = id });
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        return await reader.ReadAsync(cancellationToken).ConfigureAwait(false)
+            ? new WebhookMessage(tenantId, reader.GetString(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetString(4))
+            : null;
     }
 
     /// <summary>Every recorded delivery attempt of a job, oldest first.</summary>
@@ -179,6 +227,15 @@ public sealed class WebhookStore(NpgsqlDataSource dataSource, TimeProvider clock
         await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
     }
 
+    /// <summary>Delivers to <paramref name="url"/> again (a 410 had disabled it); false when it was not disabled.</summary>
+    public async Task<bool> EnableAsync(string tenantId, string url, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand("DELETE FROM webhook_disabled_urls WHERE tenant_id = $1 AND url = $2");
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = tenantId });
+        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = url });
+        return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) > 0;
+    }
+
     public async Task<bool> IsDisabledAsync(string tenantId, string url, CancellationToken cancellationToken)
     {
         await using var command = dataSource.CreateCommand("SELECT 1 FROM webhook_disabled_urls WHERE tenant_id = $1 AND url = $2");
@@ -195,6 +252,10 @@ internal sealed class WebhookSchemaMigration(WebhookStore store) : IHostedServic
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
 }
+
+/// <summary>One recorded attempt of the tenant's, as <c>GET /v1/webhooks/deliveries</c> lists it; <see cref="Redeliverable"/> when its body was stored.</summary>
+public sealed record DeliveryRecord(
+    long Id, string JobId, string MessageId, string EventType, string Url, int Attempt, string Outcome, string Detail, DateTimeOffset At, bool Redeliverable);
 
 /// <summary>One recorded attempt: outcome is delivered, retrying, failed, skipped or disabled.</summary>
 public sealed record DeliveryAttempt(string EventType, string Url, int Attempt, string Outcome, string Detail, DateTimeOffset At);
