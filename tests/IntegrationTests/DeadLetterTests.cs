@@ -95,11 +95,20 @@ public sealed class DeadLetterTests(ServingFixture serving)
         }
     }
 
-    private static async Task<IHost> StartWorkerAsync(PrivateModels models)
+    /// <summary>Runs <paramref name="test"/> while a real worker serves <paramref name="models"/>.</summary>
+    private static async Task WithWorkerAsync(PrivateModels models, Func<Task> test)
     {
         var worker = ServingFixture.BuildWorker(models.Path);
         await worker.StartAsync();
-        return worker;
+        try
+        {
+            await test();
+        }
+        finally
+        {
+            await worker.StopAsync(TimeSpan.FromSeconds(30));
+            worker.Dispose();
+        }
     }
 
     [Fact]
@@ -108,8 +117,7 @@ public sealed class DeadLetterTests(ServingFixture serving)
         using var models = new PrivateModels();
         await using var api = CreateApi(models);
         using var client = serving.Client(api);
-        var worker = await StartWorkerAsync(models);
-        try
+        await WithWorkerAsync(models, async () =>
         {
             var id = await CreateQueuedJobAsync(api, models);
             await SendRawAsync(api.Services, models.Queue, Envelope("RunInference", Message(id, models, submittedAt: "the day before yesterday")));
@@ -126,12 +134,7 @@ public sealed class DeadLetterTests(ServingFixture serving)
             var (requeued, outcome) = await api.Services.GetRequiredService<DeadLetterRequeue>().RequeueAsync(id);
             Assert.False(requeued);
             Assert.Contains("cannot be sent again", outcome, StringComparison.Ordinal);
-        }
-        finally
-        {
-            await worker.StopAsync(TimeSpan.FromSeconds(30));
-            worker.Dispose();
-        }
+        });
     }
 
     [Fact]
@@ -140,8 +143,7 @@ public sealed class DeadLetterTests(ServingFixture serving)
         using var models = new PrivateModels();
         await using var api = CreateApi(models);
         using var client = serving.Client(api);
-        var worker = await StartWorkerAsync(models);
-        try
+        await WithWorkerAsync(models, async () =>
         {
             // A sender of another version names a message type this worker does not know.
             var id = await CreateQueuedJobAsync(api, models);
@@ -162,12 +164,7 @@ public sealed class DeadLetterTests(ServingFixture serving)
 
             // A second requeue finds nothing to do.
             Assert.False((await api.Services.GetRequiredService<DeadLetterRequeue>().RequeueAsync(id)).Requeued);
-        }
-        finally
-        {
-            await worker.StopAsync(TimeSpan.FromSeconds(30));
-            worker.Dispose();
-        }
+        });
     }
 
     [Fact]

@@ -107,12 +107,7 @@ public sealed class MaintenanceTests(ServingFixture serving)
         // The change happens behind the ledger's back (as with a worker of an older version) and the row ages.
         var redis = serving.Api.Services.GetRequiredService<StackExchange.Redis.IConnectionMultiplexer>().GetDatabase();
         await redis.HashSetAsync(RedisJobStore.JobKey(id), [new("status", JobStatus.Cancelled), new("completed_at", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds())]);
-        await using (var age = serving.Api.Services.GetRequiredService<Npgsql.NpgsqlDataSource>().CreateCommand(
-            "UPDATE job_ledger SET updated_at = now() - interval '2 minutes' WHERE job_id = $1"))
-        {
-            age.Parameters.Add(new Npgsql.NpgsqlParameter<string> { TypedValue = id });
-            await age.ExecuteNonQueryAsync();
-        }
+        await AgeLedgerRowAsync(id);
 
         await serving.Api.Services.GetRequiredService<MaintenanceJobs>().ReconcileLedgerAsync(CancellationToken.None);
         Assert.Equal(JobStatus.Cancelled, (await ledger.GetAsync(id, CancellationToken.None))!.Value.Row.Status);
@@ -128,12 +123,7 @@ public sealed class MaintenanceTests(ServingFixture serving)
         // Redis lost the job (a crash within its last second, or its record expired) and the row aged.
         var redis = serving.Api.Services.GetRequiredService<StackExchange.Redis.IConnectionMultiplexer>().GetDatabase();
         await redis.KeyDeleteAsync([RedisJobStore.JobKey(id), RedisJobStore.InputKey(id)]);
-        await using (var age = serving.Api.Services.GetRequiredService<Npgsql.NpgsqlDataSource>().CreateCommand(
-            "UPDATE job_ledger SET updated_at = now() - interval '2 minutes' WHERE job_id = $1"))
-        {
-            age.Parameters.Add(new Npgsql.NpgsqlParameter<string> { TypedValue = id });
-            await age.ExecuteNonQueryAsync();
-        }
+        await AgeLedgerRowAsync(id);
 
         await serving.Api.Services.GetRequiredService<MaintenanceJobs>().ReconcileLedgerAsync(CancellationToken.None);
         var (row, events) = (await ledger.GetAsync(id, CancellationToken.None))!.Value;
@@ -141,6 +131,15 @@ public sealed class MaintenanceTests(ServingFixture serving)
         Assert.Equal("lost", row.ErrorCode);
         Assert.NotNull(row.CompletedAt);
         Assert.Equal(JobStatus.Failed, events[^1].Status);
+    }
+
+    /// <summary>Makes a job's ledger row look untouched for two minutes, as the reconcile job looks for.</summary>
+    private async Task AgeLedgerRowAsync(string id)
+    {
+        await using var age = serving.Api.Services.GetRequiredService<Npgsql.NpgsqlDataSource>().CreateCommand(
+            "UPDATE job_ledger SET updated_at = now() - interval '2 minutes' WHERE job_id = $1");
+        age.Parameters.Add(new Npgsql.NpgsqlParameter<string> { TypedValue = id });
+        await age.ExecuteNonQueryAsync();
     }
 
     [Fact]
