@@ -119,9 +119,9 @@ internal sealed partial class LedgerWriter(
         return TimeSpan.FromTicks((long)Math.Min(max.Ticks, first.Ticks * factor));
     }
 
-    [LoggerMessage(EventId = 700, Level = LogLevel.Warning, Message = "Ledger batch not written ({Failures} in a row), retrying in {Seconds:F1} s: {Reason}")]
+    [LoggerMessage(EventId = 760, Level = LogLevel.Warning, Message = "Ledger batch not written ({Failures} in a row), retrying in {Seconds:F1} s: {Reason}")]
     private static partial void LogWriteFailed(ILogger logger, int failures, double seconds, string reason);
 
-    [LoggerMessage(EventId = 701, Level = LogLevel.Error, Message = "Ledger changes of job {JobId} refused by the database and skipped: {Reason}")]
+    [LoggerMessage(EventId = 761, Level = LogLevel.Error, Message = "Ledger changes of job {JobId} refused by the database and skipped: {Reason}")]
     private static partial void LogRefused(ILogger logger, string jobId, string reason);
 }

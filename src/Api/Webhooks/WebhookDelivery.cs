@@ -210,7 +210,7 @@ public sealed partial class WebhookDelivery(
         }
     }
 
-    [LoggerMessage(EventId = 711, Level = LogLevel.Warning, Message = "Webhook {MessageId}: the attempt could not be recorded: {Reason}")]
+    [LoggerMessage(EventId = 705, Level = LogLevel.Warning, Message = "Webhook {MessageId}: the attempt could not be recorded: {Reason}")]
     private static partial void LogRecordFailed(ILogger logger, string messageId, string reason);
 
     [LoggerMessage(EventId = 700, Level = LogLevel.Information, Message = "Webhook {MessageId} attempt {Attempt} to {Url}: {Status}")]
