@@ -98,13 +98,24 @@ public sealed partial class DeadLetterSweeper(
         }
 
         var taken = 0;
-        while (taken < options.Value.MaxPerQueue && await channel.BasicGetAsync(queue, autoAck: false, cancellationToken).ConfigureAwait(false) is { } message)
+        try
         {
-            // Not cancelled by shutdown half-way: a message taken is handled and acknowledged, or left
-            // unacknowledged (the broker gives it back when the channel closes) if handling threw.
-            await HandleAsync(queue, message, channel).ConfigureAwait(false);
-            await channel.BasicAckAsync(message.DeliveryTag, multiple: false, CancellationToken.None).ConfigureAwait(false);
-            taken++;
+            while (taken < options.Value.MaxPerQueue && await channel.BasicGetAsync(queue, autoAck: false, cancellationToken).ConfigureAwait(false) is { } message)
+            {
+                // Not cancelled by shutdown half-way: a message taken is handled and acknowledged, or left
+                // unacknowledged (the broker gives it back when the channel closes) if handling threw.
+                await HandleAsync(queue, message, channel).ConfigureAwait(false);
+                await channel.BasicAckAsync(message.DeliveryTag, multiple: false, CancellationToken.None).ConfigureAwait(false);
+                taken++;
+            }
+        }
+        catch (OperationInterruptedException ex)
+        {
+            // The broker closed the channel over this queue (a queue declared a moment ago may answer
+            // "noproc" until its process is up): its messages wait for the next sweep; the other
+            // queues go on now, on a new channel.
+            LogQueueInterrupted(logger, queue, ex.Message);
+            await CloseChannelAsync().ConfigureAwait(false);
         }
 
         return taken;
@@ -238,6 +249,9 @@ public sealed partial class DeadLetterSweeper(
 
     [LoggerMessage(EventId = 732, Level = LogLevel.Error, Message = "A message in {Queue} names no job; moved to {Target}")]
     private static partial void LogUnreadable(ILogger logger, string queue, string target);
+
+    [LoggerMessage(EventId = 735, Level = LogLevel.Warning, Message = "Dead-letter queue {Queue} not read this sweep: {Reason}")]
+    private static partial void LogQueueInterrupted(ILogger logger, string queue, string reason);
 
     [LoggerMessage(EventId = 733, Level = LogLevel.Warning, Message = "Dead-letter sweep failed: {Reason}")]
     private static partial void LogSweepFailed(ILogger logger, string reason);
