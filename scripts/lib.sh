@@ -16,6 +16,9 @@ API_PORT="${SERVING_API_PORT:-5080}"
 # A second RabbitMQ node beside the first (scripts/chaos.sh) needs its own name; its Erlang distribution
 # port follows the AMQP port (5672 -> 25672, RabbitMQ's own default), so two nodes do not clash.
 RABBIT_NODE="${SERVING_RABBIT_NODE:-rabbit@localhost}"
+# Erlang distribution port of the node: keep it below the kernel's ephemeral range (32768 and up),
+# where a client socket could already hold it and the node would not boot.
+RABBIT_DIST_PORT="${SERVING_RABBIT_DIST_PORT:-$((AMQP_PORT + 20000))}"
 PG_BIN=/usr/lib/postgresql/15/bin
 RABBIT_BIN=/usr/lib/rabbitmq/bin
 # Redis refuses writes above this (noeviction: job state is never evicted). Default: a quarter of
@@ -166,7 +169,7 @@ stop_postgres() {
 }
 
 rabbit_env() {
-  export HOME="$STATE/rabbitmq" RABBITMQ_NODENAME="$RABBIT_NODE" RABBITMQ_DIST_PORT=$((AMQP_PORT + 20000)) \
+  export HOME="$STATE/rabbitmq" RABBITMQ_NODENAME="$RABBIT_NODE" RABBITMQ_DIST_PORT="$RABBIT_DIST_PORT" \
     RABBITMQ_MNESIA_BASE="$STATE/rabbitmq/mnesia" RABBITMQ_LOG_BASE="$LOGS/rabbitmq" \
     RABBITMQ_CONFIG_FILE="$STATE/rabbitmq/rabbitmq.conf" \
     RABBITMQ_ENABLED_PLUGINS_FILE="$STATE/rabbitmq/enabled_plugins" \
@@ -328,11 +331,12 @@ isolated_env() {
   start_redis_cluster
 }
 
-# A free loopback port whose cluster bus port (+10000) is free too.
+# A free loopback port whose cluster bus port (+10000) is free too, both below the kernel's
+# ephemeral range (32768 and up), so no client socket takes one between the check and the start.
 free_port_pair() {
   local p
   for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 10000))
+    p=$((20000 + RANDOM % 2700))
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null && ! (exec 3<>"/dev/tcp/127.0.0.1/$((p + 10000))") 2>/dev/null; then
       echo "$p"; return
     fi
