@@ -52,6 +52,11 @@ public static class HangfireExtensions
                         SchemaName = options.SchemaName,
                         PrepareSchemaIfNecessary = true,
                         QueuePollInterval = options.QueuePollInterval,
+                        // A delivery fetched by a server that lost PostgreSQL under it (or died) is
+                        // fetched again after a minute, not after the default 30: the fetch time of a
+                        // job still running is kept fresh in the background (sliding).
+                        InvisibilityTimeout = TimeSpan.FromMinutes(1),
+                        UseSlidingInvisibilityTimeout = true,
                     });
         });
         if (builder.Configuration.GetValue($"{HangfireOptions.Section}:{nameof(HangfireOptions.RunServer)}", true))
