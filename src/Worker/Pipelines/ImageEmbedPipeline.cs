@@ -1,5 +1,5 @@
 using System.Buffers;
-using System.Text.Json;
+using Async.Serving.Contracts.Outputs;
 using Async.Serving.Jobs;
 using Async.Serving.Worker.Batching;
 using Async.Serving.Worker.Inference;
@@ -49,23 +49,6 @@ internal sealed class ImageEmbedPipeline(IOptions<WorkerOptions> options)
         }
     }
 
-    public static string ToJson(float[] embedding)
-    {
-        var buffer = new ArrayBufferWriter<byte>(embedding.Length * 12);
-        using (var writer = new Utf8JsonWriter(buffer))
-        {
-            writer.WriteStartObject();
-            writer.WriteStartArray("embedding");
-            foreach (var value in embedding)
-            {
-                writer.WriteNumberValue(value);
-            }
-
-            writer.WriteEndArray();
-            writer.WriteNumber("dims", embedding.Length);
-            writer.WriteEndObject();
-        }
-
-        return System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
-    }
+    public static string ToJson(float[] embedding) =>
+        JobOutputs.Serialize(new ImageEmbedOutput { Embedding = embedding, Dims = embedding.Length });
 }

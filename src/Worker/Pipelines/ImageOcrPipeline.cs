@@ -1,5 +1,4 @@
-using System.Buffers;
-using System.Text.Json;
+using Async.Serving.Contracts.Outputs;
 using Async.Serving.Jobs;
 using Async.Serving.Worker.Batching;
 using Async.Serving.Worker.Inference;
@@ -40,38 +39,16 @@ internal sealed class ImageOcrPipeline(IOptions<WorkerOptions> options)
         return ToJson(result);
     }
 
-    /// <summary><c>{"width":W,"height":H,"lines":[{"text":…,"confidence":…,"box":[[x,y],…]}]}</c>, confidence to 4 decimals.</summary>
-    public static string ToJson(OcrResult result)
+    /// <summary>The job's output: confidence to 4 decimals, boxes as <c>[x, y]</c> points.</summary>
+    public static string ToJson(OcrResult result) => JobOutputs.Serialize(new ImageOcrOutput
     {
-        var buffer = new ArrayBufferWriter<byte>(256 + (result.Lines.Count * 128));
-        using (var writer = new Utf8JsonWriter(buffer))
+        Width = result.Width,
+        Height = result.Height,
+        Lines = [.. result.Lines.Select(l => new Contracts.Outputs.OcrLine
         {
-            writer.WriteStartObject();
-            writer.WriteNumber("width", result.Width);
-            writer.WriteNumber("height", result.Height);
-            writer.WriteStartArray("lines");
-            foreach (var line in result.Lines)
-            {
-                writer.WriteStartObject();
-                writer.WriteString("text", line.Text);
-                writer.WriteNumber("confidence", Math.Round((double)line.Confidence, 4));
-                writer.WriteStartArray("box");
-                foreach (var point in line.Box)
-                {
-                    writer.WriteStartArray();
-                    writer.WriteNumberValue(point.X);
-                    writer.WriteNumberValue(point.Y);
-                    writer.WriteEndArray();
-                }
-
-                writer.WriteEndArray();
-                writer.WriteEndObject();
-            }
-
-            writer.WriteEndArray();
-            writer.WriteEndObject();
-        }
-
-        return System.Text.Encoding.UTF8.GetString(buffer.WrittenSpan);
-    }
+            Text = l.Text,
+            Confidence = Math.Round((double)l.Confidence, 4),
+            Box = [.. l.Box.Select(p => new[] { p.X, p.Y })],
+        })],
+    });
 }

@@ -1,6 +1,6 @@
 using System.Buffers;
 using System.Text;
-using System.Text.Json;
+using Async.Serving.Contracts.Outputs;
 using Async.Serving.Jobs;
 using Async.Serving.Models;
 using Async.Serving.Worker.Batching;
@@ -145,46 +145,14 @@ internal sealed partial class VideoAnalyzePipeline(VideoWorkspace workspace, ILo
         return new VideoResult(duration, times.Count, shots, segments);
     }
 
-    private static string ToJson(VideoResult result, VideoParams p)
+    private static string ToJson(VideoResult result, VideoParams p) => JobOutputs.Serialize(new VideoAnalyzeOutput
     {
-        var buffer = new ArrayBufferWriter<byte>(1024);
-        using (var writer = new Utf8JsonWriter(buffer))
-        {
-            writer.WriteStartObject();
-            writer.WriteNumber("duration_s", Math.Round(result.Duration, 3));
-            writer.WriteNumber("frames_analyzed", result.Frames);
-            writer.WriteNumber("sample_fps", p.SampleFps);
-            writer.WriteStartArray("shots");
-            foreach (var shot in result.Shots)
-            {
-                writer.WriteStartObject();
-                writer.WriteNumber("start_s", shot.Start);
-                writer.WriteNumber("end_s", shot.End);
-                writer.WriteNumber("keyframe_s", shot.Keyframe);
-                writer.WriteEndObject();
-            }
-
-            writer.WriteEndArray();
-            if (result.Text is { } segments)
-            {
-                writer.WriteStartArray("text");
-                foreach (var segment in segments)
-                {
-                    writer.WriteStartObject();
-                    writer.WriteNumber("start_s", segment.Start);
-                    writer.WriteNumber("end_s", segment.End);
-                    writer.WriteString("text", segment.Text);
-                    writer.WriteEndObject();
-                }
-
-                writer.WriteEndArray();
-            }
-
-            writer.WriteEndObject();
-        }
-
-        return Encoding.UTF8.GetString(buffer.WrittenSpan);
-    }
+        DurationS = Math.Round(result.Duration, 3),
+        FramesAnalyzed = result.Frames,
+        SampleFps = p.SampleFps,
+        Shots = [.. result.Shots.Select(s => new VideoShot { StartS = s.Start, EndS = s.End, KeyframeS = s.Keyframe })],
+        Text = result.Text?.Select(t => new VideoTextSegment { StartS = t.Start, EndS = t.End, Text = t.Text }).ToList(),
+    });
 
     private sealed record VideoResult(double Duration, int Frames, IReadOnlyList<Shot> Shots, IReadOnlyList<TextSegment>? Text);
 
