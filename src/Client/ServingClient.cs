@@ -1,0 +1,4 @@
+namespace Async.Serving.Client;
+
+/// <summary>The Async.Serving HTTP API as a .NET client.</summary>
+public sealed partial class ServingClient;
