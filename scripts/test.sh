@@ -7,6 +7,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 prepare
+install_openapi_tools
 isolated_env test
 
 # Prints each failed test of a .trx file with the first lines of its message and stack trace.

@@ -7,8 +7,8 @@ using Async.Serving.Api.Jobs;
 using Async.Serving.Api.Ledger;
 using Async.Serving.Api.Maintenance;
 using Async.Serving.Api.Models;
+using Async.Serving.Api.OpenApi;
 using Async.Serving.Api.RateLimiting;
-using Async.Serving.Api.Reference;
 using Async.Serving.Api.Security;
 using Async.Serving.Api.Webhooks;
 using Async.Serving.Hosting;
@@ -32,9 +32,13 @@ builder.AddServingHangfire();
 builder.AddLedger();
 builder.AddMaintenance();
 builder.AddDeadLetters();
-builder.Services.AddOpenApi();
+builder.AddServingOpenApi();
 builder.Services.ConfigureHttpJsonOptions(o =>
-    o.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower);
+{
+    o.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower;
+    // Numbers are numbers: no "12" for 12 (the web default), and the document types them strictly.
+    o.SerializerOptions.NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.Strict;
+});
 
 var app = builder.Build();
 // Read the model repository now: a broken config.json stops the API at start, naming file and field.
@@ -51,12 +55,11 @@ app.UseAuthorization();
 app.UseRateLimiter(); // after authorisation: only requests with a valid key take a token
 app.MapServingDashboard();
 
-app.MapOpenApi();
-app.MapApiReference();
+app.MapServingOpenApi();
 app.MapServingHealth();
 app.MapMetrics("/metrics");
 // The /v1 routes, each limited per API key.
-var v1 = app.MapGroup("").RequireRateLimiting(PerKeyRateLimiting.Policy);
+var v1 = app.MapGroup("").RequireRateLimiting(PerKeyRateLimiting.Policy).ProducesCommonProblems();
 v1.MapJobsApi();
 v1.MapModelsApi();
 v1.MapWebhooksApi();

@@ -1,4 +1,5 @@
 using Async.Serving.Api.Errors;
+using Async.Serving.Api.OpenApi;
 using Microsoft.AspNetCore.Http.HttpResults;
 
 namespace Async.Serving.Api.Auth;
@@ -14,12 +15,12 @@ public static class KeysApi
 
     public static RouteGroupBuilder MapKeysApi(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/v1/keys").RequireAuthorization("tenant").WithTags("Keys").AddEndpointFilter(RequireAdmin);
+        var group = app.MapGroup("/v1/keys").RequireAuthorization("tenant").WithTags("Keys").AddEndpointFilter(RequireAdmin).ProducesProblems(403);
         group.MapGet("/", ListAsync).WithName("ListKeys")
             .WithSummary("The tenant's API keys, newest first, revoked and expired ones included; never a secret (admin scope).");
-        group.MapPost("/", CreateAsync).WithName("CreateKey").DisableAntiforgery()
+        group.MapPost("/", CreateAsync).WithName("CreateKey").ProducesProblems(400).DisableAntiforgery()
             .WithSummary("Create an API key; the answer holds the secret, shown this once (admin scope).");
-        group.MapDelete("/{id}", RevokeAsync).WithName("RevokeKey")
+        group.MapDelete("/{id}", RevokeAsync).WithName("RevokeKey").ProducesProblems(404, 409)
             .WithSummary("Revoke a key: refused at once by every API instance; 409 for the tenant's last admin key (admin scope).");
         return group;
     }

@@ -33,6 +33,23 @@ public static class ApiProblems
 
     public const string RequestTimeout = "request_timeout";
 
+    public const string MethodNotAllowed = "method_not_allowed";
+
+    /// <summary>A 503 the framework wrote without a code of ours.</summary>
+    public const string ServiceUnavailable = "service_unavailable";
+
+    /// <summary>An unexpected failure (500).</summary>
+    public const string InternalError = "internal_error";
+
+    /// <summary>Every <c>code</c> a problem of this API can carry (the OpenAPI document lists them as an enum).</summary>
+    public static IReadOnlyList<string> AllCodes { get; } =
+    [
+        .. typeof(ApiProblems).GetFields(System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.Static)
+            .Where(f => f.IsLiteral && f.FieldType == typeof(string))
+            .Select(f => (string)f.GetRawConstantValue()!)
+            .Order(StringComparer.Ordinal),
+    ];
+
     public static ProblemHttpResult Problem(int status, string code, string title, string detail, IDictionary<string, string[]>? errors = null)
     {
         var extensions = new Dictionary<string, object?> { ["code"] = code };
@@ -67,15 +84,15 @@ public static class ApiProblems
             StatusCodes.Status401Unauthorized => Unauthorized,
             StatusCodes.Status403Forbidden => Forbidden,
             StatusCodes.Status404NotFound => NotFound,
-            StatusCodes.Status405MethodNotAllowed => "method_not_allowed",
+            StatusCodes.Status405MethodNotAllowed => MethodNotAllowed,
             StatusCodes.Status408RequestTimeout => RequestTimeout,
             StatusCodes.Status409Conflict => Conflict,
             StatusCodes.Status413PayloadTooLarge => InputTooLarge,
             StatusCodes.Status414UriTooLong or StatusCodes.Status431RequestHeaderFieldsTooLarge => RequestTooLarge,
             StatusCodes.Status415UnsupportedMediaType => UnsupportedMediaType,
             StatusCodes.Status429TooManyRequests => RateLimited,
-            StatusCodes.Status503ServiceUnavailable => "service_unavailable",
-            _ => "internal_error",
+            StatusCodes.Status503ServiceUnavailable => ServiceUnavailable,
+            _ => InternalError,
         };
         problem.Extensions["code"] = code;
         problem.Detail ??= problem.Title;

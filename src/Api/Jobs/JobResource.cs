@@ -1,4 +1,6 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
+using Async.Serving.Contracts.Outputs;
 using Async.Serving.Jobs;
 
 namespace Async.Serving.Api.Jobs;
@@ -17,7 +19,8 @@ public sealed record JobResource
     public long? ExecutionMs { get; init; }
     public double Progress { get; init; }
     public int Attempts { get; init; }
-    public JsonElement? Output { get; init; }
+    /// <summary>The typed output of a succeeded job; its <c>pipeline</c> property says which shape.</summary>
+    public JobOutput? Output { get; init; }
     public JobError? Error { get; init; }
     public JsonElement? Metadata { get; init; }
     public DateTime? ResultExpiresAt { get; init; }
@@ -38,13 +41,41 @@ public sealed record JobResource
         ExecutionMs = job.ExecutionMs,
         Progress = job.Progress,
         Attempts = job.Attempts,
-        Output = StoredJson(job.OutputJson),
+        Output = StoredOutput(job.OutputJson, job.Pipeline),
         Error = job.ErrorCode is { } code ? new JobError(code, job.ErrorMessage ?? string.Empty) : null,
         Metadata = StoredJson(job.MetadataJson),
         ResultExpiresAt = job.ResultExpiresAt?.UtcDateTime,
         Webhook = Webhooks.WebhookSubscription.FromJson(job.WebhookJson),
         Links = new JobLinks($"/v1/jobs/{job.Id}", $"/v1/jobs/{job.Id}/events", $"/v1/jobs/{job.Id}/cancel"),
     };
+
+    /// <summary>
+    /// The stored output as its contract type. An output written before outputs carried their
+    /// <c>pipeline</c> gets the job's; one that does not fit its type reads as null, like bad JSON.
+    /// </summary>
+    private static JobOutput? StoredOutput(string? text, string pipeline)
+    {
+        if (StoredJson(text) is not { ValueKind: JsonValueKind.Object } element)
+        {
+            return null;
+        }
+
+        try
+        {
+            if (element.TryGetProperty("pipeline", out _))
+            {
+                return element.Deserialize(JobOutputJsonContext.Default.JobOutput);
+            }
+
+            var node = JsonObject.Create(element)!.DeepClone().AsObject();
+            node.Insert(0, "pipeline", pipeline);
+            return node.Deserialize(JobOutputJsonContext.Default.JobOutput);
+        }
+        catch (Exception ex) when (ex is JsonException or NotSupportedException)
+        {
+            return null;
+        }
+    }
 
     /// <summary>
     /// A stored JSON text as an element, or null when it is not JSON or holds text that cannot be

@@ -2,6 +2,7 @@ using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
 using Async.Serving.Api.Auth;
 using Async.Serving.Api.Errors;
+using Async.Serving.Api.OpenApi;
 using Async.Serving.Api.Webhooks;
 using Async.Serving.Jobs;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -17,15 +18,16 @@ public static class JobsApi
     public static RouteGroupBuilder MapJobsApi(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/v1/jobs").RequireAuthorization("tenant").WithTags("Jobs");
-        group.MapPost("/", SubmitAsync)
+        group.MapPost("/", SubmitAsync).WithName("SubmitJob")
             .DisableAntiforgery()
+            .ProducesProblems(400, 409, 413, 415, 422)
             .Accepts<SubmitRequest>("application/json", "multipart/form-data")
             .WithSummary("Submit a job; answers with a ticket once the broker confirmed it (200 with the finished job when ?wait=N saw it finish).");
-        group.MapGet("/", ListAsync).WithSummary("The tenant's jobs, newest first, without outputs; filters status and pipeline; cursor paging.");
-        group.MapGet("/{id}", GetAsync).WithSummary("A job's status and, once it succeeded, its output; ?wait=N long-polls until terminal.");
-        group.MapGet("/{id}/events", Events).WithSummary(
+        group.MapGet("/", ListAsync).WithName("ListJobs").ProducesProblems(400).WithSummary("The tenant's jobs, newest first, without outputs; filters status and pipeline; cursor paging.");
+        group.MapGet("/{id}", GetAsync).WithName("GetJob").ProducesProblems(400, 404).WithSummary("A job's status and, once it succeeded, its output; ?wait=N long-polls until terminal.");
+        group.MapGet("/{id}/events", Events).WithName("JobEvents").ProducesProblems(400, 404).WithSummary(
             "Server-sent events: status, progress, completed, each with an id; Last-Event-ID (or ?last_event_id=) resumes after it; the stream ends at a terminal state.");
-        group.MapPost("/{id}/cancel", CancelAsync).WithSummary("Cancel: a queued job never runs; a running one is stopped by its worker; 409 when terminal.");
+        group.MapPost("/{id}/cancel", CancelAsync).WithName("CancelJob").ProducesProblems(404, 409).WithSummary("Cancel: a queued job never runs; a running one is stopped by its worker; 409 when terminal.");
         return group;
     }
 

@@ -1,6 +1,7 @@
 using System.Globalization;
 using Async.Serving.Api.Auth;
 using Async.Serving.Api.Errors;
+using Async.Serving.Api.OpenApi;
 using Microsoft.AspNetCore.Http.HttpResults;
 
 namespace Async.Serving.Api.Ledger;
@@ -14,6 +15,8 @@ public static class UsageApi
         app.MapGet("/v1/usage", GetAsync)
             .RequireAuthorization("tenant")
             .WithTags("Usage")
+            .WithName("GetUsage")
+            .ProducesProblems(StatusCodes.Status400BadRequest)
             .WithSummary("The tenant's jobs and compute milliseconds per pipeline and model, from the job ledger; jobs created in [from, to).");
 
     internal static async Task<Results<Ok<UsageReport>, ProblemHttpResult>> GetAsync(

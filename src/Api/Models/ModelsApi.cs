@@ -9,6 +9,7 @@ public static class ModelsApi
         app.MapGet("/v1/models", ListAsync)
             .RequireAuthorization("tenant")
             .WithTags("Models")
+            .WithName("ListModels")
             .WithSummary("Models served, their versions, batching settings and live workers.");
 
     internal static async Task<Ok<ModelList>> ListAsync(ModelRepository repository, WorkerRegistry registry)

@@ -3,6 +3,7 @@ using System.Text.Json;
 using Async.Serving.Api.Auth;
 using Async.Serving.Api.Errors;
 using Async.Serving.Api.Jobs;
+using Async.Serving.Api.OpenApi;
 using Hangfire;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Http.Json;
@@ -15,17 +16,17 @@ public static class WebhooksApi
     public static RouteGroupBuilder MapWebhooksApi(this IEndpointRouteBuilder app)
     {
         var group = app.MapGroup("/v1/webhooks").RequireAuthorization("tenant").WithTags("Webhooks");
-        group.MapGet("/secret", GetSecretAsync).WithSummary("The tenant's whsec_… secret that signs its webhooks (created on first use).");
-        group.MapPost("/secret/rotate", RotateAsync)
+        group.MapGet("/secret", GetSecretAsync).WithName("GetWebhookSecret").WithSummary("The tenant's whsec_… secret that signs its webhooks (created on first use).");
+        group.MapPost("/secret/rotate", RotateAsync).WithName("RotateWebhookSecret")
             .DisableAntiforgery()
             .WithSummary("A new signing secret; the previous one keeps signing next to it for Serving:Webhooks:RotationOverlap (24 h).");
-        group.MapGet("/deliveries", DeliveriesAsync).WithName("ListWebhookDeliveries")
+        group.MapGet("/deliveries", DeliveriesAsync).WithName("ListWebhookDeliveries").ProducesProblems(400)
             .WithSummary("The tenant's webhook delivery attempts, newest first; filters job_id and status (the outcome); cursor paging.");
-        group.MapPost("/deliveries/{id}/redeliver", RedeliverAsync).WithName("RedeliverWebhook").DisableAntiforgery()
+        group.MapPost("/deliveries/{id}/redeliver", RedeliverAsync).WithName("RedeliverWebhook").ProducesProblems(404).DisableAntiforgery()
             .WithSummary("Deliver the message of a recorded attempt again, as a new delivery with the same webhook id and body.");
-        group.MapPost("/endpoints/enable", EnableAsync).WithName("EnableWebhookEndpoint").DisableAntiforgery()
+        group.MapPost("/endpoints/enable", EnableAsync).WithName("EnableWebhookEndpoint").ProducesProblems(400).DisableAntiforgery()
             .WithSummary("Deliver to a URL again after its receiver answered 410 Gone and it was disabled.");
-        group.MapPost("/test", TestAsync).WithName("SendTestWebhook").DisableAntiforgery()
+        group.MapPost("/test", TestAsync).WithName("SendTestWebhook").ProducesProblems(400, 422).DisableAntiforgery()
             .WithSummary("Send a signed webhook.test event to a URL through the guarded delivery path; 202, then see /v1/webhooks/deliveries.");
         return group;
     }
