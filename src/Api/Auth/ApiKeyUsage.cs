@@ -16,6 +16,9 @@ internal sealed partial class ApiKeyUsage(ApiKeyStore store, IOptions<ApiKeyOpti
     /// <summary>Longest a flush may wait for PostgreSQL; the keys stay noted and go with the next flush.</summary>
     public static readonly TimeSpan WriteTimeout = TimeSpan.FromSeconds(10);
 
+    /// <summary>Longest the last flush at shutdown may take.</summary>
+    public static readonly TimeSpan ShutdownFlushTimeout = TimeSpan.FromSeconds(2);
+
     private static readonly Prometheus.Counter Writes = Prometheus.Metrics.CreateCounter(
         "serving_api_key_last_used_writes_total", "Flushes of API keys' last use to PostgreSQL, by outcome (written, error).",
         new Prometheus.CounterConfiguration { LabelNames = ["outcome"] });
@@ -109,13 +112,16 @@ internal sealed partial class ApiKeyUsage(ApiKeyStore store, IOptions<ApiKeyOpti
     public override async Task StopAsync(CancellationToken cancellationToken)
     {
         await base.StopAsync(cancellationToken).ConfigureAwait(false);
+        // A short last try: an unreachable PostgreSQL must not hold up the shutdown.
+        using var budget = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+        budget.CancelAfter(ShutdownFlushTimeout);
         try
         {
-            await FlushAsync(cancellationToken).ConfigureAwait(false);
+            await FlushAsync(budget.Token).ConfigureAwait(false);
         }
         catch (OperationCanceledException)
         {
-            // Out of shutdown time: at most one precision's worth of last uses is lost.
+            // Out of time: the last uses noted since the previous flush are lost.
         }
     }
 
