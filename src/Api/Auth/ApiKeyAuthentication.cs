@@ -57,6 +57,17 @@ public sealed class ApiKeyOptions
 
     [Range(1, 1_000_000)]
     public int LookupsPerClientPerMinute { get; set; } = 60;
+
+    /// <summary>
+    /// <c>last_used_at</c> of a key is written at most this often per key and API instance, and a stored
+    /// value less than this old is not rewritten: it is exact to about this much.
+    /// </summary>
+    [Range(typeof(TimeSpan), "00:00:01", "1.00:00:00")]
+    public TimeSpan LastUsedPrecision { get; set; } = TimeSpan.FromMinutes(1);
+
+    /// <summary>How often the keys used since the last write are written, in one statement, in the background.</summary>
+    [Range(typeof(TimeSpan), "00:00:00.050", "00:10:00")]
+    public TimeSpan LastUsedFlushInterval { get; set; } = TimeSpan.FromSeconds(5);
 }
 
 /// <summary><c>Authorization: Bearer &lt;api key&gt;</c> → the key's tenant as the <c>tenant</c> claim.</summary>
@@ -139,12 +150,15 @@ public static class AuthExtensions
         builder.Services.AddSingleton<ApiKeyStore>();
         builder.Services.AddSingleton<ApiKeyRevocations>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ApiKeyRevocations>());
+        builder.Services.AddSingleton<ApiKeyUsage>();
+        builder.Services.AddHostedService(sp => sp.GetRequiredService<ApiKeyUsage>());
         builder.Services.AddSingleton<ApiKeyValidator>();
         builder.Services.AddHostedService<ApiKeySchemaMigration>();
         builder.Services.AddAuthentication(ApiKeyAuthenticationHandler.SchemeName)
             .AddScheme<AuthenticationSchemeOptions, ApiKeyAuthenticationHandler>(ApiKeyAuthenticationHandler.SchemeName, null);
         builder.Services.AddAuthorizationBuilder()
             .AddPolicy("tenant", p => p.RequireClaim(ApiKeyAuthenticationHandler.TenantClaim));
+        ApiKeyPages.Register();
         return builder;
     }
 

@@ -15,7 +15,8 @@ public sealed record ApiKeyRecord(
     DateTimeOffset CreatedAt,
     DateTimeOffset? ExpiresAt,
     DateTimeOffset? RevokedAt,
-    bool Admin = true)
+    bool Admin = true,
+    DateTimeOffset? LastUsedAt = null)
 {
     public bool IsValidAt(DateTimeOffset now) => RevokedAt is null && (ExpiresAt is null || now < ExpiresAt);
 }
@@ -52,9 +53,11 @@ public sealed class ApiKeyStore(NpgsqlDataSource dataSource, TimeProvider clock)
         -- The admin scope (the key management routes). Keys made before it existed were all made by
         -- operators with create-key, so they keep full powers.
         ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS admin boolean NOT NULL DEFAULT true;
+        -- When the key last authenticated, to about a minute (ApiKeyUsage); null for keys never used since.
+        ALTER TABLE api_keys ADD COLUMN IF NOT EXISTS last_used_at timestamptz NULL;
         """;
 
-    private const string Columns = "id, tenant_id, name, key_prefix, created_at, expires_at, revoked_at, admin";
+    private const string Columns = "id, tenant_id, name, key_prefix, created_at, expires_at, revoked_at, admin, last_used_at";
 
     /// <summary>A new random key: 256 bits from the OS generator.</summary>
     public static string NewKey() => Prefix + Base64Url.EncodeToString(RandomNumberGenerator.GetBytes(32));
@@ -116,10 +119,45 @@ public sealed class ApiKeyStore(NpgsqlDataSource dataSource, TimeProvider clock)
     }
 
     /// <summary>The tenant's keys, revoked and expired ones included, newest first.</summary>
-    public async Task<IReadOnlyList<ApiKeyRecord>> ListAsync(string tenantId, CancellationToken cancellationToken)
+    public Task<IReadOnlyList<ApiKeyRecord>> ListAsync(string tenantId, CancellationToken cancellationToken) =>
+        QueryAsync(tenantId, limit: null, cancellationToken);
+
+    /// <summary>For operators: the keys of every tenant, or of <paramref name="tenantId"/> when given, newest first, at most <paramref name="limit"/>.</summary>
+    public Task<IReadOnlyList<ApiKeyRecord>> ListAllAsync(string? tenantId, int limit, CancellationToken cancellationToken) =>
+        QueryAsync(tenantId, limit, cancellationToken);
+
+    /// <summary>
+    /// Sets <c>last_used_at</c> of each key to its instant in <paramref name="usedAt"/>, in one statement;
+    /// a row whose stored value is less than <paramref name="precision"/> older is left alone, so API
+    /// instances that each report the same key do not each rewrite its row.
+    /// </summary>
+    public async Task RecordUseAsync(IReadOnlyDictionary<Guid, DateTimeOffset> usedAt, TimeSpan precision, CancellationToken cancellationToken)
     {
-        await using var command = dataSource.CreateCommand($"SELECT {Columns} FROM api_keys WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC");
-        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = tenantId });
+        ArgumentNullException.ThrowIfNull(usedAt);
+        if (usedAt.Count == 0)
+        {
+            return;
+        }
+
+        await using var command = dataSource.CreateCommand("""
+            UPDATE api_keys AS k SET last_used_at = u.at
+            FROM unnest($1::uuid[], $2::timestamptz[]) AS u(id, at)
+            WHERE k.id = u.id AND (k.last_used_at IS NULL OR k.last_used_at <= u.at - $3::interval)
+            """);
+        command.Parameters.Add(new NpgsqlParameter<Guid[]> { TypedValue = [.. usedAt.Keys] });
+        command.Parameters.Add(new NpgsqlParameter<DateTimeOffset[]> { TypedValue = [.. usedAt.Values.Select(Truncate)] });
+        command.Parameters.Add(new NpgsqlParameter<TimeSpan> { TypedValue = precision });
+        await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task<IReadOnlyList<ApiKeyRecord>> QueryAsync(string? tenantId, int? limit, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand($"""
+            SELECT {Columns} FROM api_keys WHERE ($1::text IS NULL OR tenant_id = $1)
+            ORDER BY created_at DESC, id DESC LIMIT $2
+            """);
+        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Text, Value = (object?)tenantId ?? DBNull.Value });
+        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.Integer, Value = limit is { } l ? l : DBNull.Value });
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         var keys = new List<ApiKeyRecord>();
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
@@ -199,7 +237,8 @@ public sealed class ApiKeyStore(NpgsqlDataSource dataSource, TimeProvider clock)
         reader.GetFieldValue<DateTimeOffset>(4),
         reader.IsDBNull(5) ? null : reader.GetFieldValue<DateTimeOffset>(5),
         reader.IsDBNull(6) ? null : reader.GetFieldValue<DateTimeOffset>(6),
-        reader.GetBoolean(7));
+        reader.GetBoolean(7),
+        reader.IsDBNull(8) ? null : reader.GetFieldValue<DateTimeOffset>(8));
 
     /// <summary>Marks the key revoked; false when there is no such key or it was revoked already.</summary>
     public async Task<bool> RevokeAsync(Guid id, CancellationToken cancellationToken)

@@ -55,6 +55,7 @@ internal sealed partial class ApiKeyValidator : IDisposable
 
     private readonly ApiKeyStore _store;
     private readonly ApiKeyRevocations _revocations;
+    private readonly ApiKeyUsage _usage;
     private readonly IOptions<ApiKeyOptions> _options;
     private readonly TimeProvider _clock;
     private readonly ILogger<ApiKeyValidator> _logger;
@@ -65,10 +66,16 @@ internal sealed partial class ApiKeyValidator : IDisposable
     private readonly ConcurrencyLimiter _concurrent;
 
     public ApiKeyValidator(
-        ApiKeyStore store, ApiKeyRevocations revocations, IOptions<ApiKeyOptions> options, TimeProvider clock, ILogger<ApiKeyValidator> logger)
+        ApiKeyStore store,
+        ApiKeyRevocations revocations,
+        ApiKeyUsage usage,
+        IOptions<ApiKeyOptions> options,
+        TimeProvider clock,
+        ILogger<ApiKeyValidator> logger)
     {
         _store = store;
         _revocations = revocations;
+        _usage = usage;
         _options = options;
         _clock = clock;
         _logger = logger;
@@ -123,6 +130,7 @@ internal sealed partial class ApiKeyValidator : IDisposable
             return null;
         }
 
+        _usage.Record(record.Id);
         return new ApiKeyIdentity(record.TenantId, record.Id.ToString("N"), record.Admin);
     }
 

@@ -104,13 +104,13 @@ public sealed record CreateKeyRequest(string? Name, bool? Admin, int? ExpiresInD
 
 /// <summary>A key as the API shows it: <c>prefix</c> is its first characters, enough to tell keys apart.</summary>
 public sealed record ApiKeyResource(
-    string Id, string Name, string Prefix, bool Admin, DateTime CreatedAt, DateTime? ExpiresAt, DateTime? RevokedAt)
+    string Id, string Name, string Prefix, bool Admin, DateTime CreatedAt, DateTime? ExpiresAt, DateTime? RevokedAt, DateTime? LastUsedAt)
 {
     public static ApiKeyResource From(ApiKeyRecord record)
     {
         ArgumentNullException.ThrowIfNull(record);
         return new ApiKeyResource(record.Id.ToString("N"), record.Name, record.KeyPrefix, record.Admin,
-            record.CreatedAt.UtcDateTime, record.ExpiresAt?.UtcDateTime, record.RevokedAt?.UtcDateTime);
+            record.CreatedAt.UtcDateTime, record.ExpiresAt?.UtcDateTime, record.RevokedAt?.UtcDateTime, record.LastUsedAt?.UtcDateTime);
     }
 }
 

@@ -30,6 +30,10 @@ internal static class InferenceJobsPages
         NavigationMenu.Items.Add(page => new MenuItem("Inference jobs", page.Url.To("/inference")));
     }
 
+    /// <summary>The operator pages, linked from each one's header.</summary>
+    private static readonly (string Route, string Name)[] OperatorPages =
+        [("/inference", "Inference jobs"), ("/dead-letters", "Dead letters"), ("/api-keys", "API keys"), ("/webhooks", "Webhooks")];
+
     internal static string E(string? value) => WebUtility.HtmlEncode(value ?? string.Empty);
 
     internal static string Q(string? value) => Uri.EscapeDataString(value ?? string.Empty);
@@ -47,8 +51,13 @@ internal static class InferenceJobsPages
             .Append("body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}table{border-collapse:collapse;width:100%;font-size:.9rem}")
             .Append("th,td{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left}th{background:#f4f4f4}")
             .Append("code{font-size:.85rem}.failed,.expired{color:#b00}.succeeded{color:#070}.cancelled{color:#777}form input{width:9rem}")
-            .Append("</style></head><body><p><a href=\"").Append(E(context.Request.PathBase)).Append("/\">← Hangfire dashboard</a> · <a href=\"")
-            .Append(E(context.Request.PathBase)).Append("/inference\">Inference jobs</a></p><h1>").Append(E(title)).Append("</h1>")
+            .Append("</style></head><body><p><a href=\"").Append(E(context.Request.PathBase)).Append("/\">← Hangfire dashboard</a>");
+        foreach (var (route, name) in OperatorPages)
+        {
+            html.Append(" · <a href=\"").Append(E(context.Request.PathBase)).Append(route).Append("\">").Append(name).Append("</a>");
+        }
+
+        html.Append("</p><h1>").Append(E(title)).Append("</h1>")
             .Append(body).Append("</body></html>");
         context.Response.StatusCode = status;
         context.Response.ContentType = "text/html; charset=utf-8";

@@ -1,3 +1,5 @@
+using System.Text.Json;
+
 namespace Async.Serving.Api.Webhooks;
 
 /// <summary>
@@ -7,6 +9,13 @@ namespace Async.Serving.Api.Webhooks;
 /// </summary>
 public sealed record WebhookMessage(string TenantId, string JobId, string Url, string Type, string MessageId, string Body)
 {
+    /// <summary>A <c>webhook.test</c> event for the tenant to <paramref name="url"/> (no job), with a fresh message id.</summary>
+    public static WebhookMessage Test(string tenantId, string url, DateTimeOffset now, JsonSerializerOptions json)
+    {
+        var body = JsonSerializer.Serialize(new TestWebhookPayload(WebhooksApi.TestEventType, now.UtcDateTime, new TestWebhookData(tenantId, url)), json);
+        return new WebhookMessage(tenantId, JobId: string.Empty, url, WebhooksApi.TestEventType, $"msg_test_{Guid.CreateVersion7():N}", body);
+    }
+
     /// <summary>What the dashboard shows for the job (the body would drown it).</summary>
     public override string ToString() => $"{Type} of job {JobId} to {Url}";
 }

@@ -49,7 +49,7 @@ public sealed class WebhookStore(NpgsqlDataSource dataSource, TimeProvider clock
         CREATE INDEX IF NOT EXISTS webhook_deliveries_tenant ON webhook_deliveries (tenant_id, id);
         """;
 
-    private const string DeliveryColumns = "id, job_id, message_id, event_type, url, attempt, outcome, detail, at, body IS NOT NULL";
+    private const string DeliveryColumns = "id, job_id, message_id, event_type, url, attempt, outcome, detail, at, body IS NOT NULL, tenant_id";
 
     /// <summary><see cref="SecretPrefix"/> plus 32 random bytes in base64, the form Standard Webhooks libraries read.</summary>
     public static string NewSecret() => SecretPrefix + Convert.ToBase64String(RandomNumberGenerator.GetBytes(32));
@@ -79,16 +79,17 @@ public sealed class WebhookStore(NpgsqlDataSource dataSource, TimeProvider clock
     /// <summary>
     /// The tenant's delivery attempts, newest first: those with an id below <paramref name="before"/>
     /// (the cursor), of job <paramref name="jobId"/> and with outcome <paramref name="outcome"/> when given.
+    /// A null <paramref name="tenantId"/> (operators only) means every tenant's.
     /// </summary>
     public async Task<IReadOnlyList<DeliveryRecord>> DeliveriesAsync(
-        string tenantId, string? jobId, string? outcome, long? before, int limit, CancellationToken cancellationToken)
+        string? tenantId, string? jobId, string? outcome, long? before, int limit, CancellationToken cancellationToken)
     {
         await using var command = dataSource.CreateCommand($"""
             SELECT {DeliveryColumns} FROM webhook_deliveries
-            WHERE tenant_id = $1 AND ($2::text IS NULL OR job_id = $2) AND ($3::text IS NULL OR outcome = $3) AND ($4::bigint IS NULL OR id < $4)
+            WHERE ($1::text IS NULL OR tenant_id = $1) AND ($2::text IS NULL OR job_id = $2) AND ($3::text IS NULL OR outcome = $3) AND ($4::bigint IS NULL OR id < $4)
             ORDER BY id DESC LIMIT $5
             """);
-        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = tenantId });
+        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text, Value = (object?)tenantId ?? DBNull.Value });
         command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text, Value = (object?)jobId ?? DBNull.Value });
         command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text, Value = (object?)outcome ?? DBNull.Value });
         command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Bigint, Value = before is { } b ? b : DBNull.Value });
@@ -99,22 +100,28 @@ public sealed class WebhookStore(NpgsqlDataSource dataSource, TimeProvider clock
         {
             deliveries.Add(new DeliveryRecord(
                 reader.GetInt64(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetString(4),
-                reader.GetInt32(5), reader.GetString(6), reader.GetString(7), reader.GetFieldValue<DateTimeOffset>(8), reader.GetBoolean(9)));
+                reader.GetInt32(5), reader.GetString(6), reader.GetString(7), reader.GetFieldValue<DateTimeOffset>(8), reader.GetBoolean(9),
+                reader.GetString(10)));
         }
 
         return deliveries;
     }
 
-    /// <summary>The message delivery attempt <paramref name="id"/> of the tenant carried; null when unknown, another tenant's, or stored without its body.</summary>
-    public async Task<WebhookMessage?> MessageAsync(string tenantId, long id, CancellationToken cancellationToken)
+    /// <summary>
+    /// The message delivery attempt <paramref name="id"/> of the tenant carried; null when unknown, another tenant's, or stored
+    /// without its body. A null <paramref name="tenantId"/> (operators only) finds any tenant's.
+    /// </summary>
+    public async Task<WebhookMessage?> MessageAsync(string? tenantId, long id, CancellationToken cancellationToken)
     {
-        await using var command = dataSource.CreateCommand(
-            "SELECT job_id, url, event_type, message_id, body FROM webhook_deliveries WHERE tenant_id = $1 AND id = $2 AND body IS NOT NULL");
-        command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = tenantId });
+        await using var command = dataSource.CreateCommand("""
+            SELECT tenant_id, job_id, url, event_type, message_id, body FROM webhook_deliveries
+            WHERE ($1::text IS NULL OR tenant_id = $1) AND id = $2 AND body IS NOT NULL
+            """);
+        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text, Value = (object?)tenantId ?? DBNull.Value });
         command.Parameters.Add(new NpgsqlParameter<long> { TypedValue = id });
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         return await reader.ReadAsync(cancellationToken).ConfigureAwait(false)
-            ? new WebhookMessage(tenantId, reader.GetString(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetString(4))
+            ? new WebhookMessage(reader.GetString(0), reader.GetString(1), reader.GetString(2), reader.GetString(3), reader.GetString(4), reader.GetString(5))
             : null;
     }
 
@@ -236,6 +243,25 @@ public sealed class WebhookStore(NpgsqlDataSource dataSource, TimeProvider clock
         return await command.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false) > 0;
     }
 
+    /// <summary>For operators: the URLs disabled by a 410, of every tenant or of <paramref name="tenantId"/>, most recently disabled first.</summary>
+    public async Task<IReadOnlyList<DisabledUrl>> DisabledUrlsAsync(string? tenantId, int limit, CancellationToken cancellationToken)
+    {
+        await using var command = dataSource.CreateCommand("""
+            SELECT tenant_id, url, disabled_at, reason FROM webhook_disabled_urls
+            WHERE ($1::text IS NULL OR tenant_id = $1) ORDER BY disabled_at DESC, tenant_id, url LIMIT $2
+            """);
+        command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlTypes.NpgsqlDbType.Text, Value = (object?)tenantId ?? DBNull.Value });
+        command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = limit });
+        await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
+        var urls = new List<DisabledUrl>();
+        while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
+        {
+            urls.Add(new DisabledUrl(reader.GetString(0), reader.GetString(1), reader.GetFieldValue<DateTimeOffset>(2), reader.GetString(3)));
+        }
+
+        return urls;
+    }
+
     public async Task<bool> IsDisabledAsync(string tenantId, string url, CancellationToken cancellationToken)
     {
         await using var command = dataSource.CreateCommand("SELECT 1 FROM webhook_disabled_urls WHERE tenant_id = $1 AND url = $2");
@@ -255,7 +281,20 @@ internal sealed class WebhookSchemaMigration(WebhookStore store) : IHostedServic
 
 /// <summary>One recorded attempt of the tenant's, as <c>GET /v1/webhooks/deliveries</c> lists it; <see cref="Redeliverable"/> when its body was stored.</summary>
 public sealed record DeliveryRecord(
-    long Id, string JobId, string MessageId, string EventType, string Url, int Attempt, string Outcome, string Detail, DateTimeOffset At, bool Redeliverable);
+    long Id,
+    string JobId,
+    string MessageId,
+    string EventType,
+    string Url,
+    int Attempt,
+    string Outcome,
+    string Detail,
+    DateTimeOffset At,
+    bool Redeliverable,
+    string TenantId);
+
+/// <summary>A tenant's URL that answered 410 Gone: nothing is delivered to it until it is enabled again.</summary>
+public sealed record DisabledUrl(string TenantId, string Url, DateTimeOffset DisabledAt, string Reason);
 
 /// <summary>One recorded attempt: outcome is delivered, retrying, failed, skipped or disabled.</summary>
 public sealed record DeliveryAttempt(string EventType, string Url, int Attempt, string Outcome, string Detail, DateTimeOffset At);

@@ -137,16 +137,12 @@ public static class WebhooksApi
             return refused;
         }
 
-        var tenant = http.User.TenantId();
-        var messageId = $"msg_test_{Guid.CreateVersion7():N}";
-        var body = JsonSerializer.Serialize(
-            new TestWebhookPayload(TestEventType, clock.GetUtcNow().UtcDateTime, new TestWebhookData(tenant, url.AbsoluteUri)), json.Value.SerializerOptions);
-        var message = new WebhookMessage(tenant, JobId: string.Empty, url.AbsoluteUri, TestEventType, messageId, body);
+        var message = WebhookMessage.Test(http.User.TenantId(), url.AbsoluteUri, clock.GetUtcNow(), json.Value.SerializerOptions);
         var hangfireJob = jobs.Enqueue<WebhookDelivery>(d => d.DeliverAsync(message, 1, CancellationToken.None));
-        return TypedResults.Accepted("/v1/webhooks/deliveries", new TestWebhook(messageId, url.AbsoluteUri, hangfireJob));
+        return TypedResults.Accepted("/v1/webhooks/deliveries", new TestWebhook(message.MessageId, url.AbsoluteUri, hangfireJob));
     }
 
-    private static Uri? ParseUrl(WebhookUrlRequest? request) =>
+    internal static Uri? ParseUrl(WebhookUrlRequest? request) =>
         request?.Url is { Length: > 0 and <= MaxUrlLength } text && Uri.TryCreate(text, UriKind.Absolute, out var url) && InputFetcher.IsFetchable(url)
             ? url
             : null;

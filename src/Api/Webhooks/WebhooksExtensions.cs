@@ -25,6 +25,7 @@ public static class WebhooksExtensions
             builder.Services.AddHostedService<JobEventRelay>();
         }
 
+        WebhookPages.Register();
         return builder;
     }
 }
