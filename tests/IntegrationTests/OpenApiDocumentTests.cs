@@ -92,7 +92,7 @@ public sealed class OpenApiDocumentTests(ServingFixture serving) : IDisposable
         }
 
         var codes = document.GetProperty("components").GetProperty("schemas").GetProperty("ProblemDetails")
-            .GetProperty("properties").GetProperty("code").GetProperty("enum").EnumerateArray().Select(c => c.GetString()).ToList();
+            .GetProperty("properties").GetProperty("code").GetProperty("enum").EnumerateArray().Select(c => c.GetString()!).ToList();
         Assert.Equal(ApiProblems.AllCodes, codes);
         Assert.Contains(ApiProblems.QueueFull, codes);
 
