@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.CommandLine.Help;
 using Async.Serving.Cli.Commands;
 using Async.Serving.Cli.Configuration;
 using Async.Serving.Cli.Output;
@@ -33,8 +34,11 @@ public sealed class ServingCli
         _clientFactory = clientFactory ?? (c => ServingClient.Create(new ServingClientOptions { BaseAddress = c.BaseAddress, ApiKey = c.ApiKey }));
         _environment = environment ?? Environment.GetEnvironmentVariable;
         _currentDirectory = currentDirectory ?? Directory.GetCurrentDirectory();
-        Root = new RootCommand("Async.Serving from the command line: submit files and folders with progress, follow and manage jobs, keys and webhooks.")
+        // A plain command named as the tool is installed ('serving'), not RootCommand, which takes the assembly's name.
+        Root = new Command("serving", "Async.Serving from the command line: submit files and folders with progress, follow and manage jobs, keys and webhooks.")
         {
+            new HelpOption(),
+            new VersionOption(),
             _globals.Url,
             _globals.ApiKey,
             _globals.Json,
@@ -51,7 +55,7 @@ public sealed class ServingCli
         };
     }
 
-    public RootCommand Root { get; }
+    public Command Root { get; }
 
     public string CurrentDirectory => _currentDirectory;
 
@@ -123,7 +127,7 @@ internal sealed record CommandScope(ParseResult Parse, CliOutput Output, Serving
 /// <summary>Options every command takes.</summary>
 internal sealed class GlobalOptions
 {
-    public Option<string?> Url { get; } = new("--url") = new("--url")
+    public Option<string?> Url { get; } = new("--url")
     {
         Description = "The API's base address (default: SERVING_URL, else .serving/env).",
         Recursive = true,

@@ -55,10 +55,10 @@ internal static class KeysCommands
         revoke.SetAction(cli.Action(async (scope, cancellationToken) =>
         {
             var keyId = scope.Parse.GetRequiredValue(id);
-            await scope.Client.RevokeKeyAsync(keyId, cancellationToken).ConfigureAwait(false);
+            var revoked = await scope.Client.RevokeKeyAsync(keyId, cancellationToken).ConfigureAwait(false);
             if (scope.Output.Json)
             {
-                scope.Output.WriteJson(new { Id = keyId, Revoked = true });
+                scope.Output.WriteJson(revoked);
             }
             else
             {

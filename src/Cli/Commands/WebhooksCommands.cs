@@ -16,7 +16,7 @@ internal static class WebhooksCommands
         {
             if (scope.Parse.GetValue(rotate))
             {
-                var rotated = await scope.Client.RotateWebhookSecretAsync(cancellationToken).ConfigureAwait(false);
+                var rotated = await scope.Client.RotateWebhookSecretWithOverlapAsync(cancellationToken).ConfigureAwait(false);
                 Write(scope.Output, rotated, [("secret", rotated.Secret),
                     ("previous secret signs until", rotated.PreviousSecretExpiresAt.UtcDateTime.ToString("u", CultureInfo.InvariantCulture))]);
             }
