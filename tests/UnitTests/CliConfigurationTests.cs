@@ -56,6 +56,24 @@ public sealed class CliConfigurationTests : IDisposable
     }
 
     [Fact]
+    public void SERVING_ENV_FILE_names_the_env_file_when_the_tool_runs_outside_the_checkout()
+    {
+        WriteEnvFile("SERVING_URL=http://checkout:5080\nSERVING_API_KEY=sk_checkout\n");
+        var elsewhere = Directory.CreateTempSubdirectory("serving-cli-elsewhere-").FullName;
+        try
+        {
+            var env = (string name) => name == "SERVING_ENV_FILE" ? Path.Combine(_root, ".serving", "env") : null;
+            var connection = ServingConnection.Resolve(null, null, env, elsewhere);
+            Assert.Equal("checkout", connection.BaseAddress.Host);
+            Assert.Equal("sk_checkout", connection.ApiKey);
+        }
+        finally
+        {
+            Directory.Delete(elsewhere);
+        }
+    }
+
+    [Fact]
     public void A_missing_key_or_a_url_that_is_not_http_is_a_usage_error_that_says_where_to_set_it()
     {
         var noKey = Assert.Throws<CliUsageException>(() => ServingConnection.Resolve("http://x", null, Env(), _root));

@@ -2,12 +2,14 @@ namespace Async.Serving.Cli.Configuration;
 
 /// <summary>
 /// Where the API is and which key to use: <c>--url</c>/<c>--api-key</c>, else the environment
-/// (<c>SERVING_URL</c>, <c>SERVING_API_KEY</c>), else the nearest <c>.serving/env</c> (scripts/up.sh).
+/// (<c>SERVING_URL</c>, <c>SERVING_API_KEY</c>), else the env file: <c>SERVING_ENV_FILE</c> when set
+/// (scripts/serving sets it to the checkout's), else the nearest <c>.serving/env</c> (scripts/up.sh).
 /// </summary>
 public sealed record ServingConnection(Uri BaseAddress, string ApiKey)
 {
     public const string UrlVariable = "SERVING_URL";
     public const string KeyVariable = "SERVING_API_KEY";
+    public const string EnvFileVariable = "SERVING_ENV_FILE";
 
     public static ServingConnection Resolve(string? url, string? apiKey, Func<string, string?> environment, string currentDirectory)
     {
@@ -16,7 +18,8 @@ public sealed record ServingConnection(Uri BaseAddress, string ApiKey)
         apiKey = NullIfBlank(apiKey) ?? NullIfBlank(environment(KeyVariable));
         if (url is null || apiKey is null)
         {
-            if (EnvFile.Find(currentDirectory) is { } path)
+            var path = NullIfBlank(environment(EnvFileVariable)) is { } named ? Path.GetFullPath(named, currentDirectory) : EnvFile.Find(currentDirectory);
+            if (path is not null && File.Exists(path))
             {
                 var file = EnvFile.Parse(File.ReadAllText(path));
                 url ??= NullIfBlank(file.GetValueOrDefault(UrlVariable));
