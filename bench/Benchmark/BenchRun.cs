@@ -4,6 +4,7 @@ using System.Security.Cryptography;
 using System.Text;
 using System.Text.RegularExpressions;
 using System.Diagnostics;
+using Async.Serving.Contracts.Outputs;
 using Async.Serving.Fixtures;
 using Async.Serving.Jobs;
 using Async.Serving.Models;
@@ -46,7 +47,7 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
     private readonly string _apiKey = "sk_bench_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
     private string? _repository;
     private ServingProcess? _api;
-    private ServingClient? _client;
+    private LoadClient? _client;
     private ConnectionMultiplexer? _redis;
 
     public async Task<BenchSummary> RunAsync()
@@ -150,7 +151,7 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         env["Logging__LogLevel__Microsoft.AspNetCore"] = "Warning";
         _api = ServingProcess.Start("api", options.Dll("Api", "Async.Serving.Api"), env, Path.Combine(options.OutDir, "logs", "api.log"));
         _processes.Add(_api);
-        _client = new ServingClient(new Uri($"http://127.0.0.1:{port}"), _apiKey);
+        _client = new LoadClient(new Uri($"http://127.0.0.1:{port}"), _apiKey);
         var deadline = DateTime.UtcNow.AddSeconds(120);
         while (!await _client.IsReadyAsync().ConfigureAwait(false))
         {
@@ -323,7 +324,7 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             ReportUnsucceeded(finished);
             var last = succeeded.Count > 0 ? succeeded.Max(f => f.CompletedAt ?? load.LastSubmit) : load.LastSubmit;
             var seconds = Math.Max(0.001, (last - load.FirstSubmit).TotalSeconds);
-            var linesRead = succeeded.Sum(f => f.Output is { } o && o.TryGetProperty("lines", out var l) ? l.GetArrayLength() : 0);
+            var linesRead = succeeded.Sum(f => f.Output is ImageOcrOutput o ? o.Lines.Count : 0);
             var submittedAt = load.Jobs.ToDictionary(j => j.Id, j => j.SubmittedAt);
             var indexOf = load.Jobs.Select((j, i) => (j.Id, i)).ToDictionary(x => x.Id, x => x.i);
             var linesDrawn = succeeded.Sum(f => pages[indexOf[f.Id] % pages.Count].Lines.Length);
@@ -383,7 +384,7 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             ReportUnsucceeded(finished);
             var last = succeeded.Count > 0 ? succeeded.Max(f => f.CompletedAt ?? load.LastSubmit) : load.LastSubmit;
             var seconds = Math.Max(0.001, (last - load.FirstSubmit).TotalSeconds);
-            var frames = succeeded.Sum(f => f.Output is { } o && o.TryGetProperty("frames_analyzed", out var n) ? n.GetInt32() : 0);
+            var frames = succeeded.Sum(f => f.Output is VideoAnalyzeOutput o ? o.FramesAnalyzed : 0);
             var framesPerSecond = Math.Round(frames / seconds, 2);
             var resnetBatch = MeanBatch(before, after, l => l == resnet);
             Console.WriteLine($"  {framesPerSecond:F1} frames/s end to end ({succeeded.Count}/{options.VideoJobs} videos, {frames} frames in {seconds:F2} s; {(double)frames / Math.Max(1, succeeded.Count):F0} frames a video), in-process ResNet-18 limit {inProcessImagesPerSecond:F1} img/s (JPEG decode included), ratio {framesPerSecond / inProcessImagesPerSecond:F2}");
@@ -399,12 +400,12 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             if (ocrFinished is [var job] && ocrLoad.Jobs is [var submitted])
             {
                 var ocrSeconds = Math.Max(0.001, ((job.CompletedAt ?? DateTimeOffset.UtcNow) - submitted.SubmittedAt).TotalSeconds);
-                var ocrFrames = job.Output is { } o && o.TryGetProperty("frames_analyzed", out var n) ? n.GetInt32() : 0;
-                var segments = job.Output is { } p && p.TryGetProperty("text", out var t) ? t.GetArrayLength() : 0;
+                var ocrFrames = job.Output is VideoAnalyzeOutput o ? o.FramesAnalyzed : 0;
+                var segments = job.Output is VideoAnalyzeOutput { Text: { } t } ? t.Count : 0;
                 ocr = new VideoOcrFigure(2, job.Status, ocrFrames, Math.Round(ocrSeconds, 2), Math.Round(ocrFrames / ocrSeconds, 2), segments,
                     MeanBatch(ocrBefore, ocrAfter, l => l.StartsWith(BenchRepository.OcrId + "/rec", StringComparison.Ordinal)),
                     ProcStats.StatusBytes(worker.Pid, "VmHWM"));
-                var texts = job.Output is { } q && q.TryGetProperty("text", out var u) ? string.Join(" | ", u.EnumerateArray().Select(x => x.GetProperty("text").GetString())) : "";
+                var texts = job.Output is VideoAnalyzeOutput { Text: { } u } ? string.Join(" | ", u.Select(x => x.Text)) : "";
                 Console.WriteLine($"  with OCR at 2 fps: {job.Status}, {ocr.FramesPerSecond:F1} frames/s ({ocrFrames} frames in {ocrSeconds:F2} s), {segments} text segments [{texts}], recogniser mean batch {Num(ocr.RecMeanBatchSize)}, worker peak RSS {Mib(ocr.WorkerPeakRssBytes)}");
             }
             else

@@ -3,6 +3,8 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Headers;
 using System.Text.Json;
+using Async.Serving.Client;
+using Async.Serving.Contracts.Outputs;
 
 namespace Async.Serving.Benchmark;
 
@@ -10,7 +12,7 @@ namespace Async.Serving.Benchmark;
 internal sealed record Submitted(string Id, double LatencyMs, DateTimeOffset SubmittedAt);
 
 /// <summary>A finished job as GET /v1/jobs/{id} reported it; <see cref="Output"/> only when the caller asked to keep it.</summary>
-internal sealed record Finished(string Id, string Status, DateTimeOffset? StartedAt, DateTimeOffset? CompletedAt, string? ErrorCode, JsonElement? Output = null);
+internal sealed record Finished(string Id, string Status, DateTimeOffset? StartedAt, DateTimeOffset? CompletedAt, string? ErrorCode, JobOutput? Output = null);
 
 /// <summary>The outcome of submitting a load: tickets, refusals, submit latencies, first and last submit.</summary>
 internal sealed record LoadResult(
@@ -19,27 +21,39 @@ internal sealed record LoadResult(
     public double SubmitSeconds => (LastSubmit - FirstSubmit).TotalSeconds;
 }
 
-/// <summary>The public HTTP API, as a client would use it: multipart submit, polling for results.</summary>
-internal sealed class ServingClient : IDisposable
+/// <summary>
+/// Drives the public HTTP API as a client would, through the client library (src/Client): multipart
+/// submits from N concurrent clients, polling for results. The library runs over a plain
+/// <see cref="HttpClient"/> here, without the resilience pipeline: a load generator must count a
+/// refusal as a refusal and time each POST once, not hide 503s behind retries.
+/// </summary>
+internal sealed class LoadClient : IDisposable
 {
     private readonly HttpClient _http;
+    private readonly ServingClient _client;
 
-    public ServingClient(Uri baseAddress, string apiKey)
+    public LoadClient(Uri baseAddress, string apiKey)
     {
-        _http = new HttpClient(new SocketsHttpHandler
+        _http = new HttpClient(new WithoutIdempotencyKey(new SocketsHttpHandler
         {
             MaxConnectionsPerServer = 256,
             PooledConnectionIdleTimeout = TimeSpan.FromMinutes(5),
-        })
+        }))
         {
             BaseAddress = baseAddress,
             Timeout = TimeSpan.FromSeconds(60),
         };
         _http.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", apiKey);
+        _client = new ServingClient(_http);
     }
 
-    public void Dispose() => _http.Dispose();
+    public void Dispose()
+    {
+        _client.Dispose();
+        _http.Dispose();
+    }
 
+    /// <summary>Readiness is not part of the v1 API (nor of the library): a plain GET.</summary>
     public async Task<bool> IsReadyAsync()
     {
         try
@@ -64,9 +78,7 @@ internal sealed class ServingClient : IDisposable
         var refused = new ConcurrentDictionary<string, int>();
         var next = -1;
         var first = DateTimeOffset.UtcNow;
-        var request = parameters is null
-            ? $$"""{"pipeline":"{{pipeline}}","model":"{{model}}"}"""
-            : $$"""{"pipeline":"{{pipeline}}","model":"{{model}}","params":{{parameters}}}""";
+        JsonElement? @params = parameters is null ? null : JsonDocument.Parse(parameters).RootElement.Clone();
         var extension = contentType switch
         {
             "image/png" => "png",
@@ -78,26 +90,23 @@ internal sealed class ServingClient : IDisposable
             int i;
             while ((i = Interlocked.Increment(ref next)) < count)
             {
-                using var form = new MultipartFormDataContent();
-                var file = new ByteArrayContent(files[i % files.Count]);
-                file.Headers.ContentType = new MediaTypeHeaderValue(contentType);
-                form.Add(file, "file", $"image{i}.{extension}");
-                form.Add(new StringContent(request), "request");
+                var request = new SubmitRequest
+                {
+                    Pipeline = pipeline,
+                    Model = model,
+                    Input = JobInput.FromBytes(files[i % files.Count], $"image{i}.{extension}", contentType),
+                    Params = @params,
+                };
                 var began = Stopwatch.GetTimestamp();
                 var submittedAt = DateTimeOffset.UtcNow;
                 try
                 {
-                    using var response = await _http.PostAsync(new Uri("/v1/jobs", UriKind.Relative), form).ConfigureAwait(false);
-                    var latency = Stopwatch.GetElapsedTime(began).TotalMilliseconds;
-                    if (response.StatusCode != HttpStatusCode.Accepted)
-                    {
-                        refused.AddOrUpdate(((int)response.StatusCode).ToString(System.Globalization.CultureInfo.InvariantCulture), 1, (_, n) => n + 1);
-                        continue;
-                    }
-
-                    await using var body = await response.Content.ReadAsStreamAsync().ConfigureAwait(false);
-                    using var json = await JsonDocument.ParseAsync(body).ConfigureAwait(false);
-                    jobs.Add((i, new Submitted(json.RootElement.GetProperty("id").GetString()!, latency, submittedAt)));
+                    var job = await _client.SubmitAsync(request).ConfigureAwait(false);
+                    jobs.Add((i, new Submitted(job.Id, Stopwatch.GetElapsedTime(began).TotalMilliseconds, submittedAt)));
+                }
+                catch (ServingApiException ex)
+                {
+                    refused.AddOrUpdate(ex.Status.ToString(System.Globalization.CultureInfo.InvariantCulture), 1, (_, n) => n + 1);
                 }
                 catch (HttpRequestException ex)
                 {
@@ -118,27 +127,19 @@ internal sealed class ServingClient : IDisposable
     /// <summary>The job when it has finished (its <c>output</c> kept when <paramref name="keepOutput"/>), else null.</summary>
     public async Task<Finished?> GetAsync(string id, bool keepOutput = false)
     {
-        using var response = await _http.GetAsync(new Uri($"/v1/jobs/{id}", UriKind.Relative)).ConfigureAwait(false);
-        if (response.StatusCode == HttpStatusCode.NotFound)
+        Job job;
+        try
+        {
+            job = await _client.GetAsync(id).ConfigureAwait(false);
+        }
+        catch (ServingApiException ex) when (ex.Code == "not_found")
         {
             return new Finished(id, "not_found", null, null, null);
         }
 
-        response.EnsureSuccessStatusCode();
-        await using var body = await response.Content.ReadAsStreamAsync().ConfigureAwait(false);
-        using var json = await JsonDocument.ParseAsync(body).ConfigureAwait(false);
-        var root = json.RootElement;
-        var status = root.GetProperty("status").GetString()!;
-        if (status is "queued" or "running")
-        {
-            return null;
-        }
-
-        static DateTimeOffset? Time(JsonElement root, string name) =>
-            root.TryGetProperty(name, out var value) && value.ValueKind == JsonValueKind.String ? value.GetDateTimeOffset() : null;
-        var error = root.TryGetProperty("error", out var e) && e.ValueKind == JsonValueKind.Object ? e.GetProperty("code").GetString() : null;
-        JsonElement? output = keepOutput && root.TryGetProperty("output", out var o) && o.ValueKind == JsonValueKind.Object ? o.Clone() : null;
-        return new Finished(id, status, Time(root, "started_at"), Time(root, "completed_at"), error, output);
+        return job.IsTerminal
+            ? new Finished(id, job.Status, job.StartedAt, job.CompletedAt, job.Error?.Code, keepOutput ? job.Output : null)
+            : null;
     }
 
     /// <summary>
@@ -186,5 +187,19 @@ internal sealed class ServingClient : IDisposable
         }
 
         return done;
+    }
+
+    /// <summary>
+    /// The library gives every submit an Idempotency-Key (safe retries); the benchmark never retries,
+    /// and the key's claim in Redis would add work per submit that the figures so far did not include,
+    /// so it measures the API as submitted without one.
+    /// </summary>
+    private sealed class WithoutIdempotencyKey(HttpMessageHandler inner) : DelegatingHandler(inner)
+    {
+        protected override Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, CancellationToken cancellationToken)
+        {
+            request.Headers.Remove("Idempotency-Key");
+            return base.SendAsync(request, cancellationToken);
+        }
     }
 }
