@@ -54,7 +54,16 @@ internal sealed class SubmitRun(ServingClient client, JsonElement? parameters, b
 
     private async Task<FileOutcome> RunOneAsync(SubmitItem item, SubmitProgress progress, CancellationToken cancellationToken)
     {
-        var hash = await SubmitKeys.HashFileAsync(item.Input.FullPath, cancellationToken).ConfigureAwait(false);
+        byte[] hash;
+        try
+        {
+            hash = await SubmitKeys.HashFileAsync(item.Input.FullPath, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return Outcome(item, OutcomeStatus.Refused) with { ErrorCode = "file_unreadable", ErrorMessage = ex.Message };
+        }
+
         var key = SubmitKeys.Derive(hash, item.Pipeline, item.Model, parameters);
         Job job;
         for (var attempt = 0; ; attempt++)
