@@ -57,7 +57,7 @@ internal sealed record UrlBody(string Url);
 internal sealed record SubmitBody
 {
     public required string Pipeline { get; init; }
-    public required string Model { get; init; }
+    public string? Model { get; init; }
     public SubmitInputBody? Input { get; init; }
     public JsonElement? Params { get; init; }
     public int? TtlSeconds { get; init; }

@@ -11,8 +11,8 @@ public sealed record SubmitRequest
     /// <summary><c>image.embed</c>, <c>image.ocr</c> or <c>video.analyze</c>.</summary>
     public required string Pipeline { get; init; }
 
-    /// <summary>A model name, or <c>name@version</c>.</summary>
-    public required string Model { get; init; }
+    /// <summary>A model name, or <c>name@version</c>; null for the pipeline's default model.</summary>
+    public string? Model { get; init; }
 
     public required JobInput Input { get; init; }
 

@@ -98,7 +98,19 @@ public static class JobsApi
             }
         }
 
-        if (await queues.IsFullAsync(submission!.Model.QueueName, cancellationToken).ConfigureAwait(false))
+        bool full;
+        try
+        {
+            full = await queues.IsFullAsync(submission!.Model.QueueName, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            // A client gone (or the probe failed) after the key was claimed: free the key now, not in a minute.
+            await ReleaseAsync().ConfigureAwait(false);
+            throw;
+        }
+
+        if (full)
         {
             await ReleaseAsync().ConfigureAwait(false);
             http.Response.Headers.RetryAfter = queueOptions.Value.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);

@@ -66,11 +66,11 @@ internal sealed class ServingSchemaTransformer : IOpenApiSchemaTransformer
             schema.Properties["model"] = new OpenApiSchema
             {
                 Type = JsonSchemaType.String,
-                Description = "A model name (its latest version) or name:version; see GET /v1/models.",
+                Description = "A model name (its latest version) or name@version; optional: the first model of the pipeline when left out. See GET /v1/models.",
             };
             schema.Properties["params"] = FreeObject("Pipeline parameters, for example {\"sample_fps\": 2} for video.analyze.", nullable: true);
             schema.Properties["metadata"] = FreeObject("Anything to keep with the job (at most 4 KiB), returned as given.", nullable: true);
-            Require(schema, "pipeline", "model");
+            Require(schema, "pipeline");
             schema.Examples = [JsonNode.Parse(SubmitExample)!];
         }
         else if (type == typeof(SubmitWebhook))
@@ -134,7 +134,7 @@ internal sealed class ServingSchemaTransformer : IOpenApiSchemaTransformer
         """;
 
     private const string JobExample = """
-        {"id": "0193a1f0c2d47e4f9b2a6c8d0e1f2a3b", "status": "succeeded", "pipeline": "image.ocr", "model": "ppocr:4",
+        {"id": "0193a1f0c2d47e4f9b2a6c8d0e1f2a3b", "status": "succeeded", "pipeline": "image.ocr", "model": "ppocr@4",
          "created_at": "2026-12-01T10:00:00Z", "started_at": "2026-12-01T10:00:00.120Z", "completed_at": "2026-12-01T10:00:00.480Z",
          "queue_ms": 120, "execution_ms": 360, "progress": 1, "attempts": 1,
          "output": {"pipeline": "image.ocr", "width": 640, "height": 480,

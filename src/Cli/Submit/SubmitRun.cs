@@ -114,7 +114,7 @@ internal sealed class SubmitRun(ServingClient client, JsonElement? parameters, b
         {
             Pipeline = item.Pipeline,
             // Empty: the API picks the pipeline's default model, as when the field is left out.
-            Model = item.Model ?? string.Empty,
+            Model = item.Model,
             Input = JobInput.FromFile(item.Input.FullPath),
             Params = parameters,
             IdempotencyKey = key,
