@@ -58,19 +58,6 @@ public sealed record Job
     public bool IsTerminal => JobStatuses.IsTerminal(Status);
 }
 
-/// <summary>The states of a job.</summary>
-public static class JobStatuses
-{
-    public const string Queued = "queued";
-    public const string Running = "running";
-    public const string Succeeded = "succeeded";
-    public const string Failed = "failed";
-    public const string Cancelled = "cancelled";
-    public const string Expired = "expired";
-
-    public static bool IsTerminal(string? status) => status is Succeeded or Failed or Cancelled or Expired;
-}
-
 /// <summary>Why a job failed (<c>timeout</c>, <c>input_invalid</c>, …).</summary>
 public sealed record JobError(string Code, string Message);
 

@@ -38,7 +38,7 @@ public sealed class DeadLetterTests(ServingFixture serving)
         {
             Id = id,
             TenantId = serving.Tenant,
-            Status = JobStatus.Queued,
+            Status = JobStatuses.Queued,
             Pipeline = "image.embed",
             Model = models.Name + "@1",
             CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()),

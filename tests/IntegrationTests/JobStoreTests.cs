@@ -32,7 +32,7 @@ public sealed class JobStoreTests
         {
             Id = RedisJobStore.NewJobId(),
             TenantId = tenant,
-            Status = JobStatus.Queued,
+            Status = JobStatuses.Queued,
             Pipeline = "image.embed",
             Model = "resnet18@1",
             CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()),
@@ -61,7 +61,7 @@ public sealed class JobStoreTests
         Assert.True(await store.CompleteAsync(done.Id, """{"dims":1}""", 7));
         Assert.False(await store.CompleteAsync(done.Id, """{"dims":1}""", 7));
         var read = await store.GetAsync(done.Id);
-        Assert.Equal(JobStatus.Succeeded, read!.Status);
+        Assert.Equal(JobStatuses.Succeeded, read!.Status);
         Assert.Equal("""{"dims":1}""", read.OutputJson);
 
         // Cancelled while queued; cancel requested while running, then found by the redelivery.
@@ -100,8 +100,8 @@ public sealed class JobStoreTests
         var (jobs, _) = await store.ListAsync(tenant, null, 100, _ => true);
         Assert.Equal(new[] { dead, lost, failed, expired, running, queued, done }.Select(j => j.Id).Order(StringComparer.Ordinal), jobs.Select(j => j.Id).Order(StringComparer.Ordinal));
         Assert.Equal(jobs.Select(j => j.Id).OrderDescending(StringComparer.Ordinal), jobs.Select(j => j.Id));
-        Assert.Equal(JobStatus.Running, jobs.Single(j => j.Id == dead.Id).Status);
-        Assert.Equal(JobStatus.Succeeded, jobs.Single(j => j.Id == done.Id).Status);
+        Assert.Equal(JobStatuses.Running, jobs.Single(j => j.Id == dead.Id).Status);
+        Assert.Equal(JobStatuses.Succeeded, jobs.Single(j => j.Id == done.Id).Status);
 
         // The events, read the way the relay reads them: every shard's stream, in a group of the test's own.
         var mine = jobs.Select(j => j.Id).ToHashSet();

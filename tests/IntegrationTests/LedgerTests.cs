@@ -204,7 +204,7 @@ public sealed class LedgerTests(ServingFixture serving) : IAsyncLifetime
         {
             Id = Async.Serving.Jobs.RedisJobStore.NewJobId(),
             TenantId = serving.Tenant,
-            Status = Async.Serving.Jobs.JobStatus.Queued,
+            Status = JobStatuses.Queued,
             Pipeline = "image.embed",
             Model = ModelId,
             CreatedAt = DateTimeOffset.UtcNow,

@@ -60,10 +60,10 @@ public sealed class MaintenanceTests(ServingFixture serving)
             await api.Services.GetRequiredService<MaintenanceJobs>().FailLostJobsAsync(CancellationToken.None);
 
             var lost = await store.GetAsync(exhausted);
-            Assert.Equal(JobStatus.Failed, lost!.Status);
+            Assert.Equal(JobStatuses.Failed, lost!.Status);
             Assert.Equal(MaintenanceJobs.WorkerLostCode, lost.ErrorCode);
             Assert.Equal(ghost, lost.WorkerId);
-            Assert.Equal(JobStatus.Running, (await store.GetAsync(retriable))!.Status);
+            Assert.Equal(JobStatuses.Running, (await store.GetAsync(retriable))!.Status);
             await LedgerTests.WaitForRowAsync(api, exhausted, "failed");
         }
         finally
@@ -89,7 +89,7 @@ public sealed class MaintenanceTests(ServingFixture serving)
         try
         {
             await api.Services.GetRequiredService<MaintenanceJobs>().FailLostJobsAsync(CancellationToken.None);
-            Assert.Equal(JobStatus.Running, (await store.GetAsync(job))!.Status);
+            Assert.Equal(JobStatuses.Running, (await store.GetAsync(job))!.Status);
         }
         finally
         {
@@ -103,14 +103,14 @@ public sealed class MaintenanceTests(ServingFixture serving)
         var store = serving.Api.Services.GetRequiredService<RedisJobStore>();
         var ledger = serving.Api.Services.GetRequiredService<Async.Serving.Api.Ledger.LedgerStore>();
         var id = await StoreJobAsync(store, "resnet18@1", worker: "", attempts: 0);
-        await LedgerTests.WaitForRowAsync(serving.Api, id, JobStatus.Queued);
+        await LedgerTests.WaitForRowAsync(serving.Api, id, JobStatuses.Queued);
         // The change happens behind the ledger's back (as with a worker of an older version) and the row ages.
         var redis = serving.Api.Services.GetRequiredService<StackExchange.Redis.IConnectionMultiplexer>().GetDatabase();
-        await redis.HashSetAsync(RedisJobStore.JobKey(id), [new("status", JobStatus.Cancelled), new("completed_at", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds())]);
+        await redis.HashSetAsync(RedisJobStore.JobKey(id), [new("status", JobStatuses.Cancelled), new("completed_at", DateTimeOffset.UtcNow.ToUnixTimeMilliseconds())]);
         await AgeLedgerRowAsync(id);
 
         await serving.Api.Services.GetRequiredService<MaintenanceJobs>().ReconcileLedgerAsync(CancellationToken.None);
-        Assert.Equal(JobStatus.Cancelled, (await ledger.GetAsync(id, CancellationToken.None))!.Value.Row.Status);
+        Assert.Equal(JobStatuses.Cancelled, (await ledger.GetAsync(id, CancellationToken.None))!.Value.Row.Status);
     }
 
     [Fact]
@@ -119,7 +119,7 @@ public sealed class MaintenanceTests(ServingFixture serving)
         var store = serving.Api.Services.GetRequiredService<RedisJobStore>();
         var ledger = serving.Api.Services.GetRequiredService<Async.Serving.Api.Ledger.LedgerStore>();
         var id = await StoreJobAsync(store, "resnet18@1", worker: "w-gone", attempts: 1);
-        await LedgerTests.WaitForRowAsync(serving.Api, id, JobStatus.Running);
+        await LedgerTests.WaitForRowAsync(serving.Api, id, JobStatuses.Running);
         // Redis lost the job (a crash within its last second, or its record expired) and the row aged.
         var redis = serving.Api.Services.GetRequiredService<StackExchange.Redis.IConnectionMultiplexer>().GetDatabase();
         await redis.KeyDeleteAsync([RedisJobStore.JobKey(id), RedisJobStore.InputKey(id)]);
@@ -127,10 +127,10 @@ public sealed class MaintenanceTests(ServingFixture serving)
 
         await serving.Api.Services.GetRequiredService<MaintenanceJobs>().ReconcileLedgerAsync(CancellationToken.None);
         var (row, events) = (await ledger.GetAsync(id, CancellationToken.None))!.Value;
-        Assert.Equal(JobStatus.Failed, row.Status);
+        Assert.Equal(JobStatuses.Failed, row.Status);
         Assert.Equal("lost", row.ErrorCode);
         Assert.NotNull(row.CompletedAt);
-        Assert.Equal(JobStatus.Failed, events[^1].Status);
+        Assert.Equal(JobStatuses.Failed, events[^1].Status);
     }
 
     /// <summary>Makes a job's ledger row look untouched for two minutes, as the reconcile job looks for.</summary>
@@ -163,7 +163,7 @@ public sealed class MaintenanceTests(ServingFixture serving)
         {
             Id = RedisJobStore.NewJobId(),
             TenantId = serving.Tenant,
-            Status = JobStatus.Queued,
+            Status = JobStatuses.Queued,
             Pipeline = "image.embed",
             Model = model,
             CreatedAt = DateTimeOffset.UtcNow,

@@ -121,7 +121,7 @@ public sealed class SubmitInputTests(ServingFixture serving)
             {
                 Id = RedisJobStore.NewJobId(),
                 TenantId = tenant,
-                Status = JobStatus.Queued,
+                Status = JobStatuses.Queued,
                 Pipeline = "image.embed",
                 Model = "resnet18@1",
                 CreatedAt = DateTimeOffset.UtcNow,

@@ -247,7 +247,7 @@ public sealed class VideoTests(ServingFixture serving, ITestOutputHelper output)
         {
             Id = RedisJobStore.NewJobId(),
             TenantId = serving.Tenant,
-            Status = JobStatus.Queued,
+            Status = JobStatuses.Queued,
             Pipeline = "video.analyze",
             Model = "video@1",
             CreatedAt = DateTimeOffset.UtcNow,

@@ -13,7 +13,7 @@ public sealed class JobEventTests
     {
         Id = "j1",
         TenantId = "t",
-        Status = JobStatus.Succeeded,
+        Status = JobStatuses.Succeeded,
         Pipeline = "image.embed",
         Model = "resnet18@1",
         CreatedAt = Created,
@@ -47,7 +47,7 @@ public sealed class JobEventTests
         var startedAt = Created.AddSeconds(2);
         var view = new JobEvent("j1", "started", "running", startedAt, 1, 0, null, 0).View(Finished);
 
-        Assert.Equal(JobStatus.Running, view.Status);
+        Assert.Equal(JobStatuses.Running, view.Status);
         Assert.Equal(startedAt, view.StartedAt);
         Assert.Equal(2000, view.QueueMs);
         Assert.Equal(1, view.Attempts);

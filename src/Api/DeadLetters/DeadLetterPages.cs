@@ -56,7 +56,7 @@ internal static class DeadLetterPages
                     .Append("</code></a></td><td class=\"").Append(InferenceJobsPages.E(status)).Append("\">").Append(InferenceJobsPages.E(status))
                     .Append("</td><td><code>").Append(InferenceJobsPages.E(r.Queue)).Append("</code></td><td>").Append(InferenceJobsPages.Time(r.At))
                     .Append("</td><td>").Append(InferenceJobsPages.E(r.Reason)).Append("</td><td>");
-                if (status == JobStatus.Failed && r.MessageJson is not null)
+                if (status == JobStatuses.Failed && r.MessageJson is not null)
                 {
                     body.Append("<form method=\"post\" action=\"").Append(InferenceJobsPages.E(context.Request.PathBase)).Append("/dead-letters/requeue\">")
                         .Append("<input type=\"hidden\" name=\"id\" value=\"").Append(InferenceJobsPages.E(r.JobId)).Append("\">");

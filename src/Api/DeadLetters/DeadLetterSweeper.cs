@@ -150,7 +150,7 @@ public sealed partial class DeadLetterSweeper(
         }
 
         // Already ended (or gone): nothing to end. The record stays only where a requeue could help.
-        if (await store.GetAsync(jobId, includeOutput: false).ConfigureAwait(false) is not { Status: JobStatus.Failed })
+        if (await store.GetAsync(jobId, includeOutput: false).ConfigureAwait(false) is not { Status: JobStatuses.Failed })
         {
             await deadLetters.RemoveAsync(jobId).ConfigureAwait(false);
         }

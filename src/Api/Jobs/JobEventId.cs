@@ -23,7 +23,7 @@ public readonly record struct JobEventId(int Attempt, int Phase, int Permille) :
     public static JobEventId From(JobRecord job)
     {
         ArgumentNullException.ThrowIfNull(job);
-        var phase = JobStatus.IsTerminal(job.Status) ? Ended : job.Status == JobStatus.Running ? Running : Queued;
+        var phase = JobStatuses.IsTerminal(job.Status) ? Ended : job.Status == JobStatuses.Running ? Running : Queued;
         // Floor, not round: 0.9996 must not read as 1000 before the job has ended.
         var permille = (int)Math.Floor(Math.Clamp(job.Progress, 0, 1) * 1000);
         return new JobEventId(job.Attempts, phase, permille);

@@ -42,7 +42,7 @@ internal sealed partial class JobPublisher(
         {
             Id = RedisJobStore.NewJobId(),
             TenantId = tenantId,
-            Status = JobStatus.Queued,
+            Status = JobStatuses.Queued,
             Pipeline = submission.Pipeline,
             Model = submission.Model.Id,
             CreatedAt = now,

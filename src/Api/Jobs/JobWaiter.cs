@@ -23,7 +23,7 @@ internal sealed class JobWaiter(IConnectionMultiplexer redis, RedisJobStore stor
             await foreach (var job in WatchAsync(id, timeout.Token).ConfigureAwait(false))
             {
                 last = job;
-                if (JobStatus.IsTerminal(job.Status))
+                if (JobStatuses.IsTerminal(job.Status))
                 {
                     break;
                 }
@@ -56,7 +56,7 @@ internal sealed class JobWaiter(IConnectionMultiplexer redis, RedisJobStore stor
                 }
 
                 yield return job;
-                if (JobStatus.IsTerminal(job.Status))
+                if (JobStatuses.IsTerminal(job.Status))
                 {
                     yield break;
                 }

@@ -154,7 +154,7 @@ public static class JobsApi
         [FromQuery] string? cursor)
     {
         var errors = new Dictionary<string, string[]>();
-        if (status is not null && !JobStatus.IsTerminal(status) && status is not (JobStatus.Queued or JobStatus.Running))
+        if (status is not null && !JobStatuses.IsTerminal(status) && status is not (JobStatuses.Queued or JobStatuses.Running))
         {
             errors["status"] = ["One of queued, running, succeeded, failed, cancelled, expired."];
         }
@@ -196,7 +196,7 @@ public static class JobsApi
             return ApiProblems.JobNotFound(id);
         }
 
-        if (wait > 0 && !JobStatus.IsTerminal(job!.Status))
+        if (wait > 0 && !JobStatuses.IsTerminal(job!.Status))
         {
             job = await waiter.WaitForTerminalAsync(id, TimeSpan.FromSeconds(wait.Value), cancellationToken).ConfigureAwait(false) ?? job;
         }
@@ -290,13 +290,13 @@ public static class JobsApi
     private static async Task<Results<Ok<JobResource>, Accepted<JobResource>, ProblemHttpResult>> AnswerAsync(
         JobRecord job, int? wait, JobWaiter waiter, CancellationToken cancellationToken)
     {
-        if (wait > 0 && !JobStatus.IsTerminal(job.Status))
+        if (wait > 0 && !JobStatuses.IsTerminal(job.Status))
         {
             job = await waiter.WaitForTerminalAsync(job.Id, TimeSpan.FromSeconds(wait.Value), cancellationToken).ConfigureAwait(false) ?? job;
         }
 
         var resource = JobResource.From(job);
-        return JobStatus.IsTerminal(job.Status) && wait > 0
+        return JobStatuses.IsTerminal(job.Status) && wait > 0
             ? TypedResults.Ok(resource)
             : TypedResults.Accepted(resource.Links.Self, resource);
     }

@@ -79,7 +79,7 @@ public sealed partial class MaintenanceJobs(
             cancellationToken.ThrowIfCancellationRequested();
             var id = value.ToString();
             var job = await store.GetAsync(id, includeOutput: false).ConfigureAwait(false);
-            if (job is null || job.Status != JobStatus.Running)
+            if (job is null || job.Status != JobStatuses.Running)
             {
                 await _db.SortedSetRemoveAsync(index, value).ConfigureAwait(false);
                 continue;

@@ -17,7 +17,7 @@ namespace Async.Serving.Api.OpenApi;
 internal sealed class ServingSchemaTransformer : IOpenApiSchemaTransformer
 {
     private static readonly string[] Statuses =
-        [JobStatus.Queued, JobStatus.Running, JobStatus.Succeeded, JobStatus.Failed, JobStatus.Cancelled, JobStatus.Expired];
+        [JobStatuses.Queued, JobStatuses.Running, JobStatuses.Succeeded, JobStatuses.Failed, JobStatuses.Cancelled, JobStatuses.Expired];
 
     public Task TransformAsync(OpenApiSchema schema, OpenApiSchemaTransformerContext context, CancellationToken cancellationToken)
     {

@@ -124,7 +124,7 @@ public sealed partial class JobEventRelay(
         try
         {
             webhook = WebhookSubscription.FromJson(job.WebhookJson);
-            if (webhook is null || !webhook.Wants(e.Type) || (e.Type == WebhookEvents.Progress && JobStatus.IsTerminal(job.Status)))
+            if (webhook is null || !webhook.Wants(e.Type) || (e.Type == WebhookEvents.Progress && JobStatuses.IsTerminal(job.Status)))
             {
                 // A job that ended before its progress was relayed: that progress is stale, its completion follows.
                 return;
@@ -186,7 +186,7 @@ internal sealed record JobEvent(string JobId, string Type, string Status, DateTi
         var startedAt = Type == WebhookEvents.Started ? At : StartedAt;
         return job with
         {
-            Status = JobStatus.Running,
+            Status = JobStatuses.Running,
             StartedAt = startedAt,
             QueueMs = startedAt is { } s ? (long)(s - job.CreatedAt).TotalMilliseconds : null,
             CompletedAt = null,

@@ -67,7 +67,7 @@ public sealed partial class WebhookDelivery(
 
         var progress = message.Type == "job." + WebhookEvents.Progress;
         if (progress
-            && await jobStore.GetAsync(message.JobId, includeOutput: false).ConfigureAwait(false) is { } job && JobStatus.IsTerminal(job.Status))
+            && await jobStore.GetAsync(message.JobId, includeOutput: false).ConfigureAwait(false) is { } job && JobStatuses.IsTerminal(job.Status))
         {
             // Progress is stale once the job has ended; its job.completed is (or will be) on its way.
             return ("skipped", $"Skipped: job {message.JobId} ended ({job.Status}) before its progress was delivered.");

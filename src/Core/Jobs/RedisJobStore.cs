@@ -286,7 +286,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
 
     /// <summary>Running → cancelled, after the worker stopped it on request.</summary>
     public Task<bool> MarkCancelledAsync(string id, long executionMs) =>
-        FinishAsync(id, JobStatus.Cancelled, JobStatus.Running, executionMs, null, null, null);
+        FinishAsync(id, JobStatuses.Cancelled, JobStatuses.Running, executionMs, null, null, null);
 
     /// <summary>
     /// A page of the tenant's jobs, newest first, starting after <paramref name="after"/> (an id),
@@ -373,7 +373,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         if (reply.Resp2Type == ResultType.Array)
         {
             var parts = (RedisResult[])reply!;
-            return new StartOutcome(true, JobStatus.Running, (int)parts[1], now, parts.Length > 2 && !parts[2].IsNull ? (byte[]?)parts[2] : null);
+            return new StartOutcome(true, JobStatuses.Running, (int)parts[1], now, parts.Length > 2 && !parts[2].IsNull ? (byte[]?)parts[2] : null);
         }
 
         return new StartOutcome(false, (string?)reply ?? "missing", 0, now, null);
@@ -395,26 +395,26 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
 
     /// <summary>Running → succeeded with the output. False when the job is no longer running (for example cancelled).</summary>
     public Task<bool> CompleteAsync(string id, string outputJson, long executionMs) =>
-        FinishAsync(id, JobStatus.Succeeded, JobStatus.Running, executionMs, outputJson, null, null);
+        FinishAsync(id, JobStatuses.Succeeded, JobStatuses.Running, executionMs, outputJson, null, null);
 
     /// <summary>Queued or running → failed with a code and a message.</summary>
     public Task<bool> FailAsync(string id, string code, string message, long? executionMs = null) =>
-        FinishAsync(id, JobStatus.Failed, $"{JobStatus.Queued} {JobStatus.Running}", executionMs, null, code, message);
+        FinishAsync(id, JobStatuses.Failed, $"{JobStatuses.Queued} {JobStatuses.Running}", executionMs, null, code, message);
 
     /// <summary>Queued → expired: its TTL passed before a worker took it.</summary>
     public Task<bool> ExpireAsync(string id) =>
-        FinishAsync(id, JobStatus.Expired, JobStatus.Queued, null, null, "expired", "The job waited in the queue longer than its ttl_seconds.");
+        FinishAsync(id, JobStatuses.Expired, JobStatuses.Queued, null, null, "expired", "The job waited in the queue longer than its ttl_seconds.");
 
     /// <summary>Running → failed, only while <paramref name="workerId"/> still holds the job (no redelivery started it elsewhere).</summary>
     public Task<bool> FailLostAsync(string id, string workerId, string code, string message) =>
-        FinishAsync(id, JobStatus.Failed, JobStatus.Running, null, null, code, message, workerId);
+        FinishAsync(id, JobStatuses.Failed, JobStatuses.Running, null, null, code, message, workerId);
 
     /// <summary>
     /// Queued or running → failed because its message was dead-lettered; the input is kept, so an
     /// operator can requeue the job (<see cref="RequeueAsync"/>) while it is retained.
     /// </summary>
     public Task<bool> FailDeadLetteredAsync(string id, string code, string message) =>
-        FinishAsync(id, JobStatus.Failed, $"{JobStatus.Queued} {JobStatus.Running}", null, null, code, message, keepInput: true);
+        FinishAsync(id, JobStatuses.Failed, $"{JobStatuses.Queued} {JobStatuses.Running}", null, null, code, message, keepInput: true);
 
     /// <summary>Failed (a dead-lettered or lost job) → queued again, for an operator; the caller sends its message again.</summary>
     public async Task<RequeueOutcome> RequeueAsync(string id)
@@ -521,7 +521,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         {
             Id = Str("id") ?? string.Empty,
             TenantId = Str("tenant") ?? string.Empty,
-            Status = Str("status") ?? JobStatus.Queued,
+            Status = Str("status") ?? JobStatuses.Queued,
             Pipeline = Str("pipeline") ?? string.Empty,
             Model = Str("model") ?? string.Empty,
             CreatedAt = Time("created_at") ?? DateTimeOffset.UnixEpoch,

@@ -98,7 +98,7 @@ internal sealed partial class RunInferenceConsumer(
         {
             if (await store.MarkCancelledAsync(job.JobId, Elapsed(began)).ConfigureAwait(false))
             {
-                WorkerMetrics.Jobs.WithLabels(job.Pipeline, modelId, JobStatus.Cancelled).Inc();
+                WorkerMetrics.Jobs.WithLabels(job.Pipeline, modelId, JobStatuses.Cancelled).Inc();
                 LogCancelled(logger, job.JobId);
             }
 
@@ -118,7 +118,7 @@ internal sealed partial class RunInferenceConsumer(
             return;
         }
 
-        WorkerMetrics.Jobs.WithLabels(job.Pipeline, modelId, JobStatus.Succeeded).Inc();
+        WorkerMetrics.Jobs.WithLabels(job.Pipeline, modelId, JobStatuses.Succeeded).Inc();
     }
 
     private static long Elapsed(long began) => (long)Stopwatch.GetElapsedTime(began).TotalMilliseconds;
@@ -127,7 +127,7 @@ internal sealed partial class RunInferenceConsumer(
     {
         var job = context.Message;
         LogFailed(logger, job.JobId, code, message);
-        WorkerMetrics.Jobs.WithLabels(job.Pipeline, $"{job.Model}@{job.ModelVersion}", JobStatus.Failed).Inc();
+        WorkerMetrics.Jobs.WithLabels(job.Pipeline, $"{job.Model}@{job.ModelVersion}", JobStatuses.Failed).Inc();
         await store.FailAsync(job.JobId, code, message, executionMs).ConfigureAwait(false);
     }
 
