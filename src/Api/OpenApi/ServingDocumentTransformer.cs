@@ -49,6 +49,17 @@ internal sealed class ServingDocumentTransformer : IOpenApiDocumentTransformer
             operation.Security = [Requirement(document)];
         }
 
+        // A polymorphic type (JobOutput) comes as anyOf: its shapes are told apart by the discriminator,
+        // so exactly one applies.
+        foreach (var schema in document.Components.Schemas?.Values.OfType<OpenApiSchema>() ?? [])
+        {
+            if (schema.Discriminator is not null && schema.AnyOf is { Count: > 0 } shapes)
+            {
+                schema.OneOf = shapes;
+                schema.AnyOf = null;
+            }
+        }
+
         // The event stream's framework item type is described as the job it carries instead.
         foreach (var unused in document.Components.Schemas?.Keys.Where(k => k.StartsWith("SseItemOf", StringComparison.Ordinal)).ToList() ?? [])
         {

@@ -33,9 +33,6 @@ internal sealed class ServingSchemaTransformer : IOpenApiSchemaTransformer
         }
         else if (type == typeof(JobOutput))
         {
-            // One shape per pipeline, told apart by the discriminator: exactly one applies.
-            schema.OneOf = schema.AnyOf;
-            schema.AnyOf = null;
             schema.Description = "The output of a succeeded job; `pipeline` names its shape.";
         }
         else if (type.IsSubclassOf(typeof(JobOutput)))

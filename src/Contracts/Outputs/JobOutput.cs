@@ -61,7 +61,8 @@ public sealed record VideoAnalyzeOutput : JobOutput
     public required double SampleFps { get; init; }
     public required IReadOnlyList<VideoShot> Shots { get; init; }
 
-    /// <summary>On-screen text segments; absent when the model reads no text.</summary>
+    /// <summary>On-screen text segments; absent (not null) when the job did not read text.</summary>
+    [JsonIgnore(Condition = JsonIgnoreCondition.WhenWritingNull)]
     public IReadOnlyList<VideoTextSegment>? Text { get; init; }
 }
 
