@@ -84,6 +84,9 @@ internal sealed class JobSubmitter(ServingApi api, SignedWebhookReceiver receive
                 {
                     0 => "unreachable",
                     429 or >= 500 => $"{answer.Status}" + (answer.ProblemCode is { } code ? $"_{code}" : ""),
+                    // The key is still held by an earlier attempt of this submit (one the client gave up on
+                    // while the API waited for the broker): the API says when to ask again.
+                    409 when answer.RetryAfter is not null => "409_key_in_use",
                     _ => null,
                 };
                 if (reason is null)

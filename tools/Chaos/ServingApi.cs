@@ -95,7 +95,7 @@ internal sealed class ServingApi : IDisposable
     }
 
     private static TimeSpan? RetryAfter(HttpResponseMessage response) =>
-        response.StatusCode is HttpStatusCode.TooManyRequests or HttpStatusCode.ServiceUnavailable
+        response.StatusCode is HttpStatusCode.TooManyRequests or HttpStatusCode.ServiceUnavailable or HttpStatusCode.Conflict
             ? response.Headers.RetryAfter?.Delta
             : null;
 }
