@@ -301,6 +301,20 @@ install_openapi_tools() {
     || die "npm ci in tools/openapi failed, see $LOGS/npm-openapi.log"
 }
 
+# The Kubernetes manifests' generator and schema checks (tools/k8s: kubernetes-models,
+# @kubernetes-models/keda, yaml), pinned by its package-lock.json; scripts/gen-k8s.sh and the tests run
+# them. Reinstalled only when the lock file changed since the last install.
+install_k8s_tools() {
+  local dir="$ROOT/tools/k8s"
+  if [[ -f "$dir/node_modules/.package-lock.json" && "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]]; then
+    return 0
+  fi
+  command -v npm >/dev/null || die "npm is needed for tools/k8s (scripts/up.sh installs it)"
+  log "installing the Kubernetes manifest checks' npm packages (tools/k8s)"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >"$LOGS/npm-k8s.log" 2>&1) \
+    || die "npm ci in tools/k8s failed, see $LOGS/npm-k8s.log"
+}
+
 # Environment the API, the worker and the tests share.
 service_env() {
   export ConnectionStrings__Redis="127.0.0.1:$REDIS_PORT"

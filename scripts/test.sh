@@ -8,6 +8,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 prepare
 install_openapi_tools
+install_k8s_tools
 isolated_env test
 
 # Prints each failed test of a .trx file with the first lines of its message and stack trace.
