@@ -72,7 +72,11 @@ internal static class DbPostProcessor
                 continue;
             }
 
-            var grown = rect.Grow(rect.Area * config.UnclipRatio / rect.Perimeter);
+            // Unclip by the component's own area and outline, as PaddleOCR does for its contour: a
+            // curved or slanted line's rectangle is much larger than the line, and growing by the
+            // rectangle's measures would take in the lines above and below.
+            var (area, outline) = Outline(rowMin, rowMax, top, bottom);
+            var grown = rect.Grow(Math.Min(area, rect.Area) * config.UnclipRatio / Math.Max(outline, 1));
             if (grown.ShortSide < config.MinBoxSide + 2)
             {
                 continue;
@@ -91,6 +95,27 @@ internal static class DbPostProcessor
         }
 
         return boxes;
+    }
+
+    /// <summary>
+    /// Area and perimeter of the polygon the component's rows span: each row from its leftmost to
+    /// its rightmost pixel, the left and right ends joined from row to row.
+    /// </summary>
+    private static (float Area, float Perimeter) Outline(int[] rowMin, int[] rowMax, int top, int bottom)
+    {
+        float area = 0;
+        float perimeter = (rowMax[top] + 1 - rowMin[top]) + (rowMax[bottom] + 1 - rowMin[bottom]) + 1;
+        for (var y = top; y <= bottom; y++)
+        {
+            area += rowMax[y] + 1 - rowMin[y];
+            if (y < bottom)
+            {
+                perimeter += MathF.Sqrt(1 + ((rowMin[y + 1] - rowMin[y]) * (rowMin[y + 1] - rowMin[y])));
+                perimeter += MathF.Sqrt(1 + ((rowMax[y + 1] - rowMax[y]) * (rowMax[y + 1] - rowMax[y])));
+            }
+        }
+
+        return (area, perimeter);
     }
 
     /// <summary>Flood-fills the component at <paramref name="start"/>; leaves each row's extent in rowMin/rowMax.</summary>
