@@ -7,8 +7,9 @@ namespace Async.Serving.Worker.Ocr;
 /// <summary>
 /// Turns the DB detector's probability map into text boxes, as PaddleOCR's DBPostProcess does but
 /// with connected components (8-connectivity) in place of contours: binarise, per component the
-/// convex hull and its minimum-area rectangle, score, unclip (DB learns shrunken regions), and map
-/// back to the original image. Map pixel (x, y) covers the square [x, x+1) × [y, y+1).
+/// convex hull and its minimum-area rectangle, score (the component's mean probability, as
+/// PaddleOCR's <c>score_mode: slow</c> scores its contour: a curved line's rectangle holds much
+/// background), unclip (DB learns shrunken regions), and map back to the original image. Map pixel (x, y) covers the square [x, x+1) × [y, y+1).
 /// </summary>
 internal static class DbPostProcessor
 {
@@ -48,7 +49,7 @@ internal static class DbPostProcessor
             }
 
             components++;
-            var (top, bottom, sum, count) = Fill(map, mapWidth, mapHeight, threshold, start, visited, stack, rowMin, rowMax);
+            var (top, bottom, sum, count, edge) = Fill(map, mapWidth, mapHeight, threshold, start, visited, stack, rowMin, rowMax);
 
             // The hull of the component's pixel squares: each row contributes the outer corners of its ends.
             hullPoints.Clear();
@@ -72,11 +73,12 @@ internal static class DbPostProcessor
                 continue;
             }
 
-            // Unclip by the component's own area and outline, as PaddleOCR does for its contour: a
-            // curved or slanted line's rectangle is much larger than the line, and growing by the
-            // rectangle's measures would take in the lines above and below.
-            var (area, outline) = Outline(rowMin, rowMax, top, bottom);
-            var grown = rect.Grow(Math.Min(area, rect.Area) * config.UnclipRatio / Math.Max(outline, 1));
+            // Unclip by the rectangle's area over its perimeter (PaddleOCR's), or by the component's own
+            // (its pixel count over the count of its pixels on its edge) when that is less: a curved
+            // line's rectangle is much larger than the line, and growing by its measures would take
+            // in the lines above and below.
+            var distance = Math.Min(rect.Area / rect.Perimeter, (float)count / Math.Max(edge, 1)) * config.UnclipRatio;
+            var grown = rect.Grow(distance);
             if (grown.ShortSide < config.MinBoxSide + 2)
             {
                 continue;
@@ -98,28 +100,10 @@ internal static class DbPostProcessor
     }
 
     /// <summary>
-    /// Area and perimeter of the polygon the component's rows span: each row from its leftmost to
-    /// its rightmost pixel, the left and right ends joined from row to row.
+    /// Flood-fills the component at <paramref name="start"/>; leaves each row's extent in
+    /// rowMin/rowMax. <c>Edge</c> counts its pixels with a 4-neighbour outside it (or outside the map).
     /// </summary>
-    private static (float Area, float Perimeter) Outline(int[] rowMin, int[] rowMax, int top, int bottom)
-    {
-        float area = 0;
-        float perimeter = (rowMax[top] + 1 - rowMin[top]) + (rowMax[bottom] + 1 - rowMin[bottom]) + 1;
-        for (var y = top; y <= bottom; y++)
-        {
-            area += rowMax[y] + 1 - rowMin[y];
-            if (y < bottom)
-            {
-                perimeter += MathF.Sqrt(1 + ((rowMin[y + 1] - rowMin[y]) * (rowMin[y + 1] - rowMin[y])));
-                perimeter += MathF.Sqrt(1 + ((rowMax[y + 1] - rowMax[y]) * (rowMax[y + 1] - rowMax[y])));
-            }
-        }
-
-        return (area, perimeter);
-    }
-
-    /// <summary>Flood-fills the component at <paramref name="start"/>; leaves each row's extent in rowMin/rowMax.</summary>
-    private static (int Top, int Bottom, double Sum, int Count) Fill(
+    private static (int Top, int Bottom, double Sum, int Count, int Edge) Fill(
         ReadOnlySpan<float> map, int width, int height, float threshold, int start, bool[] visited, Stack<int> stack, int[] rowMin, int[] rowMax)
     {
         var top = start / width;
@@ -127,6 +111,7 @@ internal static class DbPostProcessor
         rowMin[top] = rowMax[top] = start % width;
         double sum = 0;
         var count = 0;
+        var edge = 0;
         visited[start] = true;
         stack.Push(start);
         while (stack.TryPop(out var index))
@@ -135,6 +120,12 @@ internal static class DbPostProcessor
             var y = index / width;
             sum += map[index];
             count++;
+            if (x == 0 || y == 0 || x == width - 1 || y == height - 1
+                || !(map[index - 1] > threshold) || !(map[index + 1] > threshold) || !(map[index - width] > threshold) || !(map[index + width] > threshold))
+            {
+                edge++;
+            }
+
             if (y < top || y > bottom)
             {
                 // A connected component's rows are contiguous: a new row extends the range by one.
@@ -174,7 +165,7 @@ internal static class DbPostProcessor
             }
         }
 
-        return (top, bottom, sum, count);
+        return (top, bottom, sum, count, edge);
     }
 
     /// <summary>Mean of the map over the pixels whose centres lie inside a convex quadrilateral; null when none do.</summary>

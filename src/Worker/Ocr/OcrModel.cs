@@ -27,12 +27,8 @@ internal sealed class OcrModel : IAsyncDisposable
     /// <summary>Least probability of the space on a blank step between two characters for a space to be read there (<see cref="CtcDecoder"/>).</summary>
     public const float SpaceThreshold = 0.05f;
 
-    /// <summary>
-    /// Small images are scaled up for detection until their shorter side is this many pixels (or
-    /// their longer side reaches <c>det_max_side</c>): at their own size the lines of a small page
-    /// photo are a few detector pixels apart and their regions touch.
-    /// </summary>
-    public const int DetMinSide = 736;
+    /// <summary>Line height, in detector pixels, the second detection pass scales the image for (see <see cref="DetectAsync"/>).</summary>
+    public const double RefinedLineHeight = 24;
 
     // PaddleOCR normalises detection input with ImageNet statistics, in the order of OpenCV's BGR planes.
     private static readonly float[] DetMean = [0.485f, 0.456f, 0.406f];
@@ -179,11 +175,13 @@ internal sealed class OcrModel : IAsyncDisposable
     /// (waiting asynchronously for a free instance, so a queue of OCR jobs holds no thread), and post-processed (<see cref="DbPostProcessor"/>).
     /// </summary>
     /// <remarks>
-    /// Small type on a big photo (a dense page shot from arm's length) is only a few detector pixels
-    /// high after the scaling; its boxes then come out loose and the crops read badly. When the
-    /// median line height of a downscaled image is under <c>det_refine_below</c> detector pixels,
-    /// detection runs once more at the scale that makes it about 24, up to
-    /// <c>det_max_side_refined</c>, and those boxes are used.
+    /// Small type is only a few detector pixels high: on a big photo (a dense page shot from arm's
+    /// length) after the scaling down, on a small photo (a page 384 pixels wide) at its own size.
+    /// Its regions then come out loose, the tightly set lines touch and merge, and the crops read
+    /// badly. When the median line height is under <c>det_refine_below</c> detector pixels,
+    /// detection runs once more at the scale that makes it about <see cref="RefinedLineHeight"/>,
+    /// up to <c>det_max_side_refined</c> on the longer side (scaling a small image up, as
+    /// PaddleOCR's <c>limit_type: min</c> does by the image's size), and those boxes are used.
     /// </remarks>
     public async Task<IReadOnlyList<TextBox>> DetectAsync(RgbImage image, CancellationToken cancellationToken)
     {
@@ -192,22 +190,27 @@ internal sealed class OcrModel : IAsyncDisposable
             throw new ArgumentException($"An RGB24 image of {image.Width}×{image.Height} holds {3 * image.Width * image.Height} bytes, not {image.Pixels.Length}.", nameof(image));
         }
 
-        var longer = Math.Max(image.Width, image.Height);
-        var boxes = await DetectAtAsync(image, _config.DetMaxSide, cancellationToken).ConfigureAwait(false);
-        if (boxes.Count == 0 || _config.DetRefineBelow <= 0 || longer <= _config.DetMaxSide)
+        var first = DetectionSize(image.Width, image.Height, _config.DetMaxSide);
+        var boxes = await DetectAtAsync(image, first, cancellationToken).ConfigureAwait(false);
+        if (boxes.Count == 0 || _config.DetRefineBelow <= 0)
         {
             return boxes;
         }
 
-        var scale = (double)DetectionSize(image.Width, image.Height, _config.DetMaxSide, DetMinSide).Width / image.Width;
+        var scale = (double)first.Width / image.Width;
         var median = boxes.Select(b => LineHeight(b.Points) * scale).Order().ElementAt(boxes.Count / 2);
         if (median >= _config.DetRefineBelow)
         {
             return boxes;
         }
 
-        var refined = (int)Math.Min(Math.Min(longer, _config.DetMaxSideRefined), Math.Ceiling(_config.DetMaxSide * 24 / Math.Max(median, 1)));
-        return refined < _config.DetMaxSide * 1.2 ? boxes : await DetectAtAsync(image, refined, cancellationToken).ConfigureAwait(false);
+        // The longer side that makes the median line about RefinedLineHeight detector pixels high,
+        // scaling a small image up as much as a large one down.
+        var longer = Math.Max(first.Width, first.Height);
+        var refined = (int)Math.Min(_config.DetMaxSideRefined, Math.Ceiling(longer * RefinedLineHeight / Math.Max(median, 1)));
+        return refined < longer * 1.2
+            ? boxes
+            : await DetectAtAsync(image, DetectionSize(image.Width, image.Height, refined, int.MaxValue), cancellationToken).ConfigureAwait(false);
     }
 
     private void RunDetector(Memory<float> input, Span<float> map, int width, int height)
@@ -227,9 +230,9 @@ internal sealed class OcrModel : IAsyncDisposable
     private static double LineHeight(PointF[] q) =>
         Math.Min((Geometry.Distance(q[0], q[1]) + Geometry.Distance(q[2], q[3])) / 2, (Geometry.Distance(q[1], q[2]) + Geometry.Distance(q[3], q[0])) / 2);
 
-    private async Task<List<TextBox>> DetectAtAsync(RgbImage image, int maxSide, CancellationToken cancellationToken)
+    private async Task<List<TextBox>> DetectAtAsync(RgbImage image, (int Width, int Height) size, CancellationToken cancellationToken)
     {
-        var (width, height) = DetectionSize(image.Width, image.Height, maxSide, DetMinSide);
+        var (width, height) = size;
         var length = width * height;
         var input = ArrayPool<float>.Shared.Rent(3 * length);
         var map = ArrayPool<float>.Shared.Rent(length);
