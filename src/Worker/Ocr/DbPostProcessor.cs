@@ -17,6 +17,12 @@ internal static class DbPostProcessor
     public const int MaxComponents = 1000;
 
     /// <summary>
+    /// A component that covers less than this share of its rectangle (a curved or bowed line) is
+    /// unclipped by its own area and outline when that grows it less than its rectangle's would.
+    /// </summary>
+    public const float FillRatio = 0.75f;
+
+    /// <summary>
     /// Boxes found in <paramref name="map"/> (<paramref name="mapWidth"/>×<paramref name="mapHeight"/>,
     /// row-major probabilities), in the coordinates of an image of <paramref name="imageWidth"/>×<paramref name="imageHeight"/>
     /// that was resized to the map's size for detection. A box's score is the mean probability inside
@@ -73,12 +79,17 @@ internal static class DbPostProcessor
                 continue;
             }
 
-            // Unclip by the rectangle's area over its perimeter (PaddleOCR's), or by the component's own
-            // (its pixel count over the count of its pixels on its edge) when that is less: a curved
-            // line's rectangle is much larger than the line, and growing by its measures would take
-            // in the lines above and below.
-            var distance = Math.Min(rect.Area / rect.Perimeter, (float)count / Math.Max(edge, 1)) * config.UnclipRatio;
-            var grown = rect.Grow(distance);
+            // Unclip by the rectangle's area over its perimeter (PaddleOCR's). A curved line fills
+            // little of its rectangle, and growing by the rectangle's measures would take in the lines
+            // above and below: it is grown by its own (pixel count over the count of its pixels on
+            // its edge) when that is less.
+            var distance = rect.Area / rect.Perimeter;
+            if (count < FillRatio * rect.Area)
+            {
+                distance = Math.Min(distance, (float)count / Math.Max(edge, 1));
+            }
+
+            var grown = rect.Grow(distance * config.UnclipRatio);
             if (grown.ShortSide < config.MinBoxSide + 2)
             {
                 continue;
