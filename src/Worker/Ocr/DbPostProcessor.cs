@@ -26,7 +26,8 @@ internal static class DbPostProcessor
     /// Boxes found in <paramref name="map"/> (<paramref name="mapWidth"/>×<paramref name="mapHeight"/>,
     /// row-major probabilities), in the coordinates of an image of <paramref name="imageWidth"/>×<paramref name="imageHeight"/>
     /// that was resized to the map's size for detection. A box's score is the mean probability inside
-    /// its rectangle, or inside its component when <paramref name="scoreComponent"/> is set (faster, a little lower).
+    /// its rectangle, or over its component when <paramref name="scoreComponent"/> is set (what
+    /// <see cref="OcrModel"/> uses: a curved line's rectangle is mostly background).
     /// </summary>
     public static List<TextBox> Extract(
         ReadOnlySpan<float> map, int mapWidth, int mapHeight, int imageWidth, int imageHeight, OcrConfig config, bool scoreComponent = false)
