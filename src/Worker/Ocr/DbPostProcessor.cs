@@ -7,8 +7,9 @@ namespace Async.Serving.Worker.Ocr;
 /// <summary>
 /// Turns the DB detector's probability map into text boxes, as PaddleOCR's DBPostProcess does but
 /// with connected components (8-connectivity) in place of contours: binarise, per component the
-/// convex hull and its minimum-area rectangle, score, unclip (DB learns shrunken regions), and map
-/// back to the original image. Map pixel (x, y) covers the square [x, x+1) × [y, y+1).
+/// convex hull and its minimum-area rectangle, score (the component's mean probability, as
+/// PaddleOCR's <c>score_mode: slow</c> scores its contour: a curved line's rectangle holds much
+/// background), unclip (DB learns shrunken regions), and map back to the original image. Map pixel (x, y) covers the square [x, x+1) × [y, y+1).
 /// </summary>
 internal static class DbPostProcessor
 {
@@ -16,10 +17,17 @@ internal static class DbPostProcessor
     public const int MaxComponents = 1000;
 
     /// <summary>
+    /// A component that covers less than this share of its rectangle (a curved or bowed line) is
+    /// unclipped by its own area and outline when that grows it less than its rectangle's would.
+    /// </summary>
+    public const float FillRatio = 0.75f;
+
+    /// <summary>
     /// Boxes found in <paramref name="map"/> (<paramref name="mapWidth"/>×<paramref name="mapHeight"/>,
     /// row-major probabilities), in the coordinates of an image of <paramref name="imageWidth"/>×<paramref name="imageHeight"/>
     /// that was resized to the map's size for detection. A box's score is the mean probability inside
-    /// its rectangle, or inside its component when <paramref name="scoreComponent"/> is set (faster, a little lower).
+    /// its rectangle, or over its component when <paramref name="scoreComponent"/> is set (what
+    /// <see cref="OcrModel"/> uses: a curved line's rectangle is mostly background).
     /// </summary>
     public static List<TextBox> Extract(
         ReadOnlySpan<float> map, int mapWidth, int mapHeight, int imageWidth, int imageHeight, OcrConfig config, bool scoreComponent = false)
@@ -48,7 +56,7 @@ internal static class DbPostProcessor
             }
 
             components++;
-            var (top, bottom, sum, count) = Fill(map, mapWidth, mapHeight, threshold, start, visited, stack, rowMin, rowMax);
+            var (top, bottom, sum, count, edge) = Fill(map, mapWidth, mapHeight, threshold, start, visited, stack, rowMin, rowMax);
 
             // The hull of the component's pixel squares: each row contributes the outer corners of its ends.
             hullPoints.Clear();
@@ -72,7 +80,17 @@ internal static class DbPostProcessor
                 continue;
             }
 
-            var grown = rect.Grow(rect.Area * config.UnclipRatio / rect.Perimeter);
+            // Unclip by the rectangle's area over its perimeter (PaddleOCR's). A curved line fills
+            // little of its rectangle, and growing by the rectangle's measures would take in the lines
+            // above and below: it is grown by its own (pixel count over the count of its pixels on
+            // its edge) when that is less.
+            var distance = rect.Area / rect.Perimeter;
+            if (count < FillRatio * rect.Area)
+            {
+                distance = Math.Min(distance, (float)count / Math.Max(edge, 1));
+            }
+
+            var grown = rect.Grow(distance * config.UnclipRatio);
             if (grown.ShortSide < config.MinBoxSide + 2)
             {
                 continue;
@@ -93,8 +111,11 @@ internal static class DbPostProcessor
         return boxes;
     }
 
-    /// <summary>Flood-fills the component at <paramref name="start"/>; leaves each row's extent in rowMin/rowMax.</summary>
-    private static (int Top, int Bottom, double Sum, int Count) Fill(
+    /// <summary>
+    /// Flood-fills the component at <paramref name="start"/>; leaves each row's extent in
+    /// rowMin/rowMax. <c>Edge</c> counts its pixels with a 4-neighbour outside it (or outside the map).
+    /// </summary>
+    private static (int Top, int Bottom, double Sum, int Count, int Edge) Fill(
         ReadOnlySpan<float> map, int width, int height, float threshold, int start, bool[] visited, Stack<int> stack, int[] rowMin, int[] rowMax)
     {
         var top = start / width;
@@ -102,6 +123,7 @@ internal static class DbPostProcessor
         rowMin[top] = rowMax[top] = start % width;
         double sum = 0;
         var count = 0;
+        var edge = 0;
         visited[start] = true;
         stack.Push(start);
         while (stack.TryPop(out var index))
@@ -110,6 +132,12 @@ internal static class DbPostProcessor
             var y = index / width;
             sum += map[index];
             count++;
+            if (x == 0 || y == 0 || x == width - 1 || y == height - 1
+                || !(map[index - 1] > threshold) || !(map[index + 1] > threshold) || !(map[index - width] > threshold) || !(map[index + width] > threshold))
+            {
+                edge++;
+            }
+
             if (y < top || y > bottom)
             {
                 // A connected component's rows are contiguous: a new row extends the range by one.
@@ -149,7 +177,7 @@ internal static class DbPostProcessor
             }
         }
 
-        return (top, bottom, sum, count);
+        return (top, bottom, sum, count, edge);
     }
 
     /// <summary>Mean of the map over the pixels whose centres lie inside a convex quadrilateral; null when none do.</summary>

@@ -21,6 +21,15 @@ internal sealed class OcrModel : IAsyncDisposable
     /// <summary>Width of the angle classifier's input; wider crops are squeezed to it.</summary>
     public const int ClassifierWidth = 192;
 
+    /// <summary>Values the recogniser's batcher returns per time step: arg-max class, its probability, the space's probability.</summary>
+    private const int RecStride = 3;
+
+    /// <summary>Least probability of the space on a blank step between two characters for a space to be read there (<see cref="CtcDecoder"/>).</summary>
+    public const float SpaceThreshold = 0.05f;
+
+    /// <summary>Line height, in detector pixels, the second detection pass scales the image for (see <see cref="DetectAsync"/>).</summary>
+    public const double RefinedLineHeight = 24;
+
     // PaddleOCR normalises detection input with ImageNet statistics, in the order of OpenCV's BGR planes.
     private static readonly float[] DetMean = [0.485f, 0.456f, 0.406f];
     private static readonly float[] DetStd = [0.229f, 0.224f, 0.225f];
@@ -82,7 +91,7 @@ internal sealed class OcrModel : IAsyncDisposable
         _detGate = new SemaphoreSlim(instances, instances);
         _recGate = new SemaphoreSlim(instances, instances);
         _recBatchers = [.. _buckets.Select(width => new DynamicBatcher(
-            $"{entry.Id}/rec{width}", 3 * TextCrop.Height * width, 2 * (width / 8), entry.Config.MaxBatchSize, delay, instances,
+            $"{entry.Id}/rec{width}", 3 * TextCrop.Height * width, RecStride * (width / 8), entry.Config.MaxBatchSize, delay, instances,
             (inputs, count, outputs) => ExecuteRecognizer(width, inputs, count, outputs)))];
         if (_cls is not null)
         {
@@ -166,11 +175,13 @@ internal sealed class OcrModel : IAsyncDisposable
     /// (waiting asynchronously for a free instance, so a queue of OCR jobs holds no thread), and post-processed (<see cref="DbPostProcessor"/>).
     /// </summary>
     /// <remarks>
-    /// Small type on a big photo (a dense page shot from arm's length) is only a few detector pixels
-    /// high after the scaling; its boxes then come out loose and the crops read badly. When the
-    /// median line height of a downscaled image is under <c>det_refine_below</c> detector pixels,
-    /// detection runs once more at the scale that makes it about 24, up to
-    /// <c>det_max_side_refined</c>, and those boxes are used.
+    /// Small type is only a few detector pixels high: on a big photo (a dense page shot from arm's
+    /// length) after the scaling down, on a small photo (a page 384 pixels wide) at its own size.
+    /// Its regions then come out loose, the tightly set lines touch and merge, and the crops read
+    /// badly. When the median line height is under <c>det_refine_below</c> detector pixels,
+    /// detection runs once more at the scale that makes it about <see cref="RefinedLineHeight"/>,
+    /// up to <c>det_max_side_refined</c> on the longer side (scaling a small image up, as
+    /// PaddleOCR's <c>limit_type: min</c> does by the image's size), and those boxes are used.
     /// </remarks>
     public async Task<IReadOnlyList<TextBox>> DetectAsync(RgbImage image, CancellationToken cancellationToken)
     {
@@ -179,22 +190,27 @@ internal sealed class OcrModel : IAsyncDisposable
             throw new ArgumentException($"An RGB24 image of {image.Width}×{image.Height} holds {3 * image.Width * image.Height} bytes, not {image.Pixels.Length}.", nameof(image));
         }
 
-        var longer = Math.Max(image.Width, image.Height);
-        var boxes = await DetectAtAsync(image, _config.DetMaxSide, cancellationToken).ConfigureAwait(false);
-        if (boxes.Count == 0 || _config.DetRefineBelow <= 0 || longer <= _config.DetMaxSide)
+        var first = DetectionSize(image.Width, image.Height, _config.DetMaxSide);
+        var boxes = await DetectAtAsync(image, first, cancellationToken).ConfigureAwait(false);
+        if (boxes.Count == 0 || _config.DetRefineBelow <= 0)
         {
             return boxes;
         }
 
-        var scale = (double)DetectionSize(image.Width, image.Height, _config.DetMaxSide).Width / image.Width;
+        var scale = (double)first.Width / image.Width;
         var median = boxes.Select(b => LineHeight(b.Points) * scale).Order().ElementAt(boxes.Count / 2);
         if (median >= _config.DetRefineBelow)
         {
             return boxes;
         }
 
-        var refined = (int)Math.Min(Math.Min(longer, _config.DetMaxSideRefined), Math.Ceiling(_config.DetMaxSide * 24 / Math.Max(median, 1)));
-        return refined < _config.DetMaxSide * 1.2 ? boxes : await DetectAtAsync(image, refined, cancellationToken).ConfigureAwait(false);
+        // The longer side that makes the median line about RefinedLineHeight detector pixels high,
+        // scaling a small image up as much as a large one down.
+        var longer = Math.Max(first.Width, first.Height);
+        var refined = (int)Math.Min(_config.DetMaxSideRefined, Math.Ceiling(longer * RefinedLineHeight / Math.Max(median, 1)));
+        return refined < longer * 1.2
+            ? boxes
+            : await DetectAtAsync(image, DetectionSize(image.Width, image.Height, refined, int.MaxValue), cancellationToken).ConfigureAwait(false);
     }
 
     private void RunDetector(Memory<float> input, Span<float> map, int width, int height)
@@ -214,9 +230,9 @@ internal sealed class OcrModel : IAsyncDisposable
     private static double LineHeight(PointF[] q) =>
         Math.Min((Geometry.Distance(q[0], q[1]) + Geometry.Distance(q[2], q[3])) / 2, (Geometry.Distance(q[1], q[2]) + Geometry.Distance(q[3], q[0])) / 2);
 
-    private async Task<List<TextBox>> DetectAtAsync(RgbImage image, int maxSide, CancellationToken cancellationToken)
+    private async Task<List<TextBox>> DetectAtAsync(RgbImage image, (int Width, int Height) size, CancellationToken cancellationToken)
     {
-        var (width, height) = DetectionSize(image.Width, image.Height, maxSide);
+        var (width, height) = size;
         var length = width * height;
         var input = ArrayPool<float>.Shared.Rent(3 * length);
         var map = ArrayPool<float>.Shared.Rent(length);
@@ -238,7 +254,7 @@ internal sealed class OcrModel : IAsyncDisposable
                 _detGate.Release();
             }
 
-            return DbPostProcessor.Extract(map.AsSpan(0, length), width, height, image.Width, image.Height, _config);
+            return DbPostProcessor.Extract(map.AsSpan(0, length), width, height, image.Width, image.Height, _config, scoreComponent: true);
         }
         finally
         {
@@ -316,9 +332,18 @@ internal sealed class OcrModel : IAsyncDisposable
     /// The detector's input size for an image: the longer side scaled to at most
     /// <paramref name="maxSide"/> (never up), each side rounded to a multiple of 32 and at least 32.
     /// </summary>
-    public static (int Width, int Height) DetectionSize(int width, int height, int maxSide)
+    public static (int Width, int Height) DetectionSize(int width, int height, int maxSide) => DetectionSize(width, height, maxSide, 0);
+
+    /// <summary>
+    /// The detector's input size for an image: scaled up so that its shorter side is at least
+    /// <paramref name="minSide"/> (as PaddleOCR's <c>limit_type: min</c>), and down so that its
+    /// longer side is at most <paramref name="maxSide"/>, the second limit winning; each side
+    /// rounded to a multiple of 32 and at least 32.
+    /// </summary>
+    public static (int Width, int Height) DetectionSize(int width, int height, int maxSide, int minSide)
     {
-        var scale = Math.Min(1.0, (double)maxSide / Math.Max(width, height));
+        var up = Math.Max(1.0, (double)minSide / Math.Min(width, height));
+        var scale = Math.Min(up, (double)maxSide / Math.Max(width, height));
         return (Round32(width * scale), Round32(height * scale));
 
         static int Round32(double side) => Math.Max(32, (int)Math.Round(side / 32, MidpointRounding.AwayFromZero) * 32);
@@ -365,7 +390,10 @@ internal sealed class OcrModel : IAsyncDisposable
         using var native = TextCrop.Rectify(image, quad, TextCrop.Margin);
         var scaled = TextCrop.ScaledWidth(native.Width, native.Height);
         var bucket = ChooseBucket(_buckets, scaled);
-        var recognizer = RgbImage.ResizeBitmap(native, Math.Min(scaled, _buckets[^1]), TextCrop.Height);
+        // Small type is scaled up with a cubic filter: linear blurs the gaps between words and letters.
+        var recognizer = native.Height < TextCrop.Height
+            ? RgbImage.ResizeBitmap(native, Math.Min(scaled, _buckets[^1]), TextCrop.Height, new SKSamplingOptions(SKCubicResampler.CatmullRom))
+            : RgbImage.ResizeBitmap(native, Math.Min(scaled, _buckets[^1]), TextCrop.Height);
         SKBitmap? classifier = null;
         if (_clsBatcher is not null && scaled > ClassifierWidth)
         {
@@ -418,7 +446,7 @@ internal sealed class OcrModel : IAsyncDisposable
             buffer.AsSpan(0, batcher.InputLength).Clear();
             TextCrop.WritePlanes(crop.Recognizer, buffer, _buckets[crop.Bucket], upsideDown);
             var steps = await batcher.InferAsync(buffer, cancellationToken).ConfigureAwait(false);
-            return _decoder.Decode(steps);
+            return _decoder.Decode(steps, RecStride, SpaceThreshold);
         }
         finally
         {
@@ -426,7 +454,7 @@ internal sealed class OcrModel : IAsyncDisposable
         }
     }
 
-    /// <summary>One recogniser batch at <paramref name="width"/>; each time step leaves as (arg-max class, its probability).</summary>
+    /// <summary>One recogniser batch at <paramref name="width"/>; each time step leaves as (arg-max class, its probability, the space's probability).</summary>
     private void ExecuteRecognizer(int width, Memory<float> inputs, int count, Span<float> outputs)
     {
         var steps = width / 8;
@@ -448,8 +476,9 @@ internal sealed class OcrModel : IAsyncDisposable
             {
                 var row = data.Slice(i * classes, classes);
                 var best = TensorPrimitives.IndexOfMax(row);
-                outputs[2 * i] = best;
-                outputs[(2 * i) + 1] = row[best];
+                outputs[RecStride * i] = best;
+                outputs[(RecStride * i) + 1] = row[best];
+                outputs[(RecStride * i) + 2] = row[classes - 1];
             }
         }
         finally

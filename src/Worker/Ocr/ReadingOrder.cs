@@ -57,7 +57,12 @@ internal static class ReadingOrder
 
     private static List<List<Item>> Rows(Item[] items)
     {
-        Array.Sort(items, (a, b) => a.CenterY != b.CenterY ? a.CenterY.CompareTo(b.CenterY) : a.Left.CompareTo(b.Left));
+        // Top to bottom along the page's skew (the median slope): on a page that rises to the right a
+        // long line's centre lies higher than a short line's above it.
+        var skew = Median([.. items.Select(m => m.Slope)]);
+        var x0 = items.Min(m => m.Left);
+        float Level(Item m) => m.CenterY - (skew * (m.CenterX - x0));
+        Array.Sort(items, (a, b) => Level(a) != Level(b) ? Level(a).CompareTo(Level(b)) : a.Left.CompareTo(b.Left));
         var rows = new List<List<Item>>();
         foreach (var item in items)
         {

@@ -103,13 +103,16 @@ internal sealed record RgbImage(int Width, int Height, byte[] Pixels)
     }
 
     /// <summary>Scales a bitmap with linear filtering over mipmaps into a new opaque RGBA8888 bitmap.</summary>
-    internal static SKBitmap ResizeBitmap(SKBitmap source, int width, int height)
+    internal static SKBitmap ResizeBitmap(SKBitmap source, int width, int height) => ResizeBitmap(source, width, height, ImagePreprocessor.Sampling);
+
+    /// <summary>Scales a bitmap with <paramref name="sampling"/> into a new opaque RGBA8888 bitmap.</summary>
+    internal static SKBitmap ResizeBitmap(SKBitmap source, int width, int height, SKSamplingOptions sampling)
     {
         var result = new SKBitmap(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Opaque));
         using var canvas = new SKCanvas(result);
         using var image = SKImage.FromBitmap(source);
         canvas.Clear(SKColors.White);
-        canvas.DrawImage(image, SKRect.Create(source.Width, source.Height), SKRect.Create(width, height), ImagePreprocessor.Sampling);
+        canvas.DrawImage(image, SKRect.Create(source.Width, source.Height), SKRect.Create(width, height), sampling);
         return result;
     }
 }
