@@ -195,6 +195,12 @@ public sealed class MaintenanceTests(ServingFixture serving)
         Assert.Contains(delivery, succeeded);
         Assert.Empty(succeeded.Intersect(maintenance));
         Assert.Equal(1, monitoring.SucceededListCount());
+
+        // The dashboard still shows a maintenance run's page, with its state and result.
+        using var dashboard = await DashboardTests.SignInAsync(api, serving.DashboardPassword);
+        var page = await dashboard.GetAsync($"/hangfire/jobs/details/{maintenance[0]}");
+        Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+        Assert.Contains(MaintenanceDoneState.StateName, await page.Content.ReadAsStringAsync(), StringComparison.Ordinal);
     }
 
     /// <summary>A job stored as a submit stores it (with a tiny input), then started <paramref name="attempts"/> times by <paramref name="worker"/>.</summary>
