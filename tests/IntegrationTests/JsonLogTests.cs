@@ -75,9 +75,7 @@ public sealed class JsonLogTests(ServingFixture serving)
             Failed(logger, ex);
         }
 
-        var lines = capture.Text.Split(Environment.NewLine, StringSplitOptions.RemoveEmptyEntries);
-        var entries = lines.Select(line => JsonDocument.Parse(line).RootElement).ToList(); // throws on a line that is not one JSON object
-        Assert.All(entries, e => Assert.Equal(JsonValueKind.Object, e.ValueKind));
+        var entries = Entries(capture);
         Assert.Contains(entries, e => e.TryGetProperty("Exception", out var text) && text.GetString()!.Contains("second line", StringComparison.Ordinal));
 
         var job = entries.First(e => e.GetProperty("Message").GetString()!.Contains(id, StringComparison.Ordinal));
@@ -89,10 +87,44 @@ public sealed class JsonLogTests(ServingFixture serving)
     }
 
     [Fact]
+    public async Task An_api_with_json_logs_puts_the_tenant_and_the_trace_id_in_scope_of_a_jobs_request()
+    {
+        await using var api = serving.CreateApi(new Dictionary<string, string?>
+        {
+            [ServingLogging.FormatKey] = "json",
+            ["Logging:LogLevel:Async.Serving"] = "Information",
+        });
+        var console = api.Services.GetRequiredService<IOptionsMonitor<ConsoleLoggerOptions>>().CurrentValue;
+        Assert.Equal(ConsoleFormatterNames.Json, console.FormatterName);
+        using var capture = new FormatterCapture(api.Services.GetServices<ConsoleFormatter>().Single(f => f.Name == console.FormatterName));
+        api.Services.GetRequiredService<ILoggerFactory>().AddProvider(capture);
+        using var client = serving.Client(api);
+
+        // A refused input.url is logged while the submit is handled.
+        var refused = await client.PostAsJsonAsync("/v1/jobs", new { pipeline = "image.embed", input = new { url = "http://127.0.0.1:1/image.jpg" } });
+        Assert.Equal(HttpStatusCode.UnprocessableEntity, refused.StatusCode);
+
+        var line = Entries(capture).First(e => e.GetProperty("Category").GetString() == "Async.Serving.Api.Jobs.InputFetcher");
+        var scopes = line.GetProperty("Scopes").EnumerateArray().Where(s => s.ValueKind == JsonValueKind.Object).ToList();
+        Assert.Contains(scopes, s => s.TryGetProperty("TenantId", out var tenant) && tenant.GetString() == serving.Tenant);
+        Assert.Contains(scopes, s => s.TryGetProperty("TraceId", out var trace) && trace.GetString() is { Length: 32 } id && id != new string('0', 32));
+    }
+
+    [Fact]
     public void An_unknown_log_format_stops_the_host_at_start()
     {
         var ex = Assert.Throws<InvalidOperationException>(() => ServingFixture.BuildWorker(overrides: new Dictionary<string, string?> { [ServingLogging.FormatKey] = "xml" }));
         Assert.Contains(ServingLogging.FormatKey, ex.Message, StringComparison.Ordinal);
+    }
+
+    /// <summary>Every line captured, each parsed as one JSON object (a line that is not fails the test).</summary>
+    private static List<JsonElement> Entries(FormatterCapture capture)
+    {
+        var entries = capture.Text.Split(Environment.NewLine, StringSplitOptions.RemoveEmptyEntries)
+            .Select(line => JsonDocument.Parse(line).RootElement).ToList();
+        Assert.NotEmpty(entries);
+        Assert.All(entries, e => Assert.Equal(JsonValueKind.Object, e.ValueKind));
+        return entries;
     }
 
     private static readonly Action<ILogger, Exception?> Failed =
