@@ -156,6 +156,53 @@ public sealed class MaintenanceTests(ServingFixture serving)
         Assert.All(recurring, j => Assert.Equal("* * * * *", j.Cron));
     }
 
+    [Fact]
+    public async Task Maintenance_successes_stay_out_of_the_succeeded_list_where_webhook_deliveries_stay()
+    {
+        await using var receiver = await WebhookReceiver.StartAsync();
+        var suffix = Guid.NewGuid().ToString("N")[..8];
+        // A Hangfire schema of its own, so the succeeded list holds this host's jobs only.
+        await using var api = serving.CreateApi(new Dictionary<string, string?>
+        {
+            ["Serving:Hangfire:RunServer"] = "true",
+            ["Serving:Hangfire:SchemaName"] = "hangfire_maint_" + suffix,
+            ["Serving:Security:AllowPrivateNetworks"] = "true",
+            ["Serving:Auth:DevelopmentTenant"] = "maint-" + suffix,
+        });
+        using var client = serving.Client(api);
+        var recurring = api.Services.GetRequiredService<Hangfire.IRecurringJobManagerV2>();
+        string[] maintenance =
+        [
+            .. new[] { "maintenance-expire-queued", "maintenance-fail-lost", "maintenance-reconcile-ledger", "maintenance-purge-ledger" }
+                .Select(id => recurring.TriggerJob(id) ?? throw new InvalidOperationException($"{id} is not scheduled")),
+        ];
+        var test = await client.PostAsJsonAsync("/v1/webhooks/test", new { url = receiver.NewUrl() });
+        Assert.Equal(HttpStatusCode.Accepted, test.StatusCode);
+        var delivery = (await test.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("hangfire_job").GetString()!;
+
+        var monitoring = api.Services.GetRequiredService<Hangfire.JobStorage>().GetMonitoringApi();
+        var deadline = DateTime.UtcNow + ServingFixture.JobWait;
+        string State(string id) => monitoring.JobDetails(id).History[0].StateName;
+        while (maintenance.Append(delivery).Any(id => State(id) is "Enqueued" or "Processing" or "Scheduled"))
+        {
+            Assert.True(DateTime.UtcNow < deadline, "the Hangfire jobs did not finish in time");
+            await Task.Delay(100);
+        }
+
+        Assert.All(maintenance, id => Assert.Equal(MaintenanceDoneState.StateName, State(id)));
+        Assert.Equal("Succeeded", State(delivery));
+        var succeeded = monitoring.SucceededJobs(0, 100).Select(j => j.Key).ToList();
+        Assert.Contains(delivery, succeeded);
+        Assert.Empty(succeeded.Intersect(maintenance));
+        Assert.Equal(1, monitoring.SucceededListCount());
+
+        // The dashboard still shows a maintenance run's page, with its state and result.
+        using var dashboard = await DashboardTests.SignInAsync(api, serving.DashboardPassword);
+        var page = await dashboard.GetAsync($"/hangfire/jobs/details/{maintenance[0]}");
+        Assert.Equal(HttpStatusCode.OK, page.StatusCode);
+        Assert.Contains(MaintenanceDoneState.StateName, await page.Content.ReadAsStringAsync(), StringComparison.Ordinal);
+    }
+
     /// <summary>A job stored as a submit stores it (with a tiny input), then started <paramref name="attempts"/> times by <paramref name="worker"/>.</summary>
     private async Task<string> StoreJobAsync(RedisJobStore store, string model, string worker, int attempts)
     {

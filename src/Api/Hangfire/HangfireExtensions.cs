@@ -1,4 +1,5 @@
 using Hangfire;
+using Async.Serving.Api.Maintenance;
 using Async.Serving.Api.Webhooks;
 using Hangfire.PostgreSql;
 using Microsoft.Extensions.Options;
@@ -42,6 +43,7 @@ public static class HangfireExtensions
         {
             var options = sp.GetRequiredService<IOptions<HangfireOptions>>().Value;
             cfg.UseFilter(new WebhookQueueFilter(sp.GetRequiredService<IOptions<WebhookOptions>>().Value.Queue));
+            cfg.UseFilter(new MaintenanceRunFilter());
             cfg.SetDataCompatibilityLevel(CompatibilityLevel.Version_180)
                 .UseSimpleAssemblyNameTypeSerializer()
                 .UseRecommendedSerializerSettings()

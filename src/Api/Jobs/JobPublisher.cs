@@ -1,4 +1,5 @@
 using Async.Serving.Contracts;
+using Async.Serving.Hosting;
 using Async.Serving.Jobs;
 using Async.Serving.Messaging;
 using MassTransit;
@@ -50,6 +51,7 @@ internal sealed partial class JobPublisher(
             WebhookJson = submission.Webhook?.ToJson(),
             ExpiresAt = now.AddSeconds(submission.TtlSeconds),
         };
+        using var scope = logger.BeginJobScope(job.Id, tenantId, job.Model);
         await store.CreateAsync(job, submission.Input).ConfigureAwait(false);
         if (stored is not null)
         {

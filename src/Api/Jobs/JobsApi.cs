@@ -17,7 +17,7 @@ public static class JobsApi
 
     public static RouteGroupBuilder MapJobsApi(this IEndpointRouteBuilder app)
     {
-        var group = app.MapGroup("/v1/jobs").RequireAuthorization("tenant").WithTags("Jobs");
+        var group = app.MapGroup("/v1/jobs").RequireAuthorization("tenant").WithTags("Jobs").AddEndpointFilter<JobRequestLogScope>();
         group.MapPost("/", SubmitAsync).WithName("SubmitJob")
             .DisableAntiforgery()
             .ProducesProblems(400, 409, 413, 415, 422)

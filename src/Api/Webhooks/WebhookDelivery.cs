@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net;
 using System.Text;
 using Async.Serving.Api.Security;
+using Async.Serving.Hosting;
 using Async.Serving.Jobs;
 using Hangfire;
 using Microsoft.Extensions.Options;
@@ -44,6 +45,7 @@ public sealed partial class WebhookDelivery(
     public async Task<string> DeliverAsync(WebhookMessage message, int attempt, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
+        using var scope = logger.BeginWebhookScope(message.MessageId, message.JobId, message.TenantId, attempt);
         try
         {
             var (outcome, result) = await AttemptAsync(message, attempt, cancellationToken).ConfigureAwait(false);

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Async.Serving.Contracts;
+using Async.Serving.Hosting;
 using Async.Serving.Jobs;
 using Async.Serving.Worker.Inference;
 using Async.Serving.Worker.Observability;
@@ -31,6 +32,7 @@ internal sealed partial class RunInferenceConsumer(
     public async Task Consume(ConsumeContext<RunInference> context)
     {
         var job = context.Message;
+        using var scope = logger.BeginJobScope(job.JobId, job.TenantId, $"{job.Model}@{job.ModelVersion}");
         // The TTL bounds the wait in the queue only: a redelivered job that was already running goes on.
         if (job.ExpiresAt is { } expiresAt && clock.GetUtcNow() > expiresAt && await store.ExpireAsync(job.JobId).ConfigureAwait(false))
         {
