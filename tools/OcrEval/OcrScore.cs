@@ -38,32 +38,8 @@ internal static class OcrScore
     {
         var t = string.Join(' ', Words(truth));
         var r = string.Join(' ', Words(read));
-        return t.Length == 0 ? (r.Length == 0 ? 0 : 1) : (double)Levenshtein(t, r) / t.Length;
+        return t.Length == 0 ? (r.Length == 0 ? 0 : 1) : (double)Async.Serving.Worker.Video.TextTimeline.EditDistance(t, r) / t.Length;
     }
 
     public static int Lines(string text) => text.Split('\n').Count(l => l.Trim().Length > 0);
-
-    private static int Levenshtein(string a, string b)
-    {
-        var previous = new int[b.Length + 1];
-        var current = new int[b.Length + 1];
-        for (var j = 0; j <= b.Length; j++)
-        {
-            previous[j] = j;
-        }
-
-        for (var i = 1; i <= a.Length; i++)
-        {
-            current[0] = i;
-            for (var j = 1; j <= b.Length; j++)
-            {
-                var cost = a[i - 1] == b[j - 1] ? 0 : 1;
-                current[j] = Math.Min(Math.Min(current[j - 1] + 1, previous[j] + 1), previous[j - 1] + cost);
-            }
-
-            (previous, current) = (current, previous);
-        }
-
-        return previous[b.Length];
-    }
 }

@@ -80,6 +80,12 @@ internal static class TextTimeline
             return 0;
         }
 
+        return 1 - ((double)EditDistance(a, b) / Math.Max(a.Length, b.Length));
+    }
+
+    /// <summary>The Levenshtein distance: insertions, deletions and substitutions from <paramref name="a"/> to <paramref name="b"/>.</summary>
+    internal static int EditDistance(string a, string b)
+    {
         var previous = new int[b.Length + 1];
         var current = new int[b.Length + 1];
         for (var j = 0; j <= b.Length; j++)
@@ -99,7 +105,7 @@ internal static class TextTimeline
             (previous, current) = (current, previous);
         }
 
-        return 1 - ((double)previous[b.Length] / Math.Max(a.Length, b.Length));
+        return previous[b.Length];
     }
 
     private sealed class Open(string key, int firstFrame, double firstTime)
