@@ -26,11 +26,7 @@ command -v npm >/dev/null || die "npm is needed for @gutenye/ocr-node"
 
 fetch_ocr_models
 fetch_ocr_eval_images all
-if [[ ! -d "$TOOL/peer/node_modules/@gutenye/ocr-node" ]]; then
-  log "installing @gutenye/ocr-node (tools/OcrEval/peer/package-lock.json)"
-  (cd "$TOOL/peer" && npm ci --no-audit --no-fund --loglevel=error) >"$LOGS/eval-npm.log" 2>&1 \
-    || die "npm ci in tools/OcrEval/peer failed, see $LOGS/eval-npm.log"
-fi
+npm_tools OcrEval/peer "@gutenye/ocr-node, the same-weights peer"
 log "building tools/OcrEval"
 dotnet build "$TOOL/OcrEval.csproj" -c "$CONFIGURATION" -nologo -v q -clp:NoSummary >"$LOGS/ocr-eval-build.log" 2>&1 \
   || die "building tools/OcrEval failed, see $LOGS/ocr-eval-build.log"

@@ -8,7 +8,7 @@
 #   scripts/gen-k8s.sh --check    only check that the committed file is current, and validate
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-install_k8s_tools
+npm_tools k8s "the Kubernetes manifests' generator and schema checks"
 if [ "${1:-}" = --check ]; then
   node "$ROOT/tools/k8s/generate.mjs" --check "$ROOT/models"
 else

@@ -323,31 +323,20 @@ fetch_ocr_eval_images() { # [all]
   for n in "${wanted[@]}"; do [[ -s "$out/$n.png" ]] || die "OCR evaluation image $n.png missing after the fetch"; done
 }
 
-# Third-party judges of the OpenAPI document (tools/openapi: @redocly/cli, openapi-typescript,
-# openapi-fetch, typescript), pinned by its package-lock.json; the tests run them. Reinstalled only
-# when the lock file changed since the last install.
-install_openapi_tools() {
-  local dir="$ROOT/tools/openapi"
+# npm_tools <folder under tools/> <what it is for>: installs the folder's npm packages as its
+# package-lock.json pins them (npm ci), again only when the lock file changed since the last install.
+# tools/openapi: the OpenAPI document's judges (@redocly/cli, openapi-typescript, openapi-fetch,
+# typescript); tools/k8s: the manifests' generator and schema checks (kubernetes-models,
+# @kubernetes-models/keda, yaml); tools/OcrEval/peer: @gutenye/ocr-node for scripts/eval-ocr.sh.
+npm_tools() {
+  local dir="$ROOT/tools/$1" name=${1//\//-}
   if [[ -f "$dir/node_modules/.package-lock.json" && "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]]; then
     return 0
   fi
-  log "installing the OpenAPI checks' npm packages (tools/openapi)"
-  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >"$LOGS/npm-openapi.log" 2>&1) \
-    || die "npm ci in tools/openapi failed, see $LOGS/npm-openapi.log"
-}
-
-# The Kubernetes manifests' generator and schema checks (tools/k8s: kubernetes-models,
-# @kubernetes-models/keda, yaml), pinned by its package-lock.json; scripts/gen-k8s.sh and the tests run
-# them. Reinstalled only when the lock file changed since the last install.
-install_k8s_tools() {
-  local dir="$ROOT/tools/k8s"
-  if [[ -f "$dir/node_modules/.package-lock.json" && "$dir/node_modules/.package-lock.json" -nt "$dir/package-lock.json" ]]; then
-    return 0
-  fi
-  command -v npm >/dev/null || die "npm is needed for tools/k8s (scripts/up.sh installs it)"
-  log "installing the Kubernetes manifest checks' npm packages (tools/k8s)"
-  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >"$LOGS/npm-k8s.log" 2>&1) \
-    || die "npm ci in tools/k8s failed, see $LOGS/npm-k8s.log"
+  command -v npm >/dev/null || die "npm is needed for tools/$1 (scripts/up.sh installs it)"
+  log "installing $2 (tools/$1, npm ci)"
+  (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >"$LOGS/npm-$name.log" 2>&1) \
+    || die "npm ci in tools/$1 failed, see $LOGS/npm-$name.log"
 }
 
 # Environment the API, the worker and the tests share.
@@ -483,6 +472,5 @@ prepare() {
   start_services
   build_solution
   fetch_models
-  fetch_ocr_eval_images
   service_env
 }

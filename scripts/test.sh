@@ -7,8 +7,9 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 prepare
-install_openapi_tools
-install_k8s_tools
+npm_tools openapi "the OpenAPI document's judges"
+npm_tools k8s "the Kubernetes manifests' schema checks"
+fetch_ocr_eval_images # real photographs and scans for the OCR tests (Debian python3-skimage)
 isolated_env test
 
 # Prints each failed test of a .trx file with the first lines of its message and stack trace.

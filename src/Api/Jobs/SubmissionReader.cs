@@ -22,7 +22,7 @@ public sealed record Submission(
 internal sealed class SubmissionReader(
     ModelRepository models, InputFetcher fetcher, IOptions<JobLimitsOptions> limits, IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json)
 {
-    private static readonly string[] Pipelines = ["image.embed", "image.ocr", "video.analyze"];
+    private static IReadOnlyList<string> Pipelines => Contracts.Outputs.PipelineNames.All;
 
     /// <summary>RFC 2046: a boundary is 1 to 70 characters.</summary>
     private const int MaxBoundaryLength = 70;

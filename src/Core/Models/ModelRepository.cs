@@ -9,7 +9,7 @@ namespace Async.Serving.Models;
 /// </summary>
 public sealed partial class ModelRepository
 {
-    private static readonly string[] Pipelines = ["image.embed", "image.ocr", "video.analyze"];
+    private static IReadOnlyList<string> Pipelines => Contracts.Outputs.PipelineNames.All;
     private static readonly string[] ExecutionProviders = ["cuda", "cpu"];
     private static readonly string[] ResizeModes = ["center_crop", "stretch"];
     private static readonly string[] ChannelOrders = ["rgb", "bgr"];
