@@ -33,9 +33,16 @@ public sealed class TcpForwarder : IAsyncDisposable
         {
             foreach (var c in _connections)
             {
-                if (c.Client is { } socket)
+                try
                 {
-                    socket.LingerState = new LingerOption(true, 0); // reset, like a service that died
+                    if (c.Client is { } socket)
+                    {
+                        socket.LingerState = new LingerOption(true, 0); // reset, like a service that died
+                    }
+                }
+                catch (Exception ex) when (ex is ObjectDisposedException or SocketException)
+                {
+                    // A connection its peer already closed (its pump disposed the socket): nothing to cut.
                 }
 
                 c.Dispose();
