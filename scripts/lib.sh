@@ -49,8 +49,10 @@ wait_for() {
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+# install_packages [extra Debian package ...]: the stack's packages plus any a caller needs
+# (test.sh adds the test-only ones from TEST_PACKAGES).
 install_packages() {
-  local wanted=(redis-server postgresql rabbitmq-server ffmpeg fonts-dejavu-core docker-compose curl openssl jq)
+  local wanted=(redis-server postgresql rabbitmq-server ffmpeg fonts-dejavu-core docker-compose curl openssl jq "$@")
   local missing=()
   for p in "${wanted[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -467,8 +469,8 @@ api_ready() { alive_or_die api; curl -fsS "$URL/readyz" >/dev/null; }
 worker_ready() { alive_or_die worker; grep -q "Worker ready" "$LOGS/worker.log"; }
 
 # What up.sh, test.sh and bench.sh all do first: packages, services, one build, models, environment.
-prepare() {
-  install_packages
+prepare() { # [extra Debian package ...]
+  install_packages "$@"
   start_services
   build_solution
   fetch_models

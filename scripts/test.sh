@@ -6,7 +6,9 @@
 # scripts/test.sh --filter 'FullyQualifiedName~WebhookTests'.
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-prepare
+# Debian packages only the tests need (judges such as a browser or a metrics linter).
+TEST_PACKAGES=()
+prepare "${TEST_PACKAGES[@]}"
 npm_tools openapi "the OpenAPI document's judges"
 npm_tools k8s "the Kubernetes manifests' schema checks"
 fetch_ocr_eval_images # real photographs and scans for the OCR tests (Debian python3-skimage)
