@@ -82,11 +82,12 @@ public sealed partial class DashboardBrowserTests(ServingFixture serving)
         await page.WaitForURLAsync(new Regex("/hangfire/?$"));
 
         // The inference jobs page sits inside Hangfire's layout: its navigation bar (with Hangfire's own
-        // entries and ours, ours active), its stylesheet and its footer.
+        // entries and ours, ours active), its stylesheet and its footer; the page's own tab is active.
         await page.GotoAsync("/hangfire/inference");
         Assert.Equal("Async.Serving operations", (await page.Locator(".navbar .navbar-brand").InnerTextAsync()).Trim());
         Assert.True(await page.Locator(".navbar a[href$='/hangfire/jobs/enqueued']").CountAsync() > 0, "Hangfire's Jobs entry is in the navigation bar");
-        Assert.Equal("Inference jobs", (await page.Locator(".navbar li.active a").InnerTextAsync()).Trim());
+        Assert.Equal("Serving", (await page.Locator(".navbar li.active a").InnerTextAsync()).Trim());
+        Assert.Equal("Inference jobs", (await page.Locator("#operator-pages li.active a").InnerTextAsync()).Trim());
         Assert.Contains("Hangfire", await page.Locator("#footer").InnerTextAsync(), StringComparison.Ordinal);
         Assert.True(await page.Locator("head link[rel=stylesheet][href*='/hangfire/css']").CountAsync() > 0, "Hangfire's stylesheet is linked");
         Assert.Equal("Inference jobs", (await page.Locator("h1.page-header").InnerTextAsync()).Trim());
@@ -111,7 +112,7 @@ public sealed partial class DashboardBrowserTests(ServingFixture serving)
         await page.ClickAsync($"#inference-jobs a:has-text('{id}')");
         await page.WaitForURLAsync(new Regex("/hangfire/inference/job\\?id="));
         Assert.Equal("queued", (await page.Locator("#job-status").InnerTextAsync()).Trim());
-        Assert.Equal("Inference jobs", (await page.Locator(".navbar li.active a").InnerTextAsync()).Trim());
+        Assert.Equal("Serving", (await page.Locator(".navbar li.active a").InnerTextAsync()).Trim());
         await page.ClickAsync("button:has-text('Cancel job')");
         await page.WaitForURLAsync(new Regex("outcome="));
         Assert.Contains("cancelled", await page.Locator("#outcome").InnerTextAsync(), StringComparison.Ordinal);
@@ -134,7 +135,8 @@ public sealed partial class DashboardBrowserTests(ServingFixture serving)
             await page.ReloadAsync();
         }
 
-        Assert.Equal("Webhooks", (await page.Locator(".navbar li.active a").InnerTextAsync()).Trim());
+        Assert.Equal("Serving", (await page.Locator(".navbar li.active a").InnerTextAsync()).Trim());
+        Assert.Equal("Webhooks", (await page.Locator("#operator-pages li.active a").InnerTextAsync()).Trim());
         await redeliver.First.ClickAsync();
         await page.WaitForURLAsync(new Regex("outcome="));
         Assert.Contains("queued again", await page.Locator("#outcome").InnerTextAsync(), StringComparison.Ordinal);

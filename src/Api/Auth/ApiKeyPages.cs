@@ -31,7 +31,7 @@ internal static class ApiKeyPages
 
         DashboardRoutes.Routes.Add("/api-keys", new OperatorPageDispatcher(() => new ListPage()));
         DashboardRoutes.Routes.Add("/api-keys/revoke", new RevokeDispatcher());
-        NavigationMenu.Items.Add(MenuEntry("API keys", "/api-keys"));
+        AddMenuEntry();
     }
 
     private sealed class ListPage() : OperatorPage("API keys")

@@ -28,7 +28,7 @@ internal static class DeadLetterPages
 
         DashboardRoutes.Routes.Add("/dead-letters", new OperatorPageDispatcher(() => new ListPage()));
         DashboardRoutes.Routes.Add("/dead-letters/requeue", new RequeueDispatcher());
-        NavigationMenu.Items.Add(MenuEntry("Dead letters", "/dead-letters"));
+        AddMenuEntry();
     }
 
     private sealed class ListPage() : OperatorPage("Dead letters")

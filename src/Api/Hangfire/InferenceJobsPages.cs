@@ -40,7 +40,7 @@ internal static partial class InferenceJobsPages
         DashboardRoutes.Routes.Add("/inference", new OperatorPageDispatcher(() => new ListPage()));
         DashboardRoutes.Routes.Add("/inference/job", new OperatorPageDispatcher(() => new JobPage()));
         DashboardRoutes.Routes.Add("/inference/job/cancel", new CancelDispatcher());
-        NavigationMenu.Items.Add(MenuEntry("Inference jobs", "/inference"));
+        AddMenuEntry();
     }
 
     /// <summary>
@@ -104,8 +104,8 @@ internal static partial class InferenceJobsPages
                 ("model", _query.Model, null),
                 ("tenant", _query.TenantId, null),
             ], $"<input type=\"hidden\" name=\"limit\" value=\"{_query.Limit - 1}\">");
-            html.Append("<p class=\"text-muted\">").Append(_rows.Count.ToString(CultureInfo.InvariantCulture))
-                .Append(" jobs from the ledger, newest first. Queue time is from creation to start, execution time from start to the end.</p>")
+            html.Append("<p class=\"text-muted\">").Append(_rows.Count.ToString(CultureInfo.InvariantCulture)).Append(_rows.Count == 1 ? " job" : " jobs")
+                .Append(" from the ledger, newest first. Queue time is from creation to start, execution time from start to the end.</p>")
                 .Append("<div class=\"table-responsive\"><table class=\"table table-hover\" id=\"inference-jobs\"><thead><tr><th>Job</th><th>Status</th>")
                 .Append("<th>Tenant</th><th>Pipeline</th><th>Model</th><th>Created</th><th>Queue time</th><th>Execution time</th>")
                 .Append("<th>Attempts</th><th>Trace id</th><th>Error</th></tr></thead><tbody>");
@@ -235,7 +235,7 @@ internal static partial class InferenceJobsPages
                 foreach (var d in _deliveries)
                 {
                     html.Append("<tr><td>").Append(d.Id.ToString(CultureInfo.InvariantCulture)).Append("</td><td>").Append(Time(d.At)).Append("</td><td>")
-                        .Append(E(d.EventType)).Append("</td><td>").Append(E(d.Url)).Append("</td><td>").Append(d.Attempt.ToString(CultureInfo.InvariantCulture))
+                        .Append(E(d.EventType)).Append("</td><td style=\"word-break:break-all\">").Append(E(d.Url)).Append("</td><td>").Append(d.Attempt.ToString(CultureInfo.InvariantCulture))
                         .Append("</td><td>").Append(StatusLabel(d.Outcome)).Append("</td><td>").Append(E(d.Detail)).Append("</td><td>");
                     if (d.Redeliverable)
                     {

@@ -37,8 +37,14 @@ internal abstract class OperatorPage : RazorPage
 
     public sealed override void Execute()
     {
-        var html = new StringBuilder("<div class=\"row\"><div class=\"col-md-12\"><h1 class=\"page-header\">").Append(E(Title))
-            .Append(TitleActions).Append("</h1>").AppendOutcome(Query("outcome"));
+        var html = new StringBuilder("<div class=\"row\"><div class=\"col-md-12\"><ul class=\"nav nav-pills\" id=\"operator-pages\" style=\"margin-top:10px\">");
+        foreach (var (route, text) in Sections)
+        {
+            html.Append(Under(RequestPath, route) ? "<li class=\"active\">" : "<li>").Append("<a href=\"").Append(Href(route)).Append("\">")
+                .Append(E(text)).Append("</a></li>");
+        }
+
+        html.Append("</ul><h1 class=\"page-header\">").Append(E(Title)).Append("</h1>").AppendOutcome(Query("outcome"));
         Render(html);
         WriteLiteral(html.Append("</div></div>").ToString());
     }
@@ -46,12 +52,32 @@ internal abstract class OperatorPage : RazorPage
     /// <summary>The URL of the dashboard route <paramref name="route"/>, HTML-encoded for an attribute.</summary>
     protected string Href(string route) => E(Url.To(route));
 
-    /// <summary>A navigation bar entry for <paramref name="route"/>, active on it and below it.</summary>
-    public static Func<RazorPage, MenuItem> MenuEntry(string text, string route) => page => new MenuItem(text, page.Url.To(route))
+    /// <summary>The operator pages, in the order of the tabs above each of them.</summary>
+    private static readonly (string Route, string Text)[] Sections =
+        [("/inference", "Inference jobs"), ("/dead-letters", "Dead letters"), ("/webhooks", "Webhooks"), ("/api-keys", "API keys")];
+
+    private static int _menuAdded;
+
+    /// <summary>
+    /// Adds the navigation bar entry <see cref="MenuText"/> once per process (Hangfire's menu is
+    /// static): one entry, active on every operator page, as Hangfire's own <i>Jobs</i> covers its
+    /// job lists; tabs on the page lead to the others. More entries would wrap Hangfire's bar.
+    /// </summary>
+    public static void AddMenuEntry()
     {
-        Active = page.RequestPath.Equals(route, StringComparison.OrdinalIgnoreCase)
-            || page.RequestPath.StartsWith(route + "/", StringComparison.OrdinalIgnoreCase),
-    };
+        if (Interlocked.Exchange(ref _menuAdded, 1) == 0)
+        {
+            NavigationMenu.Items.Add(page => new MenuItem(MenuText, page.Url.To(Sections[0].Route))
+            {
+                Active = Sections.Any(s => Under(page.RequestPath, s.Route)),
+            });
+        }
+    }
+
+    public const string MenuText = "Serving";
+
+    private static bool Under(string path, string route) =>
+        path.Equals(route, StringComparison.OrdinalIgnoreCase) || path.StartsWith(route + "/", StringComparison.OrdinalIgnoreCase);
 
     internal static string E(string? value) => WebUtility.HtmlEncode(value ?? string.Empty);
 

@@ -38,7 +38,7 @@ internal static partial class WebhookPages
         DashboardRoutes.Routes.Add("/webhooks/redeliver", new RedeliverDispatcher());
         DashboardRoutes.Routes.Add("/webhooks/enable", new EnableDispatcher());
         DashboardRoutes.Routes.Add("/webhooks/test", new TestDispatcher());
-        NavigationMenu.Items.Add(MenuEntry("Webhooks", "/webhooks"));
+        AddMenuEntry();
     }
 
     /// <summary>The tenant ids <c>create-key</c> accepts: a test event for anything else would only create a secret for a typo.</summary>
@@ -74,8 +74,8 @@ internal static partial class WebhookPages
         {
             AppendFilters(html, [("tenant", _tenant, null), ("job", _job, null), ("status", _status, WebhooksApi.Outcomes)],
                 $"<input type=\"hidden\" name=\"limit\" value=\"{_limit}\">");
-            html.Append("<h2>Deliveries</h2><p class=\"text-muted\">").Append(_deliveries.Count)
-                .Append(" delivery attempts, newest first. Redeliver sends an attempt's message again (same webhook id and body) as a new delivery.</p>")
+            html.Append("<h2>Deliveries</h2><p class=\"text-muted\">").Append(_deliveries.Count).Append(_deliveries.Count == 1 ? " delivery attempt" : " delivery attempts")
+                .Append(", newest first. Redeliver sends an attempt's message again (same webhook id and body) as a new delivery.</p>")
                 .Append("<div class=\"table-responsive\"><table class=\"table table-hover\" id=\"webhook-deliveries\"><thead><tr><th>Id</th><th>Time</th>")
                 .Append("<th>Tenant</th><th>Job</th><th>Event</th><th>URL</th><th>Attempt</th><th>Status</th><th>Detail</th><th>Webhook id</th><th></th></tr></thead><tbody>");
             foreach (var d in _deliveries)
@@ -86,9 +86,9 @@ internal static partial class WebhookPages
                     html.Append("<a href=\"").Append(Href("/inference/job?id=" + Q(d.JobId))).Append("\"><code>").Append(E(d.JobId)).Append("</code></a>");
                 }
 
-                html.Append("</td><td>").Append(E(d.EventType)).Append("</td><td>").Append(E(d.Url)).Append("</td><td>").Append(d.Attempt)
-                    .Append("</td><td>").Append(StatusLabel(d.Outcome)).Append("</td><td>").Append(E(d.Detail))
-                    .Append("</td><td><code>").Append(E(d.MessageId)).Append("</code></td><td>");
+                html.Append("</td><td>").Append(E(d.EventType)).Append("</td><td style=\"word-break:break-all\">").Append(E(d.Url)).Append("</td><td>")
+                    .Append(d.Attempt).Append("</td><td>").Append(StatusLabel(d.Outcome)).Append("</td><td>").Append(E(d.Detail))
+                    .Append("</td><td style=\"word-break:break-all\"><code>").Append(E(d.MessageId)).Append("</code></td><td>");
                 if (d.Redeliverable)
                 {
                     html.AppendPostForm(Context, _token, "/webhooks/redeliver", "Redeliver", [("id", d.Id.ToString(CultureInfo.InvariantCulture))]);
