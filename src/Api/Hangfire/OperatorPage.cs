@@ -15,13 +15,20 @@ namespace Async.Serving.Api.Hangfire;
 /// </summary>
 internal abstract class OperatorPage : RazorPage
 {
-    protected OperatorPage(string title)
-    {
-        Title = title;
-        Layout = new LayoutPage(title);
-    }
+    private string _title = string.Empty;
 
-    public string Title { get; protected set; }
+    protected OperatorPage(string title) => Title = title;
+
+    /// <summary>The page's heading and, through Hangfire's layout, the browser's title.</summary>
+    public string Title
+    {
+        get => _title;
+        protected set
+        {
+            _title = value;
+            Layout = new LayoutPage(value);
+        }
+    }
 
     /// <summary>The status of the answer: 404 when what the page is about does not exist.</summary>
     public int StatusCode { get; protected set; } = StatusCodes.Status200OK;

@@ -12,8 +12,8 @@ using static Async.Serving.Api.Hangfire.OperatorPage;
 namespace Async.Serving.Api.Webhooks;
 
 /// <summary>
-/// Dashboard page <c>/webhooks</c>, inside Hangfire's layout, the operator's side of the tenants' webhook routes, across
-/// tenants: delivery attempts newest first (filters <c>tenant</c>, <c>job</c>, <c>status</c>,
+/// Dashboard page <c>/webhooks</c> (inside Hangfire's layout), the operator's side of the tenants'
+/// webhook routes, across tenants: delivery attempts newest first (filters <c>tenant</c>, <c>job</c>, <c>status</c>,
 /// <c>limit</c>, paged with <c>before</c>) with a Redeliver button, the URLs disabled by a 410 with
 /// an Enable button, and a form that sends a signed <c>webhook.test</c> event for a tenant to a URL
 /// (through the SSRF check, as <c>POST /v1/webhooks/test</c>). Actions are POSTs behind the
