@@ -178,6 +178,51 @@ public sealed class DashboardManagementTests(ServingFixture serving)
         Assert.Contains(first.ToString("yyyy-MM-dd HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture), page, StringComparison.Ordinal);
     }
 
+    [Fact]
+    public async Task Cancel_on_the_job_page_needs_the_pages_token_and_ends_a_queued_job_as_the_api_does()
+    {
+        using var models = new PrivateModels(); // no worker serves it: the job stays queued
+        await using var api = serving.CreateApi(new Dictionary<string, string?> { ["Serving:Models:Path"] = models.Path });
+        using var client = serving.Client(api);
+        var submitted = await client.PostAsJsonAsync("/v1/jobs", new
+        {
+            pipeline = "image.embed",
+            model = models.Name,
+            input = new { base64 = Convert.ToBase64String(TestImages.Scene(612, 64, 48)) },
+        });
+        Assert.Equal(HttpStatusCode.Accepted, submitted.StatusCode);
+        var id = (await submitted.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
+        var ledger = api.Services.GetRequiredService<Async.Serving.Api.Ledger.LedgerStore>();
+        await EventuallyAsync(async () => await ledger.GetAsync(id, CancellationToken.None) is not null, "the job's ledger row");
+
+        using var dashboard = await DashboardTests.SignInAsync(api, serving.DashboardPassword);
+        var page = await dashboard.GetStringAsync($"/hangfire/inference/job?id={id}");
+        Assert.Contains(">Cancel job<", page, StringComparison.Ordinal);
+
+        // From another site, or without the page's token: refused, the job stays queued.
+        using var crossSite = new HttpRequestMessage(HttpMethod.Post, "/hangfire/inference/job/cancel") { Content = new FormUrlEncodedContent([new("id", id)]) };
+        crossSite.Headers.Add("Origin", "http://evil.example");
+        Assert.Equal(HttpStatusCode.Forbidden, (await dashboard.SendAsync(crossSite)).StatusCode);
+        using var noToken = new HttpRequestMessage(HttpMethod.Post, "/hangfire/inference/job/cancel") { Content = new FormUrlEncodedContent([new("id", id)]) };
+        noToken.Headers.Add("Origin", "http://localhost");
+        Assert.NotEqual(HttpStatusCode.SeeOther, (await dashboard.SendAsync(noToken)).StatusCode);
+        Assert.Equal("queued", (await client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{id}")).GetProperty("status").GetString());
+
+        var cancelled = await SubmitAsync(dashboard, $"/hangfire/inference/job?id={id}", "/hangfire/inference/job/cancel", ("id", id));
+        Assert.Contains("cancelled", Outcome(cancelled), StringComparison.Ordinal);
+        Assert.Contains($"id={id}", cancelled.Headers.Location!.OriginalString, StringComparison.Ordinal);
+        Assert.Equal("cancelled", (await client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{id}")).GetProperty("status").GetString());
+        Assert.Equal(HttpStatusCode.Conflict, (await client.PostAsync($"/v1/jobs/{id}/cancel", null)).StatusCode);
+        var after = await dashboard.GetStringAsync(cancelled.Headers.Location!.OriginalString);
+        Assert.DoesNotContain(">Cancel job<", after, StringComparison.Ordinal);
+        Assert.Contains(">cancelled<", after, StringComparison.Ordinal);
+
+        var again = await SubmitAsync(dashboard, "/hangfire/webhooks", "/hangfire/inference/job/cancel", ("id", id));
+        Assert.Contains("already finished", Outcome(again), StringComparison.Ordinal);
+        var missing = await SubmitAsync(dashboard, "/hangfire/webhooks", "/hangfire/inference/job/cancel", ("id", "no-such-job"));
+        Assert.Contains("no job", Outcome(missing), StringComparison.Ordinal);
+    }
+
     private static Dictionary<string, string?> WebhookSettings(bool allowPrivate = true) => new()
     {
         ["Serving:Security:AllowPrivateNetworks"] = allowPrivate ? "true" : "false",

@@ -197,6 +197,65 @@ public sealed class LedgerTests(ServingFixture serving) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task The_dashboard_job_list_pages_older_and_newer_with_its_filters_and_shows_queue_and_execution_times()
+    {
+        // Five jobs of a fresh tenant, two created at the same instant (the job id breaks the tie).
+        var tenant = "ledger-pages-" + Guid.NewGuid().ToString("N")[..8];
+        var at = DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds());
+        var created = new[] { at, at.AddSeconds(1), at.AddSeconds(2), at.AddSeconds(2), at.AddSeconds(3) };
+        var jobs = created.Select((c, i) => new Async.Serving.Jobs.JobRecord
+        {
+            Id = $"job-{tenant}-{i}",
+            TenantId = tenant,
+            Status = "succeeded",
+            Pipeline = "image.embed",
+            Model = ModelId,
+            CreatedAt = c,
+            StartedAt = c.AddMilliseconds(1500),
+            CompletedAt = c.AddMilliseconds(1750),
+            Attempts = 1,
+        }).ToList();
+        await serving.Api.Services.GetRequiredService<LedgerStore>().WriteAsync(new LedgerBatch([], [], jobs, []), CancellationToken.None);
+        // Newest first: 4, then 3 and 2 (same time, higher id first), 1, 0.
+        string[] expected = [jobs[4].Id, jobs[3].Id, jobs[2].Id, jobs[1].Id, jobs[0].Id];
+
+        using var admin = serving.Api.CreateClient();
+        admin.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue(
+            "Basic", Convert.ToBase64String(Encoding.UTF8.GetBytes($"admin:{serving.DashboardPassword}")));
+        string[] Shown(string html) => [.. expected.Where(id => html.Contains($">{id}<", StringComparison.Ordinal))];
+        static string? Link(string html, string text)
+        {
+            var match = System.Text.RegularExpressions.Regex.Match(html, $"<a href=\"([^\"]+)\">{System.Text.RegularExpressions.Regex.Escape(text)}</a>");
+            return match.Success ? WebUtility.HtmlDecode(match.Groups[1].Value) : null;
+        }
+
+        var first = await admin.GetStringAsync($"/hangfire/inference?tenant={tenant}&status=succeeded&limit=2");
+        Assert.Equal(expected[..2], Shown(first));
+        Assert.Null(Link(first, "← Newer"));
+        Assert.Contains("1,500 ms", first, StringComparison.Ordinal); // queue time: created to started
+        Assert.Contains("250 ms", first, StringComparison.Ordinal); // execution time: started to completed
+        var olderLink = Link(first, "Older →")!;
+        Assert.Contains($"tenant={tenant}", olderLink, StringComparison.Ordinal);
+        Assert.Contains("status=succeeded", olderLink, StringComparison.Ordinal);
+
+        var second = await admin.GetStringAsync(olderLink);
+        Assert.Equal(expected[2..4], Shown(second));
+        var third = await admin.GetStringAsync(Link(second, "Older →")!);
+        Assert.Equal(expected[4..], Shown(third));
+        Assert.Null(Link(third, "Older →"));
+
+        // Back: the page before the last is the second again, and the one before it the first.
+        var back = await admin.GetStringAsync(Link(third, "← Newer")!);
+        Assert.Equal(expected[2..4], Shown(back));
+        var front = await admin.GetStringAsync(Link(back, "← Newer")!);
+        Assert.Equal(expected[..2], Shown(front));
+        Assert.Null(Link(front, "← Newer"));
+
+        // A cursor that the page did not write is ignored: the first page.
+        Assert.Equal(expected[..2], Shown(await admin.GetStringAsync($"/hangfire/inference?tenant={tenant}&limit=2&before=junk")));
+    }
+
+    [Fact]
     public async Task A_job_deleted_because_its_publish_failed_leaves_no_row()
     {
         var store = serving.Api.Services.GetRequiredService<Async.Serving.Jobs.RedisJobStore>();

@@ -2,11 +2,13 @@ using System.Globalization;
 using System.Text;
 using Async.Serving.Api.Hangfire;
 using Hangfire.Dashboard;
+using Microsoft.AspNetCore.Antiforgery;
+using static Async.Serving.Api.Hangfire.OperatorPage;
 
 namespace Async.Serving.Api.Auth;
 
 /// <summary>
-/// Dashboard page <c>/api-keys</c>: every tenant's API keys (filter <c>tenant</c>, <c>limit</c>),
+/// Dashboard page <c>/api-keys</c>, inside Hangfire's layout: every tenant's API keys (filter <c>tenant</c>, <c>limit</c>),
 /// newest first, never a secret, each usable one with a Revoke button (a POST to
 /// <c>/api-keys/revoke</c>, behind the dashboard's authorisation and cross-site protection). A
 /// revocation reaches every API instance at once, as one made with <c>DELETE /v1/keys/{id}</c>;
@@ -27,54 +29,57 @@ internal static class ApiKeyPages
             return;
         }
 
-        DashboardRoutes.Routes.Add("/api-keys", new ListDispatcher());
+        DashboardRoutes.Routes.Add("/api-keys", new OperatorPageDispatcher(() => new ListPage()));
         DashboardRoutes.Routes.Add("/api-keys/revoke", new RevokeDispatcher());
-        NavigationMenu.Items.Add(page => new MenuItem("API keys", page.Url.To("/api-keys")));
+        AddMenuEntry();
     }
 
-    private static string E(string? value) => InferenceJobsPages.E(value);
-
-    private sealed class ListDispatcher : IDashboardDispatcher
+    private sealed class ListPage() : OperatorPage("API keys")
     {
-        public async Task Dispatch(DashboardContext context)
+        private string? _tenant;
+        private int _limit;
+        private IReadOnlyList<ApiKeyRecord> _keys = [];
+        private DateTimeOffset _now;
+        private AntiforgeryTokenSet? _token;
+
+        public override async Task LoadAsync(DashboardContext context, CancellationToken cancellationToken)
         {
-            var http = context.GetHttpContext();
-            var tenant = InferenceJobsPages.Query(context, "tenant");
-            var limit = int.TryParse(InferenceJobsPages.Query(context, "limit"), NumberStyles.None, CultureInfo.InvariantCulture, out var l)
+            var services = context.GetHttpContext().RequestServices;
+            _tenant = Query(context, "tenant");
+            _limit = int.TryParse(Query(context, "limit"), NumberStyles.None, CultureInfo.InvariantCulture, out var l)
                 ? Math.Clamp(l, 1, MaxLimit)
                 : DefaultLimit;
-            var keys = await http.RequestServices.GetRequiredService<ApiKeyStore>().ListAllAsync(tenant, limit, http.RequestAborted).ConfigureAwait(false);
-            var now = http.RequestServices.GetRequiredService<TimeProvider>().GetUtcNow();
-            var token = DashboardForms.Token(context);
+            _keys = await services.GetRequiredService<ApiKeyStore>().ListAllAsync(_tenant, _limit, cancellationToken).ConfigureAwait(false);
+            _now = services.GetRequiredService<TimeProvider>().GetUtcNow();
+            _token = DashboardForms.Token(context);
+        }
 
-            var body = new StringBuilder().AppendOutcome(context)
-                .Append("<form method=\"get\"><label>tenant <input name=\"tenant\" value=\"").Append(E(tenant)).Append("\"></label> ")
-                .Append("<label>limit <input name=\"limit\" value=\"").Append(limit).Append("\"></label> <button type=\"submit\">Filter</button></form>")
-                .Append("<p>").Append(keys.Count).Append(tenant is null ? " most recent keys of all tenants" : " most recent keys of this tenant")
+        protected override void Render(StringBuilder html)
+        {
+            AppendFilters(html, [("tenant", _tenant, null), ("limit", _limit.ToString(CultureInfo.InvariantCulture), null)]);
+            html.Append("<p class=\"text-muted\">").Append(_keys.Count).Append(_tenant is null ? " most recent keys of all tenants" : " most recent keys of this tenant")
                 .Append(", revoked and expired ones included. Secrets are never stored: only the prefix tells keys apart. ")
                 .Append("Last used is exact to about a minute. The development key of the configuration is not listed.</p>")
-                .Append("<table><thead><tr><th>Tenant</th><th>Id</th><th>Name</th><th>Prefix</th><th>Admin</th><th>Created</th><th>Expires</th>")
-                .Append("<th>Last used</th><th>Revoked</th><th></th></tr></thead><tbody>");
-            foreach (var key in keys)
+                .Append("<div class=\"table-responsive\"><table class=\"table table-hover\" id=\"api-keys\"><thead><tr><th>Tenant</th><th>Id</th><th>Name</th>")
+                .Append("<th>Prefix</th><th>Admin</th><th>Created</th><th>Expires</th><th>Last used</th><th>Revoked</th><th></th></tr></thead><tbody>");
+            foreach (var key in _keys)
             {
                 var id = key.Id.ToString("N");
-                body.Append("<tr><td><a href=\"").Append(E(context.Request.PathBase)).Append("/api-keys?tenant=").Append(E(InferenceJobsPages.Q(key.TenantId)))
-                    .Append("\">").Append(E(key.TenantId)).Append("</a></td><td><code>").Append(E(id)).Append("</code></td><td>").Append(E(key.Name))
+                html.Append("<tr><td><a href=\"").Append(Href("/api-keys?tenant=" + Q(key.TenantId))).Append("\">").Append(E(key.TenantId))
+                    .Append("</a></td><td><code>").Append(E(id)).Append("</code></td><td>").Append(E(key.Name))
                     .Append("</td><td><code>").Append(E(key.KeyPrefix)).Append("…</code></td><td>").Append(key.Admin ? "yes" : "no")
-                    .Append("</td><td>").Append(InferenceJobsPages.Time(key.CreatedAt)).Append("</td><td class=\"")
-                    .Append(key.ExpiresAt <= now ? "expired" : string.Empty).Append("\">").Append(InferenceJobsPages.Time(key.ExpiresAt))
-                    .Append("</td><td>").Append(InferenceJobsPages.Time(key.LastUsedAt)).Append("</td><td class=\"failed\">")
-                    .Append(key.RevokedAt is null ? string.Empty : InferenceJobsPages.Time(key.RevokedAt)).Append("</td><td>");
+                    .Append("</td><td>").Append(Time(key.CreatedAt)).Append("</td><td").Append(key.ExpiresAt <= _now ? " class=\"text-danger\"" : string.Empty)
+                    .Append('>').Append(Time(key.ExpiresAt)).Append("</td><td>").Append(Time(key.LastUsedAt)).Append("</td><td class=\"text-danger\">")
+                    .Append(key.RevokedAt is null ? string.Empty : Time(key.RevokedAt)).Append("</td><td>");
                 if (key.RevokedAt is null)
                 {
-                    body.AppendPostForm(context, token, "/api-keys/revoke", "Revoke", [("id", id), ("tenant", tenant)]);
+                    html.AppendPostForm(Context, _token, "/api-keys/revoke", "Revoke", [("id", id), ("tenant", _tenant)], style: "btn-danger");
                 }
 
-                body.Append("</td></tr>");
+                html.Append("</td></tr>");
             }
 
-            body.Append("</tbody></table>");
-            await InferenceJobsPages.WritePageAsync(context, "API keys", body.ToString()).ConfigureAwait(false);
+            html.Append("</tbody></table></div>");
         }
     }
 

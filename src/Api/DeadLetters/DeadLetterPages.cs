@@ -1,19 +1,22 @@
-using System.Net;
 using System.Text;
 using Async.Serving.Api.Hangfire;
+using Async.Serving.Contracts;
 using Async.Serving.Jobs;
 using Hangfire.Dashboard;
 using Microsoft.AspNetCore.Antiforgery;
+using static Async.Serving.Api.Hangfire.OperatorPage;
 
 namespace Async.Serving.Api.DeadLetters;
 
 /// <summary>
-/// Dashboard page <c>/dead-letters</c>: the jobs the sweeper ended because their message was
-/// dead-lettered, newest first, each with a Requeue button (a POST to <c>/dead-letters/requeue</c>,
-/// behind the dashboard's authorisation and its cross-site request protection).
+/// Dashboard page <c>/dead-letters</c>, inside Hangfire's layout: the jobs the sweeper ended because
+/// their message was dead-lettered, newest first, each with a Requeue button (a POST to
+/// <c>/dead-letters/requeue</c>, behind the dashboard's authorisation, cross-site check and antiforgery token).
 /// </summary>
 internal static class DeadLetterPages
 {
+    public const int Limit = 200;
+
     private static int _registered;
 
     public static void Register()
@@ -23,57 +26,49 @@ internal static class DeadLetterPages
             return;
         }
 
-        DashboardRoutes.Routes.Add("/dead-letters", new ListDispatcher());
+        DashboardRoutes.Routes.Add("/dead-letters", new OperatorPageDispatcher(() => new ListPage()));
         DashboardRoutes.Routes.Add("/dead-letters/requeue", new RequeueDispatcher());
-        NavigationMenu.Items.Add(page => new MenuItem("Dead letters", page.Url.To("/dead-letters")));
+        AddMenuEntry();
     }
 
-    private sealed class ListDispatcher : IDashboardDispatcher
+    private sealed class ListPage() : OperatorPage("Dead letters")
     {
-        public async Task Dispatch(DashboardContext context)
-        {
-            var http = context.GetHttpContext();
-            var records = await http.RequestServices.GetRequiredService<DeadLetterStore>().RecentAsync(200).ConfigureAwait(false);
-            var store = http.RequestServices.GetRequiredService<RedisJobStore>();
-            var jobs = await Task.WhenAll(records.Select(r => store.GetAsync(r.JobId, includeOutput: false))).ConfigureAwait(false);
-            // The form carries the antiforgery token where the dashboard checks one.
-            var token = http.RequestServices.GetService<IAntiforgery>()?.GetAndStoreTokens(http);
-            var body = new StringBuilder();
-            if (InferenceJobsPages.Query(context, "outcome") is { } outcome)
-            {
-                body.Append("<p><strong>").Append(InferenceJobsPages.E(outcome)).Append("</strong></p>");
-            }
+        private IReadOnlyList<DeadLetterRecord> _records = [];
+        private JobRecord?[] _jobs = [];
+        private AntiforgeryTokenSet? _token;
 
-            body.Append("<p>").Append(records.Count).Append(" jobs ended because their message was dead-lettered. ")
-                .Append("Requeue sends a job's message to its model's queue again, while its input is stored.</p>")
-                .Append("<table><thead><tr><th>Job</th><th>Status now</th><th>Queue</th><th>Dead-lettered</th><th>Reason</th><th></th></tr></thead><tbody>");
-            for (var i = 0; i < records.Count; i++)
+        public override async Task LoadAsync(DashboardContext context, CancellationToken cancellationToken)
+        {
+            var services = context.GetHttpContext().RequestServices;
+            _records = await services.GetRequiredService<DeadLetterStore>().RecentAsync(Limit).ConfigureAwait(false);
+            var store = services.GetRequiredService<RedisJobStore>();
+            _jobs = await Task.WhenAll(_records.Select(r => store.GetAsync(r.JobId, includeOutput: false))).ConfigureAwait(false);
+            _token = DashboardForms.Token(context);
+        }
+
+        protected override void Render(StringBuilder html)
+        {
+            html.Append("<p class=\"text-muted\">").Append(_records.Count)
+                .Append(" jobs ended because their message was dead-lettered (at most ").Append(Limit)
+                .Append(", newest first). Requeue sends a job's message to its model's queue again, while its input is stored.</p>")
+                .Append("<div class=\"table-responsive\"><table class=\"table table-hover\" id=\"dead-letters\"><thead><tr><th>Job</th><th>Status now</th>")
+                .Append("<th>Queue</th><th>Dead-lettered</th><th>Reason</th><th></th></tr></thead><tbody>");
+            for (var i = 0; i < _records.Count; i++)
             {
-                var r = records[i];
-                var status = jobs[i]?.Status ?? "gone";
-                body.Append("<tr><td><a href=\"").Append(InferenceJobsPages.E(context.Request.PathBase)).Append("/inference/job?id=")
-                    .Append(InferenceJobsPages.E(InferenceJobsPages.Q(r.JobId))).Append("\"><code>").Append(InferenceJobsPages.E(r.JobId))
-                    .Append("</code></a></td><td class=\"").Append(InferenceJobsPages.E(status)).Append("\">").Append(InferenceJobsPages.E(status))
-                    .Append("</td><td><code>").Append(InferenceJobsPages.E(r.Queue)).Append("</code></td><td>").Append(InferenceJobsPages.Time(r.At))
-                    .Append("</td><td>").Append(InferenceJobsPages.E(r.Reason)).Append("</td><td>");
+                var r = _records[i];
+                var status = _jobs[i]?.Status ?? "gone";
+                html.Append("<tr><td><a href=\"").Append(Href("/inference/job?id=" + Q(r.JobId))).Append("\"><code>").Append(E(r.JobId))
+                    .Append("</code></a></td><td>").Append(StatusLabel(status)).Append("</td><td><code>").Append(E(r.Queue)).Append("</code></td><td>")
+                    .Append(Time(r.At)).Append("</td><td>").Append(E(r.Reason)).Append("</td><td>");
                 if (status == JobStatuses.Failed && r.MessageJson is not null)
                 {
-                    body.Append("<form method=\"post\" action=\"").Append(InferenceJobsPages.E(context.Request.PathBase)).Append("/dead-letters/requeue\">")
-                        .Append("<input type=\"hidden\" name=\"id\" value=\"").Append(InferenceJobsPages.E(r.JobId)).Append("\">");
-                    if (token?.RequestToken is { } value)
-                    {
-                        body.Append("<input type=\"hidden\" name=\"").Append(InferenceJobsPages.E(token.FormFieldName)).Append("\" value=\"")
-                            .Append(InferenceJobsPages.E(value)).Append("\">");
-                    }
-
-                    body.Append("<button type=\"submit\">Requeue</button></form>");
+                    html.AppendPostForm(Context, _token, "/dead-letters/requeue", "Requeue", [("id", r.JobId)], style: "btn-primary");
                 }
 
-                body.Append("</td></tr>");
+                html.Append("</td></tr>");
             }
 
-            body.Append("</tbody></table>");
-            await InferenceJobsPages.WritePageAsync(context, "Dead letters", body.ToString()).ConfigureAwait(false);
+            html.Append("</tbody></table></div>");
         }
     }
 
@@ -81,19 +76,16 @@ internal static class DeadLetterPages
     {
         public async Task Dispatch(DashboardContext context)
         {
-            var http = context.GetHttpContext();
-            if (!HttpMethods.IsPost(http.Request.Method))
+            if (!DashboardForms.IsPost(context))
             {
-                http.Response.StatusCode = StatusCodes.Status405MethodNotAllowed;
                 return;
             }
 
-            var id = (await context.Request.GetFormValuesAsync("id").ConfigureAwait(false)).FirstOrDefault()?.Trim();
-            var (_, outcome) = string.IsNullOrEmpty(id)
+            var id = await DashboardForms.FieldAsync(context, "id").ConfigureAwait(false);
+            var (_, outcome) = id is null
                 ? (false, "No job id was given.")
-                : await http.RequestServices.GetRequiredService<DeadLetterRequeue>().RequeueAsync(id).ConfigureAwait(false);
-            http.Response.StatusCode = StatusCodes.Status303SeeOther;
-            http.Response.Headers.Location = $"{context.Request.PathBase}/dead-letters?outcome={WebUtility.UrlEncode(outcome)}";
+                : await context.GetHttpContext().RequestServices.GetRequiredService<DeadLetterRequeue>().RequeueAsync(id).ConfigureAwait(false);
+            DashboardForms.SeeOther(context, "/dead-letters", outcome);
         }
     }
 }

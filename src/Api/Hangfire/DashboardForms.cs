@@ -19,7 +19,10 @@ internal static class DashboardForms
         return http.RequestServices.GetService<IAntiforgery>()?.GetAndStoreTokens(http);
     }
 
-    /// <summary>Appends a form that POSTs <paramref name="fields"/> to the dashboard route <paramref name="route"/>; <paramref name="inputs"/> are visible text inputs.</summary>
+    /// <summary>
+    /// Appends a form that POSTs <paramref name="fields"/> to the dashboard route <paramref name="route"/>;
+    /// <paramref name="inputs"/> are visible text inputs; <paramref name="style"/> is the Bootstrap button style.
+    /// </summary>
     public static StringBuilder AppendPostForm(
         this StringBuilder html,
         DashboardContext context,
@@ -27,11 +30,14 @@ internal static class DashboardForms
         string route,
         string button,
         IEnumerable<(string Name, string? Value)> fields,
-        IEnumerable<(string Label, string Name, string? Value)>? inputs = null)
+        IEnumerable<(string Label, string Name, string? Value)>? inputs = null,
+        string style = "btn-default")
     {
         ArgumentNullException.ThrowIfNull(html);
         ArgumentNullException.ThrowIfNull(context);
-        html.Append("<form method=\"post\" action=\"").Append(E(context.Request.PathBase + route)).Append("\">");
+        var visible = inputs?.ToList() ?? [];
+        html.Append("<form method=\"post\" action=\"").Append(E(context.Request.PathBase + route)).Append('"')
+            .Append(visible.Count == 0 ? " style=\"display:inline\">" : " class=\"form-inline\">");
         foreach (var (name, value) in fields)
         {
             html.Append("<input type=\"hidden\" name=\"").Append(E(name)).Append("\" value=\"").Append(E(value)).Append("\">");
@@ -42,21 +48,23 @@ internal static class DashboardForms
             html.Append("<input type=\"hidden\" name=\"").Append(E(token.FormFieldName)).Append("\" value=\"").Append(E(requestToken)).Append("\">");
         }
 
-        foreach (var (label, name, value) in inputs ?? [])
+        foreach (var (label, name, value) in visible)
         {
-            html.Append("<label>").Append(E(label)).Append(" <input name=\"").Append(E(name)).Append("\" value=\"").Append(E(value)).Append("\"></label> ");
+            html.Append("<div class=\"form-group\" style=\"margin-right:8px\"><label>").Append(E(label))
+                .Append(" <input class=\"form-control input-sm\" name=\"").Append(E(name)).Append("\" value=\"").Append(E(value)).Append("\"></label></div>");
         }
 
-        return html.Append("<button type=\"submit\">").Append(E(button)).Append("</button></form>");
+        return html.Append("<button type=\"submit\" class=\"btn ").Append(visible.Count == 0 ? "btn-xs " : "btn-sm ").Append(E(style)).Append("\">")
+            .Append(E(button)).Append("</button></form>");
     }
 
-    /// <summary>Appends the outcome of the last action (from the query), when there is one.</summary>
-    public static StringBuilder AppendOutcome(this StringBuilder html, DashboardContext context)
+    /// <summary>Appends the outcome of the last action (carried in the query by <see cref="SeeOther"/>), when there is one.</summary>
+    public static StringBuilder AppendOutcome(this StringBuilder html, string? outcome)
     {
         ArgumentNullException.ThrowIfNull(html);
-        return InferenceJobsPages.Query(context, "outcome") is { } outcome
-            ? html.Append("<p><strong>").Append(E(outcome)).Append("</strong></p>")
-            : html;
+        return string.IsNullOrWhiteSpace(outcome)
+            ? html
+            : html.Append("<div class=\"alert alert-info\" id=\"outcome\" role=\"status\">").Append(E(outcome.Trim())).Append("</div>");
     }
 
     /// <summary>A field of the POSTed form, trimmed; null when missing or empty.</summary>
@@ -99,5 +107,5 @@ internal static class DashboardForms
         http.Response.Headers.Location = location.ToString();
     }
 
-    private static string E(string? value) => InferenceJobsPages.E(value);
+    private static string E(string? value) => OperatorPage.E(value);
 }

@@ -1,20 +1,32 @@
 using System.Globalization;
-using System.Net;
 using System.Text;
 using Async.Serving.Api.Ledger;
 using Async.Serving.Api.Webhooks;
+using Async.Serving.Contracts;
+using Async.Serving.Contracts.Outputs;
+using Async.Serving.Jobs;
 using Hangfire.Dashboard;
+using Microsoft.AspNetCore.Antiforgery;
+using static Async.Serving.Api.Hangfire.OperatorPage;
 
 namespace Async.Serving.Api.Hangfire;
 
 /// <summary>
-/// Dashboard pages over the job ledger: <c>/inference</c> lists recent jobs (filters <c>status</c>,
-/// <c>pipeline</c>, <c>model</c>, <c>tenant</c>, <c>limit</c>), <c>/inference/job?id=</c> shows one.
-/// They sit behind the dashboard's own authorisation. Everything written is HTML-encoded. The page
-/// frame and the encoders are shared with the other operator pages (dead letters).
+/// Dashboard pages over the job ledger, inside Hangfire's layout: <c>/inference</c> lists jobs newest
+/// first (filters <c>status</c>, <c>pipeline</c>, <c>model</c>, <c>tenant</c>; pages of <c>limit</c>
+/// with keyset cursors <c>before</c> and <c>after</c>), with queue and execution times and the trace
+/// id; <c>/inference/job?id=</c> shows one job, its status changes and webhook deliveries, and a
+/// Cancel button while it is queued or running (a POST to <c>/inference/job/cancel</c>, behind the
+/// dashboard's authorisation, cross-site check and antiforgery token).
 /// </summary>
-internal static class InferenceJobsPages
+internal static partial class InferenceJobsPages
 {
+    public const int DefaultLimit = 50;
+    public const int MaxLimit = 500;
+
+    private static readonly string[] Statuses =
+        [JobStatuses.Queued, JobStatuses.Running, JobStatuses.Succeeded, JobStatuses.Failed, JobStatuses.Cancelled, JobStatuses.Expired];
+
     private static int _registered;
 
     /// <summary>Adds the routes and the menu entry, once per process (Hangfire's route table is static).</summary>
@@ -25,139 +37,253 @@ internal static class InferenceJobsPages
             return;
         }
 
-        DashboardRoutes.Routes.Add("/inference", new ListDispatcher());
-        DashboardRoutes.Routes.Add("/inference/job", new DetailDispatcher());
-        NavigationMenu.Items.Add(page => new MenuItem("Inference jobs", page.Url.To("/inference")));
+        DashboardRoutes.Routes.Add("/inference", new OperatorPageDispatcher(() => new ListPage()));
+        DashboardRoutes.Routes.Add("/inference/job", new OperatorPageDispatcher(() => new JobPage()));
+        DashboardRoutes.Routes.Add("/inference/job/cancel", new CancelDispatcher());
+        AddMenuEntry();
     }
 
-    /// <summary>The operator pages, linked from each one's header.</summary>
-    private static readonly (string Route, string Name)[] OperatorPages =
-        [("/inference", "Inference jobs"), ("/dead-letters", "Dead letters"), ("/api-keys", "API keys"), ("/webhooks", "Webhooks")];
-
-    internal static string E(string? value) => WebUtility.HtmlEncode(value ?? string.Empty);
-
-    internal static string Q(string? value) => Uri.EscapeDataString(value ?? string.Empty);
-
-    internal static string Time(DateTimeOffset? value) => value?.UtcDateTime.ToString("yyyy-MM-dd HH:mm:ss.fff'Z'", CultureInfo.InvariantCulture) ?? "—";
-
-    internal static string? Query(DashboardContext context, string name) =>
-        context.Request.GetQuery(name) is { Length: > 0 } value ? value.Trim() : null;
-
-    internal static async Task WritePageAsync(DashboardContext context, string title, string body, int status = 200)
+    /// <summary>
+    /// The trace id cell of a job (list and job page), encoded; a dash while the ledger has none.
+    /// The ledger does not carry the job's trace id yet: once <see cref="LedgerRow"/> has it, return
+    /// it here (for example <c>row.TraceId</c>), and both pages show it.
+    /// </summary>
+    internal static string TraceIdCell(LedgerRow row)
     {
-        var html = new StringBuilder()
-            .Append("<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>").Append(E(title))
-            .Append(" · Async.Serving operations</title><style>")
-            .Append("body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}table{border-collapse:collapse;width:100%;font-size:.9rem}")
-            .Append("th,td{border-bottom:1px solid #ddd;padding:.3rem .5rem;text-align:left}th{background:#f4f4f4}")
-            .Append("code{font-size:.85rem}.failed,.expired{color:#b00}.succeeded{color:#070}.cancelled{color:#777}form input{width:9rem}")
-            .Append("</style></head><body><p><a href=\"").Append(E(context.Request.PathBase)).Append("/\">← Hangfire dashboard</a>");
-        foreach (var (route, name) in OperatorPages)
+        string? traceId = null; // wire: row.TraceId, when the ledger's trace_id column lands
+        return traceId is { Length: > 0 } ? $"<code>{E(traceId)}</code>" : "—";
+    }
+
+    /// <summary>Time from creation to start, as the API's <c>queue_ms</c>.</summary>
+    internal static TimeSpan? QueueTime(LedgerRow row) => row.StartedAt - row.CreatedAt;
+
+    /// <summary>Time from start to the end, as the API's <c>execution_ms</c>.</summary>
+    internal static TimeSpan? ExecutionTime(LedgerRow row) => row.CompletedAt - row.StartedAt;
+
+    private static string JobHref(DashboardContext context, string jobId) =>
+        E(context.Request.PathBase + "/inference/job?id=" + Q(jobId));
+
+    private sealed class ListPage() : OperatorPage("Inference jobs")
+    {
+        private LedgerQuery _query = null!;
+        private List<LedgerRow> _rows = [];
+        private bool _hasNewer;
+        private bool _hasOlder;
+
+        public override async Task LoadAsync(DashboardContext context, CancellationToken cancellationToken)
         {
-            html.Append(" · <a href=\"").Append(E(context.Request.PathBase)).Append(route).Append("\">").Append(name).Append("</a>");
+            var limit = int.TryParse(Query(context, "limit"), NumberStyles.None, CultureInfo.InvariantCulture, out var l)
+                ? Math.Clamp(l, 1, MaxLimit)
+                : DefaultLimit;
+            var before = LedgerCursor.Parse(Query(context, "before"));
+            var after = before is null ? LedgerCursor.Parse(Query(context, "after")) : null;
+            _query = new LedgerQuery(Query(context, "status"), Query(context, "pipeline"), Query(context, "model"), Query(context, "tenant"),
+                limit + 1, before, after);
+            _rows = await context.GetHttpContext().RequestServices.GetRequiredService<LedgerStore>().ListAsync(_query, cancellationToken).ConfigureAwait(false);
+            // One row more than shown tells whether another page lies that way; the other way lies the cursor's own row.
+            var more = _rows.Count > limit;
+            if (after is not null)
+            {
+                _hasNewer = more;
+                _hasOlder = true;
+                _rows = more ? _rows[1..] : _rows;
+            }
+            else
+            {
+                _hasOlder = more;
+                _hasNewer = before is not null;
+                _rows = more ? _rows[..limit] : _rows;
+            }
         }
 
-        html.Append("</p><h1>").Append(E(title)).Append("</h1>")
-            .Append(body).Append("</body></html>");
-        context.Response.StatusCode = status;
-        context.Response.ContentType = "text/html; charset=utf-8";
-        await context.Response.WriteAsync(html.ToString()).ConfigureAwait(false);
-    }
-
-    private sealed class ListDispatcher : IDashboardDispatcher
-    {
-        public async Task Dispatch(DashboardContext context)
+        protected override void Render(StringBuilder html)
         {
-            var http = context.GetHttpContext();
-            var query = new LedgerQuery(
-                Query(context, "status"), Query(context, "pipeline"), Query(context, "model"), Query(context, "tenant"),
-                int.TryParse(Query(context, "limit"), NumberStyles.None, CultureInfo.InvariantCulture, out var limit) ? Math.Clamp(limit, 1, 1000) : 100);
-            var rows = await http.RequestServices.GetRequiredService<LedgerStore>().ListAsync(query, http.RequestAborted).ConfigureAwait(false);
-
-            var body = new StringBuilder("<form method=\"get\">");
-            foreach (var (name, value) in new[] { ("status", query.Status), ("pipeline", query.Pipeline), ("model", query.Model), ("tenant", query.TenantId) })
+            AppendFilters(html, [
+                ("status", _query.Status, Statuses),
+                ("pipeline", _query.Pipeline, PipelineNames.All),
+                ("model", _query.Model, null),
+                ("tenant", _query.TenantId, null),
+            ], $"<input type=\"hidden\" name=\"limit\" value=\"{_query.Limit - 1}\">");
+            html.Append("<p class=\"text-muted\">").Append(_rows.Count.ToString(CultureInfo.InvariantCulture)).Append(_rows.Count == 1 ? " job" : " jobs")
+                .Append(" from the ledger, newest first. Queue time is from creation to start, execution time from start to the end.</p>")
+                .Append("<div class=\"table-responsive\"><table class=\"table table-hover\" id=\"inference-jobs\"><thead><tr><th>Job</th><th>Status</th>")
+                .Append("<th>Tenant</th><th>Pipeline</th><th>Model</th><th>Created</th><th>Queue time</th><th>Execution time</th>")
+                .Append("<th>Attempts</th><th>Trace id</th><th>Error</th></tr></thead><tbody>");
+            foreach (var row in _rows)
             {
-                body.Append("<label>").Append(name).Append(" <input name=\"").Append(name).Append("\" value=\"").Append(E(value)).Append("\"></label> ");
+                html.Append("<tr><td><a href=\"").Append(JobHref(Context, row.JobId)).Append("\"><code>").Append(E(row.JobId)).Append("</code></a></td><td>")
+                    .Append(StatusLabel(row.Status)).Append("</td><td>").Append(E(row.TenantId)).Append("</td><td>").Append(E(row.Pipeline))
+                    .Append("</td><td>").Append(E(row.Model)).Append("</td><td>").Append(Time(row.CreatedAt)).Append("</td><td>")
+                    .Append(Ms(QueueTime(row))).Append("</td><td>").Append(Ms(ExecutionTime(row))).Append("</td><td>")
+                    .Append(row.Attempts.ToString(CultureInfo.InvariantCulture)).Append("</td><td>").Append(TraceIdCell(row)).Append("</td><td>")
+                    .Append(E(row.ErrorCode)).Append("</td></tr>");
             }
 
-            body.Append("<button type=\"submit\">Filter</button></form><p>").Append(rows.Count).Append(" most recent jobs from the ledger.</p>")
-                .Append("<table><thead><tr><th>Job</th><th>Status</th><th>Tenant</th><th>Pipeline</th><th>Model</th><th>Created</th>")
-                .Append("<th>Attempts</th><th>Input bytes</th><th>Compute ms</th><th>Error</th></tr></thead><tbody>");
-            foreach (var row in rows)
-            {
-                body.Append("<tr><td><a href=\"").Append(E(context.Request.PathBase)).Append("/inference/job?id=").Append(E(Q(row.JobId))).Append("\"><code>")
-                    .Append(E(row.JobId)).Append("</code></a></td><td class=\"").Append(E(row.Status)).Append("\">").Append(E(row.Status))
-                    .Append("</td><td>").Append(E(row.TenantId)).Append("</td><td>").Append(E(row.Pipeline)).Append("</td><td>").Append(E(row.Model))
-                    .Append("</td><td>").Append(Time(row.CreatedAt)).Append("</td><td>").Append(row.Attempts).Append("</td><td>").Append(row.InputBytes)
-                    .Append("</td><td>").Append(row.ComputeMs?.ToString(CultureInfo.InvariantCulture) ?? "—").Append("</td><td>").Append(E(row.ErrorCode))
-                    .Append("</td></tr>");
-            }
-
-            body.Append("</tbody></table>");
-            await WritePageAsync(context, "Inference jobs", body.ToString()).ConfigureAwait(false);
+            html.Append("</tbody></table></div><nav><ul class=\"pager\">");
+            AppendPageLink(html, "previous", "← Newer", _hasNewer && _rows.Count > 0 ? ("after", LedgerCursor.Of(_rows[0])) : null);
+            AppendPageLink(html, "next", "Older →", _hasOlder && _rows.Count > 0 ? ("before", LedgerCursor.Of(_rows[^1])) : null);
+            html.Append("</ul></nav>");
         }
-    }
 
-    private sealed class DetailDispatcher : IDashboardDispatcher
-    {
-        public async Task Dispatch(DashboardContext context)
+        private void AppendPageLink(StringBuilder html, string side, string text, (string Name, LedgerCursor Cursor)? target)
         {
-            var http = context.GetHttpContext();
-            var id = Query(context, "id");
-            var found = id is null ? null : await http.RequestServices.GetRequiredService<LedgerStore>().GetAsync(id, http.RequestAborted).ConfigureAwait(false);
-            if (found is not { } job)
+            if (target is not { } t)
             {
-                await WritePageAsync(context, "Job not found", $"<p>The ledger has no job <code>{E(id)}</code>.</p>", 404).ConfigureAwait(false);
+                html.Append("<li class=\"").Append(side).Append(" disabled\"><span>").Append(E(text)).Append("</span></li>");
                 return;
             }
 
-            var (row, events) = job;
-            var body = new StringBuilder("<table><tbody>");
-            void Line(string name, string encodedValue) => body.Append("<tr><th>").Append(name).Append("</th><td>").Append(encodedValue).Append("</td></tr>");
+            var url = new StringBuilder("/inference?").Append(t.Name).Append('=').Append(Q(t.Cursor.Format()))
+                .Append("&limit=").Append((_query.Limit - 1).ToString(CultureInfo.InvariantCulture));
+            foreach (var (name, value) in new[] { ("status", _query.Status), ("pipeline", _query.Pipeline), ("model", _query.Model), ("tenant", _query.TenantId) })
+            {
+                if (value is not null)
+                {
+                    url.Append('&').Append(name).Append('=').Append(Q(value));
+                }
+            }
+
+            html.Append("<li class=\"").Append(side).Append("\"><a href=\"").Append(Href(url.ToString())).Append("\">").Append(E(text)).Append("</a></li>");
+        }
+    }
+
+    private sealed class JobPage() : OperatorPage("Job")
+    {
+        private string? _id;
+        private LedgerRow? _row;
+        private JobRecord? _live;
+        private List<LedgerEvent> _events = [];
+        private IReadOnlyList<DeliveryRecord> _deliveries = [];
+        private AntiforgeryTokenSet? _token;
+
+        public override async Task LoadAsync(DashboardContext context, CancellationToken cancellationToken)
+        {
+            var services = context.GetHttpContext().RequestServices;
+            _id = Query(context, "id");
+            var found = _id is null ? null : await services.GetRequiredService<LedgerStore>().GetAsync(_id, cancellationToken).ConfigureAwait(false);
+            if (found is not { } job)
+            {
+                Title = "Job not found";
+                StatusCode = StatusCodes.Status404NotFound;
+                return;
+            }
+
+            (_row, _events) = job;
+            Title = "Job " + _row.JobId;
+            // The job store is ahead of the ledger (written a moment later): it decides whether Cancel applies.
+            _live = await services.GetRequiredService<RedisJobStore>().GetAsync(_row.JobId, includeOutput: false).ConfigureAwait(false);
+            _deliveries = await services.GetRequiredService<WebhookStore>()
+                .DeliveriesAsync(tenantId: null, _row.JobId, outcome: null, before: null, WebhookPages.MaxLimit, cancellationToken).ConfigureAwait(false);
+            _token = DashboardForms.Token(context);
+        }
+
+        protected override void Render(StringBuilder html)
+        {
+            if (_row is not { } row)
+            {
+                html.Append("<div class=\"alert alert-warning\">The ledger has no job <code>").Append(E(_id)).Append("</code>.</div>")
+                    .Append("<p><a href=\"").Append(Href("/inference")).Append("\">Inference jobs</a></p>");
+                return;
+            }
+
+            html.Append("<ol class=\"breadcrumb\"><li><a href=\"").Append(Href("/inference")).Append("\">Inference jobs</a></li><li><a href=\"")
+                .Append(Href("/inference?tenant=" + Q(row.TenantId))).Append("\">").Append(E(row.TenantId)).Append("</a></li><li class=\"active\">")
+                .Append(E(row.JobId)).Append("</li></ol>");
+            var status = _live?.Status ?? row.Status;
+            if (!JobStatuses.IsTerminal(status))
+            {
+                html.Append("<p>");
+                html.AppendPostForm(Context, _token, "/inference/job/cancel", "Cancel job", [("id", row.JobId)], style: "btn-danger");
+                html.Append(" <span class=\"text-muted\">A queued job never runs; a running one is stopped by its worker (as <code>POST /v1/jobs/{id}/cancel</code>).</span></p>");
+            }
+
+            html.Append("<table class=\"table table-condensed\" id=\"inference-job\"><tbody>");
+            void Line(string name, string encodedValue) => html.Append("<tr><th style=\"width:12em\">").Append(name).Append("</th><td>").Append(encodedValue).Append("</td></tr>");
             Line("Job", $"<code>{E(row.JobId)}</code>");
-            Line("Status", $"<span class=\"{E(row.Status)}\">{E(row.Status)}</span>");
+            Line("Status", $"<span id=\"job-status\">{StatusLabel(status)}</span>" + (_live is null
+                ? " <span class=\"text-muted\">(from the ledger: the job store no longer holds the job)</span>"
+                : _live.ErrorMessage is { Length: > 0 } message ? $" <span class=\"text-muted\">{E(message)}</span>" : string.Empty));
             Line("Tenant", E(row.TenantId));
             Line("Pipeline", E(row.Pipeline));
             Line("Model", E(row.Model));
             Line("Created", Time(row.CreatedAt));
             Line("Started", Time(row.StartedAt));
             Line("Completed", Time(row.CompletedAt));
+            Line("Queue time", Ms(QueueTime(row)));
+            Line("Execution time", Ms(ExecutionTime(row)));
             Line("Attempts", row.Attempts.ToString(CultureInfo.InvariantCulture));
-            Line("Input bytes", row.InputBytes.ToString(CultureInfo.InvariantCulture));
+            Line("Input bytes", row.InputBytes.ToString("N0", CultureInfo.InvariantCulture));
             Line("Compute ms", row.ComputeMs?.ToString(CultureInfo.InvariantCulture) ?? "—");
+            Line("Trace id", TraceIdCell(row));
             Line("Error", E(row.ErrorCode));
             Line("Ledger updated", Time(row.UpdatedAt));
-            body.Append("</tbody></table><h2>Timeline</h2><table><thead><tr><th>Time</th><th>Status</th></tr></thead><tbody>");
-            foreach (var change in events)
+            html.Append("</tbody></table><h3>Timeline</h3><table class=\"table table-condensed\"><thead><tr><th>Time</th><th>Status</th></tr></thead><tbody>");
+            foreach (var change in _events)
             {
-                body.Append("<tr><td>").Append(Time(change.At)).Append("</td><td class=\"").Append(E(change.Status)).Append("\">")
-                    .Append(E(change.Status)).Append("</td></tr>");
+                html.Append("<tr><td>").Append(Time(change.At)).Append("</td><td>").Append(StatusLabel(change.Status)).Append("</td></tr>");
             }
 
-            body.Append("</tbody></table>");
-            var deliveries = await http.RequestServices.GetRequiredService<WebhookStore>().AttemptsAsync(row.JobId, http.RequestAborted).ConfigureAwait(false);
-            body.Append("<h2>Webhook deliveries</h2>");
-            if (deliveries.Count == 0)
+            html.Append("</tbody></table><h3>Webhook deliveries</h3>");
+            if (_deliveries.Count == 0)
             {
-                body.Append("<p>None.</p>");
+                html.Append("<p>None.</p>");
             }
             else
             {
-                body.Append("<table><thead><tr><th>Time</th><th>Event</th><th>URL</th><th>Attempt</th><th>Outcome</th><th>Detail</th></tr></thead><tbody>");
-                foreach (var d in deliveries)
+                html.Append("<table class=\"table table-condensed\"><thead><tr><th>Id</th><th>Time</th><th>Event</th><th>URL</th><th>Attempt</th>")
+                    .Append("<th>Status</th><th>Detail</th><th></th></tr></thead><tbody>");
+                foreach (var d in _deliveries)
                 {
-                    body.Append("<tr><td>").Append(Time(d.At)).Append("</td><td>").Append(E(d.EventType)).Append("</td><td>").Append(E(d.Url))
-                        .Append("</td><td>").Append(d.Attempt.ToString(CultureInfo.InvariantCulture)).Append("</td><td>").Append(E(d.Outcome))
-                        .Append("</td><td>").Append(E(d.Detail)).Append("</td></tr>");
+                    html.Append("<tr><td>").Append(d.Id.ToString(CultureInfo.InvariantCulture)).Append("</td><td>").Append(Time(d.At)).Append("</td><td>")
+                        .Append(E(d.EventType)).Append("</td><td style=\"word-break:break-all\">").Append(E(d.Url)).Append("</td><td>").Append(d.Attempt.ToString(CultureInfo.InvariantCulture))
+                        .Append("</td><td>").Append(StatusLabel(d.Outcome)).Append("</td><td>").Append(E(d.Detail)).Append("</td><td>");
+                    if (d.Redeliverable)
+                    {
+                        html.AppendPostForm(Context, _token, "/webhooks/redeliver", "Redeliver", [("id", d.Id.ToString(CultureInfo.InvariantCulture))]);
+                    }
+
+                    html.Append("</td></tr>");
                 }
 
-                body.Append("</tbody></table>");
+                html.Append("</tbody></table>");
             }
 
-            // Each attempt is also a Hangfire job, with its result, and can be requeued there.
-            body.Append("<p><a href=\"").Append(E(context.Request.PathBase))
-                .Append("/jobs/failed\">Failed Hangfire jobs</a> · <a href=\"").Append(E(context.Request.PathBase)).Append("/jobs/succeeded\">succeeded</a></p>");
-            await WritePageAsync(context, "Job " + row.JobId, body.ToString()).ConfigureAwait(false);
+            // Each delivery attempt is also a Hangfire job, with its result.
+            html.Append("<p><a href=\"").Append(Href("/webhooks?job=" + Q(row.JobId))).Append("\">This job's deliveries on the webhooks page</a> · <a href=\"")
+                .Append(Href("/jobs/failed")).Append("\">Failed Hangfire jobs</a></p>");
         }
+    }
+
+    /// <summary>Cancels a job as <c>POST /v1/jobs/{id}/cancel</c> does (the job store's cancel), then shows the job with the outcome.</summary>
+    private sealed partial class CancelDispatcher : IDashboardDispatcher
+    {
+        public async Task Dispatch(DashboardContext context)
+        {
+            if (!DashboardForms.IsPost(context))
+            {
+                return;
+            }
+
+            var http = context.GetHttpContext();
+            var id = await DashboardForms.FieldAsync(context, "id").ConfigureAwait(false);
+            if (id is null)
+            {
+                DashboardForms.SeeOther(context, "/inference", "No job id was given.");
+                return;
+            }
+
+            var outcome = await http.RequestServices.GetRequiredService<RedisJobStore>().CancelAsync(id).ConfigureAwait(false);
+            LogCancel(http.RequestServices.GetRequiredService<ILogger<CancelDispatcher>>(), id, http.User.Identity?.Name ?? "unknown", outcome);
+            DashboardForms.SeeOther(context, "/inference/job", outcome switch
+            {
+                CancelOutcome.Cancelled => $"Job {id} cancelled: it will not run.",
+                CancelOutcome.Requested => $"Cancel of job {id} requested: its worker stops it, and it ends cancelled.",
+                CancelOutcome.AlreadyTerminal => $"Job {id} has already finished: only queued or running jobs can be cancelled.",
+                _ => $"There is no job {id} in the job store (its record may have expired).",
+            }, ("id", id));
+        }
+
+        [LoggerMessage(EventId = 462, Level = LogLevel.Information, Message = "Dashboard cancel of job {JobId} by {User}: {Outcome}")]
+        private static partial void LogCancel(ILogger logger, string jobId, string user, CancelOutcome outcome);
     }
 }

@@ -23,8 +23,32 @@ public sealed record LedgerRow(
 /// <summary>Jobs and compute of one pipeline and model in a period.</summary>
 public sealed record UsageLine(string Pipeline, string Model, long Jobs, long Succeeded, long Failed, long ComputeMs, long InputBytes);
 
-/// <summary>Filters of the dashboard's job list; null means any.</summary>
-public sealed record LedgerQuery(string? Status, string? Pipeline, string? Model, string? TenantId, int Limit);
+/// <summary>
+/// Filters of the dashboard's job list (null means any) and its page: the <paramref name="Limit"/> jobs
+/// just older than <paramref name="Before"/>, or just newer than <paramref name="After"/>, or the newest.
+/// </summary>
+public sealed record LedgerQuery(
+    string? Status, string? Pipeline, string? Model, string? TenantId, int Limit, LedgerCursor? Before = null, LedgerCursor? After = null);
+
+/// <summary>A position in the job list, which is ordered by creation time and then job id, newest first.</summary>
+public sealed record LedgerCursor(DateTimeOffset CreatedAt, string JobId)
+{
+    public static LedgerCursor Of(LedgerRow row) => new(row.CreatedAt, row.JobId);
+
+    /// <summary>The cursor as text for a link: UTC ticks, a dot, the job id.</summary>
+    public string Format() => string.Create(System.Globalization.CultureInfo.InvariantCulture, $"{CreatedAt.UtcTicks}.{JobId}");
+
+    /// <summary>The cursor <see cref="Format"/> wrote, or null for anything else.</summary>
+    public static LedgerCursor? Parse(string? text)
+    {
+        var dot = text?.IndexOf('.', StringComparison.Ordinal) ?? -1;
+        return dot > 0 && dot < text!.Length - 1
+            && long.TryParse(text.AsSpan(0, dot), System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out var ticks)
+            && ticks <= DateTimeOffset.MaxValue.UtcTicks
+                ? new LedgerCursor(new DateTimeOffset(ticks, TimeSpan.Zero), text[(dot + 1)..])
+                : null;
+    }
+}
 
 /// <summary>
 /// The job ledger in PostgreSQL: <c>job_ledger</c> (one row per job, upserted as its state changes)
@@ -178,14 +202,21 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
         return lines;
     }
 
-    /// <summary>The newest jobs matching <paramref name="query"/>.</summary>
+    /// <summary>
+    /// One page of the jobs matching <paramref name="query"/>, newest first: keyset paging on
+    /// (created_at, job_id), so a page stays put while new jobs arrive.
+    /// </summary>
     public async Task<List<LedgerRow>> ListAsync(LedgerQuery query, CancellationToken cancellationToken)
     {
+        var newer = query.Before is null && query.After is not null;
+        var order = newer ? "ASC" : "DESC";
         await using var command = dataSource.CreateCommand($"""
             SELECT {Columns} FROM job_ledger
             WHERE ($1::text IS NULL OR status = $1) AND ($2::text IS NULL OR pipeline = $2)
               AND ($3::text IS NULL OR model = $3) AND ($4::text IS NULL OR tenant_id = $4)
-            ORDER BY created_at DESC, job_id DESC
+              AND ($6::timestamptz IS NULL OR (created_at, job_id) < ($6::timestamptz, $7::text))
+              AND ($8::timestamptz IS NULL OR (created_at, job_id) > ($8::timestamptz, $9::text))
+            ORDER BY created_at {order}, job_id {order}
             LIMIT $5
             """);
         command.Parameters.Add(Text(query.Status));
@@ -193,11 +224,22 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
         command.Parameters.Add(Text(query.Model));
         command.Parameters.Add(Text(query.TenantId));
         command.Parameters.Add(new NpgsqlParameter<int> { TypedValue = query.Limit });
+        foreach (var cursor in (LedgerCursor?[])[query.Before, query.After])
+        {
+            command.Parameters.Add(new NpgsqlParameter { NpgsqlDbType = NpgsqlDbType.TimestampTz, Value = cursor is null ? DBNull.Value : cursor.CreatedAt.UtcDateTime });
+            command.Parameters.Add(Text(cursor?.JobId));
+        }
+
         var rows = new List<LedgerRow>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
             rows.Add(ReadRow(reader));
+        }
+
+        if (newer)
+        {
+            rows.Reverse();
         }
 
         return rows;

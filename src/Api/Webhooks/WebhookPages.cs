@@ -4,14 +4,16 @@ using System.Text.RegularExpressions;
 using Async.Serving.Api.Hangfire;
 using Hangfire;
 using Hangfire.Dashboard;
+using Microsoft.AspNetCore.Antiforgery;
 using Microsoft.AspNetCore.Http.Json;
 using Microsoft.Extensions.Options;
+using static Async.Serving.Api.Hangfire.OperatorPage;
 
 namespace Async.Serving.Api.Webhooks;
 
 /// <summary>
-/// Dashboard page <c>/webhooks</c>, the operator's side of the tenants' webhook routes, across
-/// tenants: delivery attempts newest first (filters <c>tenant</c>, <c>job</c>, <c>status</c>,
+/// Dashboard page <c>/webhooks</c> (inside Hangfire's layout), the operator's side of the tenants'
+/// webhook routes, across tenants: delivery attempts newest first (filters <c>tenant</c>, <c>job</c>, <c>status</c>,
 /// <c>limit</c>, paged with <c>before</c>) with a Redeliver button, the URLs disabled by a 410 with
 /// an Enable button, and a form that sends a signed <c>webhook.test</c> event for a tenant to a URL
 /// (through the SSRF check, as <c>POST /v1/webhooks/test</c>). Actions are POSTs behind the
@@ -32,117 +34,114 @@ internal static partial class WebhookPages
             return;
         }
 
-        DashboardRoutes.Routes.Add("/webhooks", new ListDispatcher());
+        DashboardRoutes.Routes.Add("/webhooks", new OperatorPageDispatcher(() => new ListPage()));
         DashboardRoutes.Routes.Add("/webhooks/redeliver", new RedeliverDispatcher());
         DashboardRoutes.Routes.Add("/webhooks/enable", new EnableDispatcher());
         DashboardRoutes.Routes.Add("/webhooks/test", new TestDispatcher());
-        NavigationMenu.Items.Add(page => new MenuItem("Webhooks", page.Url.To("/webhooks")));
+        AddMenuEntry();
     }
-
-    private static string E(string? value) => InferenceJobsPages.E(value);
 
     /// <summary>The tenant ids <c>create-key</c> accepts: a test event for anything else would only create a secret for a typo.</summary>
     [GeneratedRegex("^[A-Za-z0-9._-]{1,64}$")]
     private static partial Regex TenantPattern();
 
-    private sealed class ListDispatcher : IDashboardDispatcher
+    private sealed class ListPage() : OperatorPage("Webhooks")
     {
-        public async Task Dispatch(DashboardContext context)
+        private string? _tenant;
+        private string? _job;
+        private string? _status;
+        private int _limit;
+        private IReadOnlyList<DeliveryRecord> _deliveries = [];
+        private IReadOnlyList<DisabledUrl> _disabled = [];
+        private AntiforgeryTokenSet? _token;
+
+        public override async Task LoadAsync(DashboardContext context, CancellationToken cancellationToken)
         {
-            var http = context.GetHttpContext();
-            var store = http.RequestServices.GetRequiredService<WebhookStore>();
-            var tenant = InferenceJobsPages.Query(context, "tenant");
-            var job = InferenceJobsPages.Query(context, "job");
-            var status = InferenceJobsPages.Query(context, "status");
-            var limit = int.TryParse(InferenceJobsPages.Query(context, "limit"), NumberStyles.None, CultureInfo.InvariantCulture, out var l)
+            var store = context.GetHttpContext().RequestServices.GetRequiredService<WebhookStore>();
+            _tenant = Query(context, "tenant");
+            _job = Query(context, "job");
+            _status = Query(context, "status");
+            _limit = int.TryParse(Query(context, "limit"), NumberStyles.None, CultureInfo.InvariantCulture, out var l)
                 ? Math.Clamp(l, 1, MaxLimit)
                 : DefaultLimit;
-            long? before = long.TryParse(InferenceJobsPages.Query(context, "before"), NumberStyles.None, CultureInfo.InvariantCulture, out var b) ? b : null;
-            var pathBase = E(context.Request.PathBase);
-            var token = DashboardForms.Token(context);
+            long? before = long.TryParse(Query(context, "before"), NumberStyles.None, CultureInfo.InvariantCulture, out var b) ? b : null;
+            _deliveries = await store.DeliveriesAsync(_tenant, _job, _status, before, _limit, cancellationToken).ConfigureAwait(false);
+            _disabled = await store.DisabledUrlsAsync(_tenant, DisabledLimit, cancellationToken).ConfigureAwait(false);
+            _token = DashboardForms.Token(context);
+        }
 
-            var body = new StringBuilder().AppendOutcome(context).Append("<form method=\"get\">");
-            foreach (var (name, value) in new[] { ("tenant", tenant), ("job", job) })
+        protected override void Render(StringBuilder html)
+        {
+            AppendFilters(html, [("tenant", _tenant, null), ("job", _job, null), ("status", _status, WebhooksApi.Outcomes)],
+                $"<input type=\"hidden\" name=\"limit\" value=\"{_limit}\">");
+            html.Append("<h2>Deliveries</h2><p class=\"text-muted\">").Append(_deliveries.Count).Append(_deliveries.Count == 1 ? " delivery attempt" : " delivery attempts")
+                .Append(", newest first. Redeliver sends an attempt's message again (same webhook id and body) as a new delivery.</p>")
+                .Append("<div class=\"table-responsive\"><table class=\"table table-hover\" id=\"webhook-deliveries\"><thead><tr><th>Id</th><th>Time</th>")
+                .Append("<th>Tenant</th><th>Job</th><th>Event</th><th>URL</th><th>Attempt</th><th>Status</th><th>Detail</th><th>Webhook id</th><th></th></tr></thead><tbody>");
+            foreach (var d in _deliveries)
             {
-                body.Append("<label>").Append(name).Append(" <input name=\"").Append(name).Append("\" value=\"").Append(E(value)).Append("\"></label> ");
-            }
-
-            body.Append("<label>status <select name=\"status\"><option value=\"\">any</option>");
-            foreach (var outcome in WebhooksApi.Outcomes)
-            {
-                body.Append("<option").Append(outcome == status ? " selected" : string.Empty).Append('>').Append(E(outcome)).Append("</option>");
-            }
-
-            body.Append("</select></label> <label>limit <input name=\"limit\" value=\"").Append(limit).Append("\"></label> ")
-                .Append("<button type=\"submit\">Filter</button></form>");
-
-            var deliveries = await store.DeliveriesAsync(tenant, job, status, before, limit, http.RequestAborted).ConfigureAwait(false);
-            body.Append("<h2>Deliveries</h2><p>").Append(deliveries.Count)
-                .Append(" most recent delivery attempts. Redeliver sends an attempt's message again (same webhook id and body) as a new delivery.</p>")
-                .Append("<table><thead><tr><th>Id</th><th>Time</th><th>Tenant</th><th>Job</th><th>Event</th><th>URL</th><th>Attempt</th>")
-                .Append("<th>Status</th><th>Detail</th><th>Webhook id</th><th></th></tr></thead><tbody>");
-            foreach (var d in deliveries)
-            {
-                var outcomeClass = d.Outcome switch { "delivered" => "succeeded", "failed" or "disabled" => "failed", _ => string.Empty };
-                body.Append("<tr><td>").Append(d.Id).Append("</td><td>").Append(InferenceJobsPages.Time(d.At)).Append("</td><td>").Append(E(d.TenantId))
-                    .Append("</td><td>");
+                html.Append("<tr><td>").Append(d.Id).Append("</td><td>").Append(Time(d.At)).Append("</td><td>").Append(E(d.TenantId)).Append("</td><td>");
                 if (d.JobId.Length > 0)
                 {
-                    body.Append("<a href=\"").Append(pathBase).Append("/inference/job?id=").Append(E(InferenceJobsPages.Q(d.JobId))).Append("\"><code>")
-                        .Append(E(d.JobId)).Append("</code></a>");
+                    html.Append("<a href=\"").Append(Href("/inference/job?id=" + Q(d.JobId))).Append("\"><code>").Append(E(d.JobId)).Append("</code></a>");
                 }
 
-                body.Append("</td><td>").Append(E(d.EventType)).Append("</td><td>").Append(E(d.Url)).Append("</td><td>").Append(d.Attempt)
-                    .Append("</td><td class=\"").Append(outcomeClass).Append("\">").Append(E(d.Outcome)).Append("</td><td>").Append(E(d.Detail))
-                    .Append("</td><td><code>").Append(E(d.MessageId)).Append("</code></td><td>");
+                html.Append("</td><td>").Append(E(d.EventType)).Append("</td><td style=\"word-break:break-all\">").Append(E(d.Url)).Append("</td><td>")
+                    .Append(d.Attempt).Append("</td><td>").Append(StatusLabel(d.Outcome)).Append("</td><td>").Append(E(d.Detail))
+                    .Append("</td><td style=\"word-break:break-all\"><code>").Append(E(d.MessageId)).Append("</code></td><td>");
                 if (d.Redeliverable)
                 {
-                    body.AppendPostForm(context, token, "/webhooks/redeliver", "Redeliver", [("id", d.Id.ToString(CultureInfo.InvariantCulture))]);
+                    html.AppendPostForm(Context, _token, "/webhooks/redeliver", "Redeliver", [("id", d.Id.ToString(CultureInfo.InvariantCulture))]);
                 }
 
-                body.Append("</td></tr>");
+                html.Append("</td></tr>");
             }
 
-            body.Append("</tbody></table>");
-            if (deliveries.Count == limit)
+            html.Append("</tbody></table></div><nav><ul class=\"pager\">");
+            var filters = new StringBuilder();
+            foreach (var (name, value) in new[] { ("tenant", _tenant), ("job", _job), ("status", _status) })
             {
-                body.Append("<p><a href=\"").Append(pathBase).Append("/webhooks?before=").Append(deliveries[^1].Id);
-                foreach (var (name, value) in new[] { ("tenant", tenant), ("job", job), ("status", status) })
+                if (value is not null)
                 {
-                    if (value is not null)
-                    {
-                        body.Append("&amp;").Append(name).Append('=').Append(E(InferenceJobsPages.Q(value)));
-                    }
+                    filters.Append('&').Append(name).Append('=').Append(Q(value));
                 }
-
-                body.Append("&amp;limit=").Append(limit).Append("\">Older deliveries →</a></p>");
             }
 
-            var disabled = await store.DisabledUrlsAsync(tenant, DisabledLimit, http.RequestAborted).ConfigureAwait(false);
-            body.Append("<h2>Disabled endpoints</h2><p>URLs whose receiver answered 410 Gone: nothing is delivered to them (attempts are recorded ")
-                .Append("as skipped) until they are enabled again.</p>");
-            if (disabled.Count == 0)
+            filters.Append("&limit=").Append(_limit);
+            html.Append("<li class=\"previous\"><a href=\"").Append(Href("/webhooks?" + filters.ToString(1, filters.Length - 1))).Append("\">Newest</a></li>");
+            if (_deliveries.Count == _limit)
             {
-                body.Append("<p>None.</p>");
+                html.Append("<li class=\"next\"><a href=\"").Append(Href($"/webhooks?before={_deliveries[^1].Id}{filters}")).Append("\">Older deliveries →</a></li>");
             }
             else
             {
-                body.Append("<table><thead><tr><th>Tenant</th><th>URL</th><th>Disabled</th><th>Reason</th><th></th></tr></thead><tbody>");
-                foreach (var u in disabled)
+                html.Append("<li class=\"next disabled\"><span>Older deliveries →</span></li>");
+            }
+
+            html.Append("</ul></nav><h2>Disabled endpoints</h2><p class=\"text-muted\">URLs whose receiver answered 410 Gone: nothing is delivered to them ")
+                .Append("(attempts are recorded as skipped) until they are enabled again.</p>");
+            if (_disabled.Count == 0)
+            {
+                html.Append("<p>None.</p>");
+            }
+            else
+            {
+                html.Append("<table class=\"table table-hover\" id=\"disabled-endpoints\"><thead><tr><th>Tenant</th><th>URL</th><th>Disabled</th><th>Reason</th>")
+                    .Append("<th></th></tr></thead><tbody>");
+                foreach (var u in _disabled)
                 {
-                    body.Append("<tr><td>").Append(E(u.TenantId)).Append("</td><td>").Append(E(u.Url)).Append("</td><td>")
-                        .Append(InferenceJobsPages.Time(u.DisabledAt)).Append("</td><td>").Append(E(u.Reason)).Append("</td><td>")
-                        .AppendPostForm(context, token, "/webhooks/enable", "Enable", [("tenant", u.TenantId), ("url", u.Url)])
+                    html.Append("<tr><td>").Append(E(u.TenantId)).Append("</td><td>").Append(E(u.Url)).Append("</td><td>")
+                        .Append(Time(u.DisabledAt)).Append("</td><td>").Append(E(u.Reason)).Append("</td><td>")
+                        .AppendPostForm(Context, _token, "/webhooks/enable", "Enable", [("tenant", u.TenantId), ("url", u.Url)], style: "btn-success")
                         .Append("</td></tr>");
                 }
 
-                body.Append("</tbody></table>");
+                html.Append("</tbody></table>");
             }
 
-            body.Append("<h2>Send a test event</h2><p>A <code>webhook.test</code> event signed with the tenant's secret, delivered like any other ")
-                .Append("(retries, 410, SSRF guard); it appears above as a delivery without a job.</p>")
-                .AppendPostForm(context, token, "/webhooks/test", "Send test event", [], [("tenant", "tenant", tenant), ("URL", "url", null)]);
-            await InferenceJobsPages.WritePageAsync(context, "Webhooks", body.ToString()).ConfigureAwait(false);
+            html.Append("<h2>Send a test event</h2><p class=\"text-muted\">A <code>webhook.test</code> event signed with the tenant's secret, delivered like ")
+                .Append("any other (retries, 410, SSRF guard); it appears above as a delivery without a job.</p>")
+                .AppendPostForm(Context, _token, "/webhooks/test", "Send test event", [], [("tenant", "tenant", _tenant), ("URL", "url", null)], style: "btn-primary");
         }
     }
 
