@@ -7,7 +7,7 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Debian packages only the tests need (judges such as a browser or a metrics linter).
-TEST_PACKAGES=()
+TEST_PACKAGES=(prometheus) # promtool: the metrics and alert rules tests (MetricsTests)
 prepare "${TEST_PACKAGES[@]}"
 npm_tools openapi "the OpenAPI document's judges"
 npm_tools k8s "the Kubernetes manifests' schema checks"
