@@ -161,6 +161,16 @@ public sealed class JobStoreTests
         Assert.Equal(16, queued);
         Assert.Equal(jobs.Where(j => j.Id != first.Id && j != jobs[1] && j != jobs[2] && j != jobs[4]).Min(j => j.CreatedAt), oldest);
 
+        // An upgrade: a job queued before the index existed is added to it, once.
+        var old = await CreateAsync(store, tenant, model: model);
+        var db = redis.GetDatabase();
+        await db.SortedSetRemoveAsync(RedisJobStore.QueuedByModel(RedisJobStore.ShardOf(old.Id)), model + "|" + old.Id);
+        Assert.Equal(16, (await ReadAsync()).Queued);
+        await db.KeyDeleteAsync(RedisJobStore.QueuedByModelBackfilled);
+        Assert.InRange(await store.BackfillQueuedByModelAsync(CancellationToken.None), 1, int.MaxValue);
+        Assert.Equal(17, (await ReadAsync()).Queued);
+        Assert.Equal(0, await store.BackfillQueuedByModelAsync(CancellationToken.None));
+
         var (running, oldestStart) = await store.RunningAsync();
         Assert.True(running >= 1);
         Assert.NotNull(oldestStart);

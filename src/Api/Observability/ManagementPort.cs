@@ -19,6 +19,7 @@ public static class ManagementPort
             .BindConfiguration(ManagementOptions.Section)
             .ValidateDataAnnotations();
         builder.Services.AddSingleton<QueueMetrics>();
+        builder.Services.AddHostedService<QueuedByModelBackfill>();
 
         var options = builder.Configuration.GetSection(ManagementOptions.Section).Get<ManagementOptions>() ?? new ManagementOptions();
         if (options.Port is > 0 and <= 65535)

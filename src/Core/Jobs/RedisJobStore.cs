@@ -253,6 +253,40 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         return result;
     }
 
+    /// <summary>Set once every job queued before <see cref="QueuedByModel"/> existed has been added to it.</summary>
+    public static readonly RedisKey QueuedByModelBackfilled = "queued-by-model-backfilled";
+
+    /// <summary>
+    /// Adds the jobs queued before <see cref="QueuedByModel"/> existed (an upgrade) to it, once per
+    /// Redis: every queued job is in its shard's <see cref="QueuedByExpiry"/>. Idempotent; a job that
+    /// starts meanwhile and is added anyway leaves the index when it ends. Returns the jobs added.
+    /// </summary>
+    public async Task<int> BackfillQueuedByModelAsync(CancellationToken cancellationToken)
+    {
+        if (await _db.KeyExistsAsync(QueuedByModelBackfilled).ConfigureAwait(false))
+        {
+            return 0;
+        }
+
+        var added = 0;
+        foreach (var shard in Shards)
+        {
+            foreach (var id in await _db.SortedSetRangeByRankAsync(QueuedByExpiry(shard)).ConfigureAwait(false))
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var fields = await _db.HashGetAsync(JobKey(id.ToString()), ["status", "model"]).ConfigureAwait(false);
+                if (fields[0] == JobStatuses.Queued && !fields[1].IsNullOrEmpty
+                    && await _db.SortedSetAddAsync(QueuedByModel(shard), fields[1] + "|" + id, 0).ConfigureAwait(false))
+                {
+                    added++;
+                }
+            }
+        }
+
+        await _db.StringSetAsync(QueuedByModelBackfilled, "1").ConfigureAwait(false);
+        return added;
+    }
+
     /// <summary>Running jobs over every shard and when the longest-running of them started (null when none runs).</summary>
     public async Task<(long Running, DateTimeOffset? OldestStart)> RunningAsync()
     {
