@@ -70,8 +70,7 @@ install_packages() {
     # policy-rc.d refuses every start for the length of the install (one already present is kept).
     local policy=/usr/sbin/policy-rc.d added="" status=0
     if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && added=1; fi
-    apt-get update -qq >"$LOGS/apt.log" 2>&1
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$LOGS/apt.log" 2>&1 || status=$?
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$LOGS/apt.log" 2>&1 || status=$?
     [ -z "$added" ] || rm -f "$policy"
     [ "$status" -eq 0 ] || die "apt-get install failed, see $LOGS/apt.log"
   fi

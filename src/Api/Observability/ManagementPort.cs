@@ -24,22 +24,29 @@ public static class ManagementPort
         var options = builder.Configuration.GetSection(ManagementOptions.Section).Get<ManagementOptions>() ?? new ManagementOptions();
         if (options.Port is > 0 and <= 65535)
         {
-            // The public addresses (ASPNETCORE_URLS, --urls, or ASPNETCORE_HTTP_PORTS as the container
-            // images set it) plus this one. Kestrel listens on all of them; listening in code instead
-            // would make it ignore the configured ones.
-            var urls = builder.WebHost.GetSetting(WebHostDefaults.ServerUrlsKey);
-            if (string.IsNullOrWhiteSpace(urls))
-            {
-                var ports = builder.WebHost.GetSetting("http_ports");
-                urls = string.IsNullOrWhiteSpace(ports)
-                    ? "http://localhost:5000"
-                    : string.Join(';', ports.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(p => "http://*:" + p));
-            }
-
-            builder.WebHost.UseSetting(WebHostDefaults.ServerUrlsKey, $"{urls};http://{options.Host}:{options.Port.ToString(CultureInfo.InvariantCulture)}");
+            builder.WebHost.UseSetting(WebHostDefaults.ServerUrlsKey,
+                ServerUrls(builder.WebHost.GetSetting(WebHostDefaults.ServerUrlsKey), builder.WebHost.GetSetting("http_ports"), options));
         }
 
         return builder;
+    }
+
+    /// <summary>
+    /// The public addresses (<c>ASPNETCORE_URLS</c> or <c>--urls</c>; else <c>ASPNETCORE_HTTP_PORTS</c>, as
+    /// the container images set it; else Kestrel's default) plus the management one. Kestrel listens
+    /// on all of them; listening in code instead would make it ignore the configured addresses.
+    /// </summary>
+    internal static string ServerUrls(string? urls, string? httpPorts, ManagementOptions options)
+    {
+        ArgumentNullException.ThrowIfNull(options);
+        if (string.IsNullOrWhiteSpace(urls))
+        {
+            urls = string.IsNullOrWhiteSpace(httpPorts)
+                ? "http://localhost:5000"
+                : string.Join(';', httpPorts.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(p => "http://*:" + p));
+        }
+
+        return $"{urls.TrimEnd(';')};http://{options.Host}:{options.Port.ToString(CultureInfo.InvariantCulture)}";
     }
 
     /// <summary>
