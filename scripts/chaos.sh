@@ -10,7 +10,7 @@
 #   scripts/chaos.sh --reduced      CI form: 200 jobs, one fault of each kind, PostgreSQL down 25 s
 #   --jobs N                        another number of jobs
 #   --no-build                      use the binaries already built (scripts/test.sh has just built them)
-# Environment: SERVING_CHAOS_PORT_BASE (17000: its ports are base+32, +64, +72, +73, +74, +79, +80),
+# Environment: SERVING_CHAOS_PORT_BASE (17000: its ports are base+32, +64, +65, +72, +73, +74, +79, +80),
 # SERVING_MODELS_DIR as for the other scripts. Logs and the details of a run: .serving/chaos/logs.
 set -euo pipefail
 
@@ -32,6 +32,7 @@ export SERVING_STATE_DIR="$CHAOS_ROOT/.serving/chaos"
 export SERVING_REDIS_PORT=$((PORT_BASE + 79)) SERVING_PG_PORT=$((PORT_BASE + 32))
 export SERVING_AMQP_PORT=$((PORT_BASE + 72)) SERVING_RABBIT_MGMT_PORT=$((PORT_BASE + 73))
 export SERVING_API_PORT=$((PORT_BASE + 80)) SERVING_RABBIT_NODE=rabbit-chaos@localhost
+export SERVING_API_MANAGEMENT_PORT=$((PORT_BASE + 65)) SERVING_WORKER_METRICS_PORT=$((PORT_BASE + 64))
 # Its Erlang distribution port next to its AMQP port: AMQP + 20000 would fall in the ephemeral range.
 export SERVING_RABBIT_DIST_PORT=$((PORT_BASE + 74))
 export SERVING_REDIS_ARGS="--appendonly yes --appendfsync everysec"

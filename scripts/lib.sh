@@ -13,6 +13,9 @@ PG_PORT="${SERVING_PG_PORT:-5432}"
 AMQP_PORT="${SERVING_AMQP_PORT:-5672}"
 RABBIT_MGMT_PORT="${SERVING_RABBIT_MGMT_PORT:-15672}"
 API_PORT="${SERVING_API_PORT:-5080}"
+# The API's management port (/metrics) and the worker's metrics port, both on loopback.
+API_MANAGEMENT_PORT="${SERVING_API_MANAGEMENT_PORT:-9465}"
+WORKER_METRICS_PORT="${SERVING_WORKER_METRICS_PORT:-9464}"
 # A second RabbitMQ node beside the first (scripts/chaos.sh) needs its own name; its Erlang distribution
 # port follows the AMQP port (5672 -> 25672, RabbitMQ's own default), so two nodes do not clash.
 RABBIT_NODE="${SERVING_RABBIT_NODE:-rabbit@localhost}"
@@ -62,9 +65,14 @@ install_packages() {
   if [ ${#missing[@]} -gt 0 ]; then
     log "installing OS packages: ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq >"$LOGS/apt.log" 2>&1
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >>"$LOGS/apt.log" 2>&1 \
-      || die "apt-get install failed, see $LOGS/apt.log"
+    # Debian's maintainer scripts start the daemons they install (the prometheus package that brings
+    # promtool would start a Prometheus on :9090): these scripts start what they need themselves, so a
+    # policy-rc.d refuses every start for the length of the install (one already present is kept).
+    local policy=/usr/sbin/policy-rc.d added="" status=0
+    if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && added=1; fi
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}"; } >"$LOGS/apt.log" 2>&1 || status=$?
+    [ -z "$added" ] || rm -f "$policy"
+    [ "$status" -eq 0 ] || die "apt-get install failed, see $LOGS/apt.log"
   fi
   command -v dotnet >/dev/null || die "the .NET SDK (dotnet) is not on PATH"
 }
@@ -458,6 +466,8 @@ start_process() {
     export Serving__Auth__DevelopmentKey="$API_KEY" Serving__Auth__DevelopmentTenant=dev
     export Serving__Hangfire__DashboardUsername=admin Serving__Hangfire__DashboardPassword="$DASHBOARD_PASSWORD"
     export ASPNETCORE_URLS="$URL" DOTNET_ENVIRONMENT=Production ASPNETCORE_ENVIRONMENT=Production
+    export Serving__Management__Host=127.0.0.1 Serving__Management__Port="$API_MANAGEMENT_PORT"
+    export Serving__Worker__MetricsHost=127.0.0.1 Serving__Worker__MetricsPort="${Serving__Worker__MetricsPort:-$WORKER_METRICS_PORT}"
     nohup dotnet "$dll" >"$LOGS/$name.log" 2>&1 4>&- &
     echo $! >"$STATE/$name.pid"
   )

@@ -7,7 +7,9 @@
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 # Debian packages only the tests need (judges such as a browser or a metrics linter).
-TEST_PACKAGES=(chromium) # chromium: the dashboard's browser test (DashboardBrowserTests)
+# chromium: the dashboard's browser test (DashboardBrowserTests); prometheus: promtool, for the metrics
+# and alert rules tests (MetricsTests).
+TEST_PACKAGES=(chromium prometheus)
 prepare "${TEST_PACKAGES[@]}"
 npm_tools openapi "the OpenAPI document's judges"
 npm_tools k8s "the Kubernetes manifests' schema checks"

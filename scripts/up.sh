@@ -31,6 +31,7 @@ cat <<MSG
 Async.Serving is up.
   API:        $URL   (OpenAPI: $URL/openapi/v1.json)
   Dashboard:  $URL/hangfire   (admin / $DASHBOARD_PASSWORD)
+  Metrics:    http://127.0.0.1:$API_MANAGEMENT_PORT/metrics (API management port), http://127.0.0.1:$WORKER_METRICS_PORT/metrics (worker)
   RabbitMQ:   http://127.0.0.1:$RABBIT_MGMT_PORT (guest/guest, loopback only)
   API key:    $API_KEY
   Logs:       $LOGS

@@ -143,6 +143,7 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         var port = ServingProcess.FreePort();
         var env = ServiceEnvironment();
         env["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}";
+        env["Serving__Management__Port"] = ServingProcess.FreePort().ToString(CultureInfo.InvariantCulture); // not a running stack's 9465
         env["Serving__Auth__DevelopmentKey"] = _apiKey;
         env["Serving__Auth__DevelopmentTenant"] = "bench";
         // The load generator is one key: the per-key limit would measure itself, not the system.

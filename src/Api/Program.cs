@@ -7,6 +7,7 @@ using Async.Serving.Api.Jobs;
 using Async.Serving.Api.Ledger;
 using Async.Serving.Api.Maintenance;
 using Async.Serving.Api.Models;
+using Async.Serving.Api.Observability;
 using Async.Serving.Api.OpenApi;
 using Async.Serving.Api.RateLimiting;
 using Async.Serving.Api.Security;
@@ -33,6 +34,7 @@ builder.AddLedger();
 builder.AddMaintenance();
 builder.AddDeadLetters();
 builder.AddServingOpenApi();
+builder.AddManagementPort();
 builder.Services.ConfigureHttpJsonOptions(o =>
 {
     o.SerializerOptions.PropertyNamingPolicy = System.Text.Json.JsonNamingPolicy.SnakeCaseLower;
@@ -49,6 +51,7 @@ app.Services.GetRequiredService<StackExchange.Redis.IConnectionMultiplexer>();
 app.UseExceptionHandler();
 app.UseStatusCodePages();
 app.UseRequestLimits(); // 414 and 431 as problems, before anything reads the request
+app.UseManagementPort(); // /metrics, /healthz, /readyz on Serving:Management:Port only
 app.UseHttpMetrics();
 app.UseAuthentication();
 app.UseAuthorization();
@@ -57,7 +60,6 @@ app.MapServingDashboard();
 
 app.MapServingOpenApi();
 app.MapServingHealth();
-app.MapMetrics("/metrics");
 // The /v1 routes, each limited per API key.
 var v1 = app.MapGroup("").RequireRateLimiting(PerKeyRateLimiting.Policy).ProducesCommonProblems();
 v1.MapJobsApi();

@@ -90,7 +90,7 @@ public sealed partial class DependencyOutageTests(ServingFixture serving)
             ["Serving:Auth:LookupsPerClient"] = "5",
             ["Serving:Auth:LookupsPerClientPerMinute"] = "1",
         });
-        using var metrics = api.CreateClient();
+        using var metrics = ServingFixture.ManagementClient(api);
         var before = await LookupsAsync(metrics);
 
         var statuses = new List<HttpStatusCode>();
@@ -121,7 +121,7 @@ public sealed partial class DependencyOutageTests(ServingFixture serving)
         Assert.Equal(HttpStatusCode.OK, (await development.GetAsync("/v1/models")).StatusCode);
     }
 
-    /// <summary>The sum of <c>serving_api_key_lookups_total</c> over its outcomes, from /metrics.</summary>
+    /// <summary>The sum of <c>serving_api_key_lookups_total</c> over its outcomes, from the management port's /metrics.</summary>
     private static async Task<double> LookupsAsync(HttpClient client)
     {
         var text = await client.GetStringAsync("/metrics");

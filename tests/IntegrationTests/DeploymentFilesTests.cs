@@ -308,6 +308,36 @@ public sealed partial class DeploymentFilesTests
         }
     }
 
+    [Fact]
+    public async Task The_API_is_scraped_on_its_management_port_which_no_Service_exposes()
+    {
+        var documents = await KustomizationDocumentsAsync();
+        var api = documents.Single(d => Scalar(d["kind"]) == "Deployment" && Scalar(d["metadata"]["name"]) == "api");
+        var container = ((YamlSequenceNode)api["spec"]["template"]["spec"]["containers"]).Cast<YamlMappingNode>().Single();
+        var env = Env(container);
+        var ports = ((YamlSequenceNode)container["ports"]).Cast<YamlMappingNode>().ToDictionary(p => Scalar(p["name"]), p => Scalar(p["containerPort"]));
+        Assert.Equal(env["Serving__Management__Port"], ports["management"]);
+        Assert.Equal("0.0.0.0", env["Serving__Management__Host"]);   // reachable by Prometheus in the cluster
+        Assert.NotEqual(ports["http"], ports["management"]);
+        var annotations = (YamlMappingNode)api["spec"]["template"]["metadata"]["annotations"];
+        Assert.Equal("true", Scalar(annotations["prometheus.io/scrape"]));
+        Assert.Equal(ports["management"], Scalar(annotations["prometheus.io/port"]));
+        Assert.Equal("/metrics", Scalar(annotations["prometheus.io/path"]));
+
+        // The Service (what an Ingress publishes) forwards the public port only.
+        var service = documents.Single(d => Scalar(d["kind"]) == "Service" && Scalar(d["metadata"]["name"]) == "api");
+        Assert.All(((YamlSequenceNode)service["spec"]["ports"]).Cast<YamlMappingNode>(), p => Assert.Equal("http", Scalar(p["targetPort"])));
+
+        // compose: the API's and the worker's metrics ports stay on the compose network, and Prometheus scrapes both.
+        var compose = (YamlMappingNode)Load(await ComposeConfigAsync()).Single()["services"];
+        var composeApi = (YamlMappingNode)compose["api"];
+        var management = Scalar(composeApi["environment"]["Serving__Management__Port"]);
+        Assert.DoesNotContain(((YamlSequenceNode)composeApi["ports"]).Select(Scalar), p => p.Contains(":" + management, StringComparison.Ordinal));
+        var scrape = await File.ReadAllTextAsync(Path.Combine(ComposeDir, "monitoring", "prometheus.yml"));
+        Assert.Contains($"api:{management}", scrape, StringComparison.Ordinal);
+        Assert.Contains($"worker:{new WorkerOptions().MetricsPort.ToString(CultureInfo.InvariantCulture)}", scrape, StringComparison.Ordinal);
+    }
+
     private static async Task<List<YamlMappingNode>> KustomizationDocumentsAsync()
     {
         var kustomization = Load(await File.ReadAllTextAsync(Path.Combine(K8sDir, "kustomization.yaml"))).Single();

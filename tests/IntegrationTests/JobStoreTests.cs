@@ -26,7 +26,7 @@ public sealed class JobStoreTests
 
     private static RedisJobStore Store(IConnectionMultiplexer redis) => new(redis, Options.Create(new JobStoreOptions()), TimeProvider.System);
 
-    private static async Task<JobRecord> CreateAsync(RedisJobStore store, string tenant, string? webhookEvents = "\"started\",\"progress\",\"completed\"")
+    private static async Task<JobRecord> CreateAsync(RedisJobStore store, string tenant, string? webhookEvents = "\"started\",\"progress\",\"completed\"", string model = "resnet18@1")
     {
         var job = new JobRecord
         {
@@ -34,7 +34,7 @@ public sealed class JobStoreTests
             TenantId = tenant,
             Status = JobStatuses.Queued,
             Pipeline = "image.embed",
-            Model = "resnet18@1",
+            Model = model,
             CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()),
             ExpiresAt = DateTimeOffset.UtcNow.AddHours(1),
             WebhookJson = webhookEvents is null ? null : $$"""{"url":"https://example.com/h","events":[{{webhookEvents}}]}""",
@@ -124,6 +124,58 @@ public sealed class JobStoreTests
         Assert.All(events.Where(e => mine.Contains(e.Entry["id"].ToString())), e => Assert.Equal(RedisJobStore.EventStream(RedisJobStore.ShardOf(e.Entry["id"].ToString())), e.Stream));
     }
 
+    [Theory]
+    [MemberData(nameof(Servers))]
+    public async Task Queued_jobs_by_model_follow_every_state_change_and_know_the_oldest(string server)
+    {
+        using var redis = Connect(server);
+        var store = Store(redis);
+        var tenant = "store-" + Guid.NewGuid().ToString("N")[..8];
+        var model = "depth" + Guid.NewGuid().ToString("N")[..8] + "@1";
+        var other = model.Replace("@1", "@10", StringComparison.Ordinal); // a longer id with the same prefix is another model
+        async Task<(long Queued, DateTimeOffset? Oldest)> ReadAsync() => (await store.QueuedByModelAsync([model, other]))[model];
+
+        Assert.Equal((0L, (DateTimeOffset?)null), await ReadAsync());
+        var jobs = new List<JobRecord>();
+        for (var i = 0; i < 20; i++)
+        {
+            jobs.Add(await CreateAsync(store, tenant, model: model)); // spread over the shards by their ids
+        }
+
+        await CreateAsync(store, tenant, model: other);
+        var (queued, oldest) = await ReadAsync();
+        Assert.Equal(20, queued);
+        Assert.Equal(jobs.Min(j => j.CreatedAt), oldest);
+        Assert.Equal(1, (await store.QueuedByModelAsync([other]))[other].Queued);
+
+        // Started, cancelled, expired, failed, removed: no longer queued. Requeued after a dead letter: queued again.
+        var first = jobs.OrderBy(j => j.Id, StringComparer.Ordinal).First();
+        Assert.True((await store.TryStartAsync(first.Id, "w1")).Started);
+        Assert.Equal(CancelOutcome.Cancelled, await store.CancelAsync(jobs[1].Id));
+        Assert.True(await store.ExpireAsync(jobs[2].Id));
+        Assert.True(await store.FailDeadLetteredAsync(jobs[3].Id, "dead_letter", "moved to _error"));
+        await store.DeleteAsync(jobs[4].Id, tenant);
+        Assert.Equal(15, (await ReadAsync()).Queued);
+        Assert.Equal(RequeueOutcome.Requeued, await store.RequeueAsync(jobs[3].Id));
+        (queued, oldest) = await ReadAsync();
+        Assert.Equal(16, queued);
+        Assert.Equal(jobs.Where(j => j.Id != first.Id && j != jobs[1] && j != jobs[2] && j != jobs[4]).Min(j => j.CreatedAt), oldest);
+
+        // An upgrade: a job queued before the index existed is added to it, once.
+        var old = await CreateAsync(store, tenant, model: model);
+        var db = redis.GetDatabase();
+        await db.SortedSetRemoveAsync(RedisJobStore.QueuedByModel(RedisJobStore.ShardOf(old.Id)), model + "|" + old.Id);
+        Assert.Equal(16, (await ReadAsync()).Queued);
+        await db.KeyDeleteAsync(RedisJobStore.QueuedByModelBackfilled);
+        Assert.InRange(await store.BackfillQueuedByModelAsync(CancellationToken.None), 1, int.MaxValue);
+        Assert.Equal(17, (await ReadAsync()).Queued);
+        Assert.Equal(0, await store.BackfillQueuedByModelAsync(CancellationToken.None));
+
+        var (running, oldestStart) = await store.RunningAsync();
+        Assert.True(running >= 1);
+        Assert.NotNull(oldestStart);
+    }
+
     [Fact]
     public async Task On_the_cluster_the_shards_spread_over_every_master_and_a_jobs_keys_share_one_slot()
     {
@@ -137,7 +189,7 @@ public sealed class JobStoreTests
         var id = RedisJobStore.NewJobId();
         var shard = RedisJobStore.ShardOf(id);
         var slots = new[] { RedisJobStore.JobKey(id), RedisJobStore.InputKey(id), RedisJobStore.ResultKey(id), RedisJobStore.LedgerStream(shard),
-            RedisJobStore.EventStream(shard), RedisJobStore.QueuedByExpiry(shard), RedisJobStore.RunningJobs(shard) }.Select(k => redis.HashSlot(k)).Distinct();
+            RedisJobStore.EventStream(shard), RedisJobStore.QueuedByExpiry(shard), RedisJobStore.RunningJobs(shard), RedisJobStore.QueuedByModel(shard) }.Select(k => redis.HashSlot(k)).Distinct();
         Assert.Single(slots);
     }
 

@@ -2,6 +2,7 @@ using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Security.Cryptography;
 using System.Text.Json;
+using Async.Serving.Api.Observability;
 using Async.Serving.Hosting;
 using Async.Serving.Worker.Hosting;
 using Async.Serving.Worker.Inference;
@@ -111,6 +112,16 @@ public sealed class ServingFixture : IAsyncLifetime
         var client = (api ?? Api).CreateClient();
         client.DefaultRequestHeaders.Authorization = new AuthenticationHeaderValue("Bearer", key ?? ApiKey);
         return client;
+    }
+
+    /// <summary>
+    /// A client of the API's management port (<c>/metrics</c>): the in-memory server has no sockets,
+    /// so each request is marked as arriving on <see cref="ManagementOptions.Port"/>, as Kestrel would.
+    /// </summary>
+    public static HttpClient ManagementClient(WebApplicationFactory<Program> api)
+    {
+        var port = api.Services.GetRequiredService<Microsoft.Extensions.Options.IOptions<ManagementOptions>>().Value.Port;
+        return new HttpClient(api.Server.CreateHandler(context => context.Connection.LocalPort = port)) { BaseAddress = api.Server.BaseAddress };
     }
 
     internal ModelHost Models => Worker.Services.GetRequiredService<ModelHost>();

@@ -15,14 +15,20 @@ public static class HealthExtensions
         return builder;
     }
 
-    /// <summary><c>/healthz</c>: the process answers. <c>/readyz</c>: RabbitMQ, Redis and PostgreSQL answer too.</summary>
+    /// <summary><c>/healthz</c>: the process answers.</summary>
+    internal static readonly HealthCheckOptions Live = new() { Predicate = _ => false };
+
+    /// <summary><c>/readyz</c>: RabbitMQ, Redis and PostgreSQL answer too.</summary>
+    internal static readonly HealthCheckOptions Ready = new()
+    {
+        Predicate = check => check.Tags.Contains(ServingHealth.ReadyTag),
+        ResponseWriter = ServingHealth.WriteReportAsync,
+    };
+
+    /// <summary><c>/healthz</c> and <c>/readyz</c> on the public port (the management port serves them too).</summary>
     public static void MapServingHealth(this IEndpointRouteBuilder app)
     {
-        app.MapHealthChecks("/healthz", new HealthCheckOptions { Predicate = _ => false });
-        app.MapHealthChecks("/readyz", new HealthCheckOptions
-        {
-            Predicate = check => check.Tags.Contains(ServingHealth.ReadyTag),
-            ResponseWriter = ServingHealth.WriteReportAsync,
-        });
+        app.MapHealthChecks("/healthz", Live);
+        app.MapHealthChecks("/readyz", Ready);
     }
 }

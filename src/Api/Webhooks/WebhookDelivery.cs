@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Text;
@@ -32,6 +33,28 @@ public sealed partial class WebhookDelivery(
 {
     public const string HttpClientName = "webhooks";
 
+    /// <summary>The outcomes of an attempt, as <see cref="Deliveries"/> counts them.</summary>
+    public static readonly IReadOnlyList<string> Outcomes = ["delivered", "retrying", "failed", "disabled", "skipped", "error"];
+
+    private static readonly Prometheus.Counter Deliveries = Prometheus.Metrics.CreateCounter(
+        "serving_webhook_deliveries_total",
+        "Webhook delivery attempts by outcome: delivered (2xx), retrying (429, 5xx, timeout, network error; another attempt is scheduled), "
+        + "failed (given up), disabled (410 Gone), skipped (URL disabled or progress stale), error (the platform failed; Hangfire runs the attempt again).",
+        new Prometheus.CounterConfiguration { LabelNames = ["outcome"] });
+
+    private static readonly Prometheus.Histogram Latency = Prometheus.Metrics.CreateHistogram(
+        "serving_webhook_delivery_duration_seconds", "Time from sending a webhook request to its answer (or timeout, or network error), per attempt that sent one.",
+        new Prometheus.HistogramConfiguration { Buckets = ServingMetrics.SecondsBuckets });
+
+    /// <summary>Creates every outcome's series at 0, so they are scraped, and rates over them read 0, before the first delivery.</summary>
+    internal static void InitialiseMetrics()
+    {
+        foreach (var outcome in Outcomes)
+        {
+            Deliveries.WithLabels(outcome);
+        }
+    }
+
     /// <remarks>
     /// An attempt's own outcome (the receiver's answer) is judged in code: a retry is a new job, a
     /// final failure is <see cref="WebhookDeliveryFailedException"/>, never retried here. Anything
@@ -46,17 +69,26 @@ public sealed partial class WebhookDelivery(
     {
         ArgumentNullException.ThrowIfNull(message);
         using var scope = logger.BeginWebhookScope(message.MessageId, message.JobId, message.TenantId, attempt);
+        string outcome, result;
         try
         {
-            var (outcome, result) = await AttemptAsync(message, attempt, cancellationToken).ConfigureAwait(false);
-            await RecordAsync(message, attempt, outcome, result).ConfigureAwait(false);
-            return result;
+            (outcome, result) = await AttemptAsync(message, attempt, cancellationToken).ConfigureAwait(false);
         }
         catch (WebhookDeliveryFailedException ex)
         {
+            Deliveries.WithLabels("failed").Inc();
             await RecordAsync(message, attempt, "failed", ex.Message).ConfigureAwait(false);
             throw;
         }
+        catch (Exception ex) when (ex is not OperationCanceledException)
+        {
+            Deliveries.WithLabels("error").Inc();
+            throw;
+        }
+
+        Deliveries.WithLabels(outcome).Inc();
+        await RecordAsync(message, attempt, outcome, result).ConfigureAwait(false);
+        return result;
     }
 
     private async Task<(string Outcome, string Result)> AttemptAsync(WebhookMessage message, int attempt, CancellationToken cancellationToken)
@@ -95,6 +127,7 @@ public sealed partial class WebhookDelivery(
 
         string reason;
         TimeSpan? retryAfter = null;
+        var sent = Stopwatch.GetTimestamp();
         try
         {
             using var response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, timeout.Token).ConfigureAwait(false);
@@ -137,6 +170,10 @@ public sealed partial class WebhookDelivery(
         catch (IOException ex)
         {
             reason = ex.Message;
+        }
+        finally
+        {
+            Latency.Observe(Stopwatch.GetElapsedTime(sent).TotalSeconds);
         }
 
         if (progress)

@@ -26,6 +26,7 @@ public static class WebhooksExtensions
         }
 
         WebhookPages.Register();
+        WebhookDelivery.InitialiseMetrics();
         return builder;
     }
 }

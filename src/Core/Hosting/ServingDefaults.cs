@@ -11,12 +11,13 @@ namespace Async.Serving.Hosting;
 
 public static class ServingDefaults
 {
-    /// <summary>What the API and the worker share: the log format (<see cref="ServingLogging"/>), options, Redis, the job store and the model repository.</summary>
+    /// <summary>What the API and the worker share: the log format (<see cref="ServingLogging"/>), the metrics (<see cref="ServingMetrics"/>), options, Redis, the job store and the model repository.</summary>
     /// <param name="builder">The host.</param>
     /// <param name="configureRedis">Changes to the Redis connection's options for this process (the API fails fast).</param>
     public static IHostApplicationBuilder AddServingDefaults(this IHostApplicationBuilder builder, Action<ConfigurationOptions>? configureRedis = null)
     {
         builder.AddServingLogging();
+        ServingMetrics.SuppressLibraryBridges();
         builder.Services.AddOptionsWithValidateOnStart<JobStoreOptions>()
             .BindConfiguration(JobStoreOptions.Section)
             .ValidateDataAnnotations();

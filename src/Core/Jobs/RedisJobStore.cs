@@ -37,10 +37,13 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
           end
         end
         local function round() return redis.call('HGET', @job, 'requeues') or '0' end
+        -- The job's member of the shard's queued-by-model index (QueuedByModel).
+        local function queuedMember() return (redis.call('HGET', @job, 'model') or '') .. '|' .. @id end
         local function ended(status)
           redis.call('HSET', @job, 'status', status, 'completed_at', @now)
           redis.call('EXPIRE', @job, @statusRetention)
           redis.call('ZREM', @queuedByExpiry, @id)
+          redis.call('ZREM', @queuedByModel, queuedMember())
           redis.call('ZREM', @runningJobs, @id)
           ledger(status)
           announce('completed', status, {'round', round()})
@@ -63,6 +66,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         redis.call('HSET', @job, 'status', 'running', 'started_at', @now, 'progress', '0', 'queue_ms', @now - redis.call('HGET', @job, 'created_at'))
         if @worker ~= '' then redis.call('HSET', @job, 'worker', @worker) end
         redis.call('ZREM', @queuedByExpiry, @id)
+        redis.call('ZREM', @queuedByModel, queuedMember())
         redis.call('ZADD', @runningJobs, @now, @id)
         ledger('running')
         announce('started', 'running', {'attempt', tostring(attempts)})
@@ -127,6 +131,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         redis.call('HSET', @job, 'status', 'queued', 'progress', '0', 'attempts', '0')
         redis.call('HINCRBY', @job, 'requeues', 1)
         redis.call('EXPIRE', @job, @statusRetention)
+        redis.call('ZADD', @queuedByModel, 0, queuedMember())
         ledger('queued')
         redis.call('PUBLISH', @channel, 'queued')
         return 'ok'
@@ -197,6 +202,114 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     public static RedisKey RunningJobs(string shard) => shard + ":running-jobs";
 
     /// <summary>
+    /// A shard's queued jobs by model: members <c>&lt;model&gt;|&lt;id&gt;</c>, all with score 0, so one
+    /// model's members are a lexical range and, ids being UUIDv7 in hex, in submit order. Written by
+    /// the same steps that change a job's status (create, start, end, requeue), read by
+    /// <see cref="QueuedByModelAsync"/> for the queue depth and oldest queued age metrics.
+    /// </summary>
+    public static RedisKey QueuedByModel(string shard) => shard + ":queued-by-model";
+
+    /// <summary>When the job with this id was created (UUIDv7: its first 48 bits are Unix ms); null for an id not made by <see cref="NewJobId"/>.</summary>
+    public static DateTimeOffset? CreatedAtOf(string id) =>
+        id.Length == 32 && long.TryParse(id.AsSpan(0, 12), NumberStyles.AllowHexSpecifier, CultureInfo.InvariantCulture, out var ms)
+            ? DateTimeOffset.FromUnixTimeMilliseconds(ms)
+            : null;
+
+    /// <summary>
+    /// Queued jobs of each model and when the oldest of them was submitted (null when none waits),
+    /// over every shard in one pipelined round of two O(log n) reads per shard and model.
+    /// </summary>
+    public async Task<IReadOnlyDictionary<string, (long Queued, DateTimeOffset? Oldest)>> QueuedByModelAsync(IEnumerable<string> modelIds)
+    {
+        ArgumentNullException.ThrowIfNull(modelIds);
+        var batch = _db.CreateBatch();
+        var reads = modelIds.Distinct(StringComparer.Ordinal).Select(model =>
+        {
+            // '|' sorts just below '}': from "m|" up to "m}" (excluded) is every member of model m and nothing else.
+            RedisValue from = model + "|", to = model + "}";
+            return (model, Shards.Select(shard => (
+                Count: batch.SortedSetLengthByValueAsync(QueuedByModel(shard), from, to, Exclude.Stop),
+                First: batch.SortedSetRangeByValueAsync(QueuedByModel(shard), from, to, Exclude.Stop, Order.Ascending, skip: 0, take: 1))).ToList());
+        }).ToList();
+        batch.Execute();
+        var result = new Dictionary<string, (long, DateTimeOffset?)>(StringComparer.Ordinal);
+        foreach (var (model, shards) in reads)
+        {
+            long queued = 0;
+            DateTimeOffset? oldest = null;
+            foreach (var (count, first) in shards)
+            {
+                queued += await count.ConfigureAwait(false);
+                var members = await first.ConfigureAwait(false);
+                if (members.Length > 0 && CreatedAtOf(members[0].ToString()[(model.Length + 1)..]) is { } created && (oldest is null || created < oldest))
+                {
+                    oldest = created;
+                }
+            }
+
+            result[model] = (queued, oldest);
+        }
+
+        return result;
+    }
+
+    /// <summary>Set once every job queued before <see cref="QueuedByModel"/> existed has been added to it.</summary>
+    public static readonly RedisKey QueuedByModelBackfilled = "queued-by-model-backfilled";
+
+    /// <summary>
+    /// Adds the jobs queued before <see cref="QueuedByModel"/> existed (an upgrade) to it, once per
+    /// Redis: every queued job is in its shard's <see cref="QueuedByExpiry"/>. Idempotent; a job that
+    /// starts meanwhile and is added anyway leaves the index when it ends. Returns the jobs added.
+    /// </summary>
+    public async Task<int> BackfillQueuedByModelAsync(CancellationToken cancellationToken)
+    {
+        if (await _db.KeyExistsAsync(QueuedByModelBackfilled).ConfigureAwait(false))
+        {
+            return 0;
+        }
+
+        var added = 0;
+        foreach (var shard in Shards)
+        {
+            foreach (var id in await _db.SortedSetRangeByRankAsync(QueuedByExpiry(shard)).ConfigureAwait(false))
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                var fields = await _db.HashGetAsync(JobKey(id.ToString()), ["status", "model"]).ConfigureAwait(false);
+                if (fields[0] == JobStatuses.Queued && !fields[1].IsNullOrEmpty
+                    && await _db.SortedSetAddAsync(QueuedByModel(shard), fields[1] + "|" + id, 0).ConfigureAwait(false))
+                {
+                    added++;
+                }
+            }
+        }
+
+        await _db.StringSetAsync(QueuedByModelBackfilled, "1").ConfigureAwait(false);
+        return added;
+    }
+
+    /// <summary>Running jobs over every shard and when the longest-running of them started (null when none runs).</summary>
+    public async Task<(long Running, DateTimeOffset? OldestStart)> RunningAsync()
+    {
+        var batch = _db.CreateBatch();
+        var reads = Shards.Select(shard => (
+            Count: batch.SortedSetLengthAsync(RunningJobs(shard)),
+            First: batch.SortedSetRangeByRankWithScoresAsync(RunningJobs(shard), 0, 0))).ToList();
+        batch.Execute();
+        long running = 0;
+        double? oldest = null;
+        foreach (var (count, first) in reads)
+        {
+            running += await count.ConfigureAwait(false);
+            if (await first.ConfigureAwait(false) is [var entry] && (oldest is null || entry.Score < oldest))
+            {
+                oldest = entry.Score;
+            }
+        }
+
+        return (running, oldest is { } ms ? DateTimeOffset.FromUnixTimeMilliseconds((long)ms) : null);
+    }
+
+    /// <summary>
     /// Writes a queued job, its input and its ledger entry in one transaction (one shard). The tenant's
     /// index, in a slot of its own, is written first: a crash in between leaves an id there that
     /// names no job, which listing prunes, and never a job that its tenant cannot list.
@@ -236,6 +349,8 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             _ = tx.SortedSetAddAsync(QueuedByExpiry(shard), job.Id, expiresAt.ToUnixTimeMilliseconds());
         }
 
+        _ = tx.SortedSetAddAsync(QueuedByModel(shard), job.Model + "|" + job.Id, 0);
+
         _ = tx.StreamAddAsync(LedgerStream(shard), [new("id", job.Id), new("status", job.Status), new("at", job.CreatedAt.ToUnixTimeMilliseconds())],
             maxLength: StreamMaxLength, useApproximateMaxLength: true);
         if (job.MetadataJson is not null)
@@ -261,6 +376,11 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     public async Task DeleteAsync(string id, string tenantId)
     {
         var shard = ShardOf(id);
+        if (await _db.HashGetAsync(JobKey(id), "model").ConfigureAwait(false) is { IsNull: false } model)
+        {
+            await _db.SortedSetRemoveAsync(QueuedByModel(shard), model + "|" + id).ConfigureAwait(false);
+        }
+
         await _db.KeyDeleteAsync([JobKey(id), InputKey(id), ResultKey(id)]).ConfigureAwait(false);
         await _db.SortedSetRemoveAsync(TenantIndexKey(tenantId), id).ConfigureAwait(false);
         await _db.SortedSetRemoveAsync(QueuedByExpiry(shard), id).ConfigureAwait(false);
@@ -465,6 +585,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             ledger = LedgerStream(shard),
             events = EventStream(shard),
             queuedByExpiry = QueuedByExpiry(shard),
+            queuedByModel = QueuedByModel(shard),
             runningJobs = RunningJobs(shard),
             id = id,
             channel = ChangedChannel(id).ToString(),
@@ -490,6 +611,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         public RedisKey ledger { get; init; }
         public RedisKey events { get; init; }
         public RedisKey queuedByExpiry { get; init; }
+        public RedisKey queuedByModel { get; init; }
         public RedisKey runningJobs { get; init; }
         public string id { get; init; } = string.Empty;
         public string channel { get; init; } = string.Empty;

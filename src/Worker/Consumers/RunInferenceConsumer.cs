@@ -80,8 +80,8 @@ internal sealed partial class RunInferenceConsumer(
             return;
         }
 
-        WorkerMetrics.QueueDelay.WithLabels(modelId).Observe(Math.Max(0, (start.At - job.SubmittedAt).TotalSeconds));
-        using var inFlight = WorkerMetrics.InFlight.WithLabels(modelId).TrackInProgress();
+        WorkerMetrics.QueueDelay.WithLabels(job.Pipeline, modelId).Observe(Math.Max(0, (start.At - job.SubmittedAt).TotalSeconds));
+        using var inFlight = WorkerMetrics.InFlight.WithLabels(job.Pipeline, modelId).TrackInProgress();
         var timeout = TimeSpan.FromSeconds(job.TimeoutSeconds > 0 ? job.TimeoutSeconds : options.Value.DefaultTimeoutSeconds);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, cancel.Token);
         deadline.CancelAfter(timeout);

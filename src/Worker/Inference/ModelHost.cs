@@ -87,6 +87,11 @@ internal sealed partial class ModelHost(
             throw new ModelConfigException("This worker has no model to serve: the model repository is empty.");
         }
 
+        foreach (var entry in selected)
+        {
+            WorkerMetrics.Initialise(entry.Config.Pipeline, entry.Id);
+        }
+
         IsReady = true;
         // "ready" once every hosted service has started, the bus included (it waits for its connection).
         lifetime.ApplicationStarted.Register(() => LogReady(logger, string.Join(", ", selected.Select(e => e.Id))));

@@ -1,19 +1,21 @@
+using Async.Serving.Contracts;
+using Async.Serving.Hosting;
 using Prometheus;
 
 namespace Async.Serving.Worker.Observability;
 
-/// <summary>The worker's Prometheus metrics (served on Serving:Worker:MetricsPort).</summary>
+/// <summary>The worker's Prometheus metrics (served on Serving:Worker:MetricsPort; docs/observability.md).</summary>
 internal static class WorkerMetrics
 {
-    private static readonly double[] SecondsBuckets = Histogram.ExponentialBuckets(0.001, 2, 16);
+    private static readonly double[] SecondsBuckets = ServingMetrics.SecondsBuckets;
 
     public static readonly Counter Jobs = Metrics.CreateCounter(
         "serving_worker_jobs_total", "Jobs finished by this worker, by outcome.",
         new CounterConfiguration { LabelNames = ["pipeline", "model", "status"] });
 
     public static readonly Histogram QueueDelay = Metrics.CreateHistogram(
-        "serving_job_queue_seconds", "Time from submit to start of execution.",
-        new HistogramConfiguration { LabelNames = ["model"], Buckets = SecondsBuckets });
+        "serving_job_queue_seconds", "Time a job waited from submit to the start of its execution.",
+        new HistogramConfiguration { LabelNames = ["pipeline", "model"], Buckets = SecondsBuckets });
 
     public static readonly Histogram Execution = Metrics.CreateHistogram(
         "serving_job_execution_seconds", "Execution time of a job (decode, wait for a batch slot, inference).",
@@ -21,7 +23,7 @@ internal static class WorkerMetrics
 
     public static readonly Gauge InFlight = Metrics.CreateGauge(
         "serving_jobs_in_flight", "Jobs being executed by this worker.",
-        new GaugeConfiguration { LabelNames = ["model"] });
+        new GaugeConfiguration { LabelNames = ["pipeline", "model"] });
 
     public static readonly Histogram BatchSize = Metrics.CreateHistogram(
         "serving_batch_size", "Items per executed batch.",
@@ -34,4 +36,19 @@ internal static class WorkerMetrics
     public static readonly Gauge ModelLoad = Metrics.CreateGauge(
         "serving_model_load_seconds", "Time to load a model (session creation), by provider.",
         new GaugeConfiguration { LabelNames = ["model", "provider"] });
+
+    /// <summary>
+    /// Creates a served model's job series at 0 when it loads, so the queue, execution, in-flight
+    /// and outcome series exist (and rates over them read 0) before its first job.
+    /// </summary>
+    public static void Initialise(string pipeline, string model)
+    {
+        QueueDelay.WithLabels(pipeline, model);
+        Execution.WithLabels(pipeline, model);
+        InFlight.WithLabels(pipeline, model);
+        foreach (var status in new[] { JobStatuses.Succeeded, JobStatuses.Failed, JobStatuses.Cancelled })
+        {
+            Jobs.WithLabels(pipeline, model, status);
+        }
+    }
 }
