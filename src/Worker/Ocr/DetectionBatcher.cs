@@ -248,16 +248,18 @@ internal sealed class DetectionBatcher : IAsyncDisposable
             height = Math.Max(height, batch[i].Height);
         }
 
-        var padded = batch.Skip(start).Take(count).Count(r => r.Width != width || r.Height != height);
-
         var plane = width * height;
-        var inputs = ArrayPool<float>.Shared.Rent(count * 3 * plane);
-        var maps = ArrayPool<float>.Shared.Rent(count * plane);
+        // An image alone runs from its own buffers; a batch is copied into one tensor, its maps out of one.
+        var inputs = count == 1 ? batch[start].Planes : ArrayPool<float>.Shared.Rent(count * 3 * plane);
+        var maps = count == 1 ? batch[start].Map : ArrayPool<float>.Shared.Rent(count * plane);
         try
         {
-            for (var i = 0; i < count; i++)
+            var padded = 0;
+            for (var i = 0; i < count && count > 1; i++)
             {
-                Pad(batch[start + i], inputs.AsSpan(i * 3 * plane, 3 * plane), width, height);
+                var request = batch[start + i];
+                padded += request.Width != width || request.Height != height ? 1 : 0;
+                Pad(request, inputs.AsSpan(i * 3 * plane, 3 * plane), width, height);
             }
 
             var began = Stopwatch.GetTimestamp();
@@ -271,7 +273,11 @@ internal sealed class DetectionBatcher : IAsyncDisposable
             for (var i = 0; i < count; i++)
             {
                 var request = batch[start + i];
-                Crop(maps.AsSpan(i * plane, plane), width, request.Map.AsSpan(0, request.Width * request.Height), request.Width, request.Height);
+                if (count > 1)
+                {
+                    Crop(maps.AsSpan(i * plane, plane), width, request.Map.AsSpan(0, request.Width * request.Height), request.Width, request.Height);
+                }
+
                 request.Completion.TrySetResult();
             }
         }
@@ -288,8 +294,11 @@ internal sealed class DetectionBatcher : IAsyncDisposable
         }
         finally
         {
-            ArrayPool<float>.Shared.Return(inputs);
-            ArrayPool<float>.Shared.Return(maps);
+            if (count > 1)
+            {
+                ArrayPool<float>.Shared.Return(inputs);
+                ArrayPool<float>.Shared.Return(maps);
+            }
         }
     }
 
