@@ -22,8 +22,7 @@ namespace Async.Serving.Worker.Ocr;
 /// the padded edge (measured on the evaluation images: probabilities moved by up to 1.0, lines were
 /// found that were not there alone). Images batched without padding get bitwise the map they get
 /// alone. Steps above 32 trade that for fuller batches.
-/// </remarks>
-/// <remarks>
+/// <para>
 /// Scheduling: a batch leaves when a free detector instance takes it: the oldest waiting image's bucket, with
 /// the other images of that bucket that wait, oldest first; it waits up to <c>maxQueueDelay</c>
 /// after the oldest image arrived for the bucket to fill, and not at all once the detector was
@@ -31,6 +30,7 @@ namespace Async.Serving.Worker.Ocr;
 /// throws is split in halves and run again, so one image that breaks the detector fails alone.
 /// An image that a batch took is never abandoned: a cancelled caller waits for its batch (at most
 /// one detector run), so the batch never writes into a buffer the caller has given back.
+/// </para>
 /// </remarks>
 internal sealed class DetectionBatcher : IAsyncDisposable
 {
@@ -48,7 +48,6 @@ internal sealed class DetectionBatcher : IAsyncDisposable
     private readonly int _bucketStep;
     private readonly long _maxBatchPixels;
     private readonly TimeSpan _maxQueueDelay;
-    private readonly int _instances;
     private readonly SemaphoreSlim _free;
     private readonly Task _loop;
     private long _batches;
@@ -67,7 +66,6 @@ internal sealed class DetectionBatcher : IAsyncDisposable
         _bucketStep = bucketStep;
         _maxBatchPixels = maxBatchPixels;
         _maxQueueDelay = maxQueueDelay;
-        _instances = instances;
         _execute = execute;
         _free = new SemaphoreSlim(instances, instances);
         _queue = Channel.CreateUnbounded<Request>(new UnboundedChannelOptions
