@@ -24,11 +24,15 @@ internal sealed record MemoryFigure(
     int Drained, double DrainJobsPerSecond, long RedisUsedMemoryBefore, long RedisUsedMemoryAfter,
     double RedisBytesPerFinishedJob, double? RedisKeyBytesPerJobSampled);
 
+/// <summary>
+/// One end-to-end <c>image.ocr</c> run; <see cref="DetectionMaxBatch"/> is the worker's
+/// <c>OcrDetectionMaxBatch</c> (null: the worker's default). A job is one page, so jobs/s is pages/s.
+/// </summary>
 internal sealed record OcrFigure(
     string Model, int Jobs, int Concurrency, int Pages, int Succeeded, int Failed, int Refused, int Unfinished,
     double JobsPerSecond, int LinesRead, int LinesDrawn, double LinesPerSecond, double JobP50Ms, double JobP99Ms,
     double? RecMeanBatchSize, double? ClsMeanBatchSize, int MaxBatchSize, int ConcurrentJobs, long? WorkerPeakRssBytes, CpuSplit Cpu,
-    OcrInProcessFigure? InProcess);
+    OcrInProcessFigure? InProcess, int? DetectionMaxBatch, double? DetMeanBatchSize);
 
 internal sealed record VideoFigure(
     string Model, int Jobs, double SampleFps, double VideoSeconds, int Width, int Height, int Succeeded, int Failed, int Unfinished,
@@ -80,11 +84,11 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         Console.WriteLine($"5. memory: {options.QueuedJobs} trivial jobs queued with no worker, then drained");
         var memory = await MemoryAsync(pngs).ConfigureAwait(false);
 
-        OcrFigure? ocr = null;
+        OcrFigure? ocr = null, ocrDetectionAlone = null;
         if (options.OcrJobs > 0)
         {
-            Console.WriteLine($"6. OCR, image.ocr on PP-OCRv4: {options.OcrJobs} jobs of printed pages, {options.Concurrency} clients");
-            ocr = await OcrAsync(repository.Resolve(BenchRepository.OcrId)!).ConfigureAwait(false);
+            Console.WriteLine($"6. OCR, image.ocr on PP-OCRv4: {options.OcrJobs} jobs of printed pages, {options.Concurrency} clients; detection batched, then one image at a time");
+            (ocr, ocrDetectionAlone) = await OcrAsync(repository.Resolve(BenchRepository.OcrId)!).ConfigureAwait(false);
         }
 
         VideoFigure? video = null;
@@ -95,7 +99,7 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         }
 
         return new BenchSummary(Machine.Describe(), DateTimeOffset.UtcNow, options.ResNetJobs, options.TrivialJobs, options.QueuedJobs,
-            options.Concurrency, inProcess, batched, unbatched, trivial, memory, ocr, video);
+            options.Concurrency, inProcess, batched, unbatched, trivial, memory, ocr, ocrDetectionAlone, video);
     }
 
     public async ValueTask DisposeAsync()
@@ -167,10 +171,15 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         Console.WriteLine($"  API ready on port {port} (pid {_api.Pid})");
     }
 
-    private async Task<(ServingProcess Worker, int MetricsPort)> StartWorkerAsync(string model)
+    private async Task<(ServingProcess Worker, int MetricsPort)> StartWorkerAsync(string model, IReadOnlyDictionary<string, string>? settings = null)
     {
         var metricsPort = ServingProcess.FreePort();
         var env = ServiceEnvironment();
+        foreach (var (key, value) in settings ?? new Dictionary<string, string>())
+        {
+            env[key] = value;
+        }
+
         env["Serving__Worker__Models__0"] = model;
         env["Serving__Worker__MetricsPort"] = metricsPort.ToString(CultureInfo.InvariantCulture);
         var worker = ServingProcess.Start($"worker {model}", options.Dll("Worker", "Async.Serving.Worker"), env,
@@ -291,7 +300,12 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         return figure;
     }
 
-    private async Task<OcrFigure> OcrAsync(ModelEntry entry)
+    /// <summary>
+    /// Step 6: the in-process OCR limit, then the same load end to end twice in one run: detection
+    /// batched across jobs (the worker's default <c>OcrDetectionMaxBatch</c>), then one image at a
+    /// time (<c>OcrDetectionMaxBatch</c> 1), each with a fresh worker.
+    /// </summary>
+    private async Task<(OcrFigure Batched, OcrFigure OneAtATime)> OcrAsync(ModelEntry entry)
     {
         var pages = BenchImages.TextPages(8);
         var files = pages.Select(p => p.Png).ToList();
@@ -306,7 +320,24 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             Console.WriteLine($"  in-process OCR limit not measured: {ex.Message}");
         }
 
-        var (worker, metricsPort) = await StartWorkerAsync(BenchRepository.Ocr).ConfigureAwait(false);
+        Console.WriteLine("  end to end, detection batched across jobs (worker default)");
+        var batched = await OcrEndToEndAsync(entry, pages, inProcess, detectionMaxBatch: null).ConfigureAwait(false);
+        Console.WriteLine("  end to end, detection one image at a time (Serving__Worker__OcrDetectionMaxBatch=1)");
+        var alone = await OcrEndToEndAsync(entry, pages, inProcess, detectionMaxBatch: 1).ConfigureAwait(false);
+        Console.WriteLine($"  detection batched / one at a time: {batched.JobsPerSecond / Math.Max(0.001, alone.JobsPerSecond):F2}x pages/s");
+        return (batched, alone);
+    }
+
+    private async Task<OcrFigure> OcrEndToEndAsync(ModelEntry entry, IReadOnlyList<(byte[] Png, string[] Lines)> pages, OcrInProcessFigure? inProcess, int? detectionMaxBatch)
+    {
+        var files = pages.Select(p => p.Png).ToList();
+        var settings = new Dictionary<string, string>();
+        if (detectionMaxBatch is { } max)
+        {
+            settings["Serving__Worker__OcrDetectionMaxBatch"] = max.ToString(CultureInfo.InvariantCulture);
+        }
+
+        var (worker, metricsPort) = await StartWorkerAsync(BenchRepository.Ocr, settings).ConfigureAwait(false);
         try
         {
             var warm = await _client!.SubmitManyAsync(BenchRepository.Ocr, files, "image/png", Math.Min(8, options.OcrJobs), options.Concurrency, "image.ocr").ConfigureAwait(false);
@@ -314,12 +345,14 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             await _client.WaitAllAsync(warm.Jobs, TimeSpan.FromSeconds(180)).ConfigureAwait(false);
 
             var before = await AllBatchMetricsAsync(metricsPort).ConfigureAwait(false);
+            var detBefore = await HistogramAsync(metricsPort, DetectionBatchMetric).ConfigureAwait(false);
             var profile = new CpuProfile(CpuGroups(worker));
             var load = await _client.SubmitManyAsync(BenchRepository.Ocr, files, "image/png", options.OcrJobs, options.Concurrency, "image.ocr").ConfigureAwait(false);
             _jobIds.AddRange(load.Jobs.Select(j => j.Id));
             var finished = await _client.WaitAllAsync(load.Jobs, TimeSpan.FromSeconds(600), keepOutput: true).ConfigureAwait(false);
             var cpu = profile.Stop();
             var after = await AllBatchMetricsAsync(metricsPort).ConfigureAwait(false);
+            var detAfter = await HistogramAsync(metricsPort, DetectionBatchMetric).ConfigureAwait(false);
 
             var succeeded = finished.Where(f => f.Status == "succeeded").ToList();
             ReportUnsucceeded(finished);
@@ -337,9 +370,10 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
                 Percentile(latencies, 0.50), Percentile(latencies, 0.99),
                 MeanBatch(before, after, l => l.StartsWith(BenchRepository.OcrId + "/rec", StringComparison.Ordinal)),
                 MeanBatch(before, after, l => l == BenchRepository.OcrId + "/cls"),
-                entry.Config.MaxBatchSize, entry.Config.Ocr!.ConcurrentJobs, ProcStats.StatusBytes(worker.Pid, "VmHWM"), cpu, inProcess);
-            Console.WriteLine($"  {figure.JobsPerSecond:F2} jobs/s, {figure.LinesPerSecond:F1} lines/s end to end ({succeeded.Count}/{options.OcrJobs} succeeded in {seconds:F2} s; {linesRead} lines returned, {linesDrawn} drawn), job latency p50 {figure.JobP50Ms:F0} ms p99 {figure.JobP99Ms:F0} ms");
-            Console.WriteLine($"  mean batch: recogniser {Num(figure.RecMeanBatchSize)}, classifier {Num(figure.ClsMeanBatchSize)} (max_batch_size {figure.MaxBatchSize}); worker peak RSS {Mib(figure.WorkerPeakRssBytes)}");
+                entry.Config.MaxBatchSize, entry.Config.Ocr!.ConcurrentJobs, ProcStats.StatusBytes(worker.Pid, "VmHWM"), cpu, inProcess,
+                detectionMaxBatch, MeanBatch(detBefore, detAfter, l => l == BenchRepository.OcrId));
+            Console.WriteLine($"  {figure.JobsPerSecond:F2} pages/s, {figure.LinesPerSecond:F1} lines/s end to end ({succeeded.Count}/{options.OcrJobs} succeeded in {seconds:F2} s; {linesRead} lines returned, {linesDrawn} drawn), job latency p50 {figure.JobP50Ms:F0} ms p99 {figure.JobP99Ms:F0} ms");
+            Console.WriteLine($"  mean batch: detection {Num(figure.DetMeanBatchSize)}, recogniser {Num(figure.RecMeanBatchSize)}, classifier {Num(figure.ClsMeanBatchSize)} (max_batch_size {figure.MaxBatchSize}); worker peak RSS {Mib(figure.WorkerPeakRssBytes)}");
             Console.WriteLine($"  CPU share of {cpu.Cores} cores over {cpu.WallSeconds:F1} s: {string.Join(", ", cpu.ShareOfMachine.Select(s => $"{s.Key} {s.Value:P0}"))}");
             return figure;
         }
@@ -455,14 +489,25 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         return long.Parse(line["used_memory:".Length..].Trim(), CultureInfo.InvariantCulture);
     }
 
+    /// <summary>The worker's histogram of images per text detector run (label <c>model</c>).</summary>
+    private const string DetectionBatchMetric = "serving_ocr_detection_batch_size";
+
     /// <summary>serving_batch_size sum and count of every batcher (label <c>model</c>) from the worker's /metrics.</summary>
-    private static async Task<IReadOnlyDictionary<string, (double Sum, double Count)>> AllBatchMetricsAsync(int port)
+    private static Task<IReadOnlyDictionary<string, (double Sum, double Count)>> AllBatchMetricsAsync(int port) => HistogramAsync(port, "serving_batch_size");
+
+    /// <summary>Sum and count of a histogram labelled by <c>model</c> alone, per label, from the worker's /metrics.</summary>
+    private static async Task<IReadOnlyDictionary<string, (double Sum, double Count)>> HistogramAsync(int port, string metric)
     {
         using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
         var text = await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics")).ConfigureAwait(false);
         var figures = new Dictionary<string, (double Sum, double Count)>(StringComparer.Ordinal);
-        foreach (Match match in BatchSizeLine().Matches(text))
+        foreach (Match match in HistogramLine().Matches(text))
         {
+            if (match.Groups["metric"].Value != metric)
+            {
+                continue;
+            }
+
             var label = match.Groups["model"].Value;
             var value = double.Parse(match.Groups["value"].Value, CultureInfo.InvariantCulture);
             var old = figures.GetValueOrDefault(label);
@@ -472,8 +517,8 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         return figures;
     }
 
-    [GeneratedRegex("""^serving_batch_size_(?<kind>sum|count)\{model="(?<model>[^"]+)"\} (?<value>\S+)$""", RegexOptions.Multiline)]
-    private static partial Regex BatchSizeLine();
+    [GeneratedRegex("""^(?<metric>[a-z_]+)_(?<kind>sum|count)\{model="(?<model>[^"]+)"\} (?<value>\S+)$""", RegexOptions.Multiline)]
+    private static partial Regex HistogramLine();
 
     private HttpClient Management()
     {

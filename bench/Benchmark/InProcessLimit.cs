@@ -16,7 +16,8 @@ internal sealed record InProcessResult(string Provider, int IntraOpThreads, IRea
 }
 
 /// <summary>In-process OCR: pages read by <see cref="OcrModel"/> with the worker's parallelism, and the recogniser's mean batch.</summary>
-internal sealed record OcrInProcessFigure(int Pages, int Parallelism, double PagesPerSecond, double LinesPerSecond, int LinesRead, double? RecMeanBatchSize);
+internal sealed record OcrInProcessFigure(
+    int Pages, int Parallelism, double PagesPerSecond, double LinesPerSecond, int LinesRead, double? RecMeanBatchSize, double? DetMeanBatchSize);
 
 /// <summary>
 /// The model-bound limit: what one process does with the worker's own code and settings and no
@@ -101,13 +102,15 @@ internal static class InProcessLimit
             lines = 0;
             var recognisers = model.Batchers.Where(b => b.Name.Contains("/rec", StringComparison.Ordinal)).ToList();
             var (batches, items) = (recognisers.Sum(b => b.Batches), recognisers.Sum(b => b.Items));
+            var (detBatches, detItems) = (model.Detector.Batches, model.Detector.Items);
             var started = Stopwatch.GetTimestamp();
             await ReadAsync(parallelism, count).ConfigureAwait(false);
             var seconds = Stopwatch.GetElapsedTime(started).TotalSeconds;
             var deltaBatches = recognisers.Sum(b => b.Batches) - batches;
             var figure = new OcrInProcessFigure(count, parallelism, Math.Round(count / seconds, 2), Math.Round(lines / seconds, 1), lines,
-                deltaBatches > 0 ? Math.Round((double)(recognisers.Sum(b => b.Items) - items) / deltaBatches, 2) : null);
-            Console.WriteLine($"  in-process OCR: {figure.PagesPerSecond:F2} pages/s, {figure.LinesPerSecond:F1} lines/s ({lines} lines from {count} pages, {parallelism} at a time, {seconds:F1} s), recogniser mean batch {figure.RecMeanBatchSize?.ToString("F2", System.Globalization.CultureInfo.InvariantCulture) ?? "n/a"}");
+                deltaBatches > 0 ? Math.Round((double)(recognisers.Sum(b => b.Items) - items) / deltaBatches, 2) : null,
+                model.Detector.Batches > detBatches ? Math.Round((double)(model.Detector.Items - detItems) / (model.Detector.Batches - detBatches), 2) : null);
+            Console.WriteLine($"  in-process OCR: {figure.PagesPerSecond:F2} pages/s, {figure.LinesPerSecond:F1} lines/s ({lines} lines from {count} pages, {parallelism} at a time, {seconds:F1} s), mean batch: detection {figure.DetMeanBatchSize?.ToString("F2", System.Globalization.CultureInfo.InvariantCulture) ?? "n/a"}, recogniser {figure.RecMeanBatchSize?.ToString("F2", System.Globalization.CultureInfo.InvariantCulture) ?? "n/a"}");
             return figure;
         }
     }

@@ -8,7 +8,7 @@ internal sealed record MachineInfo(int Cores, string CpuModel, long MemoryBytes,
 internal sealed record BenchSummary(
     MachineInfo Machine, DateTimeOffset FinishedAt, int ResNetJobs, int TrivialJobs, int QueuedJobs, int Concurrency,
     InProcessResult InProcess, EndToEndFigure BatchingOn, EndToEndFigure BatchingOff, EndToEndFigure Orchestration, MemoryFigure Memory,
-    OcrFigure? Ocr, VideoFigure? Video)
+    OcrFigure? Ocr, OcrFigure? OcrDetectionOneAtATime, VideoFigure? Video)
 {
     public double ModelBoundRatio => Math.Round(BatchingOn.JobsPerSecond / InProcess.Best.ImagesPerSecond, 3);
 }
@@ -81,6 +81,14 @@ internal static class Report
             rows.Add(("  recogniser mean batch size (all rec* buckets)", Num(o.RecMeanBatchSize), $"max_batch_size {o.MaxBatchSize}; in-process {Num(o.InProcess?.RecMeanBatchSize)}"));
             rows.Add(("  classifier mean batch size", Num(o.ClsMeanBatchSize), $"max_batch_size {o.MaxBatchSize}"));
             rows.Add(("  OCR worker peak RSS", Mib(o.WorkerPeakRssBytes), "-"));
+            if (s.OcrDetectionOneAtATime is { } a)
+            {
+                rows.Add(("  pages/s, detection batched across jobs", $"{o.JobsPerSecond:F2} pages/s",
+                    $"detection mean batch {Num(o.DetMeanBatchSize)} (OcrDetectionMaxBatch default; in-process {Num(o.InProcess?.DetMeanBatchSize)})"));
+                rows.Add(("  pages/s, detection one image at a time", $"{a.JobsPerSecond:F2} pages/s",
+                    $"detection mean batch {Num(a.DetMeanBatchSize)} (OcrDetectionMaxBatch 1); batched / alone {o.JobsPerSecond / Math.Max(0.001, a.JobsPerSecond):F2}x"));
+                rows.Add(("  lines/s; job latency p50 / p99, one at a time", $"{a.LinesPerSecond:F1} lines/s", $"{a.JobP50Ms:F0} / {a.JobP99Ms:F0} ms; peak RSS {Mib(a.WorkerPeakRssBytes)}"));
+            }
         }
 
         if (s.Video is { } v)

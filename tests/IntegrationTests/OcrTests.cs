@@ -2,6 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Async.Serving.Fixtures;
+using Async.Serving.Worker.Observability;
 using Xunit.Abstractions;
 
 namespace Async.Serving.IntegrationTests;
@@ -92,11 +93,14 @@ public sealed class OcrTests(ServingFixture serving, ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task Crops_of_concurrent_jobs_share_the_recogniser_batches_and_a_broken_image_fails_alone()
+    public async Task Concurrent_jobs_share_the_detector_and_recogniser_batches_and_a_broken_image_fails_alone()
     {
         using var client = serving.Client();
         var ocr = serving.Models.GetOcr("ppocr@4")!;
         var (batchesBefore, itemsBefore) = (ocr.Batchers.Sum(b => b.Batches), ocr.Batchers.Sum(b => b.Items));
+        var (detBatchesBefore, detItemsBefore) = (ocr.Detector.Batches, ocr.Detector.Items);
+        var detMetric = WorkerMetrics.OcrDetectionBatchSize.WithLabels("ppocr@4");
+        var (metricCountBefore, metricSumBefore) = (detMetric.Count, detMetric.Sum);
         var pages = Enumerable.Range(0, 6).Select(i => TextImages.Page(900, 300,
         [
             new TextImages.TextLine($"Order {1000 + i} shipped today", 30, 30),
@@ -127,6 +131,13 @@ public sealed class OcrTests(ServingFixture serving, ITestOutputHelper output)
         var items = ocr.Batchers.Sum(b => b.Items) - itemsBefore;
         output.WriteLine($"{items} recogniser and classifier items in {batches} batches");
         Assert.True(items > batches, $"{items} items in {batches} batches: no crops were batched together");
+
+        // The pages are the same size: jobs that wait for the detector together run as one batch.
+        var (detBatches, detItems) = (ocr.Detector.Batches - detBatchesBefore, ocr.Detector.Items - detItemsBefore);
+        output.WriteLine($"{detItems} detections in {detBatches} detector runs");
+        Assert.True(detItems > detBatches, $"{detItems} detections in {detBatches} runs: no two jobs shared a detector run");
+        Assert.Equal(detBatches, detMetric.Count - metricCountBefore);
+        Assert.Equal(detItems, detMetric.Sum - metricSumBefore);
     }
 
     [Fact]

@@ -14,7 +14,7 @@ namespace Async.Serving.UnitTests;
 [Collection(OcrModelCollection.Name)]
 public sealed class OcrRealImageTests(OcrModelFixture fixture, ITestOutputHelper output)
 {
-    private static string ImagePath(string name)
+    internal static string ImagePath(string name)
     {
         var folder = Environment.GetEnvironmentVariable("SERVING_OCR_EVAL_IMAGES") is { Length: > 0 } dir
             ? dir

@@ -39,8 +39,8 @@ public sealed class ModelConfig
 /// <summary>
 /// An OCR model folder holds three networks and a dictionary. The batching settings of the
 /// config (<c>max_batch_size</c>, <c>max_queue_delay_ms</c>, <c>instances</c>) apply to the
-/// recogniser and the angle classifier, whose crops come from every OCR job; detection runs one
-/// image at a time.
+/// recogniser and the angle classifier, whose crops come from every OCR job; the delay and the
+/// instances also to the text detector, whose batch limits are the worker's (<c>Serving:Worker:OcrDetection*</c>).
 /// </summary>
 public sealed class OcrConfig
 {

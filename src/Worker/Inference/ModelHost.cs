@@ -112,9 +112,11 @@ internal sealed partial class ModelHost(
 
     private void LoadOcrModel(ModelEntry entry)
     {
-        var model = new OcrModel(entry, sessions);
+        var model = new OcrModel(entry, sessions, options.Value);
         var warm = model.WarmUp();
         WorkerMetrics.ModelLoad.WithLabels(entry.Id, model.Provider).Set(model.LoadTime.TotalSeconds);
+        var detectionBatch = WorkerMetrics.OcrDetectionBatchSize.WithLabels(entry.Id);
+        model.Detector.BatchExecuted += (images, _, _, _) => detectionBatch.Observe(images);
         foreach (var batcher in model.Batchers)
         {
             ObserveBatches(batcher.Name, batcher);

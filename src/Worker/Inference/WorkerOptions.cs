@@ -3,7 +3,7 @@ using System.ComponentModel.DataAnnotations;
 namespace Async.Serving.Worker.Inference;
 
 /// <summary>Section <c>Serving:Worker</c>.</summary>
-public sealed class WorkerOptions
+public sealed class WorkerOptions : IValidatableObject
 {
     public const string Section = "Serving:Worker";
 
@@ -35,6 +35,32 @@ public sealed class WorkerOptions
     [Range(1, 86_400)]
     public int DefaultTimeoutSeconds { get; set; } = 600;
 
+    /// <summary>
+    /// Most images in one run of an OCR model's text detector. Images of every OCR job (and video
+    /// frame) that wait for the detector run together when their detection sizes share a bucket
+    /// (<see cref="OcrDetectionBucketStep"/>); 1 runs detection one image at a time.
+    /// </summary>
+    [Range(1, 64)]
+    public int OcrDetectionMaxBatch { get; set; } = 8;
+
+    /// <summary>
+    /// Detection sizes (multiples of 32) are rounded up to a multiple of this to form the buckets
+    /// whose images share a detector run, each padded to the batch's largest. 32: only images of
+    /// the same detection size share a run, unpadded, and read exactly as they read alone; more
+    /// batches images of near sizes together, but padding changes PP-OCRv4's detection of the
+    /// padded image (its squeeze-and-excitation blocks average over the whole map; see docs/pipelines.md).
+    /// </summary>
+    [Range(32, 1024)]
+    public int OcrDetectionBucketStep { get; set; } = 32;
+
+    /// <summary>
+    /// Most pixels (padded width × height × images) in one detector run; an image larger than this
+    /// alone still runs. It bounds the batch's tensors: the default is one 2560×2560 image, the
+    /// largest input the refined detection pass makes, so a batch needs no more than one image did.
+    /// </summary>
+    [Range(typeof(long), "65536", "268435456")]
+    public long OcrDetectionMaxBatchPixels { get; set; } = 2560 * 2560;
+
     /// <summary>Messages in flight per model queue = max_batch_size × instances × this factor (see docs/worker.md).</summary>
     [Range(1, 16)]
     public int PrefetchBatches { get; set; } = 2;
@@ -53,4 +79,13 @@ public sealed class WorkerOptions
 
     [Required]
     public string MetricsHost { get; set; } = "127.0.0.1";
+
+    public IEnumerable<ValidationResult> Validate(ValidationContext validationContext)
+    {
+        if (OcrDetectionBucketStep % 32 != 0)
+        {
+            yield return new ValidationResult(
+                $"OcrDetectionBucketStep must be a multiple of 32 (detection sizes are), not {OcrDetectionBucketStep}.", [nameof(OcrDetectionBucketStep)]);
+        }
+    }
 }

@@ -29,6 +29,10 @@ internal static class WorkerMetrics
         "serving_batch_size", "Items per executed batch.",
         new HistogramConfiguration { LabelNames = ["model"], Buckets = [1, 2, 4, 8, 16, 32, 64, 128] });
 
+    public static readonly Histogram OcrDetectionBatchSize = Metrics.CreateHistogram(
+        "serving_ocr_detection_batch_size", "Images per run of an OCR model's text detector (images of every job, grouped by size).",
+        new HistogramConfiguration { LabelNames = ["model"], Buckets = [1, 2, 4, 8, 16, 32, 64] });
+
     public static readonly Histogram BatchInference = Metrics.CreateHistogram(
         "serving_batch_inference_seconds", "ONNX Runtime time per batch.",
         new HistogramConfiguration { LabelNames = ["model"], Buckets = SecondsBuckets });

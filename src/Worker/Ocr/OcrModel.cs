@@ -11,10 +11,11 @@ using SkiaSharp;
 namespace Async.Serving.Worker.Ocr;
 
 /// <summary>
-/// A PaddleOCR model folder loaded in this worker: the DB text detector (one image at a time,
-/// gated to <c>instances</c> concurrent runs), the 0°/180° angle classifier and the recogniser,
-/// whose crops from every job share dynamic batchers — one classifier batcher and one recogniser
-/// batcher per width bucket, the recogniser's buckets sharing one gate of <c>instances</c> runs.
+/// A PaddleOCR model folder loaded in this worker: the DB text detector, whose images from every
+/// job share one batcher that groups them by size (<see cref="DetectionBatcher"/>, <c>instances</c>
+/// concurrent runs), the 0°/180° angle classifier and the recogniser, whose crops from every job
+/// share dynamic batchers — one classifier batcher and one recogniser batcher per width bucket, the
+/// recogniser's buckets sharing one gate of <c>instances</c> runs.
 /// </summary>
 internal sealed class OcrModel : IAsyncDisposable
 {
@@ -41,16 +42,20 @@ internal sealed class OcrModel : IAsyncDisposable
     private readonly string[] _detNames;
     private readonly string[] _recNames;
     private readonly string[] _clsNames = [];
-    private readonly SemaphoreSlim _detGate;
     private readonly SemaphoreSlim _recGate;
     private readonly RunOptions _runOptions = new();
     private readonly int[] _buckets;
     private readonly DynamicBatcher[] _recBatchers;
     private readonly DynamicBatcher? _clsBatcher;
+    private readonly DetectionBatcher _detBatcher;
     private readonly CtcDecoder _decoder;
 
-    public OcrModel(ModelEntry entry, OnnxSessionFactory sessions)
+    /// <param name="entry">The model folder.</param>
+    /// <param name="sessions">Creates its ONNX Runtime sessions.</param>
+    /// <param name="options">The worker's <c>OcrDetection*</c> settings (the detector's batching); the defaults when null.</param>
+    public OcrModel(ModelEntry entry, OnnxSessionFactory sessions, WorkerOptions? options = null)
     {
+        options ??= new WorkerOptions();
         var started = Stopwatch.GetTimestamp();
         Entry = entry;
         var configPath = Path.Combine(entry.Directory, "config.json");
@@ -86,9 +91,12 @@ internal sealed class OcrModel : IAsyncDisposable
             throw;
         }
 
+        // A detector exported with a fixed batch dimension runs one image at a time.
+        var detectionBatch = _det.InputMetadata[_detNames[0]].Dimensions is [> 0, ..] ? 1 : options.OcrDetectionMaxBatch;
         var instances = entry.Config.Instances;
         var delay = TimeSpan.FromMilliseconds(entry.Config.MaxQueueDelayMs);
-        _detGate = new SemaphoreSlim(instances, instances);
+        _detBatcher = new DetectionBatcher(
+            $"{entry.Id}/det", detectionBatch, options.OcrDetectionMaxBatchPixels, options.OcrDetectionBucketStep, delay, instances, ExecuteDetector);
         _recGate = new SemaphoreSlim(instances, instances);
         _recBatchers = [.. _buckets.Select(width => new DynamicBatcher(
             $"{entry.Id}/rec{width}", 3 * TextCrop.Height * width, RecStride * (width / 8), entry.Config.MaxBatchSize, delay, instances,
@@ -131,6 +139,9 @@ internal sealed class OcrModel : IAsyncDisposable
     /// <summary>Every recogniser bucket's batcher, then the classifier's (when there is one), for metrics.</summary>
     public IReadOnlyList<DynamicBatcher> Batchers { get; }
 
+    /// <summary>The text detector's batcher (images of every job, grouped by size).</summary>
+    public DetectionBatcher Detector => _detBatcher;
+
     /// <summary>The recogniser's width buckets, ascending.</summary>
     public IReadOnlyList<int> RecWidthBuckets => _buckets;
 
@@ -171,8 +182,10 @@ internal sealed class OcrModel : IAsyncDisposable
 
     /// <summary>
     /// Text regions of <paramref name="image"/>: scaled so its longer side is at most
-    /// <c>det_max_side</c> (each side a multiple of 32, at least 32), run through the detector
-    /// (waiting asynchronously for a free instance, so a queue of OCR jobs holds no thread), and post-processed (<see cref="DbPostProcessor"/>).
+    /// <c>det_max_side</c> (each side a multiple of 32, at least 32), run through the detector with
+    /// the images of other jobs of a similar size (<see cref="DetectionBatcher"/>; waiting
+    /// asynchronously, so a queue of OCR jobs holds no thread), its own part of the probability map
+    /// post-processed (<see cref="DbPostProcessor"/>).
     /// </summary>
     /// <remarks>
     /// Small type is only a few detector pixels high: on a big photo (a dense page shot from arm's
@@ -213,17 +226,18 @@ internal sealed class OcrModel : IAsyncDisposable
             : await DetectAtAsync(image, DetectionSize(image.Width, image.Height, refined, int.MaxValue), cancellationToken).ConfigureAwait(false);
     }
 
-    private void RunDetector(Memory<float> input, Span<float> map, int width, int height)
+    /// <summary>One detector run on <paramref name="count"/> images of <paramref name="width"/>×<paramref name="height"/>: [count, 3, H, W] in, [count, 1, H, W] probabilities out.</summary>
+    private void ExecuteDetector(Memory<float> inputs, int count, int width, int height, Span<float> maps)
     {
-        using var tensor = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, input, [1, 3, height, width]);
+        using var tensor = OrtValue.CreateTensorValueFromMemory(OrtMemoryInfo.DefaultInstance, inputs, [count, 3, height, width]);
         using var results = _det.Run(_runOptions, [_detNames[0]], [tensor], [_detNames[1]]);
         var output = results[0].GetTensorDataAsSpan<float>();
-        if (output.Length != map.Length)
+        if (output.Length != maps.Length)
         {
-            throw new InvalidOperationException($"The detector returned {output.Length} values for a {width}×{height} input.");
+            throw new InvalidOperationException($"The detector returned {output.Length} values for {count} images of {width}×{height}.");
         }
 
-        output.CopyTo(map);
+        output.CopyTo(maps);
     }
 
     /// <summary>The shorter of a quad's mean edge lengths: a text line's height.</summary>
@@ -243,16 +257,7 @@ internal sealed class OcrModel : IAsyncDisposable
                 WriteDetectionPlanes(resized.GetPixelSpan(), input.AsSpan(0, 3 * length));
             }
 
-            cancellationToken.ThrowIfCancellationRequested();
-            await _detGate.WaitAsync(cancellationToken).ConfigureAwait(false);
-            try
-            {
-                RunDetector(input.AsMemory(0, 3 * length), map.AsSpan(0, length), width, height);
-            }
-            finally
-            {
-                _detGate.Release();
-            }
+            await _detBatcher.DetectAsync(input, map, width, height, cancellationToken).ConfigureAwait(false);
 
             return DbPostProcessor.Extract(map.AsSpan(0, length), width, height, image.Width, image.Height, _config, scoreComponent: true);
         }
@@ -320,11 +325,11 @@ internal sealed class OcrModel : IAsyncDisposable
             await batcher.DisposeAsync().ConfigureAwait(false);
         }
 
+        await _detBatcher.DisposeAsync().ConfigureAwait(false);
         _det.Dispose();
         _rec.Dispose();
         _cls?.Dispose();
         _runOptions.Dispose();
-        _detGate.Dispose();
         _recGate.Dispose();
     }
 
