@@ -12,6 +12,7 @@ using Async.Serving.Api.RateLimiting;
 using Async.Serving.Api.Security;
 using Async.Serving.Api.Webhooks;
 using Async.Serving.Hosting;
+using Npgsql;
 using Prometheus;
 
 if (args is [CreateKeyCommand.Verb, ..])
@@ -21,6 +22,7 @@ if (args is [CreateKeyCommand.Verb, ..])
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddServingDefaults(ApiErrorsExtensions.FailFast);
+builder.AddServingTelemetry("async-serving-api", tracing => tracing.AddNpgsql());
 builder.AddApiErrors();
 builder.AddApiKeyAuth();
 builder.AddPerKeyRateLimiting();
