@@ -1,3 +1,4 @@
+using System.Collections.Concurrent;
 using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
@@ -5,9 +6,15 @@ using System.Text;
 using System.Text.Json;
 using Async.Serving.Api.Ledger;
 using Async.Serving.Hosting;
+using Microsoft.AspNetCore.Builder;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.TestHost;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Hosting;
+using Microsoft.Extensions.Logging;
 using OpenTelemetry.Trace;
 
 namespace Async.Serving.IntegrationTests;
@@ -142,6 +149,60 @@ public sealed class TracingTests(ServingFixture serving) : IAsyncLifetime
         // The ledger row names the trace, for the dashboard.
         var row = await LedgerTests.WaitForRowAsync(api, id, "succeeded");
         Assert.Equal(traceId, row.TraceId);
+    }
+
+    [Fact]
+    public async Task With_an_OTLP_endpoint_set_the_API_exports_the_jobs_trace_and_metrics_over_OTLP()
+    {
+        // A stand-in collector: records what arrives on the OTLP/HTTP paths.
+        var received = new ConcurrentQueue<(string Path, string ContentType, byte[] Body)>();
+        var collectorBuilder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], EnvironmentName = "Testing" });
+        collectorBuilder.Logging.ClearProviders();
+        await using var collector = collectorBuilder.Build();
+        collector.Urls.Add("http://127.0.0.1:0");
+        collector.MapPost("/v1/{signal}", async (HttpContext context) =>
+        {
+            using var body = new MemoryStream();
+            await context.Request.Body.CopyToAsync(body);
+            received.Enqueue((context.Request.Path, context.Request.ContentType ?? string.Empty, body.ToArray()));
+            return Results.Ok();
+        });
+        await collector.StartAsync();
+        var endpoint = collector.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.Single();
+
+        // Only the standard variables (as configuration: the host reads environment variables into it).
+        await using var api = serving.CreateApi(new Dictionary<string, string?>
+        {
+            ["Serving:Models:Path"] = _models.Path,
+            ["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint,
+            ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf",
+            ["OTEL_SERVICE_NAME"] = "serving-api-under-test",
+            ["OTEL_BSP_SCHEDULE_DELAY"] = "100",
+            ["OTEL_METRIC_EXPORT_INTERVAL"] = "200",
+        });
+        using var client = serving.Client(api);
+        var response = await client.PostAsJsonAsync("/v1/jobs?wait=30", new
+        {
+            pipeline = "image.embed",
+            model = _models.Name,
+            input = new { base64 = Convert.ToBase64String(TestImages.Scene(91, 64, 64)) },
+        });
+        Assert.Equal(HttpStatusCode.OK, response.StatusCode);
+        var traceId = ActivityTraceId.CreateFromString((await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("trace_id").GetString());
+        var traceBytes = new byte[16];
+        traceId.CopyTo(traceBytes);
+
+        // OTLP protobuf holds a trace id as its 16 raw bytes, and the resource's service name as text.
+        var deadline = DateTime.UtcNow + Wait;
+        while (!(received.Any(r => r.Path == "/v1/traces" && r.Body.AsSpan().IndexOf(traceBytes) >= 0
+                   && r.Body.AsSpan().IndexOf("serving-api-under-test"u8) >= 0)
+                 && received.Any(r => r.Path == "/v1/metrics")))
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"OTLP requests so far: {string.Join(", ", received.Select(r => r.Path))}");
+            await Task.Delay(100);
+        }
+
+        Assert.All(received, r => Assert.Equal("application/x-protobuf", r.ContentType));
     }
 
     private static IEnumerable<Activity> Ancestors(IReadOnlyList<Activity> trace, Activity span)
