@@ -22,7 +22,7 @@ if (args is [CreateKeyCommand.Verb, ..])
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddServingDefaults(ApiErrorsExtensions.FailFast);
-builder.AddServingTelemetry("async-serving-api", tracing => tracing.AddNpgsql());
+builder.AddServingTelemetry("async-serving-api", databases => databases.AddNpgsql());
 builder.AddApiErrors();
 builder.AddApiKeyAuth();
 builder.AddPerKeyRateLimiting();

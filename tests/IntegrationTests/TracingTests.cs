@@ -192,10 +192,13 @@ public sealed class TracingTests(ServingFixture serving) : IAsyncLifetime
         var traceBytes = new byte[16];
         traceId.CopyTo(traceBytes);
 
-        // OTLP protobuf holds a trace id as its 16 raw bytes, and the resource's service name as text.
+        // OTLP protobuf holds a trace id as its 16 raw bytes, the resource's service name and the
+        // instrumentation scopes as text. With export on, Redis commands are spans too.
         var deadline = DateTime.UtcNow + Wait;
+        bool Traces(byte[] text) => received.Any(r => r.Path == "/v1/traces" && r.Body.AsSpan().IndexOf(text) >= 0);
         while (!(received.Any(r => r.Path == "/v1/traces" && r.Body.AsSpan().IndexOf(traceBytes) >= 0
                    && r.Body.AsSpan().IndexOf("serving-api-under-test"u8) >= 0)
+                 && Traces("OpenTelemetry.Instrumentation.StackExchangeRedis"u8.ToArray())
                  && received.Any(r => r.Path == "/v1/metrics")))
         {
             Assert.True(DateTime.UtcNow < deadline, $"OTLP requests so far: {string.Join(", ", received.Select(r => r.Path))}");

@@ -41,11 +41,13 @@ public static class ServingTelemetry
 
     /// <summary>
     /// Registers OpenTelemetry for this process. <c>OTEL_SERVICE_NAME</c> names it, else
-    /// <paramref name="defaultServiceName"/>; <paramref name="tracing"/> adds what only this process
-    /// uses (the API's Npgsql).
+    /// <paramref name="defaultServiceName"/>. The spans of the job's path (requests, the project's
+    /// own, MassTransit, HttpClient) are always made, so trace ids and propagation hold with or
+    /// without export; the spans of each Redis command, and what <paramref name="databases"/> adds
+    /// (the API's Npgsql), only when traces are exported.
     /// </summary>
     public static IHostApplicationBuilder AddServingTelemetry(
-        this IHostApplicationBuilder builder, string defaultServiceName, Action<TracerProviderBuilder>? tracing = null)
+        this IHostApplicationBuilder builder, string defaultServiceName, Action<TracerProviderBuilder>? databases = null)
     {
         ArgumentNullException.ThrowIfNull(builder);
         var config = builder.Configuration;
@@ -59,16 +61,18 @@ public static class ServingTelemetry
             {
                 t.AddSource(SourceName, MassTransitName)
                     .AddAspNetCoreInstrumentation(o => o.Filter = Traced)
-                    .AddHttpClientInstrumentation()
-                    .AddRedisInstrumentation(o => o.SetVerboseDatabaseStatements = false);
+                    .AddHttpClientInstrumentation();
                 if (string.IsNullOrEmpty(config["OTEL_TRACES_SAMPLER"]))
                 {
                     t.SetSampler(new ParentBasedSampler(new NoBackgroundClientsSampler()));
                 }
 
-                tracing?.Invoke(t);
                 if (tracesEndpoint)
                 {
+                    // A span per Redis command and per SQL statement is the costly part (the Redis
+                    // instrumentation profiles every command of the multiplexer): only when exported.
+                    t.AddRedisInstrumentation(o => o.SetVerboseDatabaseStatements = false);
+                    databases?.Invoke(t);
                     t.AddOtlpExporter();
                 }
             })
