@@ -13,6 +13,7 @@ using Async.Serving.Api.RateLimiting;
 using Async.Serving.Api.Security;
 using Async.Serving.Api.Webhooks;
 using Async.Serving.Hosting;
+using Npgsql;
 using Prometheus;
 
 if (args is [CreateKeyCommand.Verb, ..])
@@ -22,6 +23,7 @@ if (args is [CreateKeyCommand.Verb, ..])
 
 var builder = WebApplication.CreateBuilder(args);
 builder.AddServingDefaults(ApiErrorsExtensions.FailFast);
+builder.AddServingTelemetry("async-serving-api", databases => databases.AddNpgsql());
 builder.AddApiErrors();
 builder.AddApiKeyAuth();
 builder.AddPerKeyRateLimiting();

@@ -53,6 +53,9 @@ public sealed record Job
     /// <summary>The webhook given at submit.</summary>
     public WebhookSubscription? Webhook { get; init; }
 
+    /// <summary>The job's OpenTelemetry trace id (32 hex digits), to find its trace in Jaeger, Tempo or any OTLP backend.</summary>
+    public string? TraceId { get; init; }
+
     /// <summary>True once the job has ended: succeeded, failed, cancelled or expired.</summary>
     [JsonIgnore]
     public bool IsTerminal => JobStatuses.IsTerminal(Status);

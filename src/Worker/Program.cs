@@ -10,6 +10,7 @@ internal static class WorkerProgram
     {
         var builder = Host.CreateApplicationBuilder(args);
         builder.AddServingDefaults();
+        builder.AddServingTelemetry("async-serving-worker");
         builder.AddInference();
         builder.AddWorkerBus();
         builder.Build().Run();

@@ -187,6 +187,10 @@ public sealed class LedgerTests(ServingFixture serving) : IAsyncLifetime
         Assert.Contains(id, html, StringComparison.Ordinal);
         Assert.Contains("Timeline", html, StringComparison.Ordinal);
         Assert.Contains("running", html, StringComparison.Ordinal);
+        // The job's trace (docs/observability.md) is named on its page, as the job resource names it.
+        var traceId = job.GetProperty("trace_id").GetString();
+        Assert.Matches("^[0-9a-f]{32}$", traceId);
+        Assert.Contains($"<code>{traceId}</code>", html, StringComparison.Ordinal);
 
         // Whatever comes in the query string is written encoded.
         var hostile = await admin.GetStringAsync("/hangfire/inference?model=" + Uri.EscapeDataString("<script>alert(1)</script>"));

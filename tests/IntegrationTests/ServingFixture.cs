@@ -158,6 +158,7 @@ public sealed class ServingFixture : IAsyncLifetime
         builder.Configuration.AddInMemoryCollection(overrides ?? new Dictionary<string, string?>());
         builder.Logging.SetMinimumLevel(LogLevel.Warning);
         builder.AddServingDefaults();
+        builder.AddServingTelemetry("async-serving-worker");
         builder.AddInference();
         builder.AddWorkerBus();
         return builder.Build();

@@ -11,7 +11,8 @@ using Microsoft.Extensions.Logging;
 namespace Async.Serving.IntegrationTests;
 
 /// <summary>One request a <see cref="WebhookReceiver"/> got.</summary>
-public sealed record ReceivedWebhook(string Path, string Id, string Timestamp, string Signature, string Body, DateTime At);
+/// <param name="TraceParent">The request's W3C traceparent header, empty when it had none.</param>
+public sealed record ReceivedWebhook(string Path, string Id, string Timestamp, string Signature, string Body, DateTime At, string TraceParent);
 
 /// <summary>
 /// A Kestrel server on 127.0.0.1 with a free port that plays a client's webhook endpoint: it records
@@ -50,7 +51,7 @@ public sealed class WebhookReceiver : IAsyncDisposable
             var headers = context.Request.Headers;
             receiver.Requests.Enqueue(new ReceivedWebhook(
                 context.Request.Path, headers["webhook-id"].ToString(), headers["webhook-timestamp"].ToString(),
-                headers["webhook-signature"].ToString(), body, DateTime.UtcNow));
+                headers["webhook-signature"].ToString(), body, DateTime.UtcNow, headers["traceparent"].ToString()));
             receiver._arrived.Release();
             return Results.StatusCode(receiver.Answers.TryDequeue(out var status) ? status : 200);
         });

@@ -1,3 +1,6 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Async.Serving.Hosting;
 using Async.Serving.Worker.Batching;
 
 namespace Async.Serving.UnitTests;
@@ -120,6 +123,42 @@ public sealed class DynamicBatcherTests
         Assert.Equal(Enumerable.Range(0, 50).Select(v => 2f * v), results.Select(r => r[1]));
         Assert.InRange(largest, 2, 3);
         Assert.Equal(50, batcher.Items);
+    }
+
+    [Fact]
+    public async Task A_batch_is_a_span_under_its_oldest_job_linked_to_every_job_in_it()
+    {
+        var stopped = new ConcurrentQueue<Activity>();
+        using var listener = new ActivityListener
+        {
+            ShouldListenTo = s => s.Name is ServingTelemetry.SourceName or "test-jobs",
+            Sample = (ref ActivityCreationOptions<ActivityContext> _) => ActivitySamplingResult.AllDataAndRecorded,
+            ActivityStopped = stopped.Enqueue,
+        };
+        ActivitySource.AddActivityListener(listener);
+        using var jobs = new ActivitySource("test-jobs");
+        await using var batcher = new DynamicBatcher("m", 2, 2, maxBatchSize: 3, TimeSpan.FromSeconds(5), 1, Double);
+
+        // Two jobs, each its own trace: the first queues two items (as OCR crops do), the second one.
+        Activity.Current = null;
+        using var first = jobs.StartActivity("job first")!;
+        var items = new List<Task<float[]>> { batcher.InferAsync([1, 1], CancellationToken.None), batcher.InferAsync([2, 2], CancellationToken.None) };
+        Activity.Current = null;
+        using var second = jobs.StartActivity("job second")!;
+        items.Add(batcher.InferAsync([3, 3], CancellationToken.None));
+        Activity.Current = null;
+        await Task.WhenAll(items).WaitAsync(Wait);
+
+        var batch = Assert.Single(stopped, a => a.OperationName == "model.batch" && a.Links.Any(l => l.Context.SpanId == first.SpanId));
+        Assert.Equal((first.TraceId, first.SpanId), (batch.TraceId, batch.ParentSpanId));
+        Assert.Equal([first.SpanId, second.SpanId], batch.Links.Select(l => l.Context.SpanId));
+        Assert.Equal(second.TraceId, batch.Links.ElementAt(1).Context.TraceId);
+        Assert.Equal(3, batch.GetTagItem(ServingTelemetry.BatchSizeTag));
+        foreach (var job in new[] { first, second })
+        {
+            var joined = Assert.Single(job.Events, e => e.Name == "model.batch");
+            Assert.Equal(batch.SpanId.ToHexString(), joined.Tags.Single(t => t.Key == "serving.batch.span_id").Value);
+        }
     }
 
     private static void InterlockedMax(ref int target, int value)

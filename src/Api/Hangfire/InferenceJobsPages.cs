@@ -44,15 +44,11 @@ internal static partial class InferenceJobsPages
     }
 
     /// <summary>
-    /// The trace id cell of a job (list and job page), encoded; a dash while the ledger has none.
-    /// The ledger does not carry the job's trace id yet: once <see cref="LedgerRow"/> has it, return
-    /// it here (for example <c>row.TraceId</c>), and both pages show it.
+    /// The trace id cell of a job (list and job page): the ledger's <c>trace_id</c>, the job's
+    /// OpenTelemetry trace (docs/observability.md), encoded; a dash for rows written before tracing.
     /// </summary>
-    internal static string TraceIdCell(LedgerRow row)
-    {
-        string? traceId = null; // wire: row.TraceId, when the ledger's trace_id column lands
-        return traceId is { Length: > 0 } ? $"<code>{E(traceId)}</code>" : "—";
-    }
+    internal static string TraceIdCell(LedgerRow row) =>
+        row.TraceId is { Length: > 0 } traceId ? $"<code>{E(traceId)}</code>" : "—";
 
     /// <summary>Time from creation to start, as the API's <c>queue_ms</c>.</summary>
     internal static TimeSpan? QueueTime(LedgerRow row) => row.StartedAt - row.CreatedAt;

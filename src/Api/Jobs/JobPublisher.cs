@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using Async.Serving.Contracts;
 using Async.Serving.Hosting;
 using Async.Serving.Jobs;
@@ -39,9 +40,16 @@ internal sealed partial class JobPublisher(
     {
         // Millisecond precision, as stored: the ticket and later reads show the same instant.
         var now = DateTimeOffset.FromUnixTimeMilliseconds(clock.GetUtcNow().ToUnixTimeMilliseconds());
+        var id = RedisJobStore.NewJobId();
+        // The job's trace: this span (under the request's) is the parent that the broker's send, and
+        // later the outbox relay and every webhook attempt, continue from (stored with the job).
+        using var activity = ServingTelemetry.Source.StartActivity("job.submit");
+        activity?.SetTag(ServingTelemetry.JobIdTag, id);
+        activity?.SetTag(ServingTelemetry.PipelineTag, submission.Pipeline);
+        activity?.SetTag(ServingTelemetry.ModelTag, submission.Model.Id);
         var job = new JobRecord
         {
-            Id = RedisJobStore.NewJobId(),
+            Id = id,
             TenantId = tenantId,
             Status = JobStatuses.Queued,
             Pipeline = submission.Pipeline,
@@ -50,6 +58,7 @@ internal sealed partial class JobPublisher(
             MetadataJson = submission.MetadataJson,
             WebhookJson = submission.Webhook?.ToJson(),
             ExpiresAt = now.AddSeconds(submission.TtlSeconds),
+            TraceParent = ServingTelemetry.TraceParent(activity ?? Activity.Current),
         };
         using var scope = logger.BeginJobScope(job.Id, tenantId, job.Model);
         await store.CreateAsync(job, submission.Input).ConfigureAwait(false);
@@ -59,8 +68,9 @@ internal sealed partial class JobPublisher(
             {
                 await stored(job.Id).ConfigureAwait(false);
             }
-            catch
+            catch (Exception ex)
             {
+                activity.Fail(ex);
                 await store.DeleteAsync(job.Id, tenantId).ConfigureAwait(false);
                 throw;
             }
@@ -86,6 +96,7 @@ internal sealed partial class JobPublisher(
         catch (Exception ex)
         {
             LogPublishFailed(logger, job.Id, ex.Message);
+            activity.Fail(ex);
             await store.DeleteAsync(job.Id, tenantId).ConfigureAwait(false);
             throw new BrokerUnavailableException("The broker did not confirm the job.", ex);
         }

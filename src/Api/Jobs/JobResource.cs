@@ -26,6 +26,8 @@ public sealed record JobResource
     public DateTime? ResultExpiresAt { get; init; }
     /// <summary>The webhook given at submit (URL and events; the signing secret is never here).</summary>
     public Webhooks.WebhookSubscription? Webhook { get; init; }
+    /// <summary>The job's OpenTelemetry trace (32 hex digits): submit, queue, batch, inference, result, events and webhook attempts.</summary>
+    public string? TraceId { get; init; }
     public required JobLinks Links { get; init; }
 
     public static JobResource From(JobRecord job) => new()
@@ -46,6 +48,7 @@ public sealed record JobResource
         Metadata = StoredJson(job.MetadataJson),
         ResultExpiresAt = job.ResultExpiresAt?.UtcDateTime,
         Webhook = Webhooks.WebhookSubscription.FromJson(job.WebhookJson),
+        TraceId = job.TraceId,
         Links = new JobLinks($"/v1/jobs/{job.Id}", $"/v1/jobs/{job.Id}/events", $"/v1/jobs/{job.Id}/cancel"),
     };
 

@@ -46,6 +46,12 @@ internal sealed class ServingSchemaTransformer : IOpenApiSchemaTransformer
             schema.Properties["pipeline"] = Enum(PipelineNames.All, null);
             Require(schema, "progress", "attempts");
             schema.Properties["metadata"] = FreeObject("The metadata given at submit, returned as it was.", nullable: true);
+            schema.Properties["trace_id"] = new OpenApiSchema
+            {
+                Type = JsonSchemaType.String | JsonSchemaType.Null,
+                Pattern = "^[0-9a-f]{32}$",
+                Description = "The job's OpenTelemetry trace id: one trace from the submit through the queue, batch, inference and result to each webhook attempt.",
+            };
             schema.Examples = [JsonNode.Parse(JobExample)!];
         }
         else if (type == typeof(JobError))
@@ -136,6 +142,7 @@ internal sealed class ServingSchemaTransformer : IOpenApiSchemaTransformer
          "queue_ms": 120, "execution_ms": 360, "progress": 1, "attempts": 1,
          "output": {"pipeline": "image.ocr", "width": 640, "height": 480,
                     "lines": [{"text": "Hello, world", "confidence": 0.9871, "box": [[12, 20], [210, 20], [210, 52], [12, 52]]}]},
+         "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
          "links": {"self": "/v1/jobs/0193a1f0c2d47e4f9b2a6c8d0e1f2a3b", "events": "/v1/jobs/0193a1f0c2d47e4f9b2a6c8d0e1f2a3b/events",
                    "cancel": "/v1/jobs/0193a1f0c2d47e4f9b2a6c8d0e1f2a3b/cancel"}}
         """;

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using Async.Serving.Api.Jobs;
 using Async.Serving.Api.Ledger;
+using Async.Serving.Hosting;
 using Async.Serving.Jobs;
 using Hangfire;
 using Microsoft.Extensions.Options;
@@ -119,6 +120,11 @@ public sealed partial class JobEventRelay(
             return; // gone (its status retention passed): there is no job left to describe
         }
 
+        // The event joins the job's trace through the traceparent stored at submit: the relay runs on
+        // its own loop, far from the request, and the job may have been submitted by another API.
+        using var activity = ServingTelemetry.StartFromStored("job.event.relay", job.TraceParent, System.Diagnostics.ActivityKind.Consumer);
+        activity?.SetTag(ServingTelemetry.JobIdTag, job.Id);
+        activity?.SetTag(ServingTelemetry.EventTypeTag, "job." + e.Type);
         WebhookSubscription? webhook;
         WebhookMessage message;
         try
@@ -132,7 +138,8 @@ public sealed partial class JobEventRelay(
 
             var type = "job." + e.Type;
             var body = JsonSerializer.Serialize(new WebhookPayload(type, e.At.UtcDateTime, JobResource.From(e.View(job))), json.Value.SerializerOptions);
-            message = new WebhookMessage(job.TenantId, job.Id, webhook.Url, type, e.MessageId, body);
+            message = new WebhookMessage(job.TenantId, job.Id, webhook.Url, type, e.MessageId, body,
+                ServingTelemetry.TraceParent(activity) ?? job.TraceParent);
         }
         catch (JsonException ex)
         {
@@ -141,6 +148,7 @@ public sealed partial class JobEventRelay(
             return;
         }
 
+        activity?.SetTag(ServingTelemetry.WebhookIdTag, message.MessageId);
         var hangfireJob = jobs.Enqueue<WebhookDelivery>(d => d.DeliverAsync(message, 1, CancellationToken.None));
         LogEnqueued(logger, message.MessageId, hangfireJob);
     }

@@ -68,6 +68,13 @@ public sealed partial class WebhookDelivery(
     public async Task<string> DeliverAsync(WebhookMessage message, int attempt, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
+        // Each attempt is a span of the job's trace (a child of the relay's span, carried in the message),
+        // and its request carries that trace on to the receiver in a traceparent header.
+        using var activity = ServingTelemetry.StartFromStored("webhook.attempt", message.TraceParent);
+        activity?.SetTag(ServingTelemetry.JobIdTag, message.JobId);
+        activity?.SetTag(ServingTelemetry.WebhookIdTag, message.MessageId);
+        activity?.SetTag(ServingTelemetry.WebhookAttemptTag, attempt);
+        activity?.SetTag(ServingTelemetry.EventTypeTag, message.Type);
         using var scope = logger.BeginWebhookScope(message.MessageId, message.JobId, message.TenantId, attempt);
         string outcome, result;
         try
@@ -77,16 +84,29 @@ public sealed partial class WebhookDelivery(
         catch (WebhookDeliveryFailedException ex)
         {
             Deliveries.WithLabels("failed").Inc();
+            activity?.SetTag(ServingTelemetry.OutcomeTag, "failed");
+            activity.Fail(ex);
             await RecordAsync(message, attempt, "failed", ex.Message).ConfigureAwait(false);
             throw;
         }
-        catch (Exception ex) when (ex is not OperationCanceledException)
+        catch (Exception ex)
         {
-            Deliveries.WithLabels("error").Inc();
+            if (ex is not OperationCanceledException)
+            {
+                Deliveries.WithLabels("error").Inc();
+            }
+
+            activity.Fail(ex);
             throw;
         }
 
         Deliveries.WithLabels(outcome).Inc();
+        activity?.SetTag(ServingTelemetry.OutcomeTag, outcome);
+        if (outcome == "retrying")
+        {
+            activity?.SetStatus(System.Diagnostics.ActivityStatusCode.Error, result);
+        }
+
         await RecordAsync(message, attempt, outcome, result).ConfigureAwait(false);
         return result;
     }

@@ -7,7 +7,8 @@ namespace Async.Serving.Api.Webhooks;
 /// the event happens, so every attempt, on whichever API instance runs it, sends the same bytes
 /// under the same <see cref="MessageId"/>; only the timestamp and the signatures are made per attempt.
 /// </summary>
-public sealed record WebhookMessage(string TenantId, string JobId, string Url, string Type, string MessageId, string Body)
+/// <param name="TraceParent">The W3C traceparent each attempt continues (the relay's span in the job's trace); null for a test event or a delivery stored before traces.</param>
+public sealed record WebhookMessage(string TenantId, string JobId, string Url, string Type, string MessageId, string Body, string? TraceParent = null)
 {
     /// <summary>A <c>webhook.test</c> event for the tenant to <paramref name="url"/> (no job), with a fresh message id.</summary>
     public static WebhookMessage Test(string tenantId, string url, DateTimeOffset now, JsonSerializerOptions json)

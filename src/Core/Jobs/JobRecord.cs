@@ -28,4 +28,12 @@ public sealed record JobRecord
     public DateTimeOffset? ExpiresAt { get; init; }
     /// <summary>The worker that started the latest attempt.</summary>
     public string? WorkerId { get; init; }
+    /// <summary>
+    /// The W3C <c>traceparent</c> of the submit's span: the job's trace. The outbox relay and each
+    /// webhook attempt continue that trace from here (see <c>ServingTelemetry.StartFromStored</c>).
+    /// </summary>
+    public string? TraceParent { get; init; }
+
+    /// <summary>The job's OpenTelemetry trace id (32 hex digits), from <see cref="TraceParent"/>.</summary>
+    public string? TraceId => Hosting.ServingTelemetry.TraceIdOf(TraceParent);
 }

@@ -363,6 +363,11 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             fields.Add(new HashEntry("webhook", job.WebhookJson));
         }
 
+        if (job.TraceParent is not null)
+        {
+            fields.Add(new HashEntry("traceparent", job.TraceParent));
+        }
+
         _ = tx.HashSetAsync(key, [.. fields]);
         _ = tx.KeyExpireAsync(key, _options.InputRetention + _options.StatusRetention);
         _ = tx.StringSetAsync(InputKey(job.Id), input, _options.InputRetention);
@@ -662,6 +667,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             ResultExpiresAt = Time("result_expires_at"),
             ExpiresAt = Time("expires_at"),
             WorkerId = Str("worker"),
+            TraceParent = Str("traceparent"),
         };
     }
 }

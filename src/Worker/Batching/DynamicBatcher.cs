@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Threading.Channels;
+using Async.Serving.Hosting;
 
 namespace Async.Serving.Worker.Batching;
 
@@ -8,6 +9,10 @@ namespace Async.Serving.Worker.Batching;
 /// <c>maxBatchSize</c> items or when its oldest item has waited <c>maxQueueDelay</c>. A request
 /// whose token is cancelled before it joins a batch is dropped (its task is cancelled). A batch
 /// whose execution throws is split in halves and retried, so one poisoned input fails alone.
+/// Each batch is a <c>model.batch</c> span: a child of its oldest item's span (the job that opened
+/// the batch), linked to the span of every item in it, and each item's span (the job's
+/// <c>job.inference</c>) gets a <c>model.batch</c> event naming the batch's span, so a job whose
+/// items rode in another job's batch still finds it from its own trace.
 /// </summary>
 public sealed class DynamicBatcher : IAsyncDisposable
 {
@@ -71,7 +76,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
             throw new ArgumentException($"Input holds {input.Length} values; the model takes {InputLength}.", nameof(input));
         }
 
-        var request = new Request(input, cancellationToken, Stopwatch.GetTimestamp());
+        var request = new Request(input, cancellationToken, Stopwatch.GetTimestamp(), Activity.Current);
         if (!_queue.Writer.TryWrite(request))
         {
             throw new ObjectDisposedException(Name, "The batcher is stopped.");
@@ -162,6 +167,7 @@ public sealed class DynamicBatcher : IAsyncDisposable
 
     private void Execute(List<Request> batch, int start, int count, float[] inputs, float[] outputs)
     {
+        using var activity = StartBatchActivity(batch, start, count);
         try
         {
             for (var i = 0; i < count; i++)
@@ -190,11 +196,69 @@ public sealed class DynamicBatcher : IAsyncDisposable
         }
         catch (Exception ex)
         {
+            activity.Fail(ex);
             batch[start].Completion.TrySetException(new BatchExecutionException(Name, ex));
         }
     }
 
-    private sealed record Request(float[] Input, CancellationToken Cancellation, long EnqueuedAt)
+    /// <summary>
+    /// The batch's span; the halves of a batch that failed are children of its span. Null when nobody
+    /// listens, or when no item came with a span (a benchmark, a test without telemetry).
+    /// </summary>
+    private Activity? StartBatchActivity(List<Request> batch, int start, int count)
+    {
+        if (!ServingTelemetry.Source.HasListeners())
+        {
+            return null;
+        }
+
+        var links = new List<ActivityLink>(count);
+        var seen = new HashSet<ActivitySpanId>();
+        for (var i = start; i < start + count; i++)
+        {
+            if (batch[i].Caller is { } caller && seen.Add(caller.SpanId))
+            {
+                links.Add(new ActivityLink(caller.Context));
+            }
+        }
+
+        if (links.Count == 0)
+        {
+            return null;
+        }
+
+        var parent = Activity.Current is { OperationName: BatchSpan } outer && outer.Source == ServingTelemetry.Source ? outer.Context : links[0].Context;
+        var activity = ServingTelemetry.Source.StartActivity(BatchSpan, ActivityKind.Internal, parent, links: links);
+        if (activity is null)
+        {
+            return null;
+        }
+
+        activity.SetTag(ServingTelemetry.ModelTag, Name);
+        activity.SetTag(ServingTelemetry.BatchSizeTag, count);
+        activity.SetTag("serving.batch.wait_ms", (long)Stopwatch.GetElapsedTime(batch[start].EnqueuedAt).TotalMilliseconds);
+        var joined = new ActivityEvent(BatchSpan, tags: new ActivityTagsCollection
+        {
+            ["serving.batch.trace_id"] = activity.TraceId.ToHexString(),
+            ["serving.batch.span_id"] = activity.SpanId.ToHexString(),
+            [ServingTelemetry.BatchSizeTag] = count,
+        });
+        seen.Clear();
+        for (var i = start; i < start + count; i++)
+        {
+            if (batch[i].Caller is { IsStopped: false } caller && seen.Add(caller.SpanId))
+            {
+                caller.AddEvent(joined);
+            }
+        }
+
+        return activity;
+    }
+
+    private const string BatchSpan = "model.batch";
+
+    /// <param name="Caller">The span the item was queued from (the job's inference), or null.</param>
+    private sealed record Request(float[] Input, CancellationToken Cancellation, long EnqueuedAt, Activity? Caller)
     {
         public TaskCompletionSource<float[]> Completion { get; } = new(TaskCreationOptions.RunContinuationsAsynchronously);
     }

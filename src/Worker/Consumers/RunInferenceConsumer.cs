@@ -89,7 +89,7 @@ internal sealed partial class RunInferenceConsumer(
         string output;
         try
         {
-            output = await run(input, deadline.Token).ConfigureAwait(false);
+            output = await InferAsync(run, input, job, deadline.Token).ConfigureAwait(false);
         }
         catch (JobFailureException ex)
         {
@@ -98,7 +98,8 @@ internal sealed partial class RunInferenceConsumer(
         }
         catch (OperationCanceledException) when (cancel.Token.IsCancellationRequested)
         {
-            if (await store.MarkCancelledAsync(job.JobId, Elapsed(began)).ConfigureAwait(false))
+            var executed = Elapsed(began);
+            if (await WriteResultAsync(JobStatuses.Cancelled, () => store.MarkCancelledAsync(job.JobId, executed)).ConfigureAwait(false))
             {
                 WorkerMetrics.Jobs.WithLabels(job.Pipeline, modelId, JobStatuses.Cancelled).Inc();
                 LogCancelled(logger, job.JobId);
@@ -114,7 +115,7 @@ internal sealed partial class RunInferenceConsumer(
 
         var executionMs = Elapsed(began);
         WorkerMetrics.Execution.WithLabels(job.Pipeline, modelId).Observe(executionMs / 1000.0);
-        if (!await store.CompleteAsync(job.JobId, output, executionMs).ConfigureAwait(false))
+        if (!await WriteResultAsync(JobStatuses.Succeeded, () => store.CompleteAsync(job.JobId, output, executionMs)).ConfigureAwait(false))
         {
             LogSkipped(logger, job.JobId, "no longer running");
             return;
@@ -130,7 +131,36 @@ internal sealed partial class RunInferenceConsumer(
         var job = context.Message;
         LogFailed(logger, job.JobId, code, message);
         WorkerMetrics.Jobs.WithLabels(job.Pipeline, $"{job.Model}@{job.ModelVersion}", JobStatuses.Failed).Inc();
-        await store.FailAsync(job.JobId, code, message, executionMs).ConfigureAwait(false);
+        await WriteResultAsync(JobStatuses.Failed, () => store.FailAsync(job.JobId, code, message, executionMs)).ConfigureAwait(false);
+    }
+
+    /// <summary>
+    /// The pipeline's run as the job's <c>job.inference</c> span (under MassTransit's consume span):
+    /// the batches its items join link back to it (<see cref="Batching.DynamicBatcher"/>).
+    /// </summary>
+    private static async Task<string> InferAsync(Func<byte[], CancellationToken, Task<string>> run, byte[] input, RunInference job, CancellationToken cancellationToken)
+    {
+        using var activity = ServingTelemetry.Source.StartActivity("job.inference");
+        activity?.SetTag(ServingTelemetry.JobIdTag, job.JobId);
+        activity?.SetTag(ServingTelemetry.PipelineTag, job.Pipeline);
+        activity?.SetTag(ServingTelemetry.ModelTag, $"{job.Model}@{job.ModelVersion}");
+        try
+        {
+            return await run(input, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex)
+        {
+            activity.Fail(ex);
+            throw;
+        }
+    }
+
+    /// <summary>The outcome's write to the job store (result, state and outbox event in one script) as the <c>job.result.write</c> span.</summary>
+    private static async Task<bool> WriteResultAsync(string status, Func<Task<bool>> write)
+    {
+        using var activity = ServingTelemetry.Source.StartActivity("job.result.write");
+        activity?.SetTag(ServingTelemetry.OutcomeTag, status);
+        return await write().ConfigureAwait(false);
     }
 
     [LoggerMessage(EventId = 200, Level = LogLevel.Information, Message = "Job {JobId} expired in the queue")]
