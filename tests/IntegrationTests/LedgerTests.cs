@@ -21,23 +21,15 @@ public sealed class LedgerTests(ServingFixture serving) : IAsyncLifetime
 {
     private static readonly TimeSpan LedgerWait = TimeSpan.FromSeconds(20);
 
-    private readonly PrivateModels _models = new();
-    private IHost _worker = null!;
+    private readonly PrivateWorker _worker = new();
 
-    public async Task InitializeAsync()
-    {
-        _worker = ServingFixture.BuildWorker(_models.Path);
-        await _worker.StartAsync();
-    }
+    private PrivateModels Models => _worker.Models;
 
-    public async Task DisposeAsync()
-    {
-        await _worker.StopAsync(TimeSpan.FromSeconds(30));
-        _worker.Dispose();
-        _models.Dispose();
-    }
+    public Task InitializeAsync() => _worker.StartAsync();
 
-    private string ModelId => _models.Name + "@1";
+    public async Task DisposeAsync() => await _worker.DisposeAsync();
+
+    private string ModelId => Models.Name + "@1";
 
     private (WebApplicationFactory<Program> Api, string Key, string Tenant) NewTenant()
     {
@@ -47,7 +39,7 @@ public sealed class LedgerTests(ServingFixture serving) : IAsyncLifetime
         {
             ["Serving:Auth:DevelopmentKey"] = key,
             ["Serving:Auth:DevelopmentTenant"] = tenant,
-            ["Serving:Models:Path"] = _models.Path,
+            ["Serving:Models:Path"] = Models.Path,
         });
         return (api, key, tenant);
     }
@@ -57,7 +49,7 @@ public sealed class LedgerTests(ServingFixture serving) : IAsyncLifetime
         var response = await client.PostAsJsonAsync("/v1/jobs?wait=30", new
         {
             pipeline = "image.embed",
-            model = _models.Name,
+            model = Models.Name,
             input = new { base64 = Convert.ToBase64String(image) },
         });
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);

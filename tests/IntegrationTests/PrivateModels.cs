@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Microsoft.Extensions.Hosting;
 
 namespace Async.Serving.IntegrationTests;
 
@@ -39,4 +40,26 @@ public sealed class PrivateModels : IDisposable
     public string Queue => $"infer-{Name}-1";
 
     public void Dispose() => Directory.Delete(Path, recursive: true);
+}
+
+/// <summary>
+/// <see cref="PrivateModels"/> with a worker of this build serving them, for a test class's
+/// lifetime: <c>await using</c>, or started in <c>InitializeAsync</c> and disposed in <c>DisposeAsync</c>.
+/// </summary>
+public sealed class PrivateWorker : IAsyncDisposable
+{
+    private readonly IHost _host;
+
+    public PrivateWorker() => _host = ServingFixture.BuildWorker(Models.Path);
+
+    public PrivateModels Models { get; } = new();
+
+    public Task StartAsync() => _host.StartAsync();
+
+    public async ValueTask DisposeAsync()
+    {
+        await _host.StopAsync(TimeSpan.FromSeconds(30));
+        _host.Dispose();
+        Models.Dispose();
+    }
 }

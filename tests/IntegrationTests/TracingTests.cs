@@ -35,21 +35,13 @@ public sealed class TracingTests(ServingFixture serving) : IAsyncLifetime
 {
     private static readonly TimeSpan Wait = ServingFixture.JobWait;
 
-    private readonly PrivateModels _models = new();
-    private IHost _worker = null!;
+    private readonly PrivateWorker _worker = new();
 
-    public async Task InitializeAsync()
-    {
-        _worker = ServingFixture.BuildWorker(_models.Path);
-        await _worker.StartAsync();
-    }
+    private PrivateModels Models => _worker.Models;
 
-    public async Task DisposeAsync()
-    {
-        await _worker.StopAsync(TimeSpan.FromSeconds(30));
-        _worker.Dispose();
-        _models.Dispose();
-    }
+    public Task InitializeAsync() => _worker.StartAsync();
+
+    public async Task DisposeAsync() => await _worker.DisposeAsync();
 
     [Fact]
     public async Task One_trace_runs_from_the_submit_through_the_broker_batch_and_event_to_each_webhook_attempt()
@@ -60,7 +52,7 @@ public sealed class TracingTests(ServingFixture serving) : IAsyncLifetime
         await using var api = serving.CreateApi(new Dictionary<string, string?>
         {
             ["Serving:Auth:DevelopmentTenant"] = "traces-" + Guid.NewGuid().ToString("N")[..8],
-            ["Serving:Models:Path"] = _models.Path,
+            ["Serving:Models:Path"] = Models.Path,
             ["Serving:Security:AllowPrivateNetworks"] = "true",
             ["Serving:Hangfire:RunServer"] = "true",
             ["Serving:Webhooks:RunRelay"] = "true",
@@ -73,7 +65,7 @@ public sealed class TracingTests(ServingFixture serving) : IAsyncLifetime
         var submitted = await client.PostAsJsonAsync("/v1/jobs", new
         {
             pipeline = "image.embed",
-            model = _models.Name,
+            model = Models.Name,
             input = new { base64 = Convert.ToBase64String(TestImages.Scene(90, 320, 240)) },
             webhook = new { url },
         });
@@ -111,7 +103,7 @@ public sealed class TracingTests(ServingFixture serving) : IAsyncLifetime
 
         // The worker: inference under the consume span (under the receive), the batch linked to it, the result write beside it.
         var inference = One(a => a.OperationName == "job.inference", "job.inference");
-        Assert.Equal(_models.Name + "@1", inference.GetTagItem(ServingTelemetry.ModelTag));
+        Assert.Equal(Models.Name + "@1", inference.GetTagItem(ServingTelemetry.ModelTag));
         Assert.Contains(received.SpanId, Ancestors(trace, inference).Select(a => a.SpanId));
         var batch = One(a => a.OperationName == "model.batch", "model.batch");
         Assert.Equal(inference.SpanId, batch.ParentSpanId); // the batch's oldest item: this job, alone on its private model
@@ -173,7 +165,7 @@ public sealed class TracingTests(ServingFixture serving) : IAsyncLifetime
         // Only the standard variables (as configuration: the host reads environment variables into it).
         await using var api = serving.CreateApi(new Dictionary<string, string?>
         {
-            ["Serving:Models:Path"] = _models.Path,
+            ["Serving:Models:Path"] = Models.Path,
             ["OTEL_EXPORTER_OTLP_ENDPOINT"] = endpoint,
             ["OTEL_EXPORTER_OTLP_PROTOCOL"] = "http/protobuf",
             ["OTEL_SERVICE_NAME"] = "serving-api-under-test",
@@ -184,7 +176,7 @@ public sealed class TracingTests(ServingFixture serving) : IAsyncLifetime
         var response = await client.PostAsJsonAsync("/v1/jobs?wait=30", new
         {
             pipeline = "image.embed",
-            model = _models.Name,
+            model = Models.Name,
             input = new { base64 = Convert.ToBase64String(TestImages.Scene(91, 64, 64)) },
         });
         Assert.Equal(HttpStatusCode.OK, response.StatusCode);
