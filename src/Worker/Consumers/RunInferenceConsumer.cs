@@ -32,7 +32,8 @@ internal sealed partial class RunInferenceConsumer(
     public async Task Consume(ConsumeContext<RunInference> context)
     {
         var job = context.Message;
-        using var scope = logger.BeginJobScope(job.JobId, job.TenantId, $"{job.Model}@{job.ModelVersion}");
+        var modelId = ModelIdOf(job);
+        using var scope = logger.BeginJobScope(job.JobId, job.TenantId, modelId);
         // The TTL bounds the wait in the queue only: a redelivered job that was already running goes on.
         if (job.ExpiresAt is { } expiresAt && clock.GetUtcNow() > expiresAt && await store.ExpireAsync(job.JobId).ConfigureAwait(false))
         {
@@ -57,7 +58,6 @@ internal sealed partial class RunInferenceConsumer(
             return;
         }
 
-        var modelId = $"{job.Model}@{job.ModelVersion}";
         // The pipeline, bound to this worker's model of that kind; null when it serves no such model.
         Func<byte[], CancellationToken, Task<string>>? run = job.Pipeline switch
         {
@@ -124,13 +124,16 @@ internal sealed partial class RunInferenceConsumer(
         WorkerMetrics.Jobs.WithLabels(job.Pipeline, modelId, JobStatuses.Succeeded).Inc();
     }
 
+    /// <summary>The model's id in the repository (<c>name@version</c>), as metrics, logs and spans name it.</summary>
+    private static string ModelIdOf(RunInference job) => $"{job.Model}@{job.ModelVersion}";
+
     private static long Elapsed(long began) => (long)Stopwatch.GetElapsedTime(began).TotalMilliseconds;
 
     private async Task FailAsync(ConsumeContext<RunInference> context, string code, string message, long? executionMs)
     {
         var job = context.Message;
         LogFailed(logger, job.JobId, code, message);
-        WorkerMetrics.Jobs.WithLabels(job.Pipeline, $"{job.Model}@{job.ModelVersion}", JobStatuses.Failed).Inc();
+        WorkerMetrics.Jobs.WithLabels(job.Pipeline, ModelIdOf(job), JobStatuses.Failed).Inc();
         await WriteResultAsync(JobStatuses.Failed, () => store.FailAsync(job.JobId, code, message, executionMs)).ConfigureAwait(false);
     }
 
@@ -143,7 +146,7 @@ internal sealed partial class RunInferenceConsumer(
         using var activity = ServingTelemetry.Source.StartActivity("job.inference");
         activity?.SetTag(ServingTelemetry.JobIdTag, job.JobId);
         activity?.SetTag(ServingTelemetry.PipelineTag, job.Pipeline);
-        activity?.SetTag(ServingTelemetry.ModelTag, $"{job.Model}@{job.ModelVersion}");
+        activity?.SetTag(ServingTelemetry.ModelTag, ModelIdOf(job));
         try
         {
             return await run(input, cancellationToken).ConfigureAwait(false);
