@@ -42,7 +42,7 @@ public sealed partial class MetricsTests : IDisposable
     [Fact]
     public async Task The_management_port_and_the_worker_serve_metrics_that_promtool_accepts_and_the_rules_and_dashboard_use()
     {
-        var (apiPort, managementPort, workerPort) = (FreePort(), FreePort(), FreePort());
+        var (apiPort, managementPort, workerPort) = (ScriptRunner.FreePort(), ScriptRunner.FreePort(), ScriptRunner.FreePort());
         var key = "sk_metrics_" + Guid.NewGuid().ToString("N");
         Start("Worker", new()
         {
@@ -190,13 +190,6 @@ public sealed partial class MetricsTests : IDisposable
 
             await Task.Delay(200);
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     /// <summary>Runs promtool with <paramref name="input"/> on stdin; stdout and stderr together.</summary>

@@ -88,6 +88,9 @@ public sealed class ServingFixture : IAsyncLifetime
             ["Serving:Hangfire:SchemaName"] = "hangfire_tests",
             // Only the webhook tests' hosts relay the outbox, so a test can drive a relay of its own.
             ["Serving:Webhooks:RunRelay"] = "false",
+            // A management port of its own: a test host on real sockets (UseKestrel) must not take, or
+            // fail on, the 9465 of the stack scripts/up.sh runs.
+            ["Serving:Management:Port"] = ScriptRunner.FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture),
         };
         foreach (var (k, v) in overrides ?? new Dictionary<string, string?>())
         {

@@ -164,7 +164,7 @@ public sealed class WorkerFailoverTests(ServingFixture serving) : IDisposable
     [Fact]
     public async Task A_worker_is_alive_while_its_models_load_and_ready_once_they_are_warm_and_its_bus_is_up()
     {
-        var port = FreePort();
+        var port = ScriptRunner.FreePort();
         var worker = StartWorker(port);
         Drain(worker);
         using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
@@ -182,7 +182,7 @@ public sealed class WorkerFailoverTests(ServingFixture serving) : IDisposable
     [Fact]
     public async Task A_worker_that_cannot_reach_its_broker_is_alive_but_not_ready()
     {
-        var port = FreePort();
+        var port = ScriptRunner.FreePort();
         var worker = StartWorker(port, new() { ["Serving__RabbitMq__Port"] = "1" });
         Drain(worker);
         using var http = new HttpClient { BaseAddress = new Uri($"http://127.0.0.1:{port}") };
@@ -218,13 +218,6 @@ public sealed class WorkerFailoverTests(ServingFixture serving) : IDisposable
 
             await Task.Delay(100);
         }
-    }
-
-    private static int FreePort()
-    {
-        using var listener = new System.Net.Sockets.TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        return ((IPEndPoint)listener.LocalEndpoint).Port;
     }
 
     /// <summary>Reads the worker's output away, so it never blocks on a full pipe.</summary>
