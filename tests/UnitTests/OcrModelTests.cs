@@ -1,9 +1,9 @@
 using System.Diagnostics;
 using System.Text.Json;
 using Async.Serving.Fixtures;
+using Async.Serving.Worker.Imaging;
 using Async.Serving.Worker.Inference;
 using Async.Serving.Worker.Ocr;
-using Async.Serving.Worker.Pipelines;
 using Microsoft.Extensions.Options;
 using SkiaSharp;
 using Xunit.Abstractions;

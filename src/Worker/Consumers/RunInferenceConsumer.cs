@@ -2,12 +2,14 @@ using System.Diagnostics;
 using Async.Serving.Contracts;
 using Async.Serving.Hosting;
 using Async.Serving.Jobs;
+using Async.Serving.Worker.Embedding;
 using Async.Serving.Worker.Inference;
 using Async.Serving.Worker.Observability;
-using Prometheus;
-using Async.Serving.Worker.Pipelines;
+using Async.Serving.Worker.Ocr;
+using Async.Serving.Worker.Video;
 using MassTransit;
 using Microsoft.Extensions.Options;
+using Prometheus;
 
 namespace Async.Serving.Worker.Consumers;
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Async.Serving.Models;
+using Async.Serving.Worker.Embedding;
 using Async.Serving.Worker.Observability;
 using Async.Serving.Worker.Ocr;
 using Async.Serving.Worker.Video;

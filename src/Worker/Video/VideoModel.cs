@@ -1,5 +1,5 @@
 using Async.Serving.Models;
-using Async.Serving.Worker.Inference;
+using Async.Serving.Worker.Embedding;
 using Async.Serving.Worker.Ocr;
 
 namespace Async.Serving.Worker.Video;

@@ -4,9 +4,10 @@ using Async.Serving.Contracts.Outputs;
 using Async.Serving.Jobs;
 using Async.Serving.Models;
 using Async.Serving.Worker.Batching;
-using Async.Serving.Worker.Video;
+using Async.Serving.Worker.Imaging;
+using Async.Serving.Worker.Inference;
 
-namespace Async.Serving.Worker.Pipelines;
+namespace Async.Serving.Worker.Video;
 
 /// <summary>
 /// <c>video.analyze</c>: ffmpeg samples frames at <c>sample_fps</c> into a pipe; each frame is

@@ -1,11 +1,11 @@
 using Async.Serving.Contracts.Outputs;
 using Async.Serving.Jobs;
 using Async.Serving.Worker.Batching;
+using Async.Serving.Worker.Imaging;
 using Async.Serving.Worker.Inference;
-using Async.Serving.Worker.Ocr;
 using Microsoft.Extensions.Options;
 
-namespace Async.Serving.Worker.Pipelines;
+namespace Async.Serving.Worker.Ocr;
 
 /// <summary><c>image.ocr</c>: decode (EXIF orientation applied), detect text lines, classify and recognise them through the shared batchers.</summary>
 internal sealed class ImageOcrPipeline(IOptions<WorkerOptions> options)

@@ -2,10 +2,11 @@ using System.Buffers;
 using Async.Serving.Contracts.Outputs;
 using Async.Serving.Jobs;
 using Async.Serving.Worker.Batching;
+using Async.Serving.Worker.Imaging;
 using Async.Serving.Worker.Inference;
 using Microsoft.Extensions.Options;
 
-namespace Async.Serving.Worker.Pipelines;
+namespace Async.Serving.Worker.Embedding;
 
 /// <summary><c>image.embed</c>: decode, preprocess into a pooled buffer, one slot in the model's batch, L2-normalise.</summary>
 internal sealed class ImageEmbedPipeline(IOptions<WorkerOptions> options)
