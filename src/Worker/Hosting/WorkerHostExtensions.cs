@@ -31,9 +31,11 @@ public static class WorkerHostExtensions
         builder.Services.AddHostedService<WorkerHttpServer>();
         builder.Services.AddSingleton<ModelHost>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ModelHost>());
-        builder.Services.AddSingleton<ImageEmbedPipeline>();
-        builder.Services.AddSingleton<ImageOcrPipeline>();
-        builder.Services.AddSingleton<VideoAnalyzePipeline>();
+        // One line per pipeline; the registry keeps this order (the heartbeat lists models in it).
+        builder.Services.AddSingleton<PipelineRegistry>();
+        builder.Services.AddPipeline<ImageEmbedPipeline>();
+        builder.Services.AddPipeline<ImageOcrPipeline>();
+        builder.Services.AddPipeline<VideoAnalyzePipeline>();
         builder.Services.AddSingleton<VideoWorkspace>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<VideoWorkspace>());
         builder.Services.AddSingleton<JobCancellations>();
