@@ -110,7 +110,7 @@ internal sealed class JobIntake(
         }
         catch
         {
-            // A client gone (or the probe failed) after the key was claimed: free the key now, not in a minute.
+            // A client gone (or the routing read or the probe failed) after the key was claimed: free the key now, not in a minute.
             await ReleaseAsync().ConfigureAwait(false);
             throw;
         }
