@@ -54,6 +54,8 @@ internal sealed partial class JobPublisher(
             Status = JobStatuses.Queued,
             Pipeline = submission.Pipeline,
             Model = submission.Model.Id,
+            RequestedModel = submission.RequestedModel,
+            RoutingKey = submission.RoutingKey,
             CreatedAt = now,
             MetadataJson = submission.MetadataJson,
             WebhookJson = submission.Webhook?.ToJson(),
