@@ -1,4 +1,5 @@
 using Async.Serving.Api.Auth;
+using Async.Serving.Api.Batches;
 using Async.Serving.Api.DeadLetters;
 using Async.Serving.Api.Errors;
 using Async.Serving.Api.Hangfire;
@@ -33,6 +34,7 @@ builder.AddWebhooks();
 builder.AddServingHealthChecks();
 builder.AddServingHangfire();
 builder.AddLedger();
+builder.AddBatches(); // after AddLedger: it extends the ledger writer's sink
 builder.AddMaintenance();
 builder.AddDeadLetters();
 builder.AddServingOpenApi();
@@ -65,6 +67,7 @@ app.MapServingHealth();
 // The /v1 routes, each limited per API key.
 var v1 = app.MapGroup("").RequireRateLimiting(PerKeyRateLimiting.Policy).ProducesCommonProblems();
 v1.MapJobsApi();
+v1.MapBatchesApi();
 v1.MapModelsApi();
 v1.MapWebhooksApi();
 v1.MapUsageApi();
