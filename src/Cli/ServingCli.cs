@@ -52,6 +52,7 @@ public sealed class ServingCli
             AccountCommands.Usage(this),
             KeysCommands.Create(this),
             WebhooksCommands.Create(this),
+            BatchCommands.Create(this),
         };
     }
 

@@ -22,6 +22,7 @@ public static class BatchesExtensions
         builder.Services.AddSingleton<BatchCompletion>();
         builder.Services.AddTransient<BatchRunner>();
         builder.Services.AddHostedService<BatchSchedule>();
+        BatchPages.Register();
 
         // The ledger writer's sink (where this process runs one) also moves batch lines.
         var sink = builder.Services.LastOrDefault(d => d.ServiceType == typeof(ILedgerSink));
