@@ -387,6 +387,70 @@ public sealed class BatchTests(ServingFixture serving)
         await client.PostAsync($"/v1/batches/{id}/cancel", null); // leaves no queued job behind
     }
 
+    [Fact]
+    public async Task The_client_and_the_cli_submit_a_batch_follow_it_and_stream_its_results()
+    {
+        // The fixture's API (no Hangfire server: the test runs the chunk) and its worker.
+        using var http = serving.Client();
+        using var client = new Async.Serving.Client.ServingClient(http);
+        var items = Enumerable.Range(0, 4).Select(i => new Async.Serving.Client.BatchItem
+        {
+            CustomId = $"client-{i}",
+            Pipeline = "image.embed",
+            Model = i == 2 ? "no-such-model" : "resnet18",
+            Input = Async.Serving.Client.JobInput.FromBytes(TestImages.Scene(500 + i, 96, 72), "scene.jpg"),
+        });
+        var batch = await client.SubmitBatchAsync(items);
+        Assert.Equal("validating", batch.Status);
+        Assert.Equal(4, batch.Total);
+
+        await serving.Api.Services.GetRequiredService<BatchRunner>().RunChunkAsync(batch.Id, 0, 0, CancellationToken.None);
+        var deadline = DateTime.UtcNow + BatchWait;
+        while (!(batch = await client.GetBatchAsync(batch.Id)).IsEnded)
+        {
+            Assert.True(DateTime.UtcNow < deadline, $"batch {batch.Id} still {batch.Status}");
+            await Task.Delay(200);
+        }
+
+        Assert.Equal(new Async.Serving.Client.BatchCounts(0, 0, 0, 3, 0, 0, 0, 1), batch.Counts);
+        var results = new List<Async.Serving.Client.BatchResult>();
+        await foreach (var result in client.GetBatchResultsAsync(batch.Id))
+        {
+            results.Add(result);
+        }
+
+        Assert.Equal(["client-0", "client-1", "client-2", "client-3"], results.Select(r => r.CustomId));
+        Assert.Equal("unknown_model", results[2].Error?.Code);
+        Assert.All(results.Where(r => r.CustomId != "client-2"),
+            r => Assert.Equal(512, Assert.IsType<Async.Serving.Contracts.Outputs.ImageEmbedOutput>(r.Output).Dims));
+        Assert.Contains(batch.Id, (await client.ListBatchesAsync(limit: 100)).Data.Select(b => b.Id));
+
+        // The CLI: results as JSONL on stdout; submit a file, then cancel it.
+        var folder = Directory.CreateTempSubdirectory("serving-batch-cli-");
+        try
+        {
+            var cli = new CliRunner(serving, folder.FullName);
+            var lines = await cli.RunAsync("batch", "results", batch.Id);
+            Assert.Equal(0, lines.ExitCode);
+            Assert.Equal(["client-0", "client-1", "client-2", "client-3"],
+                lines.Out.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => JsonDocument.Parse(l).RootElement.GetProperty("custom_id").GetString()));
+
+            await File.WriteAllTextAsync(Path.Combine(folder.FullName, "batch.jsonl"), Jsonl([Image("cli-0", 600), Image("cli-1", 601)]));
+            var submitted = await cli.RunAsync("batch", "submit", "batch.jsonl", "--json");
+            Assert.True(submitted.ExitCode == 0, submitted.Error);
+            var id = JsonDocument.Parse(submitted.Out).RootElement.GetProperty("id").GetString()!;
+            var cancelled = await cli.RunAsync("batch", "cancel", id, "--json");
+            Assert.True(cancelled.ExitCode == 0, cancelled.Error);
+            Assert.Equal("cancelled", JsonDocument.Parse(cancelled.Out).RootElement.GetProperty("status").GetString());
+            var shown = await cli.RunAsync("batch", "get", id);
+            Assert.Contains("cancelled", shown.Out, StringComparison.Ordinal);
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
+        }
+    }
+
     /// <summary>A body that goes on up to <c>maxBytes</c> (one JSON line that never ends), counting what was read of it.</summary>
     private sealed class EndlessLines(long maxBytes) : Stream
     {

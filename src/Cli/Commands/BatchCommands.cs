@@ -10,12 +10,12 @@ internal static class BatchCommands
 {
     public static Command Create(ServingCli cli)
     {
-        var file = new Argument<FileInfo>("file") { Description = "A JSONL file: one job per line, each with a custom_id." };
+        var file = new Argument<string>("file") { Description = "A JSONL file: one job per line, each with a custom_id." };
         var webhook = new Option<Uri?>("--webhook") { Description = "Where batch.completed is delivered once every line has ended." };
         var submit = new Command("submit", "Upload a JSONL file as a batch; its lines become jobs after the answer.") { file, webhook };
         submit.SetAction(cli.Action(async (scope, cancellationToken) =>
         {
-            var stream = scope.Parse.GetRequiredValue(file).OpenRead();
+            var stream = File.OpenRead(Path.GetFullPath(scope.Parse.GetRequiredValue(file), scope.CurrentDirectory));
             await using (stream.ConfigureAwait(false))
             {
                 var batch = await scope.Client.SubmitBatchAsync(stream, new BatchSubmitOptions { WebhookUrl = scope.Parse.GetValue(webhook) }, cancellationToken)
