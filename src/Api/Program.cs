@@ -1,4 +1,5 @@
 using Async.Serving.Api.Auth;
+using Async.Serving.Api.Batches;
 using Async.Serving.Api.DeadLetters;
 using Async.Serving.Api.Errors;
 using Async.Serving.Api.Hangfire;
@@ -35,6 +36,7 @@ builder.AddWebhooks();
 builder.AddServingHealthChecks();
 builder.AddServingHangfire();
 builder.AddLedger();
+builder.AddBatches(); // after AddLedger: it extends the ledger writer's sink
 builder.AddMaintenance();
 builder.AddDeadLetters();
 builder.AddServingOpenApi();
@@ -67,6 +69,7 @@ app.MapServingHealth();
 // The /v1 routes, each limited per API key.
 var v1 = app.MapGroup("").RequireRateLimiting(PerKeyRateLimiting.Policy).ProducesCommonProblems();
 v1.MapJobsApi();
+v1.MapBatchesApi();
 v1.MapModelsApi();
 v1.MapRoutingApi();
 v1.MapWebhooksApi();

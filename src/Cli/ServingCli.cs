@@ -53,6 +53,7 @@ public sealed class ServingCli
             RoutingCommands.Create(this),
             KeysCommands.Create(this),
             WebhooksCommands.Create(this),
+            BatchCommands.Create(this),
         };
     }
 

@@ -31,6 +31,11 @@ namespace Async.Serving.Client;
 [JsonSerializable(typeof(RoutingBody))]
 [JsonSerializable(typeof(WebhookPayload))]
 [JsonSerializable(typeof(WebhookEvent))]
+[JsonSerializable(typeof(Batch))]
+[JsonSerializable(typeof(BatchPage))]
+[JsonSerializable(typeof(BatchResult))]
+[JsonSerializable(typeof(BatchLineBody))]
+[JsonSerializable(typeof(BatchRequestBody))]
 internal sealed partial class ServingClientJsonContext : JsonSerializerContext;
 
 /// <summary>The serializer options of the API's wire format, for writing this library's types as the API writes them.</summary>

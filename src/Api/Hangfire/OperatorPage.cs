@@ -61,7 +61,7 @@ internal abstract class OperatorPage : RazorPage
 
     /// <summary>The operator pages, in the order of the tabs above each of them.</summary>
     private static readonly (string Route, string Text)[] Sections =
-        [("/inference", "Inference jobs"), ("/dead-letters", "Dead letters"), ("/webhooks", "Webhooks"), ("/api-keys", "API keys"), ("/routing", "Model routing")];
+        [("/inference", "Inference jobs"), ("/batches", "Batches"), ("/dead-letters", "Dead letters"), ("/webhooks", "Webhooks"), ("/api-keys", "API keys"), ("/routing", "Model routing")];
 
     private static int _menuAdded;
 

@@ -44,6 +44,32 @@ internal static class CodeSamples
             """curl -X POST -H "Authorization: Bearer $SERVING_API_KEY" "$SERVING_URL/v1/jobs/$JOB_ID/cancel" """,
             """var job = await client.CancelAsync(jobId);""",
             "serving cancel $JOB_ID"),
+        ["CreateBatch"] = (
+            """
+            curl -H "Authorization: Bearer $SERVING_API_KEY" -H "Content-Type: application/jsonl" \
+              --data-binary @batch.jsonl "$SERVING_URL/v1/batches?webhook_url=https://example.com/hooks"
+            """,
+            """
+            var batch = await client.SubmitBatchAsync(Directory.EnumerateFiles("photos").Select(path => new BatchItem
+            {
+                CustomId = Path.GetFileName(path),
+                Pipeline = "image.embed",
+                Input = JobInput.FromFile(path),
+            }));
+            """,
+            "serving batch submit batch.jsonl"),
+        ["GetBatch"] = (
+            """curl -H "Authorization: Bearer $SERVING_API_KEY" "$SERVING_URL/v1/batches/$BATCH_ID" """,
+            """var batch = await client.GetBatchAsync(batchId); Console.WriteLine($"{batch.Status} {batch.Progress:P0}");""",
+            "serving batch get $BATCH_ID"),
+        ["GetBatchResults"] = (
+            """curl -H "Authorization: Bearer $SERVING_API_KEY" "$SERVING_URL/v1/batches/$BATCH_ID/results" > results.jsonl""",
+            """await foreach (var result in client.GetBatchResultsAsync(batchId)) Console.WriteLine($"{result.CustomId} {result.Status}");""",
+            "serving batch results $BATCH_ID > results.jsonl"),
+        ["CancelBatch"] = (
+            """curl -X POST -H "Authorization: Bearer $SERVING_API_KEY" "$SERVING_URL/v1/batches/$BATCH_ID/cancel" """,
+            """var batch = await client.CancelBatchAsync(batchId);""",
+            "serving batch cancel $BATCH_ID"),
         ["ListModels"] = (
             """curl -H "Authorization: Bearer $SERVING_API_KEY" "$SERVING_URL/v1/models" """,
             """var models = await client.ListModelsAsync();""",

@@ -14,6 +14,7 @@ internal sealed class ServingDocumentTransformer : IOpenApiDocumentTransformer
     private static readonly Dictionary<string, string> Tags = new(StringComparer.Ordinal)
     {
         ["Jobs"] = "Submit a job, read it (poll, long-poll with ?wait=, or server-sent events) and cancel it.",
+        ["Batches"] = "Many jobs in one JSONL upload: the batch's progress, cancel, and its results in input order.",
         ["Models"] = "The models served, their versions, batching and live workers.",
         ["Usage"] = "Jobs and compute time per pipeline and model, from the job ledger.",
         ["Webhooks"] = "Signing secret, delivery log, redelivery, re-enabling a disabled URL and test events.",

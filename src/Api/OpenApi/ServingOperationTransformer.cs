@@ -31,6 +31,9 @@ internal sealed class ServingOperationTransformer : IOpenApiOperationTransformer
             case "JobEvents":
                 await EventStreamAsync(operation, context, cancellationToken).ConfigureAwait(false);
                 break;
+            case "CreateBatch":
+                await BatchBodyAsync(operation, context, cancellationToken).ConfigureAwait(false);
+                break;
         }
 
         if (operation.OperationId is { } id && CodeSamples.For(id) is { } samples)
@@ -70,6 +73,39 @@ internal sealed class ServingOperationTransformer : IOpenApiOperationTransformer
                 ["multipart/form-data"] = new()
                 {
                     Schema = multipart,
+                    Encoding = new Dictionary<string, OpenApiEncoding> { ["request"] = new() { ContentType = "application/json" } },
+                },
+            },
+        };
+    }
+
+    private static async Task BatchBodyAsync(OpenApiOperation operation, OpenApiOperationTransformerContext context, CancellationToken cancellationToken)
+    {
+        var request = await context.GetOrCreateSchemaAsync(typeof(Batches.BatchRequest), null, cancellationToken).ConfigureAwait(false);
+        var file = new OpenApiSchema
+        {
+            Type = JsonSchemaType.String,
+            Format = "binary",
+            Description = "JSONL: one job per line, a JSON object with `custom_id` (unique in the batch, 1 to 128 characters) and the fields of a job submit "
+                + "(`pipeline`, `model`, `input` with `url` or `base64`, `params`, `ttl_seconds`, `timeout_seconds`, `metadata`). Blank lines are skipped.",
+        };
+        operation.RequestBody = new OpenApiRequestBody
+        {
+            Required = true,
+            Description = "The JSONL file as the body (the batch webhook then in `?webhook_url=`), or multipart/form-data with a `request` part "
+                + "(webhook and metadata) before the `file` part.",
+            Content = new Dictionary<string, OpenApiMediaType>
+            {
+                ["application/jsonl"] = new() { Schema = file },
+                ["application/x-ndjson"] = new() { Schema = file },
+                ["multipart/form-data"] = new()
+                {
+                    Schema = new OpenApiSchema
+                    {
+                        Type = JsonSchemaType.Object,
+                        Properties = new Dictionary<string, IOpenApiSchema> { ["request"] = Component(context, "BatchRequest", request), ["file"] = file },
+                        Required = new HashSet<string> { "file" },
+                    },
                     Encoding = new Dictionary<string, OpenApiEncoding> { ["request"] = new() { ContentType = "application/json" } },
                 },
             },
