@@ -56,6 +56,11 @@ internal sealed class IdempotencyKeys(IConnectionMultiplexer redis, TimeProvider
             text += "\n" + s.Webhook.ToJson(); // only then, so keys taken before webhooks existed keep their fingerprint
         }
 
+        if (s.Priority is not null)
+        {
+            text += "\npriority:" + s.Priority; // as given, not the tenant's default: the same request stays the same
+        }
+
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
     }
 

@@ -13,6 +13,8 @@ public sealed record SubmitRequest
     public int? TimeoutSeconds { get; init; }
     public JsonElement? Metadata { get; init; }
     public SubmitWebhook? Webhook { get; init; }
+    /// <summary><c>low</c>, <c>normal</c> or <c>high</c>; null for the tenant's default (<see cref="TenantOptions"/>).</summary>
+    public string? Priority { get; init; }
 }
 
 public sealed record SubmitWebhook
