@@ -75,11 +75,8 @@ internal sealed class ServingSchemaTransformer : IOpenApiSchemaTransformer
                 Description = "A model name (its latest version) or name@version; optional: the first model of the pipeline when left out. See GET /v1/models.",
             };
             schema.Properties["params"] = FreeObject("Pipeline parameters, for example {\"sample_fps\": 2} for video.analyze.", nullable: true);
-            var priority = Enum(Priorities, "Which lane of the model's queue the job waits in: higher lanes are taken first, lower ones still progress "
+            schema.Properties["priority"] = Enum(Priorities, "Which lane of the model's queue the job waits in: higher lanes are taken first, lower ones still progress "
                 + "(docs/priorities.md). Left out: the tenant's default (Serving:Tenants:<tenant>:DefaultPriority), else normal.");
-            priority.Type = JsonSchemaType.String | JsonSchemaType.Null;
-            priority.Enum!.Add(null!);
-            schema.Properties["priority"] = priority;
             schema.Properties["metadata"] = FreeObject("Anything to keep with the job (at most 4 KiB), returned as given.", nullable: true);
             Require(schema, "pipeline");
             schema.Examples = [JsonNode.Parse(SubmitExample)!];
