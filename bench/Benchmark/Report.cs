@@ -113,6 +113,8 @@ internal static class Report
                 var same = p.Baseline.Single(b => b.Priority == lane.Priority);
                 rows.Add(($"queue time p50 / p99, {lane.Priority} ({lane.Jobs} of a {p.Jobs}-job backlog)", $"{lane.QueueP50Ms:F0} / {lane.QueueP99Ms:F0} ms",
                     $"all normal: {same.QueueP50Ms:F0} / {same.QueueP99Ms:F0} ms"));
+                rows.Add(($"  start into the drain p50 / p99, {lane.Priority}", $"{lane.DrainP50Ms:F0} / {lane.DrainP99Ms:F0} ms",
+                    $"all normal: {same.DrainP50Ms:F0} / {same.DrainP99Ms:F0} ms"));
             }
         }
 
