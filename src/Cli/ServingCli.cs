@@ -50,6 +50,7 @@ public sealed class ServingCli
             JobCommands.List(this),
             AccountCommands.Models(this),
             AccountCommands.Usage(this),
+            RoutingCommands.Create(this),
             KeysCommands.Create(this),
             WebhooksCommands.Create(this),
         };

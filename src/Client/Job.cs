@@ -59,6 +59,12 @@ public sealed record Job
     /// <summary>The job's OpenTelemetry trace id (32 hex digits), to find its trace in Jaeger, Tempo or any OTLP backend.</summary>
     public string? TraceId { get; init; }
 
+    /// <summary>The <c>model</c> the submit named (<c>resnet18</c>); <see cref="Model"/> is the version that runs (<c>resnet18@2</c>).</summary>
+    public string? RequestedModel { get; init; }
+
+    /// <summary>The submit's routing key.</summary>
+    public string? RoutingKey { get; init; }
+
     /// <summary>True once the job has ended: succeeded, failed, cancelled or expired.</summary>
     [JsonIgnore]
     public bool IsTerminal => JobStatuses.IsTerminal(Status);

@@ -34,8 +34,35 @@ public sealed record ModelBatching(int MaxBatchSize, int MaxQueueDelayMs, int In
 /// <summary>The tenant's usage in [<see cref="From"/>, <see cref="To"/>), jobs counted by creation time (<c>GET /v1/usage</c>).</summary>
 public sealed record Usage(DateTimeOffset From, DateTimeOffset To, IReadOnlyList<UsageLine> Data);
 
-/// <summary>Usage of one pipeline and model.</summary>
-public sealed record UsageLine(string Pipeline, string Model, long Jobs, long Succeeded, long Failed, long ComputeMs, long InputBytes);
+/// <summary>
+/// Usage of one pipeline and model version, with what compares versions: the share of finished jobs
+/// that failed, and percentiles of succeeded jobs' execution and submit-to-completion latency.
+/// </summary>
+public sealed record UsageLine(
+    string Pipeline, string Model, long Jobs, long Succeeded, long Failed, long ComputeMs, long InputBytes,
+    double? FailureRate = null, Percentiles? ExecutionMs = null, Percentiles? LatencyMs = null);
+
+/// <summary>Percentiles in milliseconds.</summary>
+public sealed record Percentiles(double P50, double P95, double P99);
+
+/// <summary>How a model name's submits split between its versions (<c>GET /v1/models/{name}/routing</c>).</summary>
+public sealed record ModelRouting
+{
+    public required string Model { get; init; }
+    public required string Pipeline { get; init; }
+
+    /// <summary>The newest version: where the bare name goes without weights.</summary>
+    public required string DefaultVersion { get; init; }
+    public IReadOnlyList<string> Versions { get; init; } = [];
+
+    /// <summary>The weights as set; empty without a routing table.</summary>
+    public IReadOnlyDictionary<string, int> Weights { get; init; } = new Dictionary<string, int>();
+
+    /// <summary>Each version's share in percent.</summary>
+    public IReadOnlyDictionary<string, double> Percent { get; init; } = new Dictionary<string, double>();
+    public DateTimeOffset? UpdatedAt { get; init; }
+    public string? UpdatedBy { get; init; }
+}
 
 /// <summary>An API key of the tenant; <see cref="Prefix"/> is its first characters, never the secret.</summary>
 public sealed record ApiKey(string Id, string Name, string Prefix, bool Admin, DateTimeOffset CreatedAt, DateTimeOffset? ExpiresAt, DateTimeOffset? RevokedAt);

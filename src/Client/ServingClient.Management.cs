@@ -12,7 +12,37 @@ public sealed partial class ServingClient
 
     /// <summary>The tenant's jobs and compute per pipeline and model, for jobs created in [from, to) (the API's default: the last 30 days).</summary>
     public Task<Usage> GetUsageAsync(DateTimeOffset? from = null, DateTimeOffset? to = null, CancellationToken cancellationToken = default) =>
-        GetAsync(Path("v1/usage", ("from", Instant(from)), ("to", Instant(to))), ServingClientJsonContext.Default.Usage, cancellationToken);
+        GetUsageAsync(from, to, model: null, cancellationToken);
+
+    /// <summary>As <see cref="GetUsageAsync(DateTimeOffset?, DateTimeOffset?, CancellationToken)"/>, for one model's versions (a bare name) or one version (<c>name@version</c>): compare a canary with its base.</summary>
+    public Task<Usage> GetUsageAsync(DateTimeOffset? from, DateTimeOffset? to, string? model, CancellationToken cancellationToken = default) =>
+        GetAsync(Path("v1/usage", ("from", Instant(from)), ("to", Instant(to)), ("model", model)), ServingClientJsonContext.Default.Usage, cancellationToken);
+
+    /// <summary>How the model name's submits split between its versions (needs an admin key).</summary>
+    public Task<ModelRouting> GetRoutingAsync(string model, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(model);
+        return GetAsync($"v1/models/{Escape(model)}/routing", ServingClientJsonContext.Default.ModelRouting, cancellationToken);
+    }
+
+    /// <summary>
+    /// Sets each version's weight (normalised by their sum; for example 90 and 10); the next submit
+    /// of the bare name routes by them (needs an admin key). Rollback: one version at 100.
+    /// </summary>
+    public Task<ModelRouting> SetRoutingAsync(string model, IReadOnlyDictionary<string, int> weights, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(model);
+        ArgumentNullException.ThrowIfNull(weights);
+        return SendAsync(HttpMethod.Put, $"v1/models/{Escape(model)}/routing", JsonContent.Create(new RoutingBody(weights), ServingClientJsonContext.Default.RoutingBody),
+            ServingClientJsonContext.Default.ModelRouting, retriable: true, cancellationToken);
+    }
+
+    /// <summary>Removes the model's weights: the bare name goes to its newest version again (needs an admin key).</summary>
+    public Task<ModelRouting> DeleteRoutingAsync(string model, CancellationToken cancellationToken = default)
+    {
+        ArgumentException.ThrowIfNullOrEmpty(model);
+        return SendAsync(HttpMethod.Delete, $"v1/models/{Escape(model)}/routing", body: null, ServingClientJsonContext.Default.ModelRouting, retriable: true, cancellationToken);
+    }
 
     /// <summary>The tenant's API keys, revoked and expired ones included (needs an admin key).</summary>
     public async Task<IReadOnlyList<ApiKey>> ListKeysAsync(CancellationToken cancellationToken = default) =>

@@ -27,6 +27,8 @@ namespace Async.Serving.Client;
 [JsonSerializable(typeof(SubmitBody))]
 [JsonSerializable(typeof(CreateKeyBody))]
 [JsonSerializable(typeof(UrlBody))]
+[JsonSerializable(typeof(ModelRouting))]
+[JsonSerializable(typeof(RoutingBody))]
 [JsonSerializable(typeof(WebhookPayload))]
 [JsonSerializable(typeof(WebhookEvent))]
 internal sealed partial class ServingClientJsonContext : JsonSerializerContext;
@@ -53,6 +55,8 @@ internal sealed record CreateKeyBody(string? Name, bool Admin, int? ExpiresInDay
 
 internal sealed record UrlBody(string Url);
 
+internal sealed record RoutingBody(IReadOnlyDictionary<string, int> Weights);
+
 /// <summary>The JSON of a submit, or of the <c>request</c> part of a multipart submit (without <c>input</c>).</summary>
 internal sealed record SubmitBody
 {
@@ -64,6 +68,7 @@ internal sealed record SubmitBody
     public int? TimeoutSeconds { get; init; }
     public JsonElement? Metadata { get; init; }
     public SubmitWebhookBody? Webhook { get; init; }
+    public string? RoutingKey { get; init; }
     public string? Priority { get; init; }
 
     public static SubmitBody From(SubmitRequest request, SubmitInputBody? input) => new()
@@ -76,6 +81,7 @@ internal sealed record SubmitBody
         TimeoutSeconds = request.TimeoutSeconds,
         Metadata = request.Metadata,
         Webhook = request.Webhook is { } w ? new SubmitWebhookBody(w.Url.AbsoluteUri, w.Events) : null,
+        RoutingKey = request.RoutingKey,
         Priority = request.Priority,
     };
 }

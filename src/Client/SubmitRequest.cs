@@ -25,6 +25,12 @@ public sealed record SubmitRequest
     public WebhookSubscription? Webhook { get; init; }
 
     /// <summary>
+    /// Keeps the choice among a model name's weighted versions sticky (a user id, say): while the
+    /// weights stay, the same key gets the same version. Ignored for <c>name@version</c>.
+    /// </summary>
+    public string? RoutingKey { get; init; }
+
+    /// <summary>
     /// Sent as <c>Idempotency-Key</c>: the same key and the same request give the first job back. When
     /// null the client makes one per call, so that its own retries never submit twice.
     /// </summary>

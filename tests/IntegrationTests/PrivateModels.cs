@@ -7,21 +7,25 @@ namespace Async.Serving.IntegrationTests;
 /// A model repository of its own holding a copy of resnet18 under a fresh name (the weights are a
 /// symlink), so a test controls exactly which workers serve it: its jobs go to their own queue.
 /// With <c>video: true</c> it also holds <see cref="VideoName"/>, a video model over that copy
-/// taking videos of at most <c>maxVideoSeconds</c>.
+/// taking videos of at most <c>maxVideoSeconds</c>. With <c>versions: n</c> the name has versions 1 to n,
+/// each the same copy (for routing between versions).
 /// </summary>
 public sealed class PrivateModels : IDisposable
 {
-    public PrivateModels(Action<JsonObject>? configure = null, bool video = false, double maxVideoSeconds = 3600)
+    public PrivateModels(Action<JsonObject>? configure = null, bool video = false, double maxVideoSeconds = 3600, int versions = 1)
     {
         Name = "private" + Guid.NewGuid().ToString("N")[..8];
         var source = System.IO.Path.Combine(ServingFixture.ModelsPath, "resnet18", "1");
-        var target = System.IO.Path.Combine(Path, Name, "1");
-        Directory.CreateDirectory(target);
         var config = JsonNode.Parse(File.ReadAllText(System.IO.Path.Combine(source, "config.json")),
             documentOptions: new System.Text.Json.JsonDocumentOptions { CommentHandling = System.Text.Json.JsonCommentHandling.Skip })!.AsObject();
         configure?.Invoke(config);
-        File.WriteAllText(System.IO.Path.Combine(target, "config.json"), config.ToJsonString());
-        File.CreateSymbolicLink(System.IO.Path.Combine(target, "model.onnx"), System.IO.Path.Combine(source, "model.onnx"));
+        for (var version = 1; version <= versions; version++)
+        {
+            var target = System.IO.Path.Combine(Path, Name, version.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            Directory.CreateDirectory(target);
+            File.WriteAllText(System.IO.Path.Combine(target, "config.json"), config.ToJsonString());
+            File.CreateSymbolicLink(System.IO.Path.Combine(target, "model.onnx"), System.IO.Path.Combine(source, "model.onnx"));
+        }
         if (video)
         {
             var videoDir = System.IO.Path.Combine(Path, VideoName, "1");
@@ -50,9 +54,13 @@ public sealed class PrivateWorker : IAsyncDisposable
 {
     private readonly IHost _host;
 
-    public PrivateWorker() => _host = ServingFixture.BuildWorker(Models.Path);
+    public PrivateWorker(int versions = 1)
+    {
+        Models = new PrivateModels(versions: versions);
+        _host = ServingFixture.BuildWorker(Models.Path);
+    }
 
-    public PrivateModels Models { get; } = new();
+    public PrivateModels Models { get; }
 
     public Task StartAsync() => _host.StartAsync();
 

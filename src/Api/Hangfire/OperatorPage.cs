@@ -7,7 +7,7 @@ using Hangfire.Dashboard.Pages;
 namespace Async.Serving.Api.Hangfire;
 
 /// <summary>
-/// An operator page of the dashboard (inference jobs, dead letters, webhooks, API keys) rendered
+/// An operator page of the dashboard (inference jobs, dead letters, webhooks, API keys, model routing) rendered
 /// inside Hangfire's own layout: its navigation bar with our menu entries, its Bootstrap styles,
 /// scripts and footer. Hangfire renders pages synchronously, so a page reads what it shows first
 /// (<see cref="LoadAsync"/>, asynchronously) and then writes it (<see cref="Render"/>). Everything
@@ -61,7 +61,7 @@ internal abstract class OperatorPage : RazorPage
 
     /// <summary>The operator pages, in the order of the tabs above each of them.</summary>
     private static readonly (string Route, string Text)[] Sections =
-        [("/inference", "Inference jobs"), ("/dead-letters", "Dead letters"), ("/webhooks", "Webhooks"), ("/api-keys", "API keys")];
+        [("/inference", "Inference jobs"), ("/dead-letters", "Dead letters"), ("/webhooks", "Webhooks"), ("/api-keys", "API keys"), ("/routing", "Model routing")];
 
     private static int _menuAdded;
 

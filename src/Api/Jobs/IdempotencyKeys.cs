@@ -46,14 +46,23 @@ internal sealed class IdempotencyKeys(IConnectionMultiplexer redis, TimeProvider
     public static bool IsWellFormed(string key) =>
         key.Length is > 0 and <= MaxKeyLength && key.All(c => c is >= ' ' and <= '~');
 
-    /// <summary>A fingerprint of everything that makes a submission what it is (the input by its hash).</summary>
+    /// <summary>
+    /// A fingerprint of everything that makes a submission what it is (the input by its hash), as the
+    /// client sent it: the <c>model</c> it named, not the version that routing (or a new newest version)
+    /// makes of a bare name, so that a retry is never a mismatch for a choice the client did not make.
+    /// </summary>
     public static string Fingerprint(Submission s)
     {
         var text = string.Join('\n',
-            s.Pipeline, s.Model.Id, Convert.ToHexString(SHA256.HashData(s.Input)), s.ParamsJson, s.TtlSeconds, s.TimeoutSeconds, s.MetadataJson);
+            s.Pipeline, s.RequestedModel ?? s.Model.Id, Convert.ToHexString(SHA256.HashData(s.Input)), s.ParamsJson, s.TtlSeconds, s.TimeoutSeconds, s.MetadataJson);
         if (s.Webhook is not null)
         {
             text += "\n" + s.Webhook.ToJson(); // only then, so keys taken before webhooks existed keep their fingerprint
+        }
+
+        if (s.RoutingKey is not null)
+        {
+            text += "\nrouting_key:" + s.RoutingKey;
         }
 
         if (s.Priority is not null)

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Async.Serving.Api.Errors;
+using Async.Serving.Api.Routing;
 using Async.Serving.Api.Webhooks;
 using Async.Serving.Jobs;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -26,8 +27,10 @@ public abstract record SubmitOutcome
 
 /// <summary>
 /// Turns a checked <see cref="Submission"/> into a job: the webhook URL guard, the
-/// <c>Idempotency-Key</c>, the queue-full check (all of the model's priority lanes), the priority
-/// (the tenant's default when the submit names none) and the confirmed publish, in that order, with the
+/// <c>Idempotency-Key</c>, routing a bare model name to a version (<see cref="ModelRouter"/>; after
+/// the key, so a replay returns the first job whatever routing would choose now), the queue-full
+/// check (all of the model's priority lanes), the priority (the tenant's default when the submit
+/// names none) and the confirmed publish, in that order, with the
 /// key released on every path that makes no job. The one way a job is created: <c>POST /v1/jobs</c>
 /// is an HTTP adapter over it, and so is every other way of submitting.
 /// </summary>
@@ -37,6 +40,7 @@ internal sealed class JobIntake(
     QueueDepthProbe queues,
     RedisJobStore store,
     WebhookUrlCheck webhookUrls,
+    ModelRouter router,
     IOptions<QueueOptions> queueOptions,
     IOptions<TenantOptions> tenants)
 {
@@ -92,11 +96,23 @@ internal sealed class JobIntake(
         bool full;
         try
         {
+            var routed = await router.RouteAsync(submission, cancellationToken).ConfigureAwait(false);
+            if (routed.Id != submission.Model.Id)
+            {
+                if (SubmissionReader.CheckRouted(submission, routed) is { } notForRouted)
+                {
+                    await ReleaseAsync().ConfigureAwait(false);
+                    return new SubmitOutcome.Refused(notForRouted);
+                }
+
+                submission = submission with { Model = routed };
+            }
+
             full = await queues.IsFullAsync(submission.Model, cancellationToken).ConfigureAwait(false);
         }
         catch
         {
-            // A client gone (or the probe failed) after the key was claimed: free the key now, not in a minute.
+            // A client gone (or the routing read or the probe failed) after the key was claimed: free the key now, not in a minute.
             await ReleaseAsync().ConfigureAwait(false);
             throw;
         }

@@ -56,6 +56,8 @@ internal sealed partial class JobPublisher(
             Status = JobStatuses.Queued,
             Pipeline = submission.Pipeline,
             Model = submission.Model.Id,
+            RequestedModel = submission.RequestedModel,
+            RoutingKey = submission.RoutingKey,
             Priority = priority,
             CreatedAt = now,
             MetadataJson = submission.MetadataJson,

@@ -30,6 +30,10 @@ public sealed record JobResource
     public Webhooks.WebhookSubscription? Webhook { get; init; }
     /// <summary>The job's OpenTelemetry trace (32 hex digits): submit, queue, batch, inference, result, events and webhook attempts.</summary>
     public string? TraceId { get; init; }
+    /// <summary>The <c>model</c> the submit named (<c>resnet18</c>), where <see cref="Model"/> is the version that runs (<c>resnet18@2</c>); null when it named none.</summary>
+    public string? RequestedModel { get; init; }
+    /// <summary>The submit's <c>routing_key</c>, which kept the choice of version sticky.</summary>
+    public string? RoutingKey { get; init; }
     public required JobLinks Links { get; init; }
 
     public static JobResource From(JobRecord job) => new()
@@ -52,6 +56,8 @@ public sealed record JobResource
         ResultExpiresAt = job.ResultExpiresAt?.UtcDateTime,
         Webhook = Webhooks.WebhookSubscription.FromJson(job.WebhookJson),
         TraceId = job.TraceId,
+        RequestedModel = job.RequestedModel,
+        RoutingKey = job.RoutingKey,
         Links = new JobLinks($"/v1/jobs/{job.Id}", $"/v1/jobs/{job.Id}/events", $"/v1/jobs/{job.Id}/cancel"),
     };
 

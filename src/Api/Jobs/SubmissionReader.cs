@@ -9,10 +9,15 @@ using Microsoft.Extensions.Options;
 
 namespace Async.Serving.Api.Jobs;
 
-/// <summary>A submit that passed every check at the door.</summary>
+/// <summary>
+/// A submit that passed every check at the door. <see cref="Model"/> is what <see cref="RequestedModel"/>
+/// (the client's <c>model</c>, null when it sent none) resolves to, the newest version for a bare
+/// name, until the intake routes it (<see cref="Routing.ModelRouter"/>).
+/// </summary>
 public sealed record Submission(
     string Pipeline, ModelEntry Model, byte[] Input, string ContentType, string? ParamsJson,
-    int TtlSeconds, int TimeoutSeconds, string? MetadataJson, WebhookSubscription? Webhook = null, string? Priority = null);
+    int TtlSeconds, int TimeoutSeconds, string? MetadataJson, WebhookSubscription? Webhook = null,
+    string? RequestedModel = null, string? RoutingKey = null, string? Priority = null);
 
 /// <summary>
 /// Reads <c>POST /v1/jobs</c> as JSON (<c>input.base64</c> or <c>input.url</c>, fetched here) or
@@ -269,6 +274,11 @@ internal sealed class SubmissionReader(
             }
         }
 
+        if (body.RoutingKey is { } routingKey && (routingKey.Length is 0 or > Routing.RoutingTable.MaxRoutingKeyLength || routingKey.Any(char.IsControl)))
+        {
+            errors["routing_key"] = [$"1 to {Routing.RoutingTable.MaxRoutingKeyLength} characters, no control characters."];
+        }
+
         if (body.Priority is not null && !Contracts.JobPriorities.IsValid(body.Priority))
         {
             errors["priority"] = [$"Must be one of {string.Join(", ", Contracts.JobPriorities.All.Reverse())}; left out, the tenant's default (normal unless configured)."];
@@ -327,6 +337,8 @@ internal sealed class SubmissionReader(
             body.TimeoutSeconds ?? l.DefaultTimeoutSeconds,
             metadata,
             webhook,
+            body.Model is { Length: > 0 } ? body.Model : null,
+            body.RoutingKey,
             body.Priority), null);
     }
 
@@ -344,6 +356,7 @@ internal sealed class SubmissionReader(
 
         Check("pipeline", body.Pipeline);
         Check("model", body.Model);
+        Check("routing_key", body.RoutingKey);
         Check("priority", body.Priority);
         Check("input.url", body.Input?.Url);
         Check("webhook.url", body.Webhook?.Url);
@@ -427,6 +440,32 @@ internal sealed class SubmissionReader(
         }
 
         return (checkedFields with { Input = input, ContentType = sniffed }, null);
+    }
+
+    /// <summary>
+    /// The checks that depend on the version, for a submission routed to another version
+    /// (<paramref name="model"/>) of the model it was checked against: a video model's parameters and
+    /// longest video. Null when it passes.
+    /// </summary>
+    internal static ProblemHttpResult? CheckRouted(Submission submission, ModelEntry model)
+    {
+        ArgumentNullException.ThrowIfNull(submission);
+        ArgumentNullException.ThrowIfNull(model);
+        if (model.Config.Video is not { } video)
+        {
+            return null;
+        }
+
+        var (_, paramErrors) = VideoParams.Parse(submission.ParamsJson, video);
+        if (paramErrors.Count > 0)
+        {
+            return ApiProblems.Invalid($"Some parameters are not valid for {model.Id}, the version this submit was routed to.", paramErrors);
+        }
+
+        return VideoHeader.ReadDurationSeconds(submission.Input) is { } seconds && seconds > video.MaxDurationSeconds
+            ? TooLarge(string.Create(CultureInfo.InvariantCulture,
+                $"The video declares {seconds:0.#} s; {model.Id}, the version this submit was routed to, takes at most {video.MaxDurationSeconds:0.#} s."))
+            : null;
     }
 
     /// <summary>

@@ -22,8 +22,20 @@ public sealed record LedgerRow(
     string? TraceId = null,
     string? Priority = null);
 
-/// <summary>Jobs and compute of one pipeline and model in a period.</summary>
-public sealed record UsageLine(string Pipeline, string Model, long Jobs, long Succeeded, long Failed, long ComputeMs, long InputBytes);
+/// <summary>
+/// Jobs and compute of one pipeline and model version (<c>name@version</c>) in a period, with what
+/// compares versions: the share of finished jobs that failed, and percentiles of the succeeded
+/// jobs' execution time and of their latency from submit to completion (null when none succeeded).
+/// </summary>
+public sealed record UsageLine(
+    string Pipeline, string Model, long Jobs, long Succeeded, long Failed, long ComputeMs, long InputBytes,
+    double? FailureRate = null, Percentiles? ExecutionMs = null, Percentiles? LatencyMs = null);
+
+/// <summary>Percentiles in milliseconds (PostgreSQL <c>percentile_cont</c>: interpolated).</summary>
+public sealed record Percentiles(double P50, double P95, double P99)
+{
+    internal static Percentiles? From(double[]? values) => values is [var p50, var p95, var p99] ? new(Math.Round(p50, 1), Math.Round(p95, 1), Math.Round(p99, 1)) : null;
+}
 
 /// <summary>
 /// Filters of the dashboard's job list (null means any) and its page: the <paramref name="Limit"/> jobs
@@ -185,27 +197,41 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
     /// <summary>Server errors that are about the data (a constraint, a bad value) are not transient; a lost connection, a timeout or a shutting-down server are.</summary>
     public bool IsTransient(Exception exception) => exception is not PostgresException { IsTransient: false };
 
-    /// <summary>The tenant's jobs created in [from, to), per pipeline and model.</summary>
-    public async Task<List<UsageLine>> UsageAsync(string tenantId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken)
+    /// <summary>
+    /// The tenant's jobs created in [from, to), per pipeline and model version; <paramref name="model"/>
+    /// keeps one model's versions (a bare name) or one version (<c>name@version</c>).
+    /// </summary>
+    public async Task<List<UsageLine>> UsageAsync(string tenantId, DateTimeOffset from, DateTimeOffset to, CancellationToken cancellationToken, string? model = null)
     {
         await using var command = dataSource.CreateCommand("""
             SELECT pipeline, model, count(*),
                    count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE status = 'failed'),
-                   coalesce(sum(compute_ms), 0)::bigint, coalesce(sum(input_bytes), 0)::bigint
+                   coalesce(sum(compute_ms), 0)::bigint, coalesce(sum(input_bytes), 0)::bigint,
+                   percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY compute_ms)
+                       FILTER (WHERE status = 'succeeded' AND compute_ms IS NOT NULL),
+                   percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - created_at) * 1000)
+                       FILTER (WHERE status = 'succeeded' AND completed_at IS NOT NULL)
             FROM job_ledger
             WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3
+              AND ($4::text IS NULL OR model = $4 OR model LIKE $5)
             GROUP BY pipeline, model
             ORDER BY pipeline, model
             """);
         command.Parameters.Add(new NpgsqlParameter<string> { TypedValue = tenantId });
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = from.ToUniversalTime() });
         command.Parameters.Add(new NpgsqlParameter<DateTimeOffset> { TypedValue = to.ToUniversalTime() });
+        command.Parameters.Add(Text(model));
+        // A bare name matches each of its versions; names hold no LIKE wildcards but '_', escaped.
+        command.Parameters.Add(Text(model is null || model.Contains('@', StringComparison.Ordinal) ? null : model.Replace("_", "\\_", StringComparison.Ordinal) + "@%"));
         var lines = new List<UsageLine>();
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
-            lines.Add(new UsageLine(reader.GetString(0), reader.GetString(1), reader.GetInt64(2), reader.GetInt64(3),
-                reader.GetInt64(4), reader.GetInt64(5), reader.GetInt64(6)));
+            var (succeeded, failed) = (reader.GetInt64(3), reader.GetInt64(4));
+            lines.Add(new UsageLine(reader.GetString(0), reader.GetString(1), reader.GetInt64(2), succeeded, failed, reader.GetInt64(5), reader.GetInt64(6),
+                succeeded + failed > 0 ? Math.Round((double)failed / (succeeded + failed), 4) : null,
+                Percentiles.From(reader.IsDBNull(7) ? null : reader.GetFieldValue<double[]>(7)),
+                Percentiles.From(reader.IsDBNull(8) ? null : reader.GetFieldValue<double[]>(8))));
         }
 
         return lines;

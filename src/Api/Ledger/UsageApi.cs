@@ -17,10 +17,11 @@ public static class UsageApi
             .WithTags("Usage")
             .WithName("GetUsage")
             .ProducesProblems(StatusCodes.Status400BadRequest)
-            .WithSummary("The tenant's jobs and compute milliseconds per pipeline and model, from the job ledger; jobs created in [from, to).");
+            .WithSummary("The tenant's jobs and compute milliseconds per pipeline and model version, with failure rate and execution and latency "
+                + "percentiles to compare versions, from the job ledger; jobs created in [from, to); model keeps one model's versions.");
 
     internal static async Task<Results<Ok<UsageReport>, ProblemHttpResult>> GetAsync(
-        HttpContext http, LedgerStore ledger, TimeProvider clock, string? from, string? to, CancellationToken cancellationToken)
+        HttpContext http, LedgerStore ledger, TimeProvider clock, string? from, string? to, string? model, CancellationToken cancellationToken)
     {
         var errors = new Dictionary<string, string[]>();
         var end = Parse(to, "to", errors) ?? clock.GetUtcNow();
@@ -40,7 +41,7 @@ public static class UsageApi
                 "from and to are ISO 8601 instants (for example 2026-01-01T00:00:00Z), from before to, at most 366 days apart.", errors);
         }
 
-        var lines = await ledger.UsageAsync(http.User.TenantId(), start, end, cancellationToken).ConfigureAwait(false);
+        var lines = await ledger.UsageAsync(http.User.TenantId(), start, end, cancellationToken, string.IsNullOrWhiteSpace(model) ? null : model.Trim()).ConfigureAwait(false);
         return TypedResults.Ok(new UsageReport(start.ToUniversalTime(), end.ToUniversalTime(), lines));
     }
 

@@ -48,6 +48,17 @@ internal static class CodeSamples
             """curl -H "Authorization: Bearer $SERVING_API_KEY" "$SERVING_URL/v1/models" """,
             """var models = await client.ListModelsAsync();""",
             "serving models"),
+        ["SetModelRouting"] = (
+            """
+            curl -X PUT -H "Authorization: Bearer $SERVING_API_KEY" -H 'Content-Type: application/json' \
+              "$SERVING_URL/v1/models/resnet18/routing" -d '{"weights":{"1":90,"2":10}}'
+            """,
+            """var routing = await client.SetRoutingAsync("resnet18", new Dictionary<string, int> { ["1"] = 90, ["2"] = 10 });""",
+            "serving routing set resnet18 1=90 2=10"),
+        ["GetModelRouting"] = (
+            """curl -H "Authorization: Bearer $SERVING_API_KEY" "$SERVING_URL/v1/models/resnet18/routing" """,
+            """var routing = await client.GetRoutingAsync("resnet18");""",
+            "serving routing show resnet18"),
         ["GetUsage"] = (
             """curl -H "Authorization: Bearer $SERVING_API_KEY" "$SERVING_URL/v1/usage?from=2026-11-01T00:00:00Z" """,
             """var usage = await client.GetUsageAsync(from: DateTimeOffset.UtcNow.AddDays(-30));""",

@@ -31,11 +31,15 @@ internal static class AccountCommands
     {
         var from = new Option<string?>("--from") { Description = "Start of the period, an ISO 8601 instant or date (default: 30 days before --to)." };
         var to = new Option<string?>("--to") { Description = "End of the period, exclusive (default: now)." };
-        var command = new Command("usage", "The tenant's jobs and compute time per pipeline and model, from the job ledger.") { from, to };
+        var model = new Option<string?>("--model") { Description = "Only this model's versions (a name), or one version (name@version): compare a canary with its base." };
+        var command = new Command("usage", "The tenant's jobs and compute time per pipeline and model version, with failure rate and execution percentiles, from the job ledger.")
+        {
+            from, to, model,
+        };
         command.SetAction(cli.Action(async (scope, cancellationToken) =>
         {
-            var usage = await scope.Client.GetUsageAsync(Instant(scope.Parse.GetValue(from), "--from"), Instant(scope.Parse.GetValue(to), "--to"), cancellationToken)
-                .ConfigureAwait(false);
+            var usage = await scope.Client.GetUsageAsync(Instant(scope.Parse.GetValue(from), "--from"), Instant(scope.Parse.GetValue(to), "--to"), scope.Parse.GetValue(model),
+                cancellationToken).ConfigureAwait(false);
             if (scope.Output.Json)
             {
                 scope.Output.WriteJson(usage);

@@ -92,7 +92,7 @@ internal static class Tables
     {
         var table = new Table().Border(TableBorder.Rounded)
             .Title($"usage from {Time(usage.From)} to {Time(usage.To)}")
-            .AddColumns("pipeline", "model", "jobs", "succeeded", "failed", "compute", "input");
+            .AddColumns("pipeline", "model", "jobs", "succeeded", "failed", "compute", "input", "failure rate", "exec p50/p95/p99 ms");
         foreach (var column in table.Columns.Skip(2))
         {
             column.RightAligned();
@@ -100,11 +100,30 @@ internal static class Tables
 
         foreach (var line in usage.Data.OrderBy(l => l.Pipeline, StringComparer.Ordinal).ThenBy(l => l.Model, StringComparer.Ordinal))
         {
-            table.AddRow(E(line.Pipeline), E(line.Model), N(line.Jobs), N(line.Succeeded), N(line.Failed), Duration(line.ComputeMs), Bytes(line.InputBytes));
+            table.AddRow(E(line.Pipeline), E(line.Model), N(line.Jobs), N(line.Succeeded), N(line.Failed), Duration(line.ComputeMs), Bytes(line.InputBytes),
+                line.FailureRate is { } rate ? rate.ToString("P1", CultureInfo.InvariantCulture) : "", Percentiles(line.ExecutionMs));
         }
 
         table.AddRow("[bold]total[/]", string.Empty, N(usage.Data.Sum(l => l.Jobs)), N(usage.Data.Sum(l => l.Succeeded)), N(usage.Data.Sum(l => l.Failed)),
-            Duration(usage.Data.Sum(l => l.ComputeMs)), Bytes(usage.Data.Sum(l => l.InputBytes)));
+            Duration(usage.Data.Sum(l => l.ComputeMs)), Bytes(usage.Data.Sum(l => l.InputBytes)), string.Empty, string.Empty);
+        console.Write(table);
+    }
+
+    private static string Percentiles(Percentiles? p) =>
+        p is null ? string.Empty : string.Create(CultureInfo.InvariantCulture, $"{p.P50:0.#} / {p.P95:0.#} / {p.P99:0.#}");
+
+    /// <summary>A model name's versions with their weights and shares.</summary>
+    public static void WriteRouting(IAnsiConsole console, ModelRouting routing)
+    {
+        var table = new Table().Border(TableBorder.Rounded)
+            .Title(E(routing.Weights.Count == 0 ? $"{routing.Model}: no weights, every submit goes to version {routing.DefaultVersion}" : $"{routing.Model}, set {Time(routing.UpdatedAt)} by {routing.UpdatedBy}"))
+            .AddColumns("version", "weight", "share");
+        foreach (var version in routing.Versions)
+        {
+            table.AddRow(E(version), routing.Weights.TryGetValue(version, out var w) ? N(w) : "",
+                routing.Percent.TryGetValue(version, out var p) ? p.ToString("0.##", CultureInfo.InvariantCulture) + " %" : "");
+        }
+
         console.Write(table);
     }
 

@@ -36,6 +36,15 @@ public sealed record JobRecord
     /// </summary>
     public string? TraceParent { get; init; }
 
+    /// <summary>
+    /// The <c>model</c> the client sent (<c>name</c> or <c>name@version</c>; null when it named none),
+    /// where <see cref="Model"/> is the version that runs: a bare name is routed by the model's weights.
+    /// </summary>
+    public string? RequestedModel { get; init; }
+
+    /// <summary>The submit's <c>routing_key</c>: the same key keeps the same version while the weights stay.</summary>
+    public string? RoutingKey { get; init; }
+
     /// <summary>The job's OpenTelemetry trace id (32 hex digits), from <see cref="TraceParent"/>.</summary>
     public string? TraceId => Hosting.ServingTelemetry.TraceIdOf(TraceParent);
 }

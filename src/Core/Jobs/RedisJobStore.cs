@@ -369,6 +369,16 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             fields.Add(new HashEntry("traceparent", job.TraceParent));
         }
 
+        if (job.RequestedModel is not null)
+        {
+            fields.Add(new HashEntry("requested_model", job.RequestedModel));
+        }
+
+        if (job.RoutingKey is not null)
+        {
+            fields.Add(new HashEntry("routing_key", job.RoutingKey));
+        }
+
         _ = tx.HashSetAsync(key, [.. fields]);
         _ = tx.KeyExpireAsync(key, _options.InputRetention + _options.StatusRetention);
         _ = tx.StringSetAsync(InputKey(job.Id), input, _options.InputRetention);
@@ -670,6 +680,8 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             ExpiresAt = Time("expires_at"),
             WorkerId = Str("worker"),
             TraceParent = Str("traceparent"),
+            RequestedModel = Str("requested_model"),
+            RoutingKey = Str("routing_key"),
         };
     }
 }

@@ -82,6 +82,13 @@ public sealed partial class ModelRepository
         }
     }
 
+    /// <summary>The versions of model <paramref name="name"/>, oldest first (numeric versions by number); empty when there is no such model.</summary>
+    public IReadOnlyList<ModelEntry> Versions(string name) =>
+        _models.TryGetValue(name, out var versions) ? [.. versions.Values] : [];
+
+    /// <summary>The model names, in ordinal order.</summary>
+    public IReadOnlyList<string> Names => [.. _models.Values.Where(v => v.Count > 0).Select(v => v.Values[0].Name).Order(StringComparer.Ordinal)];
+
     /// <summary>Resolves <c>name</c> (newest version) or <c>name@version</c>.</summary>
     public ModelEntry? Resolve(string reference)
     {
