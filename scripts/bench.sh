@@ -8,6 +8,8 @@
 #   --ocr-jobs 48      image.ocr jobs of printed pages (bench-ppocr@4, from models/ppocr/4)
 #   --video-jobs 4     video.analyze jobs without OCR (bench-video@1: frames through bench-resnet18@1)
 #   --video-fps 10     their params.sample_fps (one more video job, with OCR at 2 fps, always follows)
+#   --priority-jobs 400  each backlog of the priorities step: 70 % low, 20 % normal, 10 % high, then all normal
+#   --only priorities    run only the priorities step (docs/benchmarks.md, "Priorities")
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 prepare

@@ -27,6 +27,12 @@ internal sealed class BenchOptions
     /// <summary>Video jobs of the <c>video.analyze</c> step without OCR (0 skips the step).</summary>
     public int VideoJobs { get; init; } = 4;
 
+    /// <summary>Jobs of each backlog of the priorities step (0 skips the step).</summary>
+    public int PriorityJobs { get; init; } = 400;
+
+    /// <summary><c>--only priorities</c>: run the priorities step alone.</summary>
+    public string? Only { get; init; }
+
     /// <summary><c>params.sample_fps</c> of those video jobs.</summary>
     public double VideoFps { get; init; } = 10;
 
@@ -43,7 +49,7 @@ internal sealed class BenchOptions
     public string Configuration { get; init; } = Env("SERVING_CONFIGURATION", "Release");
 
     /// <summary><c>--root DIR --out DIR --resnet-jobs N --trivial-jobs N --queued-jobs N --concurrency N --inprocess-images N
-    /// --ocr-jobs N --video-jobs N --video-fps F</c>.</summary>
+    /// --ocr-jobs N --video-jobs N --video-fps F --priority-jobs N --only priorities</c>.</summary>
     public static BenchOptions Parse(string[] args)
     {
         var values = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -76,6 +82,8 @@ internal sealed class BenchOptions
             InProcessImages = Int("inprocess-images", 64),
             OcrJobs = Int("ocr-jobs", 48),
             VideoJobs = Int("video-jobs", 4),
+            PriorityJobs = Int("priority-jobs", 400),
+            Only = values.GetValueOrDefault("only"),
             VideoFps = values.TryGetValue("video-fps", out var fps) ? double.Parse(fps, CultureInfo.InvariantCulture) : 10,
         };
     }

@@ -98,8 +98,15 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             video = await VideoAsync(repository.Resolve(BenchRepository.Video)!, inProcess.Best.ImagesPerSecond).ConfigureAwait(false);
         }
 
+        PriorityFigure? priorities = null;
+        if (options.PriorityJobs > 0)
+        {
+            Console.WriteLine($"8. priorities: a backlog of {options.PriorityJobs} image.embed jobs (70 % low, 20 % normal, 10 % high), one worker; then the same all normal");
+            priorities = await PrioritiesAsync(photos).ConfigureAwait(false);
+        }
+
         return new BenchSummary(Machine.Describe(), DateTimeOffset.UtcNow, options.ResNetJobs, options.TrivialJobs, options.QueuedJobs,
-            options.Concurrency, inProcess, batched, unbatched, trivial, memory, ocr, ocrDetectionAlone, video);
+            options.Concurrency, inProcess, batched, unbatched, trivial, memory, ocr, ocrDetectionAlone, video, priorities);
     }
 
     public async ValueTask DisposeAsync()
@@ -551,7 +558,7 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             using var http = Management();
             foreach (var (model, version) in BenchRepository.Models)
             {
-                foreach (var queue in new[] { $"infer-{model}-{version}", $"infer-{model}-{version}_error", $"infer-{model}-{version}_skipped" })
+                foreach (var queue in Messaging.JobQueues.Lanes($"infer-{model}-{version}").SelectMany(l => new[] { l.Queue, l.Queue + "_error", l.Queue + "_skipped" }))
                 {
                     var path = delete ? $"/api/queues/%2F/{queue}" : $"/api/queues/%2F/{queue}/contents";
                     using var response = await http.DeleteAsync(new Uri(path, UriKind.Relative)).ConfigureAwait(false);

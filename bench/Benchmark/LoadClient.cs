@@ -9,10 +9,11 @@ using Async.Serving.Contracts.Outputs;
 namespace Async.Serving.Benchmark;
 
 /// <summary>One submitted job as the client saw it: its id, the POST's latency, and when the POST began.</summary>
-internal sealed record Submitted(string Id, double LatencyMs, DateTimeOffset SubmittedAt);
+internal sealed record Submitted(string Id, double LatencyMs, DateTimeOffset SubmittedAt, string? Priority = null);
 
 /// <summary>A finished job as GET /v1/jobs/{id} reported it; <see cref="Output"/> only when the caller asked to keep it.</summary>
-internal sealed record Finished(string Id, string Status, DateTimeOffset? StartedAt, DateTimeOffset? CompletedAt, string? ErrorCode, JobOutput? Output = null);
+internal sealed record Finished(
+    string Id, string Status, DateTimeOffset? StartedAt, DateTimeOffset? CompletedAt, string? ErrorCode, JobOutput? Output = null, DateTimeOffset? CreatedAt = null);
 
 /// <summary>The outcome of submitting a load: tickets, refusals, submit latencies, first and last submit.</summary>
 internal sealed record LoadResult(
@@ -69,10 +70,12 @@ internal sealed class LoadClient : IDisposable
 
     /// <summary>
     /// Submits <paramref name="count"/> jobs from <paramref name="concurrency"/> clients, cycling through <paramref name="files"/>;
-    /// <paramref name="parameters"/> (a JSON object) goes in the request's <c>params</c>.
+    /// <paramref name="parameters"/> (a JSON object) goes in the request's <c>params</c>, <paramref name="priority"/> of the
+    /// i-th job in its <c>priority</c> (null: the tenant's default).
     /// </summary>
     public async Task<LoadResult> SubmitManyAsync(
-        string model, IReadOnlyList<byte[]> files, string contentType, int count, int concurrency, string pipeline = "image.embed", string? parameters = null)
+        string model, IReadOnlyList<byte[]> files, string contentType, int count, int concurrency, string pipeline = "image.embed", string? parameters = null,
+        Func<int, string?>? priority = null)
     {
         var jobs = new ConcurrentBag<(int Index, Submitted Job)>();
         var refused = new ConcurrentDictionary<string, int>();
@@ -96,13 +99,14 @@ internal sealed class LoadClient : IDisposable
                     Model = model,
                     Input = JobInput.FromBytes(files[i % files.Count], $"image{i}.{extension}", contentType),
                     Params = @params,
+                    Priority = priority?.Invoke(i),
                 };
                 var began = Stopwatch.GetTimestamp();
                 var submittedAt = DateTimeOffset.UtcNow;
                 try
                 {
                     var job = await _client.SubmitAsync(request).ConfigureAwait(false);
-                    jobs.Add((i, new Submitted(job.Id, Stopwatch.GetElapsedTime(began).TotalMilliseconds, submittedAt)));
+                    jobs.Add((i, new Submitted(job.Id, Stopwatch.GetElapsedTime(began).TotalMilliseconds, submittedAt, job.Priority)));
                 }
                 catch (ServingApiException ex)
                 {
@@ -138,7 +142,7 @@ internal sealed class LoadClient : IDisposable
         }
 
         return job.IsTerminal
-            ? new Finished(id, job.Status, job.StartedAt, job.CompletedAt, job.Error?.Code, keepOutput ? job.Output : null)
+            ? new Finished(id, job.Status, job.StartedAt, job.CompletedAt, job.Error?.Code, keepOutput ? job.Output : null, job.CreatedAt)
             : null;
     }
 

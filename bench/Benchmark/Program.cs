@@ -13,6 +13,22 @@ internal static class Program
         Console.WriteLine($"N: ResNet e2e {options.ResNetJobs} jobs per run, trivial {options.TrivialJobs} jobs, queued {options.QueuedJobs} jobs, {options.Concurrency} concurrent clients, in-process {options.InProcessImages} images per batch size, OCR {options.OcrJobs} jobs, video {options.VideoJobs} jobs at {options.VideoFps} fps");
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var run = new BenchRun(options);
+        if (options.Only is { } only)
+        {
+            if (only != "priorities")
+            {
+                throw new ArgumentException($"--only {only}: only 'priorities' can run alone.");
+            }
+
+            await using (run.ConfigureAwait(false))
+            {
+                await run.RunPrioritiesOnlyAsync().ConfigureAwait(false);
+            }
+
+            Console.WriteLine($"benchmark took {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds:F0} s");
+            return 0;
+        }
+
         await using (run.ConfigureAwait(false))
         {
             var summary = await run.RunAsync().ConfigureAwait(false);

@@ -8,7 +8,7 @@ internal sealed record MachineInfo(int Cores, string CpuModel, long MemoryBytes,
 internal sealed record BenchSummary(
     MachineInfo Machine, DateTimeOffset FinishedAt, int ResNetJobs, int TrivialJobs, int QueuedJobs, int Concurrency,
     InProcessResult InProcess, EndToEndFigure BatchingOn, EndToEndFigure BatchingOff, EndToEndFigure Orchestration, MemoryFigure Memory,
-    OcrFigure? Ocr, OcrFigure? OcrDetectionOneAtATime, VideoFigure? Video)
+    OcrFigure? Ocr, OcrFigure? OcrDetectionOneAtATime, VideoFigure? Video, PriorityFigure? Priorities = null)
 {
     public double ModelBoundRatio => Math.Round(BatchingOn.JobsPerSecond / InProcess.Best.ImagesPerSecond, 3);
 }
@@ -103,6 +103,18 @@ internal static class Report
             {
                 rows.Add(($"e2e video.analyze with OCR, 1 × {v.VideoSeconds:F0} s at {vo.SampleFps:G} fps", $"{vo.FramesPerSecond:F1} frames/s",
                     $"{vo.Status}, {vo.FramesAnalyzed} frames, {vo.TextSegments} text segments, rec mean batch {Num(vo.RecMeanBatchSize)}, peak RSS {Mib(vo.WorkerPeakRssBytes)}"));
+            }
+        }
+
+        if (s.Priorities is { } p)
+        {
+            foreach (var lane in p.Mixed)
+            {
+                var same = p.Baseline.Single(b => b.Priority == lane.Priority);
+                rows.Add(($"queue time p50 / p99, {lane.Priority} ({lane.Jobs} of a {p.Jobs}-job backlog)", $"{lane.QueueP50Ms:F0} / {lane.QueueP99Ms:F0} ms",
+                    $"all normal: {same.QueueP50Ms:F0} / {same.QueueP99Ms:F0} ms"));
+                rows.Add(($"  start into the drain p50 / p99, {lane.Priority}", $"{lane.DrainP50Ms:F0} / {lane.DrainP99Ms:F0} ms",
+                    $"all normal: {same.DrainP50Ms:F0} / {same.DrainP99Ms:F0} ms"));
             }
         }
 

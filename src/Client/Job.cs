@@ -17,6 +17,9 @@ public sealed record Job
     /// <summary>The model as <c>name@version</c>.</summary>
     public required string Model { get; init; }
 
+    /// <summary><c>low</c>, <c>normal</c> or <c>high</c>: as submitted, or the tenant's default (<see cref="JobPriorities"/>).</summary>
+    public string Priority { get; init; } = JobPriorities.Normal;
+
     public required DateTimeOffset CreatedAt { get; init; }
 
     public DateTimeOffset? StartedAt { get; init; }

@@ -74,6 +74,7 @@ internal sealed record SubmitBody
     public JsonElement? Metadata { get; init; }
     public SubmitWebhookBody? Webhook { get; init; }
     public string? RoutingKey { get; init; }
+    public string? Priority { get; init; }
 
     public static SubmitBody From(SubmitRequest request, SubmitInputBody? input) => new()
     {
@@ -86,6 +87,7 @@ internal sealed record SubmitBody
         Metadata = request.Metadata,
         Webhook = request.Webhook is { } w ? new SubmitWebhookBody(w.Url.AbsoluteUri, w.Events) : null,
         RoutingKey = request.RoutingKey,
+        Priority = request.Priority,
     };
 }
 

@@ -44,6 +44,12 @@ public sealed record SubmitRequest
 
     /// <summary>The limit of the job's execution, after which it fails with <c>timeout</c>.</summary>
     public int? TimeoutSeconds { get; init; }
+
+    /// <summary>
+    /// <c>low</c>, <c>normal</c> or <c>high</c> (<see cref="JobPriorities"/>): higher jobs of a model
+    /// are taken first, lower ones still progress. Null for the tenant's default.
+    /// </summary>
+    public string? Priority { get; init; }
 }
 
 /// <summary>A job's input: a file, a stream, bytes, or a URL the API fetches.</summary>

@@ -19,4 +19,9 @@ public sealed record RunInference
     /// <summary>A job still queued after this instant is expired and never run.</summary>
     public DateTimeOffset? ExpiresAt { get; init; }
     public int TimeoutSeconds { get; init; }
+    /// <summary>
+    /// <see cref="JobPriorities"/>: the lane the job was sent to. A message of a build before
+    /// priorities has none and reads as normal.
+    /// </summary>
+    public string Priority { get; init; } = JobPriorities.Normal;
 }

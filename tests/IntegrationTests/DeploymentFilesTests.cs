@@ -174,7 +174,7 @@ public sealed partial class DeploymentFilesTests
     }
 
     [Fact]
-    public async Task Every_model_in_the_repository_has_a_Kubernetes_worker_that_serves_it_and_scales_on_its_queue()
+    public async Task Every_model_in_the_repository_has_a_Kubernetes_worker_that_serves_it_and_scales_on_the_sum_of_its_priority_lanes()
     {
         var documents = await KustomizationDocumentsAsync();
         var deployments = documents.Where(d => Scalar(d["kind"]) == "Deployment" && WorkerContainer(d) is not null).ToList();
@@ -193,7 +193,14 @@ public sealed partial class DeploymentFilesTests
             var trigger = (YamlMappingNode)((YamlSequenceNode)scaler["spec"]["triggers"]).Single();
             var metadata = (YamlMappingNode)trigger["metadata"];
             Assert.Equal("rabbitmq", Scalar(trigger["type"]));
-            Assert.Equal(model.QueueName, Scalar(metadata["queueName"]));
+            // One trigger on the sum of the model's priority lanes (KEDA's HPA takes the max over triggers, not the sum).
+            Assert.Equal("true", Scalar(metadata["useRegex"]));
+            Assert.Equal("sum", Scalar(metadata["operation"]));
+            var lanes = new System.Text.RegularExpressions.Regex(Scalar(metadata["queueName"]));
+            Assert.All(model.LaneQueues, q => Assert.Matches(lanes, q));
+            Assert.Equal(3, model.LaneQueues.Count);
+            Assert.All(model.LaneQueues.SelectMany(q => new[] { q + "_error", q + "_skipped", q + "x" }), q => Assert.DoesNotMatch(lanes, q));
+            Assert.All(models.Where(m => m != model).SelectMany(m => m.LaneQueues), q => Assert.DoesNotMatch(lanes, q));
             Assert.Equal("http", Scalar(metadata["protocol"]));                // reads ready + unacked, not ready only
             Assert.Equal("QueueLength", Scalar(metadata["mode"]));
             Assert.Equal("false", Scalar(metadata["excludeUnacknowledged"]));

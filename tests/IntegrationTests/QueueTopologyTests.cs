@@ -41,6 +41,19 @@ public sealed class QueueTopologyTests(ServingFixture serving) : IDisposable
     }
 
     [Fact]
+    public async Task Every_priority_lane_of_the_workers_model_is_a_durable_quorum_queue()
+    {
+        _ = serving.Models;
+        foreach (var (_, lane) in Async.Serving.Messaging.JobQueues.Lanes("infer-resnet18-1"))
+        {
+            var queue = await _rabbit.GetQueueAsync(lane);
+            Assert.True(queue is not null, $"{lane} not declared by the worker");
+            Assert.Equal("quorum", queue.Value.GetProperty("type").GetString());
+            Assert.True(queue.Value.GetProperty("durable").GetBoolean());
+        }
+    }
+
+    [Fact]
     public async Task A_job_submitted_before_any_worker_waits_in_a_quorum_queue_and_runs_when_one_starts()
     {
         await using var api = serving.CreateApi(new Dictionary<string, string?> { ["Serving:Models:Path"] = _models.Path });

@@ -8,7 +8,8 @@ namespace Async.Serving.Api.DeadLetters;
 /// <summary>
 /// An operator's second chance for a dead-lettered job: the job goes back to <c>queued</c> (a new
 /// round: attempts from 0, its next ending a new webhook event) and its kept message is sent to its
-/// model's queue again, without the TTL it had (it already waited once). Only while its input is
+/// model's queue again, without the TTL it had (it already waited once): the queue it came from,
+/// which is its priority's lane (<c>infer-…-1.high_error</c> goes back to <c>infer-…-1.high</c>). Only while its input is
 /// still stored; a message that never deserialized cannot be sent again.
 /// </summary>
 internal sealed partial class DeadLetterRequeue(
@@ -65,7 +66,7 @@ internal sealed partial class DeadLetterRequeue(
         return (true, $"Job {jobId} is queued again on {queue}.");
     }
 
-    /// <summary>The model queue a dead-letter queue belongs to.</summary>
+    /// <summary>The model queue (priority lane) a dead-letter queue belongs to.</summary>
     internal static string MainQueue(string deadLetterQueue) =>
         DeadLetterSweeper.Suffixes.FirstOrDefault(s => deadLetterQueue.EndsWith(s, StringComparison.Ordinal)) is { } suffix
             ? deadLetterQueue[..^suffix.Length]

@@ -12,7 +12,7 @@ namespace Async.Serving.Api.DeadLetters;
 /// <summary>
 /// Ends the jobs whose messages MassTransit gave up on. A message a worker could not consume (it
 /// threw after its retries, or it could not be deserialized) lands in <c>{queue}_error</c>; one no
-/// consumer matched in <c>{queue}_skipped</c>. Left there, its job would wait <c>queued</c> or
+/// consumer matched in <c>{queue}_skipped</c>, for each priority lane's queue (<c>infer-…-1.high_error</c>). Left there, its job would wait <c>queued</c> or
 /// <c>running</c> until Redis expired it. Every <see cref="DeadLetterOptions.SweepInterval"/>, this
 /// takes each such message, keeps it (<see cref="DeadLetterStore"/>, for a requeue from the
 /// dashboard), ends the job <c>failed</c> with code <c>dead_letter</c> and a message saying where and
@@ -74,7 +74,7 @@ public sealed partial class DeadLetterSweeper(
     public async Task<int> SweepAsync(CancellationToken cancellationToken)
     {
         var taken = 0;
-        foreach (var queue in models.All.SelectMany(m => Suffixes.Select(s => m.QueueName + s)))
+        foreach (var queue in models.All.SelectMany(m => m.LaneQueues).SelectMany(lane => Suffixes.Select(s => lane + s)))
         {
             taken += await DrainAsync(queue, cancellationToken).ConfigureAwait(false);
         }

@@ -103,13 +103,13 @@ internal static partial class InferenceJobsPages
             html.Append("<p class=\"text-muted\">").Append(_rows.Count.ToString(CultureInfo.InvariantCulture)).Append(_rows.Count == 1 ? " job" : " jobs")
                 .Append(" from the ledger, newest first. Queue time is from creation to start, execution time from start to the end.</p>")
                 .Append("<div class=\"table-responsive\"><table class=\"table table-hover\" id=\"inference-jobs\"><thead><tr><th>Job</th><th>Status</th>")
-                .Append("<th>Tenant</th><th>Pipeline</th><th>Model</th><th>Created</th><th>Queue time</th><th>Execution time</th>")
+                .Append("<th>Tenant</th><th>Pipeline</th><th>Model</th><th>Priority</th><th>Created</th><th>Queue time</th><th>Execution time</th>")
                 .Append("<th>Attempts</th><th>Trace id</th><th>Error</th></tr></thead><tbody>");
             foreach (var row in _rows)
             {
                 html.Append("<tr><td><a href=\"").Append(JobHref(Context, row.JobId)).Append("\"><code>").Append(E(row.JobId)).Append("</code></a></td><td>")
                     .Append(StatusLabel(row.Status)).Append("</td><td>").Append(E(row.TenantId)).Append("</td><td>").Append(E(row.Pipeline))
-                    .Append("</td><td>").Append(E(row.Model)).Append("</td><td>").Append(Time(row.CreatedAt)).Append("</td><td>")
+                    .Append("</td><td>").Append(E(row.Model)).Append("</td><td>").Append(E(row.Priority ?? "—")).Append("</td><td>").Append(Time(row.CreatedAt)).Append("</td><td>")
                     .Append(Ms(QueueTime(row))).Append("</td><td>").Append(Ms(ExecutionTime(row))).Append("</td><td>")
                     .Append(row.Attempts.ToString(CultureInfo.InvariantCulture)).Append("</td><td>").Append(TraceIdCell(row)).Append("</td><td>")
                     .Append(E(row.ErrorCode)).Append("</td></tr>");
@@ -202,6 +202,7 @@ internal static partial class InferenceJobsPages
             Line("Tenant", E(row.TenantId));
             Line("Pipeline", E(row.Pipeline));
             Line("Model", E(row.Model));
+            Line("Priority", E(row.Priority ?? "—"));
             Line("Created", Time(row.CreatedAt));
             Line("Started", Time(row.StartedAt));
             Line("Completed", Time(row.CompletedAt));

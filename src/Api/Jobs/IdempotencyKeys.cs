@@ -65,6 +65,11 @@ internal sealed class IdempotencyKeys(IConnectionMultiplexer redis, TimeProvider
             text += "\nrouting_key:" + s.RoutingKey;
         }
 
+        if (s.Priority is not null)
+        {
+            text += "\npriority:" + s.Priority; // as given, not the tenant's default: the same request stays the same
+        }
+
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
     }
 

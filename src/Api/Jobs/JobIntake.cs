@@ -29,7 +29,8 @@ public abstract record SubmitOutcome
 /// Turns a checked <see cref="Submission"/> into a job: the webhook URL guard, the
 /// <c>Idempotency-Key</c>, routing a bare model name to a version (<see cref="ModelRouter"/>; after
 /// the key, so a replay returns the first job whatever routing would choose now), the queue-full
-/// check and the confirmed publish, in that order, with the
+/// check (all of the model's priority lanes), the priority (the tenant's default when the submit
+/// names none) and the confirmed publish, in that order, with the
 /// key released on every path that makes no job. The one way a job is created: <c>POST /v1/jobs</c>
 /// is an HTTP adapter over it, and so is every other way of submitting.
 /// </summary>
@@ -40,7 +41,8 @@ internal sealed class JobIntake(
     RedisJobStore store,
     WebhookUrlCheck webhookUrls,
     ModelRouter router,
-    IOptions<QueueOptions> queueOptions)
+    IOptions<QueueOptions> queueOptions,
+    IOptions<TenantOptions> tenants)
 {
     /// <summary>The <c>Idempotency-Key</c> header's value is unusable: the problem to answer with, else null.</summary>
     public static ProblemHttpResult? CheckIdempotencyKey(string? key) =>
@@ -106,7 +108,7 @@ internal sealed class JobIntake(
                 submission = submission with { Model = routed };
             }
 
-            full = await queues.IsFullAsync(submission.Model.QueueName, cancellationToken).ConfigureAwait(false);
+            full = await queues.IsFullAsync(submission.Model, cancellationToken).ConfigureAwait(false);
         }
         catch
         {
@@ -125,6 +127,8 @@ internal sealed class JobIntake(
                 options.RetryAfterSeconds);
         }
 
+        // A submit that names no priority takes its tenant's (after the fingerprint: the request is what it was).
+        submission = submission with { Priority = submission.Priority ?? tenants.Value.DefaultPriority(tenant) };
         try
         {
             // The key points at the job before its message is sent: from then on a retry gets this job.

@@ -12,7 +12,8 @@ namespace Async.Serving.Api.Jobs;
 public sealed class BrokerUnavailableException(string message, Exception inner) : Exception(message, inner);
 
 /// <summary>
-/// Stores a job and its input, then sends it to its model's queue and waits for the broker's
+/// Stores a job and its input, then sends it to its model's queue (the lane of its priority,
+/// <see cref="JobQueues"/>) and waits for the broker's
 /// confirm. Only a confirmed job gets a ticket: when the send fails, the stored job is deleted, so
 /// no orphan is left that no worker will ever see. The model's quorum queue is declared before the
 /// first send (<see cref="JobQueueDeclarer"/>) and the send is mandatory: should the queue be gone
@@ -41,6 +42,7 @@ internal sealed partial class JobPublisher(
         // Millisecond precision, as stored: the ticket and later reads show the same instant.
         var now = DateTimeOffset.FromUnixTimeMilliseconds(clock.GetUtcNow().ToUnixTimeMilliseconds());
         var id = RedisJobStore.NewJobId();
+        var priority = JobPriorities.OrNormal(submission.Priority);
         // The job's trace: this span (under the request's) is the parent that the broker's send, and
         // later the outbox relay and every webhook attempt, continue from (stored with the job).
         using var activity = ServingTelemetry.Source.StartActivity("job.submit");
@@ -56,6 +58,7 @@ internal sealed partial class JobPublisher(
             Model = submission.Model.Id,
             RequestedModel = submission.RequestedModel,
             RoutingKey = submission.RoutingKey,
+            Priority = priority,
             CreatedAt = now,
             MetadataJson = submission.MetadataJson,
             WebhookJson = submission.Webhook?.ToJson(),
@@ -93,7 +96,8 @@ internal sealed partial class JobPublisher(
                 SubmittedAt = now,
                 ExpiresAt = job.ExpiresAt,
                 TimeoutSeconds = submission.TimeoutSeconds,
-            }, submission.Model.QueueName).ConfigureAwait(false);
+                Priority = priority,
+            }, submission.Model.LaneQueue(priority)).ConfigureAwait(false);
         }
         catch (Exception ex)
         {

@@ -12,6 +12,8 @@ public sealed record JobResource
     public required string Status { get; init; }
     public required string Pipeline { get; init; }
     public required string Model { get; init; }
+    /// <summary><c>low</c>, <c>normal</c> or <c>high</c>: as submitted, or the tenant's default.</summary>
+    public required string Priority { get; init; }
     public required DateTime CreatedAt { get; init; }
     public DateTime? StartedAt { get; init; }
     public DateTime? CompletedAt { get; init; }
@@ -40,6 +42,7 @@ public sealed record JobResource
         Status = job.Status,
         Pipeline = job.Pipeline,
         Model = job.Model,
+        Priority = job.Priority,
         CreatedAt = job.CreatedAt.UtcDateTime,
         StartedAt = job.StartedAt?.UtcDateTime,
         CompletedAt = job.CompletedAt?.UtcDateTime,

@@ -36,6 +36,9 @@ public static class JobsExtensions
             .BindConfiguration(QueueOptions.Section)
             .ValidateDataAnnotations();
         builder.Services.AddSingleton<QueueDepthProbe>();
+        builder.Services.AddOptionsWithValidateOnStart<TenantOptions>()
+            .BindConfiguration(TenantOptions.Section);
+        builder.Services.AddSingleton<Microsoft.Extensions.Options.IValidateOptions<TenantOptions>, TenantOptionsValidator>();
         // The API only sends on the bus: job events reach webhooks through the job store's outbox.
         builder.Services.AddServingBus();
         return builder;

@@ -1,6 +1,7 @@
 using System.Collections.Concurrent;
 using System.ComponentModel.DataAnnotations;
 using Async.Serving.Messaging;
+using Async.Serving.Models;
 using Microsoft.Extensions.Options;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Exceptions;
@@ -12,7 +13,7 @@ public sealed class QueueOptions
 {
     public const string Section = "Serving:Queues";
 
-    /// <summary>Ready messages a model queue may hold before submits get 503 <c>queue_full</c>; 0 means no limit.</summary>
+    /// <summary>Ready messages a model's queues may hold (all priority lanes together) before submits get 503 <c>queue_full</c>; 0 means no limit.</summary>
     [Range(0, long.MaxValue)]
     public long MaxDepth { get; set; } = 100_000;
 
@@ -26,7 +27,7 @@ public sealed class QueueOptions
 }
 
 /// <summary>
-/// Reads a model queue's depth with a passive declare on its own broker connection, cached for
+/// Reads a model queue's depth (each priority lane's, summed) with passive declares on its own broker connection, cached for
 /// <see cref="QueueOptions.DepthCacheTime"/>. When the broker cannot be asked, the depth is
 /// unknown and submits go on: the publish itself then fails with <c>broker_unavailable</c>.
 /// </summary>
@@ -36,10 +37,23 @@ internal sealed class QueueDepthProbe(IOptions<RabbitMqOptions> rabbit, IOptions
     private readonly SemaphoreSlim _gate = new(1, 1);
     private IConnection? _connection;
 
-    public async Task<bool> IsFullAsync(string queue, CancellationToken cancellationToken)
+    /// <summary>Whether the model's backlog, its ready messages summed over every priority lane, reached <see cref="QueueOptions.MaxDepth"/>.</summary>
+    public async Task<bool> IsFullAsync(ModelEntry model, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(model);
         var max = options.Value.MaxDepth;
-        return max > 0 && await DepthAsync(queue, cancellationToken).ConfigureAwait(false) >= max;
+        if (max <= 0)
+        {
+            return false;
+        }
+
+        long depth = 0;
+        foreach (var lane in model.LaneQueues)
+        {
+            depth += await DepthAsync(lane, cancellationToken).ConfigureAwait(false);
+        }
+
+        return depth >= max;
     }
 
     public async Task<long> DepthAsync(string queue, CancellationToken cancellationToken)

@@ -17,12 +17,12 @@ namespace Async.Serving.Api.Jobs;
 public sealed record Submission(
     string Pipeline, ModelEntry Model, byte[] Input, string ContentType, string? ParamsJson,
     int TtlSeconds, int TimeoutSeconds, string? MetadataJson, WebhookSubscription? Webhook = null,
-    string? RequestedModel = null, string? RoutingKey = null);
+    string? RequestedModel = null, string? RoutingKey = null, string? Priority = null);
 
 /// <summary>
 /// Reads <c>POST /v1/jobs</c> as JSON (<c>input.base64</c> or <c>input.url</c>, fetched here) or
 /// multipart (<c>file</c> plus an optional <c>request</c> part) and checks it: sizes, media type,
-/// pipeline, model, ttl, timeout, metadata, and the pixels the image header declares.
+/// pipeline, model, priority, ttl, timeout, metadata, and the pixels the image header declares.
 /// </summary>
 internal sealed class SubmissionReader(
     ModelRepository models, InputFetcher fetcher, IOptions<JobLimitsOptions> limits, IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json)
@@ -279,6 +279,11 @@ internal sealed class SubmissionReader(
             errors["routing_key"] = [$"1 to {Routing.RoutingTable.MaxRoutingKeyLength} characters, no control characters."];
         }
 
+        if (body.Priority is not null && !Contracts.JobPriorities.IsValid(body.Priority))
+        {
+            errors["priority"] = [$"Must be one of {string.Join(", ", Contracts.JobPriorities.All.Reverse())}; left out, the tenant's default (normal unless configured)."];
+        }
+
         var webhook = ReadWebhook(body.Webhook, errors);
         if (errors.Count > 0)
         {
@@ -333,7 +338,8 @@ internal sealed class SubmissionReader(
             metadata,
             webhook,
             body.Model is { Length: > 0 } ? body.Model : null,
-            body.RoutingKey), null);
+            body.RoutingKey,
+            body.Priority), null);
     }
 
     /// <summary>Every string of the submit that is not valid text, by field (the first one inside params or metadata).</summary>
@@ -351,6 +357,7 @@ internal sealed class SubmissionReader(
         Check("pipeline", body.Pipeline);
         Check("model", body.Model);
         Check("routing_key", body.RoutingKey);
+        Check("priority", body.Priority);
         Check("input.url", body.Input?.Url);
         Check("webhook.url", body.Webhook?.Url);
         foreach (var e in body.Webhook?.Events ?? [])

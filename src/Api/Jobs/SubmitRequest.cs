@@ -15,6 +15,8 @@ public sealed record SubmitRequest
     public SubmitWebhook? Webhook { get; init; }
     /// <summary>Sticky routing among a model name's weighted versions (a user id, say): the same key keeps the same version.</summary>
     public string? RoutingKey { get; init; }
+    /// <summary><c>low</c>, <c>normal</c> or <c>high</c>; null for the tenant's default (<see cref="TenantOptions"/>).</summary>
+    public string? Priority { get; init; }
 }
 
 public sealed record SubmitWebhook

@@ -19,7 +19,8 @@ public sealed record LedgerRow(
     long? ComputeMs,
     string? ErrorCode,
     DateTimeOffset UpdatedAt,
-    string? TraceId = null);
+    string? TraceId = null,
+    string? Priority = null);
 
 /// <summary>
 /// Jobs and compute of one pipeline and model version (<c>name@version</c>) in a period, with what
@@ -90,6 +91,8 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
         );
         -- Added with tracing: the job's OpenTelemetry trace id (null for rows written before).
         ALTER TABLE job_ledger ADD COLUMN IF NOT EXISTS trace_id text NULL;
+        -- Added with priorities: low, normal or high (null for rows written before).
+        ALTER TABLE job_ledger ADD COLUMN IF NOT EXISTS priority text NULL;
         CREATE INDEX IF NOT EXISTS job_ledger_tenant_created ON job_ledger (tenant_id, created_at);
         CREATE INDEX IF NOT EXISTS job_ledger_created ON job_ledger (created_at);
         -- Only the rows still live, for the reconcile job: small whatever the table's size.
@@ -107,17 +110,18 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
     // A row never goes back from a terminal status to a live one, whatever order writers commit in.
     private const string Upsert = """
         INSERT INTO job_ledger AS l (job_id, tenant_id, pipeline, model, status, created_at, started_at, completed_at,
-                                     attempts, input_bytes, compute_ms, error_code, updated_at, trace_id)
+                                     attempts, input_bytes, compute_ms, error_code, updated_at, trace_id, priority)
         SELECT u.job_id, u.tenant_id, u.pipeline, u.model, u.status, u.created_at, u.started_at, u.completed_at,
-               u.attempts, u.input_bytes, u.compute_ms, u.error_code, now(), u.trace_id
+               u.attempts, u.input_bytes, u.compute_ms, u.error_code, now(), u.trace_id, u.priority
         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[],
-                    $8::timestamptz[], $9::integer[], $10::bigint[], $11::bigint[], $12::text[], $13::text[])
+                    $8::timestamptz[], $9::integer[], $10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::text[])
              AS u(job_id, tenant_id, pipeline, model, status, created_at, started_at, completed_at,
-                  attempts, input_bytes, compute_ms, error_code, trace_id)
+                  attempts, input_bytes, compute_ms, error_code, trace_id, priority)
         ON CONFLICT (job_id) DO UPDATE SET
             status = EXCLUDED.status, started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at,
             attempts = EXCLUDED.attempts, input_bytes = EXCLUDED.input_bytes, compute_ms = EXCLUDED.compute_ms,
-            error_code = EXCLUDED.error_code, updated_at = now(), trace_id = coalesce(EXCLUDED.trace_id, l.trace_id)
+            error_code = EXCLUDED.error_code, updated_at = now(), trace_id = coalesce(EXCLUDED.trace_id, l.trace_id),
+            priority = coalesce(EXCLUDED.priority, l.priority)
         WHERE l.status NOT IN ('succeeded', 'failed', 'cancelled', 'expired')
            OR EXCLUDED.status IN ('succeeded', 'failed', 'cancelled', 'expired')
         """;
@@ -129,7 +133,7 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
         """;
 
     private const string Columns =
-        "job_id, tenant_id, pipeline, model, status, created_at, started_at, completed_at, attempts, input_bytes, compute_ms, error_code, updated_at, trace_id";
+        "job_id, tenant_id, pipeline, model, status, created_at, started_at, completed_at, attempts, input_bytes, compute_ms, error_code, updated_at, trace_id, priority";
 
     /// <summary>Creates the tables when missing. Safe to run from several processes at once.</summary>
     public Task MigrateAsync(CancellationToken cancellationToken) =>
@@ -161,6 +165,7 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
             upsert.Parameters.Add(new NpgsqlParameter<long?[]> { TypedValue = [.. jobs.Select(j => j.ExecutionMs)] });
             upsert.Parameters.Add(TextArray(jobs.Select(j => j.ErrorCode)));
             upsert.Parameters.Add(TextArray(jobs.Select(j => j.TraceId)));
+            upsert.Parameters.Add(TextArray(jobs.Select(j => j.Priority)));
             await upsert.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
 
@@ -390,7 +395,8 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
         reader.IsDBNull(10) ? null : reader.GetInt64(10),
         reader.IsDBNull(11) ? null : reader.GetString(11),
         reader.GetFieldValue<DateTimeOffset>(12),
-        reader.IsDBNull(13) ? null : reader.GetString(13));
+        reader.IsDBNull(13) ? null : reader.GetString(13),
+        reader.IsDBNull(14) ? null : reader.GetString(14));
 
     private static NpgsqlParameter Text(string? value) =>
         new() { NpgsqlDbType = NpgsqlDbType.Text, Value = value is { Length: > 0 } ? value : DBNull.Value };

@@ -16,6 +16,8 @@ namespace Async.Serving.Api.OpenApi;
 /// </summary>
 internal sealed class ServingSchemaTransformer : IOpenApiSchemaTransformer
 {
+    private static readonly string[] Priorities = [JobPriorities.Low, JobPriorities.Normal, JobPriorities.High];
+
     private static readonly string[] Statuses =
         [JobStatuses.Queued, JobStatuses.Running, JobStatuses.Succeeded, JobStatuses.Failed, JobStatuses.Cancelled, JobStatuses.Expired];
 
@@ -46,6 +48,7 @@ internal sealed class ServingSchemaTransformer : IOpenApiSchemaTransformer
             schema.Properties["pipeline"] = Enum(PipelineNames.All, null);
             Require(schema, "progress", "attempts");
             schema.Properties["metadata"] = FreeObject("The metadata given at submit, returned as it was.", nullable: true);
+            schema.Properties["priority"] = Enum(Priorities, "The lane the job waits in: as submitted, else the tenant's default, else normal.");
             schema.Properties["trace_id"] = new OpenApiSchema
             {
                 Type = JsonSchemaType.String | JsonSchemaType.Null,
@@ -72,6 +75,8 @@ internal sealed class ServingSchemaTransformer : IOpenApiSchemaTransformer
                 Description = "A model name (its latest version) or name@version; optional: the first model of the pipeline when left out. See GET /v1/models.",
             };
             schema.Properties["params"] = FreeObject("Pipeline parameters, for example {\"sample_fps\": 2} for video.analyze.", nullable: true);
+            schema.Properties["priority"] = Enum(Priorities, "Which lane of the model's queue the job waits in: higher lanes are taken first, lower ones still progress "
+                + "(docs/priorities.md). Left out: the tenant's default (Serving:Tenants:<tenant>:DefaultPriority), else normal.");
             schema.Properties["metadata"] = FreeObject("Anything to keep with the job (at most 4 KiB), returned as given.", nullable: true);
             Require(schema, "pipeline");
             schema.Examples = [JsonNode.Parse(SubmitExample)!];
@@ -133,11 +138,11 @@ internal sealed class ServingSchemaTransformer : IOpenApiSchemaTransformer
 
     private const string SubmitExample = """
         {"pipeline": "image.embed", "model": "resnet18", "input": {"url": "https://example.com/cat.jpg"},
-         "metadata": {"batch": "2026-12-01"}, "webhook": {"url": "https://example.com/hooks/serving", "events": ["completed"]}}
+         "priority": "high", "metadata": {"batch": "2026-12-01"}, "webhook": {"url": "https://example.com/hooks/serving", "events": ["completed"]}}
         """;
 
     private const string JobExample = """
-        {"id": "0193a1f0c2d47e4f9b2a6c8d0e1f2a3b", "status": "succeeded", "pipeline": "image.ocr", "model": "ppocr@4",
+        {"id": "0193a1f0c2d47e4f9b2a6c8d0e1f2a3b", "status": "succeeded", "pipeline": "image.ocr", "model": "ppocr@4", "priority": "normal",
          "created_at": "2026-12-01T10:00:00Z", "started_at": "2026-12-01T10:00:00.120Z", "completed_at": "2026-12-01T10:00:00.480Z",
          "queue_ms": 120, "execution_ms": 360, "progress": 1, "attempts": 1,
          "output": {"pipeline": "image.ocr", "width": 640, "height": 480,

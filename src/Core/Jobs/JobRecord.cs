@@ -8,6 +8,8 @@ public sealed record JobRecord
     public required string Status { get; init; }
     public required string Pipeline { get; init; }
     public required string Model { get; init; }
+    /// <summary><c>low</c>, <c>normal</c> or <c>high</c> (<see cref="Contracts.JobPriorities"/>); normal for jobs stored before priorities.</summary>
+    public string Priority { get; init; } = Contracts.JobPriorities.Normal;
     public required DateTimeOffset CreatedAt { get; init; }
     public DateTimeOffset? StartedAt { get; init; }
     public DateTimeOffset? CompletedAt { get; init; }

@@ -11,10 +11,30 @@ namespace Async.Serving.Messaging;
 /// <see cref="JobQueueDeclarer"/> before its first send. The API sends to the exchange of the same
 /// name (MassTransit binds it to the queue), because a <c>queue:</c> send address would declare the
 /// queue without arguments, as a classic queue.
+/// <para>
+/// Priorities are lanes, not message priorities: quorum queues on RabbitMQ 3.x have none (4.0 added
+/// them, with two levels only). Each model has one quorum queue per priority: the model's queue
+/// itself is the normal lane (so queues and messages of builds before priorities keep working), and
+/// <c>&lt;queue&gt;.high</c> and <c>&lt;queue&gt;.low</c> beside it. A model or version name cannot
+/// hold a '.', so no lane name can be another model's queue. The worker takes the lanes in a weighted
+/// order (docs/priorities.md); whatever counts a model's backlog counts all of its lanes.
+/// </para>
 /// </summary>
 public static class JobQueues
 {
     public const string QueueType = "quorum";
+
+    /// <summary>The queue of <paramref name="priority"/>'s lane of the model queue <paramref name="queue"/>.</summary>
+    public static string Lane(string queue, string priority) => priority switch
+    {
+        Contracts.JobPriorities.High => queue + ".high",
+        Contracts.JobPriorities.Low => queue + ".low",
+        _ => queue,
+    };
+
+    /// <summary>Every lane of the model queue <paramref name="queue"/>, highest first, with its priority.</summary>
+    public static IReadOnlyList<(string Priority, string Queue)> Lanes(string queue) =>
+        [.. Contracts.JobPriorities.All.Select(p => (p, Lane(queue, p)))];
 
     /// <summary>Makes a worker's receive endpoint on a job queue a quorum queue.</summary>
     public static void ConfigureReceiveEndpoint(IRabbitMqReceiveEndpointConfigurator endpoint)

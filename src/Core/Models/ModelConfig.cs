@@ -169,6 +169,12 @@ public sealed record ModelEntry(string Name, string Version, string Directory, M
 
     /// <summary>The RabbitMQ queue that carries this model's jobs, kebab-case.</summary>
     public string QueueName => $"infer-{Name}-{Version}".ToLowerInvariant();
+
+    /// <summary>The queue of one priority's lane: <see cref="QueueName"/> for normal (see <see cref="Messaging.JobQueues"/>).</summary>
+    public string LaneQueue(string priority) => Messaging.JobQueues.Lane(QueueName, priority);
+
+    /// <summary>Every lane's queue, highest priority first.</summary>
+    public IReadOnlyList<string> LaneQueues => [.. Messaging.JobQueues.Lanes(QueueName).Select(l => l.Queue)];
 }
 
 [JsonSourceGenerationOptions(

@@ -4,6 +4,7 @@ using Async.Serving.Hosting;
 using Async.Serving.Jobs;
 using Async.Serving.Worker.Inference;
 using Async.Serving.Worker.Observability;
+using Async.Serving.Worker.Priorities;
 using MassTransit;
 using Microsoft.Extensions.Options;
 using Prometheus;
@@ -22,6 +23,7 @@ internal sealed partial class RunInferenceConsumer(
     JobCancellations cancellations,
     WorkerHeartbeat heartbeat,
     IOptions<WorkerOptions> options,
+    PriorityGates gates,
     TimeProvider clock,
     ILogger<RunInferenceConsumer> logger) : IConsumer<RunInference>
 {
@@ -30,6 +32,9 @@ internal sealed partial class RunInferenceConsumer(
         var job = context.Message;
         var modelId = ModelIdOf(job);
         using var scope = logger.BeginJobScope(job.JobId, job.TenantId, modelId);
+        // One of the model's in-flight slots, shared by its priority lanes and granted by priority
+        // (docs/priorities.md); taken before anything else, so started_at follows the grant order.
+        using var slot = await gates.AcquireAsync(modelId, job.Priority, context.CancellationToken).ConfigureAwait(false);
         // The TTL bounds the wait in the queue only: a redelivered job that was already running goes on.
         if (job.ExpiresAt is { } expiresAt && clock.GetUtcNow() > expiresAt && await store.ExpireAsync(job.JobId).ConfigureAwait(false))
         {

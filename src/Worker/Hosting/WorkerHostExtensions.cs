@@ -6,6 +6,7 @@ using Async.Serving.Worker.Embedding;
 using Async.Serving.Worker.Inference;
 using Async.Serving.Worker.Observability;
 using Async.Serving.Worker.Ocr;
+using Async.Serving.Worker.Priorities;
 using Async.Serving.Worker.Video;
 using MassTransit;
 using Microsoft.Extensions.Options;
@@ -46,12 +47,18 @@ public static class WorkerHostExtensions
     }
 
     /// <summary>
-    /// One receive endpoint per served model, on the model's own quorum queue (see <see cref="JobQueues"/>). Messages in flight per queue:
-    /// max_batch_size × instances × Serving:Worker:PrefetchBatches, enough to fill the next batch while
-    /// one runs, and no more, so one worker does not hoard a queue that others share.
+    /// One receive endpoint per served model and priority lane, on the lane's quorum queue (see
+    /// <see cref="JobQueues"/>). Jobs running per model: <see cref="ConcurrentJobs"/> (max_batch_size ×
+    /// instances × Serving:Worker:PrefetchBatches for image models, enough to fill the next batch while
+    /// one runs, and no more, so one worker does not hoard a queue that others share), held by the
+    /// model's <see cref="PriorityGate"/>, which its lanes share. Each lane prefetches twice that: its
+    /// jobs in slots, and as many waiting at the gate, so that a freed slot finds the highest lane's
+    /// jobs already in the process (a slot is freed before its message is acknowledged and the broker
+    /// refills the lane). See docs/priorities.md.
     /// </summary>
     public static IHostApplicationBuilder AddWorkerBus(this IHostApplicationBuilder builder)
     {
+        builder.Services.AddSingleton<PriorityGates>();
         builder.Services.AddOptions<MassTransitHostOptions>().Configure<IOptions<WorkerOptions>>((host, worker) =>
         {
             host.WaitUntilStarted = true;
@@ -63,17 +70,22 @@ public static class WorkerHostExtensions
             (context, cfg) =>
             {
                 var options = context.GetRequiredService<IOptions<WorkerOptions>>().Value;
+                var gates = context.GetRequiredService<PriorityGates>();
                 foreach (var entry in ModelHost.Select(context.GetRequiredService<ModelRepository>(), options))
                 {
-                    cfg.ReceiveEndpoint(entry.QueueName, e =>
+                    var inFlight = ConcurrentJobs(entry, options);
+                    gates.Add(entry.Id, inFlight);
+                    foreach (var (_, lane) in JobQueues.Lanes(entry.QueueName))
                     {
-                        var inFlight = ConcurrentJobs(entry, options);
-                        e.PrefetchCount = inFlight;
-                        e.ConcurrentMessageLimit = inFlight;
-                        e.ConfigureConsumeTopology = false;
-                        JobQueues.ConfigureReceiveEndpoint(e);
-                        e.ConfigureConsumer<RunInferenceConsumer>(context);
-                    });
+                        cfg.ReceiveEndpoint(lane, e =>
+                        {
+                            e.PrefetchCount = LanePrefetch(inFlight);
+                            e.ConcurrentMessageLimit = LanePrefetch(inFlight);
+                            e.ConfigureConsumeTopology = false;
+                            JobQueues.ConfigureReceiveEndpoint(e);
+                            e.ConfigureConsumer<RunInferenceConsumer>(context);
+                        });
+                    }
                 }
             });
         return builder;
@@ -90,4 +102,7 @@ public static class WorkerHostExtensions
         { Ocr: { } ocr } => ocr.ConcurrentJobs,
         var c => c.MaxBatchSize * c.Instances * options.PrefetchBatches,
     };
+
+    /// <summary>Messages one lane of a model prefetches: its jobs in slots, and as many waiting at the gate.</summary>
+    internal static int LanePrefetch(int concurrentJobs) => 2 * concurrentJobs;
 }
