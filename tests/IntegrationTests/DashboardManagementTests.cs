@@ -25,7 +25,7 @@ public sealed class DashboardManagementTests(ServingFixture serving)
     private static string NewTenant(string prefix) => $"{prefix}-{Guid.NewGuid().ToString("N")[..8]}";
 
     /// <summary>Posts <paramref name="fields"/> to a dashboard action with the antiforgery token of <paramref name="page"/>, as the page's form would.</summary>
-    private static async Task<HttpResponseMessage> SubmitAsync(HttpClient dashboard, string page, string action, params (string Name, string Value)[] fields)
+    internal static async Task<HttpResponseMessage> SubmitAsync(HttpClient dashboard, string page, string action, params (string Name, string Value)[] fields)
     {
         var html = await dashboard.GetStringAsync(page);
         var token = Regex.Match(html, "name=\"__RequestVerificationToken\" value=\"([^\"]+)\"");
@@ -42,7 +42,7 @@ public sealed class DashboardManagementTests(ServingFixture serving)
     }
 
     /// <summary>The outcome a 303 from an action carries to the page.</summary>
-    private static string Outcome(HttpResponseMessage answer)
+    internal static string Outcome(HttpResponseMessage answer)
     {
         Assert.Equal(HttpStatusCode.SeeOther, answer.StatusCode);
         var location = answer.Headers.Location!.OriginalString;
