@@ -1,13 +1,12 @@
+using System.Diagnostics;
 using System.Net.ServerSentEvents;
 using System.Runtime.CompilerServices;
 using Async.Serving.Api.Auth;
 using Async.Serving.Api.Errors;
 using Async.Serving.Api.OpenApi;
-using Async.Serving.Api.Webhooks;
 using Async.Serving.Jobs;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.AspNetCore.Mvc;
-using Microsoft.Extensions.Options;
 
 namespace Async.Serving.Api.Jobs;
 
@@ -31,118 +30,46 @@ public static class JobsApi
         return group;
     }
 
+    /// <summary>The services <c>POST /v1/jobs</c> needs, bound by <c>[AsParameters]</c>.</summary>
+    internal readonly record struct SubmitServices(SubmissionReader Reader, JobIntake Intake, JobWaiter Waiter);
+
     internal static async Task<Results<Ok<JobResource>, Accepted<JobResource>, ProblemHttpResult>> SubmitAsync(
         HttpContext http,
-        SubmissionReader reader,
-        JobPublisher publisher,
-        IdempotencyKeys idempotency,
-        QueueDepthProbe queues,
-        JobWaiter waiter,
-        RedisJobStore store,
-        WebhookUrlCheck webhookUrls,
-        IOptions<QueueOptions> queueOptions,
+        [AsParameters] SubmitServices services,
         [FromQuery] int? wait,
         [FromHeader(Name = "Idempotency-Key")] string? idempotencyKey,
         CancellationToken cancellationToken)
     {
-        if (InvalidWait(wait) is { } badWait)
+        // Both checked before the body is read: a request refused for its headers reads nothing.
+        if ((InvalidWait(wait) ?? JobIntake.CheckIdempotencyKey(idempotencyKey)) is { } badRequest)
         {
-            return badWait;
+            return badRequest;
         }
 
-        if (idempotencyKey is not null && !IdempotencyKeys.IsWellFormed(idempotencyKey))
-        {
-            return ApiProblems.Invalid($"Idempotency-Key must be 1 to {IdempotencyKeys.MaxKeyLength} visible ASCII characters (or spaces).",
-                new Dictionary<string, string[]> { ["Idempotency-Key"] = [idempotencyKey.Length is 0 or > IdempotencyKeys.MaxKeyLength ? "Length out of range." : "Only visible ASCII characters and spaces."] });
-        }
-
-        var (submission, problem) = await reader.ReadAsync(http.Request, cancellationToken).ConfigureAwait(false);
+        var (submission, problem) = await services.Reader.ReadAsync(http.Request, cancellationToken).ConfigureAwait(false);
         if (problem is not null)
         {
             return problem;
         }
 
-        if (submission!.Webhook is { } webhook && await webhookUrls.RefusalAsync(webhook, cancellationToken).ConfigureAwait(false) is { } refused)
+        var outcome = await services.Intake.SubmitAsync(submission!, http.User.TenantId(), idempotencyKey, cancellationToken).ConfigureAwait(false);
+        switch (outcome)
         {
-            return refused;
-        }
+            case SubmitOutcome.Refused refused:
+                if (refused.RetryAfterSeconds is { } seconds)
+                {
+                    http.Response.Headers.RetryAfter = seconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
+                }
 
-        var tenant = http.User.TenantId();
-        var fingerprint = idempotencyKey is null ? null : IdempotencyKeys.Fingerprint(submission!);
-        if (idempotencyKey is not null)
-        {
-            IdempotencyKeys.Claim claim;
-            try
-            {
-                claim = await idempotency.ClaimAsync(tenant, idempotencyKey, fingerprint!,
-                    async id => await store.GetAsync(id, includeOutput: false).ConfigureAwait(false) is not null, cancellationToken).ConfigureAwait(false);
-            }
-            catch (IdempotencyKeyBusyException ex)
-            {
-                http.Response.Headers.RetryAfter = "1";
-                return ApiProblems.Problem(StatusCodes.Status409Conflict, ApiProblems.Conflict, "Idempotency-Key in use.", $"{ex.Message} Retry later.");
-            }
-
-            switch (claim)
-            {
-                case IdempotencyKeys.Claim.Mismatch:
-                    return ApiProblems.Problem(StatusCodes.Status422UnprocessableEntity, ApiProblems.IdempotencyMismatch,
-                        "Idempotency-Key reused with another request.",
-                        "This Idempotency-Key was first used with a different request body; use a new key for a new job.");
-                case IdempotencyKeys.Claim.Replay replay:
-                    http.Response.Headers["Idempotent-Replayed"] = "true";
-                    var first = await store.GetAsync(replay.JobId).ConfigureAwait(false);
-                    return first is null || first.TenantId != tenant
-                        ? ApiProblems.JobNotFound(replay.JobId)
-                        : await AnswerAsync(first, wait, waiter, cancellationToken).ConfigureAwait(false);
-            }
+                return refused.Problem;
+            case SubmitOutcome.Replayed replayed:
+                http.Response.Headers["Idempotent-Replayed"] = "true";
+                return await AnswerAsync(replayed.Job, wait, services.Waiter, cancellationToken).ConfigureAwait(false);
+            case SubmitOutcome.Created created:
+                return await AnswerAsync(created.Job, wait, services.Waiter, cancellationToken).ConfigureAwait(false);
+            default:
+                throw new UnreachableException();
         }
-
-        bool full;
-        try
-        {
-            full = await queues.IsFullAsync(submission!.Model.QueueName, cancellationToken).ConfigureAwait(false);
-        }
-        catch
-        {
-            // A client gone (or the probe failed) after the key was claimed: free the key now, not in a minute.
-            await ReleaseAsync().ConfigureAwait(false);
-            throw;
-        }
-
-        if (full)
-        {
-            await ReleaseAsync().ConfigureAwait(false);
-            http.Response.Headers.RetryAfter = queueOptions.Value.RetryAfterSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            return ApiProblems.Problem(StatusCodes.Status503ServiceUnavailable, ApiProblems.QueueFull, "The queue is full.",
-                $"The queue of {submission.Model.Id} holds {queueOptions.Value.MaxDepth:N0} or more waiting jobs; retry later.");
-        }
-
-        JobRecord job;
-        try
-        {
-            // The key points at the job before its message is sent: from then on a retry gets this job.
-            job = await publisher.SubmitAsync(submission, tenant,
-                idempotencyKey is null ? null : id => idempotency.CompleteAsync(tenant, idempotencyKey, fingerprint!, id)).ConfigureAwait(false);
-        }
-        catch (BrokerUnavailableException ex)
-        {
-            await ReleaseAsync().ConfigureAwait(false);
-            http.Response.Headers.RetryAfter = "5";
-            return ApiProblems.Problem(StatusCodes.Status503ServiceUnavailable, ApiProblems.BrokerUnavailable,
-                "The queue is unavailable.", $"{ex.Message} No job was created; retry later.");
-        }
-        catch
-        {
-            // Whatever else failed (before the send: the job was removed), a claimed key must not stay
-            // pending; should this release not reach Redis either, the next claim takes the key over.
-            await ReleaseAsync().ConfigureAwait(false);
-            throw;
-        }
-
-        return await AnswerAsync(job, wait, waiter, cancellationToken).ConfigureAwait(false);
-
-        Task ReleaseAsync() => idempotencyKey is null ? Task.CompletedTask : idempotency.ReleaseAsync(tenant, idempotencyKey);
     }
 
     internal static async Task<Results<Ok<JobList>, ProblemHttpResult>> ListAsync(

@@ -29,6 +29,7 @@ public static class JobsExtensions
         builder.Services.AddSingleton<SubmissionReader>();
         builder.Services.AddSingleton<JobQueueDeclarer>();
         builder.Services.AddSingleton<JobPublisher>();
+        builder.Services.AddSingleton<JobIntake>();
         builder.Services.AddSingleton<JobWaiter>();
         builder.Services.AddSingleton<IdempotencyKeys>();
         builder.Services.AddOptionsWithValidateOnStart<QueueOptions>()

@@ -29,6 +29,9 @@ internal sealed class SubmissionReader(
 
     private readonly JsonSerializerOptions _jsonBodyOptions = JsonSubmitBody.WithInputConverter(json.Value.SerializerOptions);
 
+    /// <summary>The options a JSON submit is parsed with before <see cref="ReadAsync(SubmitRequest, ReadOnlyMemory{byte}, CancellationToken)"/>: <c>input.base64</c> stays in the source.</summary>
+    public JsonSerializerOptions JsonOptions => _jsonBodyOptions;
+
     public async Task<(Submission? Submission, ProblemHttpResult? Problem)> ReadAsync(HttpRequest request, CancellationToken cancellationToken)
     {
         var max = limits.Value.MaxRequestBytes;
@@ -99,11 +102,19 @@ internal sealed class SubmissionReader(
         }
 
         var body = JsonSubmitBody.Deserialize(bytes, _jsonBodyOptions);
-        if (body is null)
-        {
-            return (null, ApiProblems.Invalid("The body is empty."));
-        }
+        return body is null
+            ? (null, ApiProblems.Invalid("The body is empty."))
+            : await ReadAsync(body, bytes, cancellationToken).ConfigureAwait(false);
+    }
 
+    /// <summary>
+    /// Checks one JSON submit already parsed from <paramref name="source"/> with <see cref="JsonOptions"/>
+    /// (a whole body, or one line of a batch): <c>input.url</c> is fetched, <c>input.base64</c> decoded
+    /// from its place in the source, and every field is checked as for <c>POST /v1/jobs</c>.
+    /// </summary>
+    public async Task<(Submission? Submission, ProblemHttpResult? Problem)> ReadAsync(SubmitRequest body, ReadOnlyMemory<byte> source, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(body);
         if (body.Input?.Url is { } url)
         {
             return await ReadUrlAsync(body, url, cancellationToken).ConfigureAwait(false);
@@ -115,7 +126,7 @@ internal sealed class SubmissionReader(
         }
 
         var maxBytes = MaxInputBytes(body.Pipeline);
-        var input = JsonSubmitBody.Decode(text.In(bytes.Span), maxBytes, out var tooLarge);
+        var input = JsonSubmitBody.Decode(text.In(source.Span), maxBytes, out var tooLarge);
         if (tooLarge)
         {
             return (null, TooLarge($"The input is larger than the limit of {maxBytes:N0} bytes for {body.Pipeline}."));
