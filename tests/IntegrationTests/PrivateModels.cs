@@ -50,9 +50,13 @@ public sealed class PrivateWorker : IAsyncDisposable
 {
     private readonly IHost _host;
 
-    public PrivateWorker() => _host = ServingFixture.BuildWorker(Models.Path);
+    /// <param name="overrides">Configuration of the worker (for example its model breaker's settings).</param>
+    public PrivateWorker(IDictionary<string, string?>? overrides = null) => _host = ServingFixture.BuildWorker(Models.Path, overrides);
 
     public PrivateModels Models { get; } = new();
+
+    /// <summary>The worker's services (its loaded models, for a test that makes one fail).</summary>
+    public IServiceProvider Services => _host.Services;
 
     public Task StartAsync() => _host.StartAsync();
 

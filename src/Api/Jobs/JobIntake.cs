@@ -1,6 +1,7 @@
 using System.Globalization;
 using Async.Serving.Api.Errors;
 using Async.Serving.Api.Webhooks;
+using Async.Serving.Breakers;
 using Async.Serving.Jobs;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
@@ -26,7 +27,7 @@ public abstract record SubmitOutcome
 
 /// <summary>
 /// Turns a checked <see cref="Submission"/> into a job: the webhook URL guard, the
-/// <c>Idempotency-Key</c>, the queue-full check and the confirmed publish, in that order, with the
+/// <c>Idempotency-Key</c>, the model version's circuit breaker, the queue-full check and the confirmed publish, in that order, with the
 /// key released on every path that makes no job. The one way a job is created: <c>POST /v1/jobs</c>
 /// is an HTTP adapter over it, and so is every other way of submitting.
 /// </summary>
@@ -35,8 +36,10 @@ internal sealed class JobIntake(
     IdempotencyKeys idempotency,
     QueueDepthProbe queues,
     RedisJobStore store,
+    ModelBreakers breakers,
     WebhookUrlCheck webhookUrls,
-    IOptions<QueueOptions> queueOptions)
+    IOptions<QueueOptions> queueOptions,
+    TimeProvider clock)
 {
     /// <summary>The <c>Idempotency-Key</c> header's value is unusable: the problem to answer with, else null.</summary>
     public static ProblemHttpResult? CheckIdempotencyKey(string? key) =>
@@ -88,15 +91,29 @@ internal sealed class JobIntake(
         }
 
         bool full;
+        ModelAvailability model;
         try
         {
-            full = await queues.IsFullAsync(submission.Model.QueueName, cancellationToken).ConfigureAwait(false);
+            model = await breakers.CheckAsync(submission.Model.Id, cancellationToken).ConfigureAwait(false);
+            full = model.Available && await queues.IsFullAsync(submission.Model.QueueName, cancellationToken).ConfigureAwait(false);
         }
         catch
         {
             // A client gone (or the probe failed) after the key was claimed: free the key now, not in a minute.
             await ReleaseAsync().ConfigureAwait(false);
             throw;
+        }
+
+        if (!model.Available)
+        {
+            await ReleaseAsync().ConfigureAwait(false);
+            var now = clock.GetUtcNow();
+            var seconds = (int)Math.Ceiling(((model.RetryAt ?? now) - now).TotalSeconds);
+            return new SubmitOutcome.Refused(
+                ApiProblems.Problem(StatusCodes.Status503ServiceUnavailable, ApiProblems.ModelUnavailable, "The model is unavailable.",
+                    $"{submission.Model.Id} failed on every recent batch and is marked unavailable until {model.RetryAt:yyyy-MM-ddTHH:mm:ssZ}; "
+                    + "no job was created. Retry later, or submit to another version (GET /v1/models shows which are available)."),
+                Math.Clamp(seconds, 1, 86_400));
         }
 
         if (full)

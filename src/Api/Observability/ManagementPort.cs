@@ -51,7 +51,7 @@ public static class ManagementPort
 
     /// <summary>
     /// The management port's pipeline, ahead of everything else: <c>/metrics</c> (with the queue
-    /// gauges and the webhook breakers' read from Redis just before), <c>/healthz</c> and <c>/readyz</c>; 404 for anything else.
+    /// gauges and the breakers' read from Redis just before), <c>/healthz</c> and <c>/readyz</c>; 404 for anything else.
     /// </summary>
     public static WebApplication UseManagementPort(this WebApplication app)
     {
@@ -68,6 +68,9 @@ public static class ManagementPort
                     {
                         await breakers.RefreshMetricsAsync(context.RequestAborted).ConfigureAwait(false);
                     }
+
+                    await context.RequestServices.GetRequiredService<Breakers.ModelBreakers>().RefreshMetricsAsync(
+                        context.RequestServices.GetRequiredService<Async.Serving.Models.ModelRepository>().All.Select(m => m.Id), context.RequestAborted).ConfigureAwait(false);
                     await next(context).ConfigureAwait(false);
                 });
                 metrics.UseMetricServer(url: null);

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Async.Serving.Breakers;
 using Async.Serving.Models;
 using Async.Serving.Worker.Observability;
 using Async.Serving.Worker.Ocr;
@@ -15,6 +16,7 @@ internal sealed partial class ModelHost(
     ModelRepository repository,
     IOptions<WorkerOptions> options,
     OnnxSessionFactory sessions,
+    ModelBreakers breakers,
     IHostApplicationLifetime lifetime,
     ILogger<ModelHost> logger) : IHostedService, IAsyncDisposable
 {
@@ -106,6 +108,7 @@ internal sealed partial class ModelHost(
         var warm = model.WarmUp();
         WorkerMetrics.ModelLoad.WithLabels(entry.Id, provider).Set(model.LoadTime.TotalSeconds);
         ObserveBatches(entry.Id, model.Batcher);
+        ReportBatches(entry.Id, model.Batcher);
         _loaded[entry.Id] = model;
         LogLoaded(logger, entry.Id, provider, model.LoadTime.TotalMilliseconds, entry.Config.MaxBatchSize, warm.TotalMilliseconds);
     }
@@ -120,6 +123,7 @@ internal sealed partial class ModelHost(
         foreach (var batcher in model.Batchers)
         {
             ObserveBatches(batcher.Name, batcher);
+            ReportBatches(entry.Id, batcher);
         }
 
         _ocr[entry.Id] = model;
@@ -135,6 +139,13 @@ internal sealed partial class ModelHost(
             batchSize.Observe(size);
             inference.Observe(elapsed.TotalSeconds);
         };
+    }
+
+    /// <summary>Tells the model version's circuit breaker (shared by every worker) how each batch of <paramref name="batcher"/> went.</summary>
+    private void ReportBatches(string modelId, Batching.DynamicBatcher batcher)
+    {
+        batcher.BatchExecuted += (_, _) => breakers.ReportBatch(modelId, error: null);
+        batcher.BatchFailed += ex => breakers.ReportBatch(modelId, $"{ex.GetType().Name}: {ex.Message}");
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
