@@ -163,6 +163,7 @@ public sealed class WebhookBreakerTests(ServingFixture serving)
         Assert.False(HasFailedDelivery(api, second));
         var seen = await replica.Services.GetRequiredService<WebhookBreakers>().GetAsync(host, CancellationToken.None);
         Assert.Equal(BreakerState.Open, seen.State);
+        Assert.Equal(2, seen.HeldCount);
         Assert.Equal(2, seen.Held.Count);
         Assert.Equal(BreakerDecision.Reject, (await replica.Services.GetRequiredService<WebhookBreakers>().AcquireAsync(host, CancellationToken.None)).Decision);
         Assert.Equal(2, await MetricAsync(replica, $"serving_webhook_breaker_state{{host=\"{host}\"}}"));
