@@ -1,8 +1,8 @@
 using System.Diagnostics;
 using Async.Serving.Models;
+using Async.Serving.Worker.Imaging;
 using Async.Serving.Worker.Inference;
 using Async.Serving.Worker.Ocr;
-using Async.Serving.Worker.Pipelines;
 using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.ML.OnnxRuntime;
 

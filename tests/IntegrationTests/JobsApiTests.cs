@@ -238,7 +238,7 @@ public sealed class JobsApiTests(ServingFixture serving)
     [Fact]
     public async Task The_worker_is_warm_before_it_consumes()
     {
-        var model = Assert.Single(serving.Models.Loaded, m => m.Entry.Id == "resnet18@1");
+        var model = Assert.Single(serving.Models.Served, m => m.Entry.Id == "resnet18@1");
         Assert.True(serving.Models.IsReady);
         Assert.Contains(model.Provider, new[] { "cpu", "cuda" });
         using var client = serving.Client();

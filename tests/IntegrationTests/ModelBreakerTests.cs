@@ -2,7 +2,7 @@ using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
 using Async.Serving.Breakers;
-using Async.Serving.Worker.Inference;
+using Async.Serving.Worker.Embedding;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -78,7 +78,7 @@ public sealed class ModelBreakerTests(ServingFixture serving) : IAsyncLifetime
         using var client = serving.Client(api);
         using var direct = serving.Client(blind);
         var breakers = api.Services.GetRequiredService<ModelBreakers>();
-        var model = _worker.Services.GetRequiredService<ModelHost>().Get(ModelId)!;
+        var model = _worker.Services.GetRequiredService<ImageEmbedPipeline>().Get(ModelId)!;
 
         Assert.Equal("succeeded", (await RunAsync(client, 401)).GetProperty("status").GetString());
         var healthy = await ModelResourceAsync(client);
@@ -130,7 +130,7 @@ public sealed class ModelBreakerTests(ServingFixture serving) : IAsyncLifetime
     {
         await using var api = Api();
         using var client = serving.Client(api);
-        var model = _worker.Services.GetRequiredService<ModelHost>().Get(ModelId)!;
+        var model = _worker.Services.GetRequiredService<ImageEmbedPipeline>().Get(ModelId)!;
         model.TerminateRuns(true);
         try
         {

@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Async.Serving.Fixtures;
 using Async.Serving.Worker.Observability;
+using Async.Serving.Worker.Ocr;
 using Xunit.Abstractions;
 
 namespace Async.Serving.IntegrationTests;
@@ -96,7 +97,7 @@ public sealed class OcrTests(ServingFixture serving, ITestOutputHelper output)
     public async Task Concurrent_jobs_share_the_detector_and_recogniser_batches_and_a_broken_image_fails_alone()
     {
         using var client = serving.Client();
-        var ocr = serving.Models.GetOcr("ppocr@4")!;
+        var ocr = serving.Pipeline<ImageOcrPipeline>().Get("ppocr@4")!;
         var (batchesBefore, itemsBefore) = (ocr.Batchers.Sum(b => b.Batches), ocr.Batchers.Sum(b => b.Items));
         var (detBatchesBefore, detItemsBefore) = (ocr.Detector.Batches, ocr.Detector.Items);
         var detMetric = WorkerMetrics.OcrDetectionBatchSize.WithLabels("ppocr@4");

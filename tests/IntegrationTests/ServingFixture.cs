@@ -129,6 +129,10 @@ public sealed class ServingFixture : IAsyncLifetime
 
     internal ModelHost Models => Worker.Services.GetRequiredService<ModelHost>();
 
+    /// <summary>The worker's pipeline of this type, with the models it loaded (<c>Get(modelId)</c>).</summary>
+    internal TPipeline Pipeline<TPipeline>()
+        where TPipeline : IPipeline => Worker.Services.GetRequiredService<TPipeline>();
+
     /// <summary>Polls a job until it is terminal, at most <see cref="JobWait"/>.</summary>
     public static async Task<JsonElement> WaitForTerminalAsync(HttpClient client, string id)
     {

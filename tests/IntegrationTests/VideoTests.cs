@@ -4,6 +4,8 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Async.Serving.Fixtures;
 using Async.Serving.Jobs;
+using Async.Serving.Worker.Embedding;
+using Async.Serving.Worker.Video;
 using Microsoft.Extensions.DependencyInjection;
 using Xunit.Abstractions;
 
@@ -43,8 +45,8 @@ public sealed class VideoTests(ServingFixture serving, ITestOutputHelper output)
         var video = await TestVideos.ShotsAsync([(11, 3.0), (12, 2.5), (13, 3.5)]);
         using var client = serving.Client();
         // The frames go through the very batcher that serves image.embed jobs.
-        var resnet = serving.Models.Get("resnet18@1")!;
-        Assert.Same(resnet, serving.Models.GetVideo("video@1")!.Embedding);
+        var resnet = serving.Pipeline<ImageEmbedPipeline>().Get("resnet18@1")!;
+        Assert.Same(resnet, serving.Pipeline<VideoAnalyzePipeline>().Get("video@1")!.Embedding);
         var itemsBefore = resnet.Batcher.Items;
         var job = await ServingFixture.WaitForTerminalAsync(client, await SubmitAsync(client, Body(video, new { sample_fps = 4 })));
         Assert.Equal("succeeded", job.GetProperty("status").GetString());

@@ -1,7 +1,8 @@
 using Async.Serving.Api.Jobs;
 using Async.Serving.Images;
 using Async.Serving.Models;
-using Async.Serving.Worker.Pipelines;
+using Async.Serving.Worker.Imaging;
+using Async.Serving.Worker.Inference;
 using SkiaSharp;
 
 namespace Async.Serving.UnitTests;

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Async.Serving.Fixtures;
+using Async.Serving.Worker.Imaging;
 using Async.Serving.Worker.Ocr;
 using SkiaSharp;
 using Xunit.Abstractions;

@@ -1,4 +1,5 @@
 using Async.Serving.Models;
+using Async.Serving.Worker.Imaging;
 using Async.Serving.Worker.Inference;
 using Async.Serving.Worker.Ocr;
 using Microsoft.Extensions.Logging.Abstractions;

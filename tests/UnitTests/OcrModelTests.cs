@@ -1,9 +1,10 @@
 using System.Diagnostics;
 using System.Text.Json;
 using Async.Serving.Fixtures;
+using Async.Serving.Worker.Imaging;
 using Async.Serving.Worker.Inference;
 using Async.Serving.Worker.Ocr;
-using Async.Serving.Worker.Pipelines;
+using Microsoft.Extensions.Logging.Abstractions;
 using Microsoft.Extensions.Options;
 using SkiaSharp;
 using Xunit.Abstractions;
@@ -153,7 +154,7 @@ public sealed class OcrModelTests(OcrModelFixture fixture, ITestOutputHelper out
     [Fact]
     public async Task The_pipeline_writes_lines_as_json()
     {
-        var pipeline = new ImageOcrPipeline(Options.Create(new WorkerOptions()));
+        var pipeline = NewPipeline();
 
         var json = await pipeline.RunAsync(TextImages.Line("Order 1234 shipped", size: 30), fixture.Model, CancellationToken.None);
 
@@ -172,7 +173,7 @@ public sealed class OcrModelTests(OcrModelFixture fixture, ITestOutputHelper out
     [Fact]
     public async Task The_pipeline_fails_undecodable_input_as_invalid()
     {
-        var pipeline = new ImageOcrPipeline(Options.Create(new WorkerOptions()));
+        var pipeline = NewPipeline();
 
         var error = await Assert.ThrowsAsync<JobFailureException>(() => pipeline.RunAsync([1, 2, 3, 4], fixture.Model, CancellationToken.None));
 
@@ -208,5 +209,12 @@ public sealed class OcrModelTests(OcrModelFixture fixture, ITestOutputHelper out
         var image = RgbImage.Decode(TextImages.Line("Never read", size: 30), MaxPixels);
 
         await Assert.ThrowsAnyAsync<OperationCanceledException>(() => fixture.Model.ReadAsync(image, cts.Token));
+    }
+
+    /// <summary>The pipeline as the worker builds it; these tests run it on the fixture's model, so its own loader stays unused.</summary>
+    private static ImageOcrPipeline NewPipeline()
+    {
+        var options = new WorkerOptions();
+        return new ImageOcrPipeline(Options.Create(options), new OnnxSessionFactory(options, NullLogger<OnnxSessionFactory>.Instance));
     }
 }

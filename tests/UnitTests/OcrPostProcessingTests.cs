@@ -1,6 +1,7 @@
 using System.Drawing;
 using System.Numerics;
 using Async.Serving.Models;
+using Async.Serving.Worker.Imaging;
 using Async.Serving.Worker.Ocr;
 using SkiaSharp;
 

@@ -1,4 +1,5 @@
 using Async.Serving.OcrEval;
+using Async.Serving.Worker.Imaging;
 using Async.Serving.Worker.Ocr;
 using Xunit.Abstractions;
 

@@ -1,5 +1,5 @@
 using Async.Serving.Models;
-using Async.Serving.Worker.Pipelines;
+using Async.Serving.Worker.Imaging;
 using Async.Serving.Worker.Video;
 
 namespace Async.Serving.UnitTests;

@@ -9,6 +9,7 @@ using System.Globalization;
 using Async.Serving.Models;
 using Async.Serving.OcrEval;
 using Async.Serving.Worker;
+using Async.Serving.Worker.Imaging;
 using Async.Serving.Worker.Inference;
 using Async.Serving.Worker.Ocr;
 using Microsoft.Extensions.Logging.Abstractions;

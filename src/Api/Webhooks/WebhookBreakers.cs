@@ -85,7 +85,7 @@ public sealed partial class WebhookBreakers(
         {
             permit = await _breakers.AcquireAsync(host, webhookOptions.Value.Timeout + TimeSpan.FromSeconds(5), cancellationToken).ConfigureAwait(false);
         }
-        catch (RedisException ex)
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
             // The breaker protects receivers; it must not stop deliveries while Redis is away.
             LogUnavailable(logger, host, ex.Message);
@@ -116,7 +116,7 @@ public sealed partial class WebhookBreakers(
             (entered, released) = await _breakers.ReportAsync(
                 host, success, probe, new BreakerPolicy(o.FailureThreshold, o.FailureWindow, o.CoolDown), error, cancellationToken).ConfigureAwait(false);
         }
-        catch (RedisException ex)
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
             LogUnavailable(logger, host, ex.Message);
             return;
@@ -130,13 +130,34 @@ public sealed partial class WebhookBreakers(
         Release(host, released);
     }
 
-    /// <summary>Records Hangfire job <paramref name="hangfireJobId"/> as a delivery to <paramref name="host"/> held until <paramref name="due"/>.</summary>
-    public Task HoldAsync(string host, string hangfireJobId, DateTimeOffset due, CancellationToken cancellationToken) =>
-        _breakers.HoldAsync(host, hangfireJobId, due, cancellationToken);
+    /// <summary>
+    /// Records Hangfire job <paramref name="hangfireJobId"/> as a delivery to <paramref name="host"/> held until <paramref name="due"/>.
+    /// Best effort: unrecorded, the delivery still runs when it comes due, only not at once when the breaker closes.
+    /// </summary>
+    public async Task HoldAsync(string host, string hangfireJobId, DateTimeOffset due, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _breakers.HoldAsync(host, hangfireJobId, due, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            LogUnavailable(logger, host, ex.Message);
+        }
+    }
 
-    /// <summary>The held delivery <paramref name="hangfireJobId"/> runs now: it is no longer held (it may be held again, as a new job).</summary>
-    public Task UnholdAsync(string host, string hangfireJobId, CancellationToken cancellationToken) =>
-        _breakers.UnholdAsync(host, hangfireJobId, cancellationToken);
+    /// <summary>The held delivery <paramref name="hangfireJobId"/> runs now: it is no longer held (it may be held again, as a new job). Best effort.</summary>
+    public async Task UnholdAsync(string host, string hangfireJobId, CancellationToken cancellationToken)
+    {
+        try
+        {
+            await _breakers.UnholdAsync(host, hangfireJobId, cancellationToken).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            LogUnavailable(logger, host, ex.Message);
+        }
+    }
 
     /// <summary>An operator's close: the host gets deliveries again now, and its held deliveries are enqueued. False when it was closed.</summary>
     public async Task<(bool WasOpen, int Released)> CloseAsync(string host, CancellationToken cancellationToken)
@@ -170,7 +191,7 @@ public sealed partial class WebhookBreakers(
                 return;
             }
 
-            var open = await _breakers.NotClosedAsync(1000, 5000, cancellationToken).WaitAsync(TimeSpan.FromSeconds(3), cancellationToken).ConfigureAwait(false);
+            var open = await _breakers.NotClosedAsync(1000, 1, cancellationToken).WaitAsync(TimeSpan.FromSeconds(3), cancellationToken).ConfigureAwait(false);
             foreach (var host in _reported.Keys.Except(open.Select(b => b.Name), StringComparer.Ordinal))
             {
                 State.WithLabels(host).Set((int)BreakerState.Closed);
@@ -181,7 +202,7 @@ public sealed partial class WebhookBreakers(
             {
                 _reported.TryAdd(breaker.Name, 0);
                 State.WithLabels(breaker.Name).Set((int)breaker.State);
-                Held.WithLabels(breaker.Name).Set(breaker.Held.Count);
+                Held.WithLabels(breaker.Name).Set(breaker.HeldCount);
             }
 
             _metricsAt = now;

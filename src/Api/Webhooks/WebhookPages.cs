@@ -171,7 +171,7 @@ internal static partial class WebhookPages
                 var state = b.State == Breakers.BreakerState.Open ? "open" : "half_open";
                 html.Append("<tr><td>").Append(E(b.Name)).Append("</td><td>").Append(StatusLabel(state)).Append("</td><td>").Append(Time(b.OpenedAt))
                     .Append("</td><td>").Append(Time(b.State == Breakers.BreakerState.Open ? b.OpenUntil : b.ProbeUntil)).Append("</td><td>")
-                    .Append(E(b.LastError)).Append("</td><td>").Append(b.Held.Count);
+                    .Append(E(b.LastError)).Append("</td><td>").Append(b.HeldCount);
                 foreach (var id in b.Held)
                 {
                     html.Append(" <a href=\"").Append(Href("/jobs/details/" + Q(id))).Append("\">#").Append(E(id)).Append("</a>");

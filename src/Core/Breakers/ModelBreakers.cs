@@ -70,7 +70,7 @@ public sealed partial class ModelBreakers(
             var open = snapshot.State == BreakerState.Open && snapshot.OpenUntil > clock.GetUtcNow();
             return new ModelAvailability(!open, snapshot.State, open ? snapshot.OpenUntil : null);
         }
-        catch (RedisException ex)
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
             LogUnavailable(logger, modelId, ex.Message);
             return new ModelAvailability(true, BreakerState.Closed, null);
@@ -108,7 +108,7 @@ public sealed partial class ModelBreakers(
 
             return permit;
         }
-        catch (RedisException ex)
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
             LogUnavailable(logger, modelId, ex.Message);
             return BreakerPermit.Allowed;

@@ -29,7 +29,8 @@ public readonly record struct BreakerPermit(BreakerDecision Decision, DateTimeOf
 public readonly record struct BreakerPolicy(int Threshold, TimeSpan Window, TimeSpan CoolDown);
 
 /// <summary>One breaker that is not closed (or closed with failures counted), as operators see it.</summary>
-/// <param name="Held">Members of the breaker's held set (work waiting for it to close), for breakers that hold work.</param>
+/// <param name="Held">The first members of the breaker's held set (work waiting for it to close), for breakers that hold work.</param>
+/// <param name="HeldCount">How many members the held set has.</param>
 public sealed record BreakerSnapshot(
     string Name,
     BreakerState State,
@@ -38,7 +39,8 @@ public sealed record BreakerSnapshot(
     DateTimeOffset? OpenUntil,
     DateTimeOffset? ProbeUntil,
     string? LastError,
-    IReadOnlyList<string> Held);
+    IReadOnlyList<string> Held,
+    long HeldCount);
 
 /// <summary>
 /// A family of circuit breakers (webhook hosts, model versions) whose state lives in Redis, so every
@@ -189,9 +191,10 @@ public sealed class RedisCircuitBreaker(IConnectionMultiplexer redis, string fam
         var batch = _db.CreateBatch();
         var hash = batch.HashGetAllAsync(BreakerKey(name));
         var held = batch.SortedSetRangeByRankAsync(HeldKey(name), 0, heldLimit - 1);
+        var heldCount = batch.SortedSetLengthAsync(HeldKey(name));
         batch.Execute();
-        await Task.WhenAll(hash, held).WaitAsync(cancellationToken).ConfigureAwait(false);
-        return Read(name, await hash.ConfigureAwait(false), await held.ConfigureAwait(false));
+        await Task.WhenAll(hash, held, heldCount).WaitAsync(cancellationToken).ConfigureAwait(false);
+        return Read(name, await hash.ConfigureAwait(false), await held.ConfigureAwait(false), await heldCount.ConfigureAwait(false));
     }
 
     /// <summary>Every breaker of the family that is open or half-open, most recently changed first, at most <paramref name="limit"/>.</summary>
@@ -202,7 +205,7 @@ public sealed class RedisCircuitBreaker(IConnectionMultiplexer redis, string fam
         return [.. snapshots.Where(s => s.State != BreakerState.Closed)];
     }
 
-    private static BreakerSnapshot Read(string name, HashEntry[] entries, RedisValue[] held)
+    private static BreakerSnapshot Read(string name, HashEntry[] entries, RedisValue[] held, long heldCount)
     {
         var map = entries.ToDictionary(e => e.Name.ToString(), e => e.Value);
         string? Str(string field) => map.TryGetValue(field, out var v) && !v.IsNullOrEmpty ? v.ToString() : null;
@@ -215,7 +218,8 @@ public sealed class RedisCircuitBreaker(IConnectionMultiplexer redis, string fam
             Time("open_until"),
             Time("probe_until"),
             Str("last_error"),
-            [.. held.Select(h => h.ToString())]);
+            [.. held.Select(h => h.ToString())],
+            heldCount);
     }
 
     private static BreakerState? ParseState(string? state) => state switch

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Async.Serving.Contracts.Outputs;
 
 namespace Async.Serving.Models;
 
@@ -9,7 +10,7 @@ namespace Async.Serving.Models;
 /// </summary>
 public sealed partial class ModelRepository
 {
-    private static IReadOnlyList<string> Pipelines => Contracts.Outputs.PipelineNames.All;
+    private static IReadOnlyList<string> Pipelines => PipelineNames.All;
     private static readonly string[] ExecutionProviders = ["cuda", "cpu"];
     private static readonly string[] ResizeModes = ["center_crop", "stretch"];
     private static readonly string[] ChannelOrders = ["rgb", "bgr"];
@@ -56,10 +57,10 @@ public sealed partial class ModelRepository
         var repository = new ModelRepository(models);
         foreach (var entry in repository.All.Where(e => e.Config.Video is not null))
         {
-            repository.CheckReference(entry, "video.embedding_model", entry.Config.Video!.EmbeddingModel, "image.embed");
+            repository.CheckReference(entry, "video.embedding_model", entry.Config.Video!.EmbeddingModel, PipelineNames.ImageEmbed);
             if (entry.Config.Video.OcrModel.Length > 0)
             {
-                repository.CheckReference(entry, "video.ocr_model", entry.Config.Video.OcrModel, "image.ocr");
+                repository.CheckReference(entry, "video.ocr_model", entry.Config.Video.OcrModel, PipelineNames.ImageOcr);
             }
         }
 
@@ -155,10 +156,10 @@ public sealed partial class ModelRepository
 
         switch (c.Pipeline)
         {
-            case "image.embed":
+            case PipelineNames.ImageEmbed:
                 ValidateEmbedding(entry, Fail, requireWeights);
                 break;
-            case "image.ocr":
+            case PipelineNames.ImageOcr:
                 ValidateOcr(entry, Fail, requireWeights);
                 break;
             default:

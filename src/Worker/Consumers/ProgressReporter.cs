@@ -1,5 +1,5 @@
 using Async.Serving.Jobs;
-using Async.Serving.Worker.Video;
+using Async.Serving.Worker.Inference;
 
 namespace Async.Serving.Worker.Consumers;
 

@@ -6,10 +6,9 @@ using Async.Serving.Hosting;
 using Async.Serving.Jobs;
 using Async.Serving.Worker.Inference;
 using Async.Serving.Worker.Observability;
-using Prometheus;
-using Async.Serving.Worker.Pipelines;
 using MassTransit;
 using Microsoft.Extensions.Options;
+using Prometheus;
 
 namespace Async.Serving.Worker.Consumers;
 
@@ -21,12 +20,9 @@ namespace Async.Serving.Worker.Consumers;
 /// </summary>
 internal sealed partial class RunInferenceConsumer(
     RedisJobStore store,
-    ModelHost models,
+    PipelineRegistry pipelines,
     ModelRepository repository,
     ModelBreakers breakers,
-    ImageEmbedPipeline embed,
-    ImageOcrPipeline ocr,
-    VideoAnalyzePipeline video,
     JobCancellations cancellations,
     WorkerHeartbeat heartbeat,
     IOptions<WorkerOptions> options,
@@ -62,16 +58,9 @@ internal sealed partial class RunInferenceConsumer(
             return;
         }
 
-        // The pipeline, bound to this worker's model of that kind; null when it serves no such model.
-        Func<byte[], CancellationToken, Task<string>>? run = job.Pipeline switch
-        {
-            "image.embed" when models.Get(modelId) is { } m => (bytes, token) => embed.RunAsync(bytes, m, token),
-            "image.ocr" when models.GetOcr(modelId) is { } m => (bytes, token) => ocr.RunAsync(bytes, m, token),
-            "video.analyze" when models.GetVideo(modelId) is { } m => (bytes, token) => video.RunAsync(job.JobId, bytes, job.ParamsJson, m,
-                new ProgressReporter(store, job.JobId, heartbeat.WorkerId, options.Value.ProgressInterval, clock), token),
-            _ => null,
-        };
-        if (run is null)
+        // The pipeline that runs this job on this worker's model; null when it serves no such model.
+        var pipeline = pipelines.Find(job.Pipeline, modelId);
+        if (pipeline is null)
         {
             await FailAsync(context, "unknown_model", $"This worker does not serve {modelId} for {job.Pipeline}.", null).ConfigureAwait(false);
             return;
@@ -99,7 +88,8 @@ internal sealed partial class RunInferenceConsumer(
         string output;
         try
         {
-            output = await InferAsync(run, input, job, deadline.Token).ConfigureAwait(false);
+            var progress = new ProgressReporter(store, job.JobId, heartbeat.WorkerId, options.Value.ProgressInterval, clock);
+            output = await InferAsync(pipeline, input, job, progress, deadline.Token).ConfigureAwait(false);
         }
         catch (JobFailureException ex)
         {
@@ -171,7 +161,7 @@ internal sealed partial class RunInferenceConsumer(
     /// The pipeline's run as the job's <c>job.inference</c> span (under MassTransit's consume span):
     /// the batches its items join link back to it (<see cref="Batching.DynamicBatcher"/>).
     /// </summary>
-    private static async Task<string> InferAsync(Func<byte[], CancellationToken, Task<string>> run, byte[] input, RunInference job, CancellationToken cancellationToken)
+    private static async Task<string> InferAsync(IPipeline pipeline, byte[] input, RunInference job, IJobProgress progress, CancellationToken cancellationToken)
     {
         using var activity = ServingTelemetry.Source.StartActivity("job.inference");
         activity?.SetTag(ServingTelemetry.JobIdTag, job.JobId);
@@ -179,7 +169,7 @@ internal sealed partial class RunInferenceConsumer(
         activity?.SetTag(ServingTelemetry.ModelTag, ModelIdOf(job));
         try
         {
-            return await run(input, cancellationToken).ConfigureAwait(false);
+            return await pipeline.RunAsync(ModelIdOf(job), input, job, progress, cancellationToken).ConfigureAwait(false);
         }
         catch (Exception ex)
         {

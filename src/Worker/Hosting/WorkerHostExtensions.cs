@@ -2,9 +2,10 @@ using Async.Serving.Hosting;
 using Async.Serving.Messaging;
 using Async.Serving.Models;
 using Async.Serving.Worker.Consumers;
+using Async.Serving.Worker.Embedding;
 using Async.Serving.Worker.Inference;
 using Async.Serving.Worker.Observability;
-using Async.Serving.Worker.Pipelines;
+using Async.Serving.Worker.Ocr;
 using Async.Serving.Worker.Video;
 using MassTransit;
 using Microsoft.Extensions.Options;
@@ -30,9 +31,11 @@ public static class WorkerHostExtensions
         builder.Services.AddHostedService<WorkerHttpServer>();
         builder.Services.AddSingleton<ModelHost>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<ModelHost>());
-        builder.Services.AddSingleton<ImageEmbedPipeline>();
-        builder.Services.AddSingleton<ImageOcrPipeline>();
-        builder.Services.AddSingleton<VideoAnalyzePipeline>();
+        // One line per pipeline; the registry keeps this order (the heartbeat lists models in it).
+        builder.Services.AddSingleton<PipelineRegistry>();
+        builder.Services.AddPipeline<ImageEmbedPipeline>();
+        builder.Services.AddPipeline<ImageOcrPipeline>();
+        builder.Services.AddPipeline<VideoAnalyzePipeline>();
         builder.Services.AddSingleton<VideoWorkspace>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<VideoWorkspace>());
         builder.Services.AddSingleton<JobCancellations>();

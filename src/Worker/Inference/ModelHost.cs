@@ -1,9 +1,7 @@
-using System.Diagnostics;
 using Async.Serving.Breakers;
+using Async.Serving.Contracts.Outputs;
 using Async.Serving.Models;
 using Async.Serving.Worker.Observability;
-using Async.Serving.Worker.Ocr;
-using Async.Serving.Worker.Video;
 using Microsoft.Extensions.Options;
 
 namespace Async.Serving.Worker.Inference;
@@ -15,25 +13,15 @@ namespace Async.Serving.Worker.Inference;
 internal sealed partial class ModelHost(
     ModelRepository repository,
     IOptions<WorkerOptions> options,
-    OnnxSessionFactory sessions,
+    PipelineRegistry pipelines,
     ModelBreakers breakers,
     IHostApplicationLifetime lifetime,
     ILogger<ModelHost> logger) : IHostedService, IAsyncDisposable
 {
-    private readonly Dictionary<string, LoadedModel> _loaded = new(StringComparer.OrdinalIgnoreCase);
-    private readonly Dictionary<string, OcrModel> _ocr = new(StringComparer.OrdinalIgnoreCase);
-    private readonly Dictionary<string, VideoModel> _videos = new(StringComparer.OrdinalIgnoreCase);
-
     public bool IsReady { get; private set; }
 
-    /// <summary>The embedding models loaded in this worker.</summary>
-    public IReadOnlyCollection<LoadedModel> Loaded => _loaded.Values;
-
     /// <summary>Every model this worker serves or loaded for one it serves, with the provider it runs on (for heartbeats).</summary>
-    public IEnumerable<(ModelEntry Entry, string Provider)> Served =>
-        _loaded.Values.Select(m => (m.Entry, m.Provider))
-            .Concat(_ocr.Values.Select(m => (m.Entry, m.Provider)))
-            .Concat(_videos.Values.Select(v => (v.Entry, v.Embedding.Provider)));
+    public IEnumerable<(ModelEntry Entry, string Provider)> Served => pipelines.All.SelectMany(p => p.Served);
 
     /// <summary>
     /// The models named by <c>Serving:Worker:Models</c>, or all of them; an unknown name fails
@@ -51,40 +39,24 @@ internal sealed partial class ModelHost(
             .Distinct()];
     }
 
-    public LoadedModel? Get(string modelId) => _loaded.GetValueOrDefault(modelId);
-
-    public OcrModel? GetOcr(string modelId) => _ocr.GetValueOrDefault(modelId);
-
-    public VideoModel? GetVideo(string modelId) => _videos.GetValueOrDefault(modelId);
-
     public Task StartAsync(CancellationToken cancellationToken)
     {
         var selected = Select(repository, options.Value);
         // Image models first (those served and those a video model needs), then the video models over them.
         var images = selected.SelectMany(e => repository.Dependencies(e).Append(e))
-            .Where(e => e.Config.Pipeline != "video.analyze").Distinct().ToList();
+            .Where(e => e.Config.Pipeline != PipelineNames.VideoAnalyze).Distinct().ToList();
         foreach (var entry in images)
         {
             cancellationToken.ThrowIfCancellationRequested();
-            if (entry.Config.Pipeline == "image.ocr")
-            {
-                LoadOcrModel(entry);
-            }
-            else
-            {
-                LoadImageModel(entry);
-            }
+            Load(entry);
         }
 
-        foreach (var entry in selected.Where(e => e.Config.Pipeline == "video.analyze"))
+        foreach (var entry in selected.Where(e => e.Config.Pipeline == PipelineNames.VideoAnalyze))
         {
-            var v = entry.Config.Video!;
-            var ocr = v.OcrModel.Length > 0 ? _ocr[repository.Resolve(v.OcrModel)!.Id] : null;
-            _videos[entry.Id] = new VideoModel(entry, _loaded[repository.Resolve(v.EmbeddingModel)!.Id], ocr);
-            LogVideo(logger, entry.Id, v.EmbeddingModel, v.OcrModel.Length > 0 ? v.OcrModel : "none");
+            Load(entry);
         }
 
-        if (_loaded.Count == 0 && _ocr.Count == 0)
+        if (!Served.Any())
         {
             throw new ModelConfigException("This worker has no model to serve: the model repository is empty.");
         }
@@ -100,34 +72,29 @@ internal sealed partial class ModelHost(
         return Task.CompletedTask;
     }
 
-    private void LoadImageModel(ModelEntry entry)
+    private void Load(ModelEntry entry)
     {
-        var started = Stopwatch.GetTimestamp();
-        var (session, provider) = sessions.Create(entry.ModelPath, entry.Config.ExecutionProvider);
-        var model = new LoadedModel(entry, session, provider, Stopwatch.GetElapsedTime(started));
-        var warm = model.WarmUp();
-        WorkerMetrics.ModelLoad.WithLabels(entry.Id, provider).Set(model.LoadTime.TotalSeconds);
-        ObserveBatches(entry.Id, model.Batcher);
-        ReportBatches(entry.Id, model.Batcher);
-        _loaded[entry.Id] = model;
-        LogLoaded(logger, entry.Id, provider, model.LoadTime.TotalMilliseconds, entry.Config.MaxBatchSize, warm.TotalMilliseconds);
-    }
+        var pipeline = pipelines.Get(entry.Config.Pipeline)
+            ?? throw new ModelConfigException($"{entry.Directory}/config.json: field 'pipeline' is '{entry.Config.Pipeline}', which this worker does not run.");
+        var load = pipeline.Load(entry);
+        if (!load.OwnWeights)
+        {
+            if (entry.Config.Video is { } v)
+            {
+                LogVideo(logger, entry.Id, v.EmbeddingModel, v.OcrModel.Length > 0 ? v.OcrModel : "none");
+            }
 
-    private void LoadOcrModel(ModelEntry entry)
-    {
-        var model = new OcrModel(entry, sessions, options.Value);
-        var warm = model.WarmUp();
-        WorkerMetrics.ModelLoad.WithLabels(entry.Id, model.Provider).Set(model.LoadTime.TotalSeconds);
-        var detectionBatch = WorkerMetrics.OcrDetectionBatchSize.WithLabels(entry.Id);
-        model.Detector.BatchExecuted += (images, _, _, _) => detectionBatch.Observe(images);
-        foreach (var batcher in model.Batchers)
+            return;
+        }
+
+        WorkerMetrics.ModelLoad.WithLabels(entry.Id, load.Provider).Set(load.LoadTime.TotalSeconds);
+        foreach (var batcher in load.Batchers)
         {
             ObserveBatches(batcher.Name, batcher);
             ReportBatches(entry.Id, batcher);
         }
 
-        _ocr[entry.Id] = model;
-        LogLoaded(logger, entry.Id, model.Provider, model.LoadTime.TotalMilliseconds, entry.Config.MaxBatchSize, warm.TotalMilliseconds);
+        LogLoaded(logger, entry.Id, load.Provider, load.LoadTime.TotalMilliseconds, entry.Config.MaxBatchSize, load.WarmUp.TotalMilliseconds);
     }
 
     private static void ObserveBatches(string modelId, Batching.DynamicBatcher batcher)
@@ -152,18 +119,10 @@ internal sealed partial class ModelHost(
 
     public async ValueTask DisposeAsync()
     {
-        foreach (var model in _loaded.Values)
+        foreach (var pipeline in pipelines.All)
         {
-            await model.DisposeAsync().ConfigureAwait(false);
+            await pipeline.UnloadAsync().ConfigureAwait(false);
         }
-
-        _loaded.Clear();
-        foreach (var model in _ocr.Values)
-        {
-            await model.DisposeAsync().ConfigureAwait(false);
-        }
-
-        _ocr.Clear();
     }
 
     [LoggerMessage(EventId = 110, Level = LogLevel.Information,

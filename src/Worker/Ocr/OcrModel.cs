@@ -4,6 +4,7 @@ using System.Drawing;
 using System.Numerics.Tensors;
 using Async.Serving.Models;
 using Async.Serving.Worker.Batching;
+using Async.Serving.Worker.Imaging;
 using Async.Serving.Worker.Inference;
 using Microsoft.ML.OnnxRuntime;
 using SkiaSharp;

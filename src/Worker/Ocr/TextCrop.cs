@@ -1,4 +1,5 @@
 using System.Drawing;
+using Async.Serving.Worker.Imaging;
 using SkiaSharp;
 
 namespace Async.Serving.Worker.Ocr;

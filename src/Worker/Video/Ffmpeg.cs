@@ -5,7 +5,7 @@ using System.Runtime.CompilerServices;
 using System.Text;
 using System.Text.Json;
 using Async.Serving.Jobs;
-using Async.Serving.Worker.Pipelines;
+using Async.Serving.Worker.Inference;
 
 namespace Async.Serving.Worker.Video;
 

@@ -1,4 +1,5 @@
 using System.Drawing;
+using Async.Serving.Worker.Imaging;
 using Async.Serving.Worker.Ocr;
 
 namespace Async.Serving.Worker.Video;

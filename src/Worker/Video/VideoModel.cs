@@ -1,5 +1,5 @@
 using Async.Serving.Models;
-using Async.Serving.Worker.Inference;
+using Async.Serving.Worker.Embedding;
 using Async.Serving.Worker.Ocr;
 
 namespace Async.Serving.Worker.Video;
@@ -19,10 +19,4 @@ internal sealed class VideoModel(ModelEntry entry, LoadedModel embedding, OcrMod
 
     /// <summary>Reads on-screen text when a job asks for it; null when the model has no OCR model.</summary>
     public OcrModel? Ocr { get; } = ocr;
-}
-
-/// <summary>Where a long job reports how far it got (0–1).</summary>
-internal interface IJobProgress
-{
-    ValueTask ReportAsync(double progress);
 }

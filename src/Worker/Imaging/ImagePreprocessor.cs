@@ -1,8 +1,9 @@
 using Async.Serving.Jobs;
 using Async.Serving.Models;
+using Async.Serving.Worker.Inference;
 using SkiaSharp;
 
-namespace Async.Serving.Worker.Pipelines;
+namespace Async.Serving.Worker.Imaging;
 
 /// <summary>
 /// Decodes an encoded image with SkiaSharp and writes it as planar floats in the layout a model's

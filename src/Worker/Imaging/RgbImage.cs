@@ -1,7 +1,6 @@
-using Async.Serving.Worker.Pipelines;
 using SkiaSharp;
 
-namespace Async.Serving.Worker.Ocr;
+namespace Async.Serving.Worker.Imaging;
 
 /// <summary>
 /// An image as packed RGB24, row-major, no padding between rows: what the OCR engine reads. Encoded

@@ -1,6 +1,6 @@
 using System.Numerics.Tensors;
 
-namespace Async.Serving.Worker.Pipelines;
+namespace Async.Serving.Worker.Imaging;
 
 public static class VectorMath
 {

@@ -3,7 +3,7 @@ using Async.Serving.Models;
 using Async.Serving.Worker.Batching;
 using Microsoft.ML.OnnxRuntime;
 
-namespace Async.Serving.Worker.Inference;
+namespace Async.Serving.Worker.Embedding;
 
 /// <summary>One model version loaded in this worker: its ONNX Runtime session and its dynamic batcher.</summary>
 internal sealed class LoadedModel : IAsyncDisposable

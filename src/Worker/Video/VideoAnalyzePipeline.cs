@@ -4,9 +4,12 @@ using Async.Serving.Contracts.Outputs;
 using Async.Serving.Jobs;
 using Async.Serving.Models;
 using Async.Serving.Worker.Batching;
-using Async.Serving.Worker.Video;
+using Async.Serving.Worker.Embedding;
+using Async.Serving.Worker.Imaging;
+using Async.Serving.Worker.Inference;
+using Async.Serving.Worker.Ocr;
 
-namespace Async.Serving.Worker.Pipelines;
+namespace Async.Serving.Worker.Video;
 
 /// <summary>
 /// <c>video.analyze</c>: ffmpeg samples frames at <c>sample_fps</c> into a pipe; each frame is
@@ -16,13 +19,37 @@ namespace Async.Serving.Worker.Pipelines;
 /// between consecutive embeddings; with <c>params.ocr</c>, every frame's text is read too and
 /// merged into timed segments. Cancel and timeout kill ffmpeg and drop the frames still queued.
 /// </summary>
-internal sealed partial class VideoAnalyzePipeline(VideoWorkspace workspace, ILogger<VideoAnalyzePipeline> logger)
+internal sealed partial class VideoAnalyzePipeline(
+    VideoWorkspace workspace,
+    ImageEmbedPipeline embeddings,
+    ImageOcrPipeline ocrs,
+    ModelRepository repository,
+    ILogger<VideoAnalyzePipeline> logger) : Pipeline<VideoModel>
 {
-    public async Task<string> RunAsync(
-        string jobId, byte[] input, string? paramsJson, VideoModel model, IJobProgress progress, CancellationToken cancellationToken)
+    public override string Name => PipelineNames.VideoAnalyze;
+
+    /// <summary>No weights of its own: the embedding and OCR models it names, loaded before it by their pipelines.</summary>
+    protected override (VideoModel Model, ModelLoad Load) LoadModel(ModelEntry entry)
     {
+        var v = entry.Config.Video!;
+        var embedding = Loaded(embeddings, v.EmbeddingModel);
+        var ocr = v.OcrModel.Length > 0 ? Loaded(ocrs, v.OcrModel) : null;
+        return (new VideoModel(entry, embedding, ocr), ModelLoad.Composite(embedding.Provider));
+    }
+
+    private T Loaded<T>(Pipeline<T> pipeline, string reference)
+        where T : class
+    {
+        var id = repository.Resolve(reference)!.Id;
+        return pipeline.Get(id) ?? throw new InvalidOperationException($"{id} is not loaded for {pipeline.Name}.");
+    }
+
+    protected override async Task<string> RunJobAsync(
+        VideoModel model, byte[] input, RunInference job, IJobProgress progress, CancellationToken cancellationToken)
+    {
+        var jobId = job.JobId;
         var config = model.Config;
-        var (p, errors) = VideoParams.Parse(paramsJson, config);
+        var (p, errors) = VideoParams.Parse(job.ParamsJson, config);
         if (p is null)
         {
             throw new JobFailureException(JobErrorCodes.InputInvalid, string.Join(" ", errors.Select(e => $"{e.Key}: {e.Value[0]}")));

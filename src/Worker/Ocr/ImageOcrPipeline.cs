@@ -1,15 +1,31 @@
 using Async.Serving.Contracts.Outputs;
 using Async.Serving.Jobs;
+using Async.Serving.Models;
 using Async.Serving.Worker.Batching;
+using Async.Serving.Worker.Imaging;
 using Async.Serving.Worker.Inference;
-using Async.Serving.Worker.Ocr;
+using Async.Serving.Worker.Observability;
 using Microsoft.Extensions.Options;
 
-namespace Async.Serving.Worker.Pipelines;
+namespace Async.Serving.Worker.Ocr;
 
 /// <summary><c>image.ocr</c>: decode (EXIF orientation applied), detect text lines, classify and recognise them through the shared batchers.</summary>
-internal sealed class ImageOcrPipeline(IOptions<WorkerOptions> options)
+internal sealed class ImageOcrPipeline(IOptions<WorkerOptions> options, OnnxSessionFactory sessions) : Pipeline<OcrModel>
 {
+    public override string Name => PipelineNames.ImageOcr;
+
+    protected override (OcrModel Model, ModelLoad Load) LoadModel(ModelEntry entry)
+    {
+        var model = new OcrModel(entry, sessions, options.Value);
+        var warm = model.WarmUp();
+        var detectionBatch = WorkerMetrics.OcrDetectionBatchSize.WithLabels(entry.Id);
+        model.Detector.BatchExecuted += (images, _, _, _) => detectionBatch.Observe(images);
+        return (model, new ModelLoad(model.Provider, model.LoadTime, warm, model.Batchers));
+    }
+
+    protected override Task<string> RunJobAsync(OcrModel model, byte[] input, RunInference job, IJobProgress progress, CancellationToken cancellationToken) =>
+        RunAsync(input, model, cancellationToken);
+
     public async Task<string> RunAsync(byte[] input, OcrModel model, CancellationToken cancellationToken)
     {
         // Very large photos are read at max_image_side; boxes are given in the original's pixels.
