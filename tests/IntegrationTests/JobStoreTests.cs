@@ -14,7 +14,7 @@ public sealed class JobStoreTests
 {
     public static TheoryData<string> Servers => ["single", "cluster"];
 
-    private static ConnectionMultiplexer Connect(string server)
+    internal static ConnectionMultiplexer Connect(string server)
     {
         var configuration = server == "cluster"
             ? Environment.GetEnvironmentVariable("SERVING_TEST_REDIS_CLUSTER") is { Length: > 0 } cluster

@@ -135,7 +135,7 @@ public sealed partial class MetricsTests : IDisposable
 
         var alerts = ((YamlSequenceNode)Yaml(Path.Combine(Monitoring, "alerts.yml"))["groups"]).Cast<YamlMappingNode>()
             .SelectMany(g => ((YamlSequenceNode)g["rules"]).Cast<YamlMappingNode>()).Select(r => ((YamlScalarNode)r["alert"]).Value!).ToList();
-        Assert.Equal(["ServingWorkerDown", "ServingBacklogAge", "ServingQueueNotDraining", "ServingStuckJobs", "ServingWebhookFailureRate"], alerts);
+        Assert.Equal(["ServingWorkerDown", "ServingBacklogAge", "ServingQueueNotDraining", "ServingStuckJobs", "ServingWebhookFailureRate", "ServingModelUnavailable"], alerts);
 
         using var dashboard = JsonDocument.Parse(await File.ReadAllTextAsync(Path.Combine(Monitoring, "grafana-dashboard.json")));
         var panels = dashboard.RootElement.GetProperty("panels").EnumerateArray().Where(p => p.GetProperty("type").GetString() != "row").ToList();

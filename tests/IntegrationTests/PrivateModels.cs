@@ -54,13 +54,18 @@ public sealed class PrivateWorker : IAsyncDisposable
 {
     private readonly IHost _host;
 
-    public PrivateWorker(int versions = 1)
+    /// <param name="versions">Versions of the private model (for routing between them).</param>
+    /// <param name="overrides">Configuration of the worker (for example its model breaker's settings).</param>
+    public PrivateWorker(int versions = 1, IDictionary<string, string?>? overrides = null)
     {
         Models = new PrivateModels(versions: versions);
-        _host = ServingFixture.BuildWorker(Models.Path);
+        _host = ServingFixture.BuildWorker(Models.Path, overrides);
     }
 
     public PrivateModels Models { get; }
+
+    /// <summary>The worker's services (its loaded models, for a test that makes one fail).</summary>
+    public IServiceProvider Services => _host.Services;
 
     public Task StartAsync() => _host.StartAsync();
 

@@ -307,6 +307,43 @@ public sealed class RoutingTests(ServingFixture serving) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task A_version_whose_circuit_breaker_opened_is_skipped_by_routing_and_refused_when_pinned()
+    {
+        await using var api = CreateApi(new Dictionary<string, string?> { ["Serving:ModelBreaker:FailureThreshold"] = "2" });
+        using var client = serving.Client(api);
+        var breakers = api.Services.GetRequiredService<Async.Serving.Breakers.ModelBreakers>();
+        Assert.Same(breakers, api.Services.GetRequiredService<IModelAvailability>());
+        await SetWeightsAsync(client, new Dictionary<string, int> { ["1"] = 10, ["2"] = 90 });
+        var canary = $"{Name}@2";
+        try
+        {
+            // Two batches in which the model gave nothing, as a worker reports them (in the background): the breaker opens.
+            breakers.ReportBatch(canary, "OnnxRuntimeException: test");
+            breakers.ReportBatch(canary, "OnnxRuntimeException: test");
+            var deadline = DateTime.UtcNow.AddSeconds(15);
+            while (!await breakers.IsOpenAsync(canary, CancellationToken.None) && DateTime.UtcNow < deadline)
+            {
+                await Task.Delay(50);
+            }
+
+            Assert.True(await breakers.IsOpenAsync(canary, CancellationToken.None));
+            foreach (var key in KeysBetween(10, 100, 5))
+            {
+                Assert.Equal($"{Name}@1", await RoutedAsync(client, Name, key));
+            }
+
+            var pinned = await client.PostAsJsonAsync("/v1/jobs", new { pipeline = "image.embed", model = canary, input = new { base64 = Image } });
+            await Problems.AssertAsync(pinned, HttpStatusCode.ServiceUnavailable, "model_unavailable");
+        }
+        finally
+        {
+            await breakers.CloseAsync(canary, CancellationToken.None);
+        }
+
+        Assert.Equal(canary, await RoutedAsync(client, Name, KeysBetween(10, 100, 1)[0]));
+    }
+
+    [Fact]
     public async Task Usage_compares_the_versions_that_ran_with_failure_rate_and_percentiles()
     {
         var key = "sk_test_" + Guid.NewGuid().ToString("N");

@@ -148,6 +148,12 @@ public sealed class DynamicBatcherTests
         items.Add(batcher.InferAsync([3, 3], CancellationToken.None));
         Activity.Current = null;
         await Task.WhenAll(items).WaitAsync(Wait);
+        // The items' results are handed out inside the batch's span: it stops just after, on the batch loop's thread.
+        var deadline = DateTime.UtcNow + Wait;
+        while (!stopped.Any(a => a.OperationName == "model.batch") && DateTime.UtcNow < deadline)
+        {
+            await Task.Delay(10);
+        }
 
         var batch = Assert.Single(stopped, a => a.OperationName == "model.batch" && a.Links.Any(l => l.Context.SpanId == first.SpanId));
         Assert.Equal((first.TraceId, first.SpanId), (batch.TraceId, batch.ParentSpanId));

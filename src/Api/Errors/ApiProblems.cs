@@ -15,6 +15,9 @@ public static class ApiProblems
     public const string UnknownModel = "unknown_model";
     public const string BrokerUnavailable = "broker_unavailable";
     public const string QueueFull = "queue_full";
+
+    /// <summary>The model version is marked unavailable by its circuit breaker (its batches kept failing): 503 with <c>Retry-After</c>.</summary>
+    public const string ModelUnavailable = "model_unavailable";
     public const string IdempotencyMismatch = "idempotency_mismatch";
     public const string Conflict = "conflict";
     public const string NotFound = "not_found";

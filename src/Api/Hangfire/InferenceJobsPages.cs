@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using Async.Serving.Api.Ledger;
 using Async.Serving.Api.Webhooks;
+using Async.Serving.Breakers;
 using Async.Serving.Contracts;
 using Async.Serving.Contracts.Outputs;
 using Async.Serving.Jobs;
@@ -17,7 +18,8 @@ namespace Async.Serving.Api.Hangfire;
 /// with keyset cursors <c>before</c> and <c>after</c>), with queue and execution times and the trace
 /// id; <c>/inference/job?id=</c> shows one job, its status changes and webhook deliveries, and a
 /// Cancel button while it is queued or running (a POST to <c>/inference/job/cancel</c>, behind the
-/// dashboard's authorisation, cross-site check and antiforgery token).
+/// dashboard's authorisation, cross-site check and antiforgery token). Above the list, the model
+/// versions whose circuit breaker is open or half-open, each with a Close now button (<c>/inference/models/close</c>).
 /// </summary>
 internal static partial class InferenceJobsPages
 {
@@ -40,6 +42,7 @@ internal static partial class InferenceJobsPages
         DashboardRoutes.Routes.Add("/inference", new OperatorPageDispatcher(() => new ListPage()));
         DashboardRoutes.Routes.Add("/inference/job", new OperatorPageDispatcher(() => new JobPage()));
         DashboardRoutes.Routes.Add("/inference/job/cancel", new CancelDispatcher());
+        DashboardRoutes.Routes.Add("/inference/models/close", new CloseModelBreakerDispatcher());
         AddMenuEntry();
     }
 
@@ -65,9 +68,13 @@ internal static partial class InferenceJobsPages
         private List<LedgerRow> _rows = [];
         private bool _hasNewer;
         private bool _hasOlder;
+        private IReadOnlyList<BreakerSnapshot> _breakers = [];
+        private AntiforgeryTokenSet? _token;
 
         public override async Task LoadAsync(DashboardContext context, CancellationToken cancellationToken)
         {
+            _breakers = await context.GetHttpContext().RequestServices.GetRequiredService<ModelBreakers>().NotClosedAsync(100, cancellationToken).ConfigureAwait(false);
+            _token = _breakers.Count > 0 ? DashboardForms.Token(context) : null;
             var limit = int.TryParse(Query(context, "limit"), NumberStyles.None, CultureInfo.InvariantCulture, out var l)
                 ? Math.Clamp(l, 1, MaxLimit)
                 : DefaultLimit;
@@ -94,6 +101,23 @@ internal static partial class InferenceJobsPages
 
         protected override void Render(StringBuilder html)
         {
+            if (_breakers.Count > 0)
+            {
+                html.Append("<h2>Unavailable models</h2><p class=\"text-muted\">Model versions whose batches kept failing: while open, their jobs fail ")
+                    .Append("with <code>model_unavailable</code> and submits answer 503; after the cool-down the next job tries the model (half-open). ")
+                    .Append("Close now makes the version take jobs again at once.</p><table class=\"table table-hover\" id=\"model-breakers\"><thead><tr>")
+                    .Append("<th>Model</th><th>State</th><th>Opened</th><th>Cool-down ends</th><th>Last failure</th><th></th></tr></thead><tbody>");
+                foreach (var b in _breakers)
+                {
+                    html.Append("<tr><td>").Append(E(b.Name)).Append("</td><td>").Append(StatusLabel(b.State == BreakerState.Open ? "open" : "half_open"))
+                        .Append("</td><td>").Append(Time(b.OpenedAt)).Append("</td><td>").Append(Time(b.State == BreakerState.Open ? b.OpenUntil : b.ProbeUntil))
+                        .Append("</td><td>").Append(E(b.LastError)).Append("</td><td>")
+                        .AppendPostForm(Context, _token, "/inference/models/close", "Close now", [("model", b.Name)], style: "btn-warning").Append("</td></tr>");
+                }
+
+                html.Append("</tbody></table><h2>Jobs</h2>");
+            }
+
             AppendFilters(html, [
                 ("status", _query.Status, Statuses),
                 ("pipeline", _query.Pipeline, PipelineNames.All),
@@ -248,6 +272,27 @@ internal static partial class InferenceJobsPages
             // Each delivery attempt is also a Hangfire job, with its result.
             html.Append("<p><a href=\"").Append(Href("/webhooks?job=" + Q(row.JobId))).Append("\">This job's deliveries on the webhooks page</a> · <a href=\"")
                 .Append(Href("/jobs/failed")).Append("\">Failed Hangfire jobs</a></p>");
+        }
+    }
+
+    /// <summary>An operator's close of a model version's breaker: it takes jobs again at once.</summary>
+    private sealed class CloseModelBreakerDispatcher : IDashboardDispatcher
+    {
+        public async Task Dispatch(DashboardContext context)
+        {
+            if (!DashboardForms.IsPost(context))
+            {
+                return;
+            }
+
+            var http = context.GetHttpContext();
+            var model = await DashboardForms.FieldAsync(context, "model").ConfigureAwait(false);
+            var outcome = model is null
+                ? "A model is required."
+                : await http.RequestServices.GetRequiredService<ModelBreakers>().CloseAsync(model, http.RequestAborted).ConfigureAwait(false)
+                    ? $"The circuit breaker of {model} is closed: it takes jobs again."
+                    : $"The circuit breaker of {model} was not open.";
+            DashboardForms.SeeOther(context, "/inference", outcome);
         }
     }
 

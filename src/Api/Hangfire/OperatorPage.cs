@@ -106,8 +106,9 @@ internal abstract class OperatorPage : RazorPage
         var style = status switch
         {
             "succeeded" or "delivered" => "success",
-            "failed" or "expired" or "disabled" => "danger",
+            "failed" or "expired" or "disabled" or "open" => "danger",
             "running" => "info",
+            "held" or "half_open" => "warning",
             "queued" or "retrying" => "primary",
             _ => "default",
         };

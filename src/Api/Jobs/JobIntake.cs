@@ -2,6 +2,7 @@ using System.Globalization;
 using Async.Serving.Api.Errors;
 using Async.Serving.Api.Routing;
 using Async.Serving.Api.Webhooks;
+using Async.Serving.Breakers;
 using Async.Serving.Jobs;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
@@ -28,9 +29,10 @@ public abstract record SubmitOutcome
 /// <summary>
 /// Turns a checked <see cref="Submission"/> into a job: the webhook URL guard, the
 /// <c>Idempotency-Key</c>, routing a bare model name to a version (<see cref="ModelRouter"/>; after
-/// the key, so a replay returns the first job whatever routing would choose now), the queue-full
-/// check (all of the model's priority lanes), the priority (the tenant's default when the submit
-/// names none) and the confirmed publish, in that order, with the
+/// the key, so a replay returns the first job whatever routing would choose now; a version whose
+/// circuit breaker is open is skipped when the name has another), the chosen version's breaker, the
+/// queue-full check (all of the model's priority lanes), the priority (the tenant's default when the
+/// submit names none) and the confirmed publish, in that order, with the
 /// key released on every path that makes no job. The one way a job is created: <c>POST /v1/jobs</c>
 /// is an HTTP adapter over it, and so is every other way of submitting.
 /// </summary>
@@ -39,10 +41,12 @@ internal sealed class JobIntake(
     IdempotencyKeys idempotency,
     QueueDepthProbe queues,
     RedisJobStore store,
+    ModelBreakers breakers,
     WebhookUrlCheck webhookUrls,
     ModelRouter router,
     IOptions<QueueOptions> queueOptions,
-    IOptions<TenantOptions> tenants)
+    IOptions<TenantOptions> tenants,
+    TimeProvider clock)
 {
     /// <summary>The <c>Idempotency-Key</c> header's value is unusable: the problem to answer with, else null.</summary>
     public static ProblemHttpResult? CheckIdempotencyKey(string? key) =>
@@ -94,6 +98,7 @@ internal sealed class JobIntake(
         }
 
         bool full;
+        ModelAvailability model;
         try
         {
             var routed = await router.RouteAsync(submission, cancellationToken).ConfigureAwait(false);
@@ -108,13 +113,26 @@ internal sealed class JobIntake(
                 submission = submission with { Model = routed };
             }
 
-            full = await queues.IsFullAsync(submission.Model, cancellationToken).ConfigureAwait(false);
+            model = await breakers.CheckAsync(submission.Model.Id, cancellationToken).ConfigureAwait(false);
+            full = model.Available && await queues.IsFullAsync(submission.Model, cancellationToken).ConfigureAwait(false);
         }
         catch
         {
             // A client gone (or the routing read or the probe failed) after the key was claimed: free the key now, not in a minute.
             await ReleaseAsync().ConfigureAwait(false);
             throw;
+        }
+
+        if (!model.Available)
+        {
+            await ReleaseAsync().ConfigureAwait(false);
+            var now = clock.GetUtcNow();
+            var seconds = (int)Math.Ceiling(((model.RetryAt ?? now) - now).TotalSeconds);
+            return new SubmitOutcome.Refused(
+                ApiProblems.Problem(StatusCodes.Status503ServiceUnavailable, ApiProblems.ModelUnavailable, "The model is unavailable.",
+                    $"{submission.Model.Id} failed on every recent batch and is marked unavailable until {model.RetryAt:yyyy-MM-ddTHH:mm:ssZ}; "
+                    + "no job was created. Retry later, or submit to another version (GET /v1/models shows which are available)."),
+                Math.Clamp(seconds, 1, 86_400));
         }
 
         if (full)

@@ -1,3 +1,4 @@
+using Async.Serving.Breakers;
 using Async.Serving.Models;
 using Microsoft.AspNetCore.Http.HttpResults;
 
@@ -12,10 +13,13 @@ public static class ModelsApi
             .WithName("ListModels")
             .WithSummary("Models served, their versions, batching settings and live workers.");
 
-    internal static async Task<Ok<ModelList>> ListAsync(ModelRepository repository, WorkerRegistry registry)
+    internal static async Task<Ok<ModelList>> ListAsync(
+        ModelRepository repository, WorkerRegistry registry, ModelBreakers breakers, TimeProvider clock, CancellationToken cancellationToken)
     {
         var entries = repository.All.OrderBy(e => e.Name, StringComparer.Ordinal).ToList();
         var live = await Task.WhenAll(entries.Select(e => registry.LiveAsync(e.Id))).ConfigureAwait(false);
+        var tripped = (await breakers.NotClosedAsync(1000, cancellationToken).ConfigureAwait(false)).ToDictionary(b => b.Name, StringComparer.Ordinal);
+        var now = clock.GetUtcNow();
         var models = entries.Select((e, i) => new ModelResource
         {
             Id = e.Id,
@@ -29,6 +33,8 @@ public static class ModelsApi
             PreferredExecutionProvider = e.Config.ExecutionProvider,
             Workers = live[i].Workers,
             ExecutionProviders = live[i].Providers,
+            State = tripped.TryGetValue(e.Id, out var b) ? (b.State == BreakerState.Open ? "open" : "half_open") : "closed",
+            Available = !tripped.TryGetValue(e.Id, out var o) || o.State != BreakerState.Open || o.OpenUntil <= now,
         }).ToList();
         return TypedResults.Ok(new ModelList(models));
     }
@@ -56,6 +62,12 @@ public sealed record ModelResource
 
     /// <summary>Providers those workers actually run it on (<c>cuda</c>, <c>cpu</c>).</summary>
     public required IReadOnlyList<string> ExecutionProviders { get; init; }
+
+    /// <summary>The version's circuit breaker: <c>closed</c>, <c>open</c> (its batches kept failing) or <c>half_open</c> (the next job tries it).</summary>
+    public required string State { get; init; }
+
+    /// <summary>False while the breaker is open: submits for this version answer 503 <c>model_unavailable</c>.</summary>
+    public required bool Available { get; init; }
 }
 
 public sealed record TensorResource(string Name, int[] Shape);

@@ -51,7 +51,7 @@ public static class ManagementPort
 
     /// <summary>
     /// The management port's pipeline, ahead of everything else: <c>/metrics</c> (with the queue
-    /// gauges read from the job store just before), <c>/healthz</c> and <c>/readyz</c>; 404 for anything else.
+    /// gauges and the breakers' read from Redis just before), <c>/healthz</c> and <c>/readyz</c>; 404 for anything else.
     /// </summary>
     public static WebApplication UseManagementPort(this WebApplication app)
     {
@@ -64,6 +64,13 @@ public static class ManagementPort
                 metrics.Use(async (context, next) =>
                 {
                     await context.RequestServices.GetRequiredService<QueueMetrics>().RefreshAsync(context.RequestAborted).ConfigureAwait(false);
+                    if (context.RequestServices.GetService<Webhooks.WebhookBreakers>() is { } breakers)
+                    {
+                        await breakers.RefreshMetricsAsync(context.RequestAborted).ConfigureAwait(false);
+                    }
+
+                    await context.RequestServices.GetRequiredService<Breakers.ModelBreakers>().RefreshMetricsAsync(
+                        context.RequestServices.GetRequiredService<Async.Serving.Models.ModelRepository>().All.Select(m => m.Id), context.RequestAborted).ConfigureAwait(false);
                     await next(context).ConfigureAwait(false);
                 });
                 metrics.UseMetricServer(url: null);

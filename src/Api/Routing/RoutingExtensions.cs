@@ -1,5 +1,4 @@
 using Async.Serving.Models;
-using Microsoft.Extensions.DependencyInjection.Extensions;
 
 namespace Async.Serving.Api.Routing;
 
@@ -7,8 +6,8 @@ public static class RoutingExtensions
 {
     /// <summary>
     /// Weighted routing of model names to versions: options, the Redis store of the tables (with its
-    /// change subscription), the router the job intake calls, and the availability it asks, all
-    /// versions available unless a circuit breaker registered an <see cref="IModelAvailability"/> first.
+    /// change subscription), and the router the job intake calls (it skips versions whose
+    /// circuit breaker is open: <see cref="IModelAvailability"/>, registered with the serving defaults).
     /// </summary>
     public static IHostApplicationBuilder AddModelRouting(this IHostApplicationBuilder builder)
     {
@@ -17,7 +16,6 @@ public static class RoutingExtensions
             .ValidateDataAnnotations();
         builder.Services.AddSingleton<RoutingStore>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<RoutingStore>());
-        builder.Services.TryAddSingleton<IModelAvailability, AllModelsAvailable>();
         builder.Services.AddSingleton<ModelRouter>();
         RoutingPages.Register();
         return builder;

@@ -3,9 +3,11 @@ using System.Globalization;
 using System.Net;
 using System.Text;
 using Async.Serving.Api.Security;
+using Async.Serving.Breakers;
 using Async.Serving.Hosting;
 using Async.Serving.Jobs;
 using Hangfire;
+using Hangfire.Server;
 using Microsoft.Extensions.Options;
 using StandardWebhooks;
 
@@ -21,10 +23,14 @@ public sealed class WebhookDeliveryFailedException(string message) : Exception(m
 /// network errors: the next attempt is scheduled as a new Hangfire job after the configured delay
 /// (or the receiver's longer Retry-After). Anything else, or the last retry failing: the job fails.
 /// Every attempt is its own job in the dashboard, with its outcome as the job's result or error.
+/// While the circuit breaker of the URL's host is open (<see cref="WebhookBreakers"/>), an attempt is
+/// not sent but held: the same attempt is scheduled again for when the breaker lets a request through,
+/// as a <see cref="DeliverHeldAsync"/> job, and holding it costs none of its retries.
 /// </summary>
 public sealed partial class WebhookDelivery(
     IHttpClientFactory clients,
     WebhookStore store,
+    WebhookBreakers breakers,
     RedisJobStore jobStore,
     IBackgroundJobClient jobs,
     IOptions<WebhookOptions> options,
@@ -34,12 +40,12 @@ public sealed partial class WebhookDelivery(
     public const string HttpClientName = "webhooks";
 
     /// <summary>The outcomes of an attempt, as <see cref="Deliveries"/> counts them.</summary>
-    public static readonly IReadOnlyList<string> Outcomes = ["delivered", "retrying", "failed", "disabled", "skipped", "error"];
+    public static readonly IReadOnlyList<string> Outcomes = ["delivered", "retrying", "held", "failed", "disabled", "skipped", "error"];
 
     private static readonly Prometheus.Counter Deliveries = Prometheus.Metrics.CreateCounter(
         "serving_webhook_deliveries_total",
         "Webhook delivery attempts by outcome: delivered (2xx), retrying (429, 5xx, timeout, network error; another attempt is scheduled), "
-        + "failed (given up), disabled (410 Gone), skipped (URL disabled or progress stale), error (the platform failed; Hangfire runs the attempt again).",
+        + "held (not sent: the host's circuit breaker is open; the attempt is scheduled again), failed (given up), disabled (410 Gone), skipped (URL disabled or progress stale), error (the platform failed; Hangfire runs the attempt again).",
         new Prometheus.CounterConfiguration { LabelNames = ["outcome"] });
 
     private static readonly Prometheus.Histogram Latency = Prometheus.Metrics.CreateHistogram(
@@ -65,7 +71,28 @@ public sealed partial class WebhookDelivery(
     [AutomaticRetry(Attempts = 10, DelaysInSeconds = new[] { 5, 15, 30, 60, 120, 300 },
         ExceptOn = new[] { typeof(WebhookDeliveryFailedException) }, OnAttemptsExceeded = AttemptsExceededAction.Fail)]
     [JobDisplayName("Webhook {0}, attempt {1}")]
-    public async Task<string> DeliverAsync(WebhookMessage message, int attempt, CancellationToken cancellationToken)
+    public Task<string> DeliverAsync(WebhookMessage message, int attempt, CancellationToken cancellationToken) =>
+        RunAsync(message, attempt, heldSince: null, cancellationToken);
+
+    /// <summary>
+    /// An attempt that was held by the host's open circuit breaker since <paramref name="heldSince"/>
+    /// (UTC), run again; Hangfire passes <paramref name="context"/>, whose job id leaves the breaker's held set.
+    /// </summary>
+    [AutomaticRetry(Attempts = 10, DelaysInSeconds = new[] { 5, 15, 30, 60, 120, 300 },
+        ExceptOn = new[] { typeof(WebhookDeliveryFailedException) }, OnAttemptsExceeded = AttemptsExceededAction.Fail)]
+    [JobDisplayName("Webhook {0}, attempt {1}, held since {2}")]
+    public async Task<string> DeliverHeldAsync(WebhookMessage message, int attempt, DateTime heldSince, PerformContext? context, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(message);
+        if (context?.BackgroundJob?.Id is { } id)
+        {
+            await breakers.UnholdAsync(WebhookBreakers.HostOf(message.Url), id, cancellationToken).ConfigureAwait(false);
+        }
+
+        return await RunAsync(message, attempt, new DateTimeOffset(DateTime.SpecifyKind(heldSince, DateTimeKind.Utc)), cancellationToken).ConfigureAwait(false);
+    }
+
+    private async Task<string> RunAsync(WebhookMessage message, int attempt, DateTimeOffset? heldSince, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(message);
         // Each attempt is a span of the job's trace (a child of the relay's span, carried in the message),
@@ -79,7 +106,7 @@ public sealed partial class WebhookDelivery(
         string outcome, result;
         try
         {
-            (outcome, result) = await AttemptAsync(message, attempt, cancellationToken).ConfigureAwait(false);
+            (outcome, result) = await AttemptAsync(message, attempt, heldSince, cancellationToken).ConfigureAwait(false);
         }
         catch (WebhookDeliveryFailedException ex)
         {
@@ -111,7 +138,7 @@ public sealed partial class WebhookDelivery(
         return result;
     }
 
-    private async Task<(string Outcome, string Result)> AttemptAsync(WebhookMessage message, int attempt, CancellationToken cancellationToken)
+    private async Task<(string Outcome, string Result)> AttemptAsync(WebhookMessage message, int attempt, DateTimeOffset? heldSince, CancellationToken cancellationToken)
     {
         if (await store.IsDisabledAsync(message.TenantId, message.Url, cancellationToken).ConfigureAwait(false))
         {
@@ -128,6 +155,16 @@ public sealed partial class WebhookDelivery(
         }
 
         var o = options.Value;
+        var host = WebhookBreakers.HostOf(message.Url);
+        var permit = await breakers.AcquireAsync(host, cancellationToken).ConfigureAwait(false);
+        if (permit.Decision == BreakerDecision.Reject)
+        {
+            return progress
+                ? ("skipped", $"Skipped: the circuit breaker of {host} is open; progress events are not held.")
+                : ("held", await HoldAsync(message, attempt, heldSince, host, permit.RetryAt, cancellationToken).ConfigureAwait(false));
+        }
+
+        var probe = permit.Decision == BreakerDecision.Probe;
         var secrets = await store.SigningSecretsAsync(message.TenantId, cancellationToken).ConfigureAwait(false);
         var now = clock.GetUtcNow();
         using var request = new HttpRequestMessage(HttpMethod.Post, message.Url)
@@ -147,6 +184,7 @@ public sealed partial class WebhookDelivery(
 
         string reason;
         TimeSpan? retryAfter = null;
+        var reported = false; // the host's breaker heard of this attempt
         var sent = Stopwatch.GetTimestamp();
         try
         {
@@ -155,6 +193,9 @@ public sealed partial class WebhookDelivery(
             var excerpt = await ReadCappedAsync(response.Content, o.MaxResponseBytes, timeout.Token).ConfigureAwait(false);
             reason = $"{status} {response.ReasonPhrase}" + (excerpt.Length > 0 ? $": {excerpt}" : string.Empty);
             LogAttempt(logger, message.MessageId, attempt, message.Url, status);
+            // Any answer but a 5xx shows the host is up (a 429 is its own backoff, honoured below).
+            await breakers.ReportAsync(host, status < 500, probe, reason, CancellationToken.None).ConfigureAwait(false);
+            reported = true;
             if (response.IsSuccessStatusCode)
             {
                 return ("delivered", $"Delivered on attempt {attempt}: {reason}");
@@ -194,6 +235,11 @@ public sealed partial class WebhookDelivery(
         finally
         {
             Latency.Observe(Stopwatch.GetElapsedTime(sent).TotalSeconds);
+        }
+
+        if (!reported)
+        {
+            await breakers.ReportAsync(host, success: false, probe, reason, CancellationToken.None).ConfigureAwait(false);
         }
 
         if (progress)
@@ -237,6 +283,30 @@ public sealed partial class WebhookDelivery(
         var next = jobs.Schedule<WebhookDelivery>(d => d.DeliverAsync(message, attempt + 1, CancellationToken.None), delay);
         LogRetryScheduled(logger, message.MessageId, attempt, reason, attempt + 1, delay);
         return $"Attempt {attempt} failed ({reason}); attempt {attempt + 1} is Hangfire job {next}, in {delay:g}.";
+    }
+
+    /// <summary>
+    /// Schedules the same attempt again for when the breaker of <paramref name="host"/> may let it
+    /// through (<paramref name="retryAt"/>: the end of the cool-down, or of the probe's lease), and
+    /// records it in the breaker's held set, so that the breaker closing enqueues it at once.
+    /// </summary>
+    private async Task<string> HoldAsync(
+        WebhookMessage message, int attempt, DateTimeOffset? heldSince, string host, DateTimeOffset? retryAt, CancellationToken cancellationToken)
+    {
+        var now = clock.GetUtcNow();
+        var since = heldSince ?? now;
+        if (now - since > breakers.MaxHold)
+        {
+            throw Fail(message, attempt, $"held since {since:u} by the circuit breaker of {host}, longer than Serving:Webhooks:Breaker:MaxHold ({breakers.MaxHold:g})");
+        }
+
+        // A second after the breaker may let it through: Hangfire keeps due times in whole seconds and may run a job a little early.
+        var delay = (retryAt ?? now) - now + TimeSpan.FromSeconds(1);
+        delay = delay < TimeSpan.FromSeconds(1) ? TimeSpan.FromSeconds(1) : delay;
+        var next = jobs.Schedule<WebhookDelivery>(d => d.DeliverHeldAsync(message, attempt, since.UtcDateTime, null, CancellationToken.None), delay);
+        await breakers.HoldAsync(host, next, now + delay, cancellationToken).ConfigureAwait(false);
+        LogHeld(logger, message.MessageId, attempt, host, next, delay);
+        return $"Held: the circuit breaker of {host} is open; attempt {attempt} is Hangfire job {next}, in {delay:g} or when the breaker closes.";
     }
 
     private WebhookDeliveryFailedException Fail(WebhookMessage message, int attempt, string reason)
@@ -283,6 +353,9 @@ public sealed partial class WebhookDelivery(
 
     [LoggerMessage(EventId = 703, Level = LogLevel.Warning, Message = "Webhook URL {Url} answered 410 Gone and is disabled for tenant {TenantId}")]
     private static partial void LogDisabled(ILogger logger, string url, string tenantId);
+
+    [LoggerMessage(EventId = 706, Level = LogLevel.Information, Message = "Webhook {MessageId} attempt {Attempt} held: the breaker of {Host} is open; Hangfire job {Next} in {Delay}")]
+    private static partial void LogHeld(ILogger logger, string messageId, int attempt, string host, string next, TimeSpan delay);
 
     [LoggerMessage(EventId = 704, Level = LogLevel.Information, Message = "Webhook {MessageId} skipped: {Url} is disabled")]
     private static partial void LogSkipped(ILogger logger, string messageId, string url);

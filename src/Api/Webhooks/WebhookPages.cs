@@ -24,6 +24,7 @@ internal static partial class WebhookPages
     public const int DefaultLimit = 100;
     public const int MaxLimit = 500;
     public const int DisabledLimit = 200;
+    public const int BreakersShown = 200;
 
     private static int _registered;
 
@@ -38,6 +39,7 @@ internal static partial class WebhookPages
         DashboardRoutes.Routes.Add("/webhooks/redeliver", new RedeliverDispatcher());
         DashboardRoutes.Routes.Add("/webhooks/enable", new EnableDispatcher());
         DashboardRoutes.Routes.Add("/webhooks/test", new TestDispatcher());
+        DashboardRoutes.Routes.Add("/webhooks/breakers/close", new CloseBreakerDispatcher());
         AddMenuEntry();
     }
 
@@ -53,6 +55,7 @@ internal static partial class WebhookPages
         private int _limit;
         private IReadOnlyList<DeliveryRecord> _deliveries = [];
         private IReadOnlyList<DisabledUrl> _disabled = [];
+        private IReadOnlyList<Breakers.BreakerSnapshot> _breakers = [];
         private AntiforgeryTokenSet? _token;
 
         public override async Task LoadAsync(DashboardContext context, CancellationToken cancellationToken)
@@ -67,11 +70,14 @@ internal static partial class WebhookPages
             long? before = long.TryParse(Query(context, "before"), NumberStyles.None, CultureInfo.InvariantCulture, out var b) ? b : null;
             _deliveries = await store.DeliveriesAsync(_tenant, _job, _status, before, _limit, cancellationToken).ConfigureAwait(false);
             _disabled = await store.DisabledUrlsAsync(_tenant, DisabledLimit, cancellationToken).ConfigureAwait(false);
+            _breakers = await context.GetHttpContext().RequestServices.GetRequiredService<WebhookBreakers>()
+                .NotClosedAsync(BreakersShown, cancellationToken).ConfigureAwait(false);
             _token = DashboardForms.Token(context);
         }
 
         protected override void Render(StringBuilder html)
         {
+            AppendBreakers(html);
             AppendFilters(html, [("tenant", _tenant, null), ("job", _job, null), ("status", _status, WebhooksApi.Outcomes)],
                 $"<input type=\"hidden\" name=\"limit\" value=\"{_limit}\">");
             html.Append("<h2>Deliveries</h2><p class=\"text-muted\">").Append(_deliveries.Count).Append(_deliveries.Count == 1 ? " delivery attempt" : " delivery attempts")
@@ -143,6 +149,40 @@ internal static partial class WebhookPages
                 .Append("any other (retries, 410, SSRF guard); it appears above as a delivery without a job.</p>")
                 .AppendPostForm(Context, _token, "/webhooks/test", "Send test event", [], [("tenant", "tenant", _tenant), ("URL", "url", null)], style: "btn-primary");
         }
+        /// <summary>
+        /// The hosts whose circuit breaker is open or half-open, with their held deliveries (links to
+        /// their scheduled Hangfire jobs) and a Close now button; one line when every breaker is closed.
+        /// </summary>
+        private void AppendBreakers(StringBuilder html)
+        {
+            html.Append("<h2>Circuit breakers</h2><p class=\"text-muted\">Hosts that failed repeatedly (5xx, timeouts, connection errors): ")
+                .Append("nothing is sent to an open host until its cool-down ends; deliveries due meanwhile are held (scheduled again, ")
+                .Append("not counted as attempts), then one probe goes. Close now sends to the host again and releases its held deliveries at once.</p>");
+            if (_breakers.Count == 0)
+            {
+                html.Append("<p id=\"webhook-breakers-none\">Every breaker is closed.</p>");
+                return;
+            }
+
+            html.Append("<table class=\"table table-hover\" id=\"webhook-breakers\"><thead><tr><th>Host</th><th>State</th><th>Opened</th>")
+                .Append("<th>Cool-down ends</th><th>Last failure</th><th>Held deliveries</th><th></th></tr></thead><tbody>");
+            foreach (var b in _breakers)
+            {
+                var state = b.State == Breakers.BreakerState.Open ? "open" : "half_open";
+                html.Append("<tr><td>").Append(E(b.Name)).Append("</td><td>").Append(StatusLabel(state)).Append("</td><td>").Append(Time(b.OpenedAt))
+                    .Append("</td><td>").Append(Time(b.State == Breakers.BreakerState.Open ? b.OpenUntil : b.ProbeUntil)).Append("</td><td>")
+                    .Append(E(b.LastError)).Append("</td><td>").Append(b.HeldCount);
+                foreach (var id in b.Held)
+                {
+                    html.Append(" <a href=\"").Append(Href("/jobs/details/" + Q(id))).Append("\">#").Append(E(id)).Append("</a>");
+                }
+
+                html.Append("</td><td>").AppendPostForm(Context, _token, "/webhooks/breakers/close", "Close now", [("host", b.Name)], style: "btn-warning")
+                    .Append("</td></tr>");
+            }
+
+            html.Append("</tbody></table>");
+        }
     }
 
     private sealed class RedeliverDispatcher : IDashboardDispatcher
@@ -170,6 +210,34 @@ internal static partial class WebhookPages
             DashboardForms.SeeOther(context, "/webhooks",
                 $"Delivery {id} ({message.Type} to {message.Url}) queued again as Hangfire job {hangfireJob}, webhook id {message.MessageId}.",
                 ("tenant", message.TenantId), ("job", WebhooksApi.NullIfEmpty(message.JobId)));
+        }
+    }
+
+    private sealed class CloseBreakerDispatcher : IDashboardDispatcher
+    {
+        public async Task Dispatch(DashboardContext context)
+        {
+            if (!DashboardForms.IsPost(context))
+            {
+                return;
+            }
+
+            var http = context.GetHttpContext();
+            var host = await DashboardForms.FieldAsync(context, "host").ConfigureAwait(false);
+            string outcome;
+            if (host is null)
+            {
+                outcome = "A host is required.";
+            }
+            else
+            {
+                var (wasOpen, released) = await http.RequestServices.GetRequiredService<WebhookBreakers>().CloseAsync(host, http.RequestAborted).ConfigureAwait(false);
+                outcome = wasOpen
+                    ? $"The circuit breaker of {host} is closed: deliveries go there again; {released} held deliveries were released."
+                    : $"The circuit breaker of {host} was not open.";
+            }
+
+            DashboardForms.SeeOther(context, "/webhooks", outcome);
         }
     }
 

@@ -37,7 +37,7 @@ public static class WebhooksApi
     public const string TestEventType = "webhook.test";
 
     /// <summary>What <c>status</c> may filter on: the outcomes an attempt is recorded with.</summary>
-    public static readonly string[] Outcomes = ["delivered", "retrying", "failed", "skipped", "disabled"];
+    public static readonly string[] Outcomes = ["delivered", "retrying", "held", "failed", "skipped", "disabled"];
 
     internal static async Task<Results<Ok<DeliveryList>, ProblemHttpResult>> DeliveriesAsync(
         HttpContext http,

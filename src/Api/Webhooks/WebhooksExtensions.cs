@@ -15,6 +15,10 @@ public static class WebhooksExtensions
         builder.Services.AddOptionsWithValidateOnStart<WebhookOptions>()
             .BindConfiguration(WebhookOptions.Section)
             .ValidateDataAnnotations();
+        builder.Services.AddOptionsWithValidateOnStart<WebhookBreakerOptions>()
+            .BindConfiguration(WebhookBreakerOptions.Section)
+            .ValidateDataAnnotations();
+        builder.Services.AddSingleton<WebhookBreakers>();
         builder.Services.AddSingleton<WebhookStore>();
         builder.Services.AddHostedService<WebhookSchemaMigration>();
         builder.Services.AddSingleton<WebhookUrlCheck>();

@@ -1,3 +1,4 @@
+using Async.Serving.Breakers;
 using Async.Serving.Jobs;
 using Async.Serving.Messaging;
 using Async.Serving.Models;
@@ -11,7 +12,7 @@ namespace Async.Serving.Hosting;
 
 public static class ServingDefaults
 {
-    /// <summary>What the API and the worker share: the log format (<see cref="ServingLogging"/>), the metrics (<see cref="ServingMetrics"/>), options, Redis, the job store and the model repository.</summary>
+    /// <summary>What the API and the worker share: the log format (<see cref="ServingLogging"/>), the metrics (<see cref="ServingMetrics"/>), options, Redis, the job store, the model repository and the model breakers.</summary>
     /// <param name="builder">The host.</param>
     /// <param name="configureRedis">Changes to the Redis connection's options for this process (the API fails fast).</param>
     public static IHostApplicationBuilder AddServingDefaults(this IHostApplicationBuilder builder, Action<ConfigurationOptions>? configureRedis = null)
@@ -40,6 +41,11 @@ public static class ServingDefaults
         });
         builder.Services.AddSingleton<RedisJobStore>();
         builder.Services.AddSingleton<WorkerRegistry>();
+        builder.Services.AddOptionsWithValidateOnStart<ModelBreakerOptions>()
+            .BindConfiguration(ModelBreakerOptions.Section)
+            .ValidateDataAnnotations();
+        builder.Services.AddSingleton<ModelBreakers>();
+        builder.Services.AddSingleton<IModelAvailability>(sp => sp.GetRequiredService<ModelBreakers>());
         builder.Services.AddSingleton(sp =>
         {
             var options = sp.GetRequiredService<IOptions<ModelRepositoryOptions>>().Value;

@@ -9,4 +9,7 @@ public static class JobErrorCodes
     public const string InferenceFailed = "inference_failed";
     public const string Timeout = "timeout";
     public const string InternalError = "internal_error";
+
+    /// <summary>The job's model version is marked unavailable by its circuit breaker (its batches kept failing); the job was not run.</summary>
+    public const string ModelUnavailable = "model_unavailable";
 }

@@ -65,6 +65,12 @@ public sealed class DynamicBatcher : IAsyncDisposable
     public event Action<int, TimeSpan>? BatchExecuted;
 
     /// <summary>
+    /// Raised when a batch gave no item a result: the model threw for the whole batch and for every
+    /// item run alone after the split. The model, not an input, is failing (see the model breakers).
+    /// </summary>
+    public event Action<Exception>? BatchFailed;
+
+    /// <summary>
     /// Queues one item. The caller keeps ownership of <paramref name="input"/>; the batcher reads it
     /// until the returned task completes (a cancelled item may still be read by a batch already
     /// running, and its values then land only in a discarded result).
@@ -111,9 +117,9 @@ public sealed class DynamicBatcher : IAsyncDisposable
             await CollectAsync(reader, batch).ConfigureAwait(false);
             // Items cancelled while the batch filled never enter it.
             batch.RemoveAll(r => r.Completion.Task.IsCompleted);
-            if (batch.Count > 0)
+            if (batch.Count > 0 && Execute(batch, 0, batch.Count, inputs, outputs) is { } failure)
             {
-                Execute(batch, 0, batch.Count, inputs, outputs);
+                BatchFailed?.Invoke(failure);
             }
         }
     }
@@ -165,7 +171,8 @@ public sealed class DynamicBatcher : IAsyncDisposable
         }
     }
 
-    private void Execute(List<Request> batch, int start, int count, float[] inputs, float[] outputs)
+    /// <summary>Runs the items, splitting on failure; returns null when any item got a result, else the last failure.</summary>
+    private Exception? Execute(List<Request> batch, int start, int count, float[] inputs, float[] outputs)
     {
         using var activity = StartBatchActivity(batch, start, count);
         try
@@ -186,18 +193,22 @@ public sealed class DynamicBatcher : IAsyncDisposable
             {
                 batch[start + i].Completion.TrySetResult(outputs.AsSpan(i * OutputLength, OutputLength).ToArray());
             }
+
+            return null;
         }
         catch (Exception) when (count > 1)
         {
             // Bisect: the neighbours of a poisoned input still get their results.
             var half = count / 2;
-            Execute(batch, start, half, inputs, outputs);
-            Execute(batch, start + half, count - half, inputs, outputs);
+            var first = Execute(batch, start, half, inputs, outputs);
+            var second = Execute(batch, start + half, count - half, inputs, outputs);
+            return first is null || second is null ? null : second;
         }
         catch (Exception ex)
         {
             activity.Fail(ex);
             batch[start].Completion.TrySetException(new BatchExecutionException(Name, ex));
+            return ex;
         }
     }
 

@@ -1,5 +1,7 @@
 using System.Diagnostics;
+using Async.Serving.Breakers;
 using Async.Serving.Contracts;
+using Async.Serving.Models;
 using Async.Serving.Hosting;
 using Async.Serving.Jobs;
 using Async.Serving.Worker.Inference;
@@ -20,6 +22,8 @@ namespace Async.Serving.Worker.Consumers;
 internal sealed partial class RunInferenceConsumer(
     RedisJobStore store,
     PipelineRegistry pipelines,
+    ModelRepository repository,
+    ModelBreakers breakers,
     JobCancellations cancellations,
     WorkerHeartbeat heartbeat,
     IOptions<WorkerOptions> options,
@@ -64,6 +68,12 @@ internal sealed partial class RunInferenceConsumer(
         if (pipeline is null)
         {
             await FailAsync(context, "unknown_model", $"This worker does not serve {modelId} for {job.Pipeline}.", null).ConfigureAwait(false);
+            return;
+        }
+
+        if (await UnavailableAsync(modelId, context.CancellationToken).ConfigureAwait(false) is { } unavailable)
+        {
+            await FailAsync(context, JobErrorCodes.ModelUnavailable, unavailable, null).ConfigureAwait(false);
             return;
         }
 
@@ -117,6 +127,26 @@ internal sealed partial class RunInferenceConsumer(
         }
 
         WorkerMetrics.Jobs.WithLabels(job.Pipeline, modelId, JobStatuses.Succeeded).Inc();
+    }
+
+    /// <summary>
+    /// Why the job must not run now, or null: the circuit breaker of its model version, or of a model
+    /// it runs through (a video model's embedding and OCR models), is open, or another job probes it.
+    /// </summary>
+    private async Task<string?> UnavailableAsync(string modelId, CancellationToken cancellationToken)
+    {
+        IEnumerable<string> ids = repository.Resolve(modelId) is { } entry ? [modelId, .. repository.Dependencies(entry).Select(d => d.Id)] : [modelId];
+        foreach (var id in ids)
+        {
+            var permit = await breakers.AcquireAsync(id, cancellationToken).ConfigureAwait(false);
+            if (permit.Decision == BreakerDecision.Reject)
+            {
+                return $"Model {id} is unavailable: its recent batches all failed, and it is tried again after "
+                    + $"{permit.RetryAt?.UtcDateTime.ToString("yyyy-MM-ddTHH:mm:ssZ", System.Globalization.CultureInfo.InvariantCulture) ?? "its cool-down"}. The job was not run.";
+            }
+        }
+
+        return null;
     }
 
     /// <summary>The model's id in the repository (<c>name@version</c>), as metrics, logs and spans name it.</summary>

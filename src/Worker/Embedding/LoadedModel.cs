@@ -53,6 +53,13 @@ internal sealed class LoadedModel : IAsyncDisposable
 
     public DynamicBatcher Batcher { get; }
 
+    /// <summary>
+    /// Makes every <c>Run</c> of this model fail at once (ONNX Runtime's terminate flag on its run
+    /// options: a real <see cref="OnnxRuntimeException"/> from <c>Run</c>), or run again. The tests'
+    /// way to make a loaded model fail every batch, as a broken GPU or a corrupt session would.
+    /// </summary>
+    internal void TerminateRuns(bool terminate) => _runOptions.Terminate = terminate;
+
     /// <summary>Runs one batch of zeros at the largest size, so the first real batch pays no warm-up.</summary>
     public TimeSpan WarmUp()
     {

@@ -1,3 +1,4 @@
+using Async.Serving.Breakers;
 using Async.Serving.Contracts.Outputs;
 using Async.Serving.Models;
 using Async.Serving.Worker.Observability;
@@ -13,6 +14,7 @@ internal sealed partial class ModelHost(
     ModelRepository repository,
     IOptions<WorkerOptions> options,
     PipelineRegistry pipelines,
+    ModelBreakers breakers,
     IHostApplicationLifetime lifetime,
     ILogger<ModelHost> logger) : IHostedService, IAsyncDisposable
 {
@@ -89,6 +91,7 @@ internal sealed partial class ModelHost(
         foreach (var batcher in load.Batchers)
         {
             ObserveBatches(batcher.Name, batcher);
+            ReportBatches(entry.Id, batcher);
         }
 
         LogLoaded(logger, entry.Id, load.Provider, load.LoadTime.TotalMilliseconds, entry.Config.MaxBatchSize, load.WarmUp.TotalMilliseconds);
@@ -103,6 +106,13 @@ internal sealed partial class ModelHost(
             batchSize.Observe(size);
             inference.Observe(elapsed.TotalSeconds);
         };
+    }
+
+    /// <summary>Tells the model version's circuit breaker (shared by every worker) how each batch of <paramref name="batcher"/> went.</summary>
+    private void ReportBatches(string modelId, Batching.DynamicBatcher batcher)
+    {
+        batcher.BatchExecuted += (_, _) => breakers.ReportBatch(modelId, error: null);
+        batcher.BatchFailed += ex => breakers.ReportBatch(modelId, $"{ex.GetType().Name}: {ex.Message}");
     }
 
     public Task StopAsync(CancellationToken cancellationToken) => Task.CompletedTask;
