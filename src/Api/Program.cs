@@ -1,4 +1,5 @@
 using Async.Serving.Api.Auth;
+using Async.Serving.Api.Cache;
 using Async.Serving.Api.DeadLetters;
 using Async.Serving.Api.Errors;
 using Async.Serving.Api.Hangfire;
@@ -29,6 +30,7 @@ builder.AddApiKeyAuth();
 builder.AddPerKeyRateLimiting();
 builder.AddNetworkGuard();
 builder.AddJobs();
+builder.AddResultCache();
 builder.AddWebhooks();
 builder.AddServingHealthChecks();
 builder.AddServingHangfire();

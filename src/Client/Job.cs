@@ -56,6 +56,12 @@ public sealed record Job
     /// <summary>The job's OpenTelemetry trace id (32 hex digits), to find its trace in Jaeger, Tempo or any OTLP backend.</summary>
     public string? TraceId { get; init; }
 
+    /// <summary>
+    /// The result cache: <c>hit</c> (the output came from the cache, or from an identical job running
+    /// at the same time; no worker time), <c>miss</c> (computed, then stored), <c>off</c>.
+    /// </summary>
+    public string? Cache { get; init; }
+
     /// <summary>True once the job has ended: succeeded, failed, cancelled or expired.</summary>
     [JsonIgnore]
     public bool IsTerminal => JobStatuses.IsTerminal(Status);

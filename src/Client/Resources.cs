@@ -35,7 +35,8 @@ public sealed record ModelBatching(int MaxBatchSize, int MaxQueueDelayMs, int In
 public sealed record Usage(DateTimeOffset From, DateTimeOffset To, IReadOnlyList<UsageLine> Data);
 
 /// <summary>Usage of one pipeline and model.</summary>
-public sealed record UsageLine(string Pipeline, string Model, long Jobs, long Succeeded, long Failed, long ComputeMs, long InputBytes);
+public sealed record UsageLine(string Pipeline, string Model, long Jobs, long Succeeded, long Failed, long ComputeMs, long InputBytes,
+    long CacheHits = 0, double CacheHitRate = 0, long SavedComputeMs = 0);
 
 /// <summary>An API key of the tenant; <see cref="Prefix"/> is its first characters, never the secret.</summary>
 public sealed record ApiKey(string Id, string Name, string Prefix, bool Admin, DateTimeOffset CreatedAt, DateTimeOffset? ExpiresAt, DateTimeOffset? RevokedAt);

@@ -64,6 +64,7 @@ internal sealed record SubmitBody
     public int? TimeoutSeconds { get; init; }
     public JsonElement? Metadata { get; init; }
     public SubmitWebhookBody? Webhook { get; init; }
+    public bool? Cache { get; init; }
 
     public static SubmitBody From(SubmitRequest request, SubmitInputBody? input) => new()
     {
@@ -75,6 +76,7 @@ internal sealed record SubmitBody
         TimeoutSeconds = request.TimeoutSeconds,
         Metadata = request.Metadata,
         Webhook = request.Webhook is { } w ? new SubmitWebhookBody(w.Url.AbsoluteUri, w.Events) : null,
+        Cache = request.Cache ? null : false,
     };
 }
 

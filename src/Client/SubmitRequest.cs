@@ -38,6 +38,9 @@ public sealed record SubmitRequest
 
     /// <summary>The limit of the job's execution, after which it fails with <c>timeout</c>.</summary>
     public int? TimeoutSeconds { get; init; }
+
+    /// <summary>False: the job is neither answered from the result cache nor stored in it (<c>"cache": false</c>).</summary>
+    public bool Cache { get; init; } = true;
 }
 
 /// <summary>A job's input: a file, a stream, bytes, or a URL the API fetches.</summary>

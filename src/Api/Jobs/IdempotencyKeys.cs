@@ -56,6 +56,11 @@ internal sealed class IdempotencyKeys(IConnectionMultiplexer redis, TimeProvider
             text += "\n" + s.Webhook.ToJson(); // only then, so keys taken before webhooks existed keep their fingerprint
         }
 
+        if (!s.Cache)
+        {
+            text += "\ncache:false"; // likewise: only an opt-out changes the fingerprint
+        }
+
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
     }
 

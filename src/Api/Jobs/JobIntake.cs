@@ -36,7 +36,8 @@ internal sealed class JobIntake(
     QueueDepthProbe queues,
     RedisJobStore store,
     WebhookUrlCheck webhookUrls,
-    IOptions<QueueOptions> queueOptions)
+    IOptions<QueueOptions> queueOptions,
+    Cache.ResultCache cache)
 {
     /// <summary>The <c>Idempotency-Key</c> header's value is unusable: the problem to answer with, else null.</summary>
     public static ProblemHttpResult? CheckIdempotencyKey(string? key) =>
@@ -87,10 +88,13 @@ internal sealed class JobIntake(
             }
         }
 
+        var ticket = cache.TicketFor(submission, tenant);
         bool full;
         try
         {
-            full = await queues.IsFullAsync(submission.Model.QueueName, cancellationToken).ConfigureAwait(false);
+            // A job the cache can answer takes nothing from the queue: a full queue does not refuse it.
+            full = await queues.IsFullAsync(submission.Model.QueueName, cancellationToken).ConfigureAwait(false)
+                && !(ticket is not null && await store.CacheHoldsAsync(ticket.Key).ConfigureAwait(false));
         }
         catch
         {
@@ -113,7 +117,7 @@ internal sealed class JobIntake(
         {
             // The key points at the job before its message is sent: from then on a retry gets this job.
             var job = await publisher.SubmitAsync(submission, tenant,
-                idempotencyKey is null ? null : id => idempotency.CompleteAsync(tenant, idempotencyKey, fingerprint!, id)).ConfigureAwait(false);
+                idempotencyKey is null ? null : id => idempotency.CompleteAsync(tenant, idempotencyKey, fingerprint!, id), ticket).ConfigureAwait(false);
             return new SubmitOutcome.Created(job);
         }
         catch (BrokerUnavailableException ex)

@@ -28,6 +28,8 @@ public sealed record JobResource
     public Webhooks.WebhookSubscription? Webhook { get; init; }
     /// <summary>The job's OpenTelemetry trace (32 hex digits): submit, queue, batch, inference, result, events and webhook attempts.</summary>
     public string? TraceId { get; init; }
+    /// <summary>The result cache: <c>hit</c> (the output came from the cache or from an identical job computed at the same time; no worker time), <c>miss</c> (computed, then stored), <c>off</c> (opted out or not cacheable).</summary>
+    public string Cache { get; init; } = "off";
     public required JobLinks Links { get; init; }
 
     public static JobResource From(JobRecord job) => new()
@@ -49,6 +51,7 @@ public sealed record JobResource
         ResultExpiresAt = job.ResultExpiresAt?.UtcDateTime,
         Webhook = Webhooks.WebhookSubscription.FromJson(job.WebhookJson),
         TraceId = job.TraceId,
+        Cache = job.Cache ?? "off",
         Links = new JobLinks($"/v1/jobs/{job.Id}", $"/v1/jobs/{job.Id}/events", $"/v1/jobs/{job.Id}/cancel"),
     };
 

@@ -12,7 +12,11 @@ namespace Async.Serving.Api.Jobs;
 /// <summary>A submit that passed every check at the door.</summary>
 public sealed record Submission(
     string Pipeline, ModelEntry Model, byte[] Input, string ContentType, string? ParamsJson,
-    int TtlSeconds, int TimeoutSeconds, string? MetadataJson, WebhookSubscription? Webhook = null);
+    int TtlSeconds, int TimeoutSeconds, string? MetadataJson, WebhookSubscription? Webhook = null)
+{
+    /// <summary>False when the submit opted out of the result cache (<c>"cache": false</c>).</summary>
+    public bool Cache { get; init; } = true;
+}
 
 /// <summary>
 /// Reads <c>POST /v1/jobs</c> as JSON (<c>input.base64</c> or <c>input.url</c>, fetched here) or
@@ -321,7 +325,7 @@ internal sealed class SubmissionReader(
             body.TtlSeconds ?? l.DefaultTtlSeconds,
             body.TimeoutSeconds ?? l.DefaultTimeoutSeconds,
             metadata,
-            webhook), null);
+            webhook) { Cache = body.Cache is not false }, null);
     }
 
     /// <summary>Every string of the submit that is not valid text, by field (the first one inside params or metadata).</summary>

@@ -13,6 +13,8 @@ public sealed record SubmitRequest
     public int? TimeoutSeconds { get; init; }
     public JsonElement? Metadata { get; init; }
     public SubmitWebhook? Webhook { get; init; }
+    /// <summary>False: not answered from the result cache, nor stored in it (default true).</summary>
+    public bool? Cache { get; init; }
 }
 
 public sealed record SubmitWebhook

@@ -19,10 +19,18 @@ public sealed record LedgerRow(
     long? ComputeMs,
     string? ErrorCode,
     DateTimeOffset UpdatedAt,
-    string? TraceId = null);
+    string? TraceId = null,
+    string? Cache = null,
+    long? SavedMs = null);
 
 /// <summary>Jobs and compute of one pipeline and model in a period.</summary>
-public sealed record UsageLine(string Pipeline, string Model, long Jobs, long Succeeded, long Failed, long ComputeMs, long InputBytes);
+/// <remarks>
+/// <see cref="CacheHits"/>: jobs answered by the result cache (no worker time); <see cref="CacheHitRate"/>:
+/// hits over the jobs that looked the cache up (hits and misses); <see cref="SavedComputeMs"/>: the
+/// execution time the hits did not spend (per hit, that of the job that computed the output).
+/// </remarks>
+public sealed record UsageLine(string Pipeline, string Model, long Jobs, long Succeeded, long Failed, long ComputeMs, long InputBytes,
+    long CacheHits = 0, double CacheHitRate = 0, long SavedComputeMs = 0);
 
 /// <summary>
 /// Filters of the dashboard's job list (null means any) and its page: the <paramref name="Limit"/> jobs
@@ -78,6 +86,9 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
         );
         -- Added with tracing: the job's OpenTelemetry trace id (null for rows written before).
         ALTER TABLE job_ledger ADD COLUMN IF NOT EXISTS trace_id text NULL;
+        -- Added with the result cache: hit, miss or null (off), and a hit's saved execution time.
+        ALTER TABLE job_ledger ADD COLUMN IF NOT EXISTS cache text NULL;
+        ALTER TABLE job_ledger ADD COLUMN IF NOT EXISTS saved_ms bigint NULL;
         CREATE INDEX IF NOT EXISTS job_ledger_tenant_created ON job_ledger (tenant_id, created_at);
         CREATE INDEX IF NOT EXISTS job_ledger_created ON job_ledger (created_at);
         -- Only the rows still live, for the reconcile job: small whatever the table's size.
@@ -95,17 +106,18 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
     // A row never goes back from a terminal status to a live one, whatever order writers commit in.
     private const string Upsert = """
         INSERT INTO job_ledger AS l (job_id, tenant_id, pipeline, model, status, created_at, started_at, completed_at,
-                                     attempts, input_bytes, compute_ms, error_code, updated_at, trace_id)
+                                     attempts, input_bytes, compute_ms, error_code, updated_at, trace_id, cache, saved_ms)
         SELECT u.job_id, u.tenant_id, u.pipeline, u.model, u.status, u.created_at, u.started_at, u.completed_at,
-               u.attempts, u.input_bytes, u.compute_ms, u.error_code, now(), u.trace_id
+               u.attempts, u.input_bytes, u.compute_ms, u.error_code, now(), u.trace_id, u.cache, u.saved_ms
         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[],
-                    $8::timestamptz[], $9::integer[], $10::bigint[], $11::bigint[], $12::text[], $13::text[])
+                    $8::timestamptz[], $9::integer[], $10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::text[], $15::bigint[])
              AS u(job_id, tenant_id, pipeline, model, status, created_at, started_at, completed_at,
-                  attempts, input_bytes, compute_ms, error_code, trace_id)
+                  attempts, input_bytes, compute_ms, error_code, trace_id, cache, saved_ms)
         ON CONFLICT (job_id) DO UPDATE SET
             status = EXCLUDED.status, started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at,
             attempts = EXCLUDED.attempts, input_bytes = EXCLUDED.input_bytes, compute_ms = EXCLUDED.compute_ms,
-            error_code = EXCLUDED.error_code, updated_at = now(), trace_id = coalesce(EXCLUDED.trace_id, l.trace_id)
+            error_code = EXCLUDED.error_code, updated_at = now(), trace_id = coalesce(EXCLUDED.trace_id, l.trace_id),
+            cache = coalesce(EXCLUDED.cache, l.cache), saved_ms = coalesce(EXCLUDED.saved_ms, l.saved_ms)
         WHERE l.status NOT IN ('succeeded', 'failed', 'cancelled', 'expired')
            OR EXCLUDED.status IN ('succeeded', 'failed', 'cancelled', 'expired')
         """;
@@ -117,7 +129,7 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
         """;
 
     private const string Columns =
-        "job_id, tenant_id, pipeline, model, status, created_at, started_at, completed_at, attempts, input_bytes, compute_ms, error_code, updated_at, trace_id";
+        "job_id, tenant_id, pipeline, model, status, created_at, started_at, completed_at, attempts, input_bytes, compute_ms, error_code, updated_at, trace_id, cache, saved_ms";
 
     /// <summary>Creates the tables when missing. Safe to run from several processes at once.</summary>
     public Task MigrateAsync(CancellationToken cancellationToken) =>
@@ -149,6 +161,8 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
             upsert.Parameters.Add(new NpgsqlParameter<long?[]> { TypedValue = [.. jobs.Select(j => j.ExecutionMs)] });
             upsert.Parameters.Add(TextArray(jobs.Select(j => j.ErrorCode)));
             upsert.Parameters.Add(TextArray(jobs.Select(j => j.TraceId)));
+            upsert.Parameters.Add(TextArray(jobs.Select(j => j.Cache)));
+            upsert.Parameters.Add(new NpgsqlParameter<long?[]> { TypedValue = [.. jobs.Select(j => j.SavedMs)] });
             await upsert.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
 
@@ -186,7 +200,9 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
         await using var command = dataSource.CreateCommand("""
             SELECT pipeline, model, count(*),
                    count(*) FILTER (WHERE status = 'succeeded'), count(*) FILTER (WHERE status = 'failed'),
-                   coalesce(sum(compute_ms), 0)::bigint, coalesce(sum(input_bytes), 0)::bigint
+                   coalesce(sum(compute_ms), 0)::bigint, coalesce(sum(input_bytes), 0)::bigint,
+                   count(*) FILTER (WHERE cache = 'hit'), count(*) FILTER (WHERE cache IN ('hit', 'miss')),
+                   coalesce(sum(saved_ms) FILTER (WHERE cache = 'hit'), 0)::bigint
             FROM job_ledger
             WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3
             GROUP BY pipeline, model
@@ -199,8 +215,9 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
         await using var reader = await command.ExecuteReaderAsync(cancellationToken).ConfigureAwait(false);
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
+            var (hits, lookups) = (reader.GetInt64(7), reader.GetInt64(8));
             lines.Add(new UsageLine(reader.GetString(0), reader.GetString(1), reader.GetInt64(2), reader.GetInt64(3),
-                reader.GetInt64(4), reader.GetInt64(5), reader.GetInt64(6)));
+                reader.GetInt64(4), reader.GetInt64(5), reader.GetInt64(6), hits, lookups == 0 ? 0 : Math.Round((double)hits / lookups, 4), reader.GetInt64(9)));
         }
 
         return lines;
@@ -364,7 +381,9 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
         reader.IsDBNull(10) ? null : reader.GetInt64(10),
         reader.IsDBNull(11) ? null : reader.GetString(11),
         reader.GetFieldValue<DateTimeOffset>(12),
-        reader.IsDBNull(13) ? null : reader.GetString(13));
+        reader.IsDBNull(13) ? null : reader.GetString(13),
+        reader.IsDBNull(14) ? null : reader.GetString(14),
+        reader.IsDBNull(15) ? null : reader.GetInt64(15));
 
     private static NpgsqlParameter Text(string? value) =>
         new() { NpgsqlDbType = NpgsqlDbType.Text, Value = value is { Length: > 0 } ? value : DBNull.Value };

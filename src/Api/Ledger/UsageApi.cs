@@ -17,7 +17,7 @@ public static class UsageApi
             .WithTags("Usage")
             .WithName("GetUsage")
             .ProducesProblems(StatusCodes.Status400BadRequest)
-            .WithSummary("The tenant's jobs and compute milliseconds per pipeline and model, from the job ledger; jobs created in [from, to).");
+            .WithSummary("The tenant's jobs, compute milliseconds, result cache hits, hit rate and saved compute per pipeline and model, from the job ledger; jobs created in [from, to).");
 
     internal static async Task<Results<Ok<UsageReport>, ProblemHttpResult>> GetAsync(
         HttpContext http, LedgerStore ledger, TimeProvider clock, string? from, string? to, CancellationToken cancellationToken)
