@@ -8,7 +8,7 @@ internal sealed record MachineInfo(int Cores, string CpuModel, long MemoryBytes,
 internal sealed record BenchSummary(
     MachineInfo Machine, DateTimeOffset FinishedAt, int ResNetJobs, int TrivialJobs, int QueuedJobs, int Concurrency,
     InProcessResult InProcess, EndToEndFigure BatchingOn, EndToEndFigure BatchingOff, EndToEndFigure Orchestration, MemoryFigure Memory,
-    OcrFigure? Ocr, OcrFigure? OcrDetectionOneAtATime, VideoFigure? Video)
+    OcrFigure? Ocr, OcrFigure? OcrDetectionOneAtATime, VideoFigure? Video, CacheFigure? Cache = null)
 {
     public double ModelBoundRatio => Math.Round(BatchingOn.JobsPerSecond / InProcess.Best.ImagesPerSecond, 3);
 }
@@ -104,6 +104,11 @@ internal static class Report
                 rows.Add(($"e2e video.analyze with OCR, 1 × {v.VideoSeconds:F0} s at {vo.SampleFps:G} fps", $"{vo.FramesPerSecond:F1} frames/s",
                     $"{vo.Status}, {vo.FramesAnalyzed} frames, {vo.TextSegments} text segments, rec mean batch {Num(vo.RecMeanBatchSize)}, peak RSS {Mib(vo.WorkerPeakRssBytes)}"));
             }
+        }
+
+        if (s.Cache is { } c)
+        {
+            rows.AddRange(CacheScenario.Rows(c));
         }
 
         var w1 = rows.Max(r => r.Figure.Length) + 2;

@@ -9,12 +9,16 @@ namespace Async.Serving.Api.Cache;
 /// <summary>
 /// Sends the messages of followers whose leader was cancelled, expired or removed before it
 /// succeeded (the job store's <see cref="RedisJobStore.CacheReleased"/> sets): they then run on
-/// their own, as if they had never followed. A follower is forgotten only after its message was
-/// confirmed (or it is no longer queued), so a failed send is tried again at the next round.
+/// their own, as if they had never followed. Each API claims a follower for a lease before sending
+/// it, so several APIs do not send it twice; it is forgotten only after its message was confirmed
+/// (or it is no longer queued), so a failed send is tried again when the lease ends.
 /// </summary>
 internal sealed partial class FollowerReleaser(
     RedisJobStore store, JobPublisher publisher, IOptions<CacheOptions> options, ILogger<FollowerReleaser> logger) : BackgroundService
 {
+    /// <summary>How long a claimed follower is left to this API before another may send it.</summary>
+    private static readonly TimeSpan Lease = TimeSpan.FromSeconds(30);
+
     protected override async Task ExecuteAsync(CancellationToken stoppingToken)
     {
         while (!stoppingToken.IsCancellationRequested)
@@ -43,7 +47,7 @@ internal sealed partial class FollowerReleaser(
     public async Task<int> ReleaseAsync(CancellationToken cancellationToken)
     {
         var sent = 0;
-        foreach (var id in await store.ReleasedFollowersAsync(100).ConfigureAwait(false))
+        foreach (var id in await store.ClaimReleasedFollowersAsync(100, Lease).ConfigureAwait(false))
         {
             cancellationToken.ThrowIfCancellationRequested();
             var fields = await store.ReleaseFieldsAsync(id).ConfigureAwait(false);

@@ -43,9 +43,9 @@ internal sealed class ResultCache
                 Entries.Set(entries);
                 Bytes.Set(bytes);
             }
-            catch (Exception ex) when (ex is StackExchange.Redis.RedisException or TimeoutException)
+            catch (Exception ex) when (ex is not OperationCanceledException)
             {
-                // Redis unreachable: the previous values are served, as for the queue gauges.
+                // Redis unreachable (or this host stopped): the previous values are served, as for the queue gauges.
             }
         });
     }

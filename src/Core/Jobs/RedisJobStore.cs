@@ -602,20 +602,36 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         };
     }
 
-    /// <summary>Followers released by their leader's cancel, expiry or removal (see <see cref="CacheReleased"/>), at most <paramref name="max"/> per shard.</summary>
-    public async Task<IReadOnlyList<string>> ReleasedFollowersAsync(int max)
+    /// <summary>
+    /// Claims up to <paramref name="max"/> followers per shard released by their leader's cancel,
+    /// expiry or removal (see <see cref="CacheReleased"/>) for <paramref name="lease"/>: another API
+    /// takes none of them until the lease ends, so each is sent once unless its sender dies first.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> ClaimReleasedFollowersAsync(int max, TimeSpan lease)
     {
-        var batch = _db.CreateBatch();
-        var reads = Shards.Select(shard => batch.SortedSetRangeByRankAsync(CacheReleased(shard), 0, max - 1)).ToList();
-        batch.Execute();
-        var ids = new List<string>();
-        foreach (var read in reads)
+        var now = clock.GetUtcNow().ToUnixTimeMilliseconds();
+        var claims = Shards.Select(shard => ClaimReleasedScript.EvaluateAsync(_db, new
         {
-            ids.AddRange((await read.ConfigureAwait(false)).Select(v => v.ToString()));
+            released = CacheReleased(shard),
+            now,
+            until = now + (long)lease.TotalMilliseconds,
+            max,
+        })).ToList();
+        var ids = new List<string>();
+        foreach (var claim in claims)
+        {
+            ids.AddRange(((RedisValue[])(await claim.ConfigureAwait(false))!).Select(v => v.ToString()));
         }
 
         return ids;
     }
+
+    // Members whose score (when they may be taken) has come, given a new score: the end of the lease.
+    private static readonly LuaScript ClaimReleasedScript = LuaScript.Prepare("""
+        local ids = redis.call('ZRANGEBYSCORE', @released, '-inf', @now, 'LIMIT', 0, @max)
+        for _, id in ipairs(ids) do redis.call('ZADD', @released, @until, id) end
+        return ids
+        """);
 
     /// <summary>A released follower was handled (its message sent, or it is no longer queued).</summary>
     public Task ForgetReleasedAsync(string id) => _db.SortedSetRemoveAsync(CacheReleased(ShardOf(id)), id);
