@@ -36,6 +36,9 @@ internal sealed class BenchOptions
     /// <summary><c>params.sample_fps</c> of those video jobs.</summary>
     public double VideoFps { get; init; } = 10;
 
+    /// <summary>Jobs of the result cache step, once as misses (distinct inputs) and once as hits (the same inputs again); 0 skips it.</summary>
+    public int CacheJobs { get; init; } = 3000;
+
     public string Redis { get; init; } = Env("ConnectionStrings__Redis", "127.0.0.1:6379");
 
     public string Postgres { get; init; } = Env("ConnectionStrings__Postgres", "Host=127.0.0.1;Port=5432;Username=postgres;Database=serving");
@@ -49,7 +52,7 @@ internal sealed class BenchOptions
     public string Configuration { get; init; } = Env("SERVING_CONFIGURATION", "Release");
 
     /// <summary><c>--root DIR --out DIR --resnet-jobs N --trivial-jobs N --queued-jobs N --concurrency N --inprocess-images N
-    /// --ocr-jobs N --video-jobs N --video-fps F --priority-jobs N --only priorities</c>.</summary>
+    /// --ocr-jobs N --video-jobs N --video-fps F --priority-jobs N --cache-jobs N --only priorities</c>.</summary>
     public static BenchOptions Parse(string[] args)
     {
         var values = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -84,6 +87,7 @@ internal sealed class BenchOptions
             VideoJobs = Int("video-jobs", 4),
             PriorityJobs = Int("priority-jobs", 400),
             Only = values.GetValueOrDefault("only"),
+            CacheJobs = Int("cache-jobs", 3000),
             VideoFps = values.TryGetValue("video-fps", out var fps) ? double.Parse(fps, CultureInfo.InvariantCulture) : 10,
         };
     }

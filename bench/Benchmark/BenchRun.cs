@@ -105,8 +105,23 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             priorities = await PrioritiesAsync(photos).ConfigureAwait(false);
         }
 
+        CacheFigure? cache = null;
+        if (options.CacheJobs > 0)
+        {
+            Console.WriteLine($"9. result cache, trivial model: {options.CacheJobs} distinct jobs (misses), then the same {options.CacheJobs} again (hits), {options.Concurrency} clients");
+            var (worker, _) = await StartWorkerAsync(BenchRepository.Trivial).ConfigureAwait(false);
+            try
+            {
+                cache = await new CacheScenario(_client!, options.Concurrency, _jobIds.AddRange).RunAsync(BenchRepository.Trivial, options.CacheJobs).ConfigureAwait(false);
+            }
+            finally
+            {
+                await worker.StopAsync(TimeSpan.FromSeconds(15)).ConfigureAwait(false);
+            }
+        }
+
         return new BenchSummary(Machine.Describe(), DateTimeOffset.UtcNow, options.ResNetJobs, options.TrivialJobs, options.QueuedJobs,
-            options.Concurrency, inProcess, batched, unbatched, trivial, memory, ocr, ocrDetectionAlone, video, priorities);
+            options.Concurrency, inProcess, batched, unbatched, trivial, memory, ocr, ocrDetectionAlone, video, priorities, cache);
     }
 
     public async ValueTask DisposeAsync()

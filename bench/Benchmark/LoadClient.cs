@@ -13,7 +13,7 @@ internal sealed record Submitted(string Id, double LatencyMs, DateTimeOffset Sub
 
 /// <summary>A finished job as GET /v1/jobs/{id} reported it; <see cref="Output"/> only when the caller asked to keep it.</summary>
 internal sealed record Finished(
-    string Id, string Status, DateTimeOffset? StartedAt, DateTimeOffset? CompletedAt, string? ErrorCode, JobOutput? Output = null, DateTimeOffset? CreatedAt = null);
+    string Id, string Status, DateTimeOffset? StartedAt, DateTimeOffset? CompletedAt, string? ErrorCode, JobOutput? Output = null, DateTimeOffset? CreatedAt = null, string? Cache = null);
 
 /// <summary>The outcome of submitting a load: tickets, refusals, submit latencies, first and last submit.</summary>
 internal sealed record LoadResult(
@@ -71,11 +71,12 @@ internal sealed class LoadClient : IDisposable
     /// <summary>
     /// Submits <paramref name="count"/> jobs from <paramref name="concurrency"/> clients, cycling through <paramref name="files"/>;
     /// <paramref name="parameters"/> (a JSON object) goes in the request's <c>params</c>, <paramref name="priority"/> of the
-    /// i-th job in its <c>priority</c> (null: the tenant's default).
+    /// i-th job in its <c>priority</c> (null: the tenant's default). The result cache is off unless
+    /// <paramref name="cache"/> (each figure but the cache's measures computed jobs).
     /// </summary>
     public async Task<LoadResult> SubmitManyAsync(
         string model, IReadOnlyList<byte[]> files, string contentType, int count, int concurrency, string pipeline = "image.embed", string? parameters = null,
-        Func<int, string?>? priority = null)
+        Func<int, string?>? priority = null, bool cache = false)
     {
         var jobs = new ConcurrentBag<(int Index, Submitted Job)>();
         var refused = new ConcurrentDictionary<string, int>();
@@ -100,6 +101,7 @@ internal sealed class LoadClient : IDisposable
                     Input = JobInput.FromBytes(files[i % files.Count], $"image{i}.{extension}", contentType),
                     Params = @params,
                     Priority = priority?.Invoke(i),
+                    Cache = cache,
                 };
                 var began = Stopwatch.GetTimestamp();
                 var submittedAt = DateTimeOffset.UtcNow;
@@ -142,7 +144,7 @@ internal sealed class LoadClient : IDisposable
         }
 
         return job.IsTerminal
-            ? new Finished(id, job.Status, job.StartedAt, job.CompletedAt, job.Error?.Code, keepOutput ? job.Output : null, job.CreatedAt)
+            ? new Finished(id, job.Status, job.StartedAt, job.CompletedAt, job.Error?.Code, keepOutput ? job.Output : null, job.CreatedAt, job.Cache)
             : null;
     }
 

@@ -8,7 +8,7 @@ internal sealed record MachineInfo(int Cores, string CpuModel, long MemoryBytes,
 internal sealed record BenchSummary(
     MachineInfo Machine, DateTimeOffset FinishedAt, int ResNetJobs, int TrivialJobs, int QueuedJobs, int Concurrency,
     InProcessResult InProcess, EndToEndFigure BatchingOn, EndToEndFigure BatchingOff, EndToEndFigure Orchestration, MemoryFigure Memory,
-    OcrFigure? Ocr, OcrFigure? OcrDetectionOneAtATime, VideoFigure? Video, PriorityFigure? Priorities = null)
+    OcrFigure? Ocr, OcrFigure? OcrDetectionOneAtATime, VideoFigure? Video, PriorityFigure? Priorities = null, CacheFigure? Cache = null)
 {
     public double ModelBoundRatio => Math.Round(BatchingOn.JobsPerSecond / InProcess.Best.ImagesPerSecond, 3);
 }
@@ -116,6 +116,11 @@ internal static class Report
                 rows.Add(($"  start into the drain p50 / p99, {lane.Priority}", $"{lane.DrainP50Ms:F0} / {lane.DrainP99Ms:F0} ms",
                     $"all normal: {same.DrainP50Ms:F0} / {same.DrainP99Ms:F0} ms"));
             }
+        }
+
+        if (s.Cache is { } c)
+        {
+            rows.AddRange(CacheScenario.Rows(c));
         }
 
         var w1 = rows.Max(r => r.Figure.Length) + 2;

@@ -1,5 +1,6 @@
 using Async.Serving.Api.Auth;
 using Async.Serving.Api.Batches;
+using Async.Serving.Api.Cache;
 using Async.Serving.Api.DeadLetters;
 using Async.Serving.Api.Errors;
 using Async.Serving.Api.Hangfire;
@@ -32,6 +33,7 @@ builder.AddPerKeyRateLimiting();
 builder.AddNetworkGuard();
 builder.AddJobs();
 builder.AddModelRouting();
+builder.AddResultCache();
 builder.AddWebhooks();
 builder.AddServingHealthChecks();
 builder.AddServingHangfire();

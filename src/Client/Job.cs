@@ -64,6 +64,11 @@ public sealed record Job
 
     /// <summary>The submit's routing key.</summary>
     public string? RoutingKey { get; init; }
+    /// <summary>
+    /// The result cache: <c>hit</c> (the output came from the cache, or from an identical job running
+    /// at the same time; no worker time), <c>miss</c> (computed, then stored), <c>off</c>.
+    /// </summary>
+    public string? Cache { get; init; }
 
     /// <summary>True once the job has ended: succeeded, failed, cancelled or expired.</summary>
     [JsonIgnore]

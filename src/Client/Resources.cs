@@ -36,11 +36,13 @@ public sealed record Usage(DateTimeOffset From, DateTimeOffset To, IReadOnlyList
 
 /// <summary>
 /// Usage of one pipeline and model version, with what compares versions: the share of finished jobs
-/// that failed, and percentiles of succeeded jobs' execution and submit-to-completion latency.
+/// that failed, and percentiles of succeeded jobs' execution and submit-to-completion latency; and
+/// the result cache's hits, hit rate and the compute they saved.
 /// </summary>
 public sealed record UsageLine(
     string Pipeline, string Model, long Jobs, long Succeeded, long Failed, long ComputeMs, long InputBytes,
-    double? FailureRate = null, Percentiles? ExecutionMs = null, Percentiles? LatencyMs = null);
+    double? FailureRate = null, Percentiles? ExecutionMs = null, Percentiles? LatencyMs = null,
+    long CacheHits = 0, double CacheHitRate = 0, long SavedComputeMs = 0);
 
 /// <summary>Percentiles in milliseconds.</summary>
 public sealed record Percentiles(double P50, double P95, double P99);

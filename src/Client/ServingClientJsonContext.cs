@@ -75,6 +75,7 @@ internal sealed record SubmitBody
     public SubmitWebhookBody? Webhook { get; init; }
     public string? RoutingKey { get; init; }
     public string? Priority { get; init; }
+    public bool? Cache { get; init; }
 
     public static SubmitBody From(SubmitRequest request, SubmitInputBody? input) => new()
     {
@@ -88,6 +89,7 @@ internal sealed record SubmitBody
         Webhook = request.Webhook is { } w ? new SubmitWebhookBody(w.Url.AbsoluteUri, w.Events) : null,
         RoutingKey = request.RoutingKey,
         Priority = request.Priority,
+        Cache = request.Cache ? null : false,
     };
 }
 

@@ -50,6 +50,8 @@ public sealed record SubmitRequest
     /// are taken first, lower ones still progress. Null for the tenant's default.
     /// </summary>
     public string? Priority { get; init; }
+    /// <summary>False: the job is neither answered from the result cache nor stored in it (<c>"cache": false</c>).</summary>
+    public bool Cache { get; init; } = true;
 }
 
 /// <summary>A job's input: a file, a stream, bytes, or a URL the API fetches.</summary>

@@ -79,10 +79,11 @@ public sealed partial class MetricsTests : IDisposable
         Assert.Equal(HttpStatusCode.OK, (await management.GetAsync("/readyz")).StatusCode);
 
         // Jobs through both processes, so the labelled series and histograms have samples.
-        var image = Convert.ToBase64String(TestImages.Scene(7, 96, 96));
+        // Three distinct images: the result cache (on by default) would answer repeats without the worker.
         var ids = new List<string>();
         for (var i = 0; i < 3; i++)
         {
+            var image = Convert.ToBase64String(TestImages.Scene(7 + i, 96, 96));
             var response = await api.PostAsJsonAsync("/v1/jobs", new { pipeline = "image.embed", model = _models.Name, input = new { base64 = image } });
             Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
             ids.Add((await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!);

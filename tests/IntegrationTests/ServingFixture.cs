@@ -91,6 +91,9 @@ public sealed class ServingFixture : IAsyncLifetime
             // A management port of its own: a test host on real sockets (UseKestrel) must not take, or
             // fail on, the 9465 of the stack scripts/up.sh runs.
             ["Serving:Management:Port"] = ScriptRunner.FreePort().ToString(System.Globalization.CultureInfo.InvariantCulture),
+            // Tests submit the same images again and again and expect each to run (to cancel it, watch
+            // it start, count its attempts): the result cache is on only where CacheTests turn it on.
+            ["Serving:Cache:Enabled"] = "false",
         };
         foreach (var (k, v) in overrides ?? new Dictionary<string, string?>())
         {

@@ -46,6 +46,14 @@ internal static partial class InferenceJobsPages
         AddMenuEntry();
     }
 
+    /// <summary>The cache cell of a job (list and job page): the ledger's <c>cache</c>, off for rows without one.</summary>
+    internal static string CacheCell(LedgerRow row) => row.Cache switch
+    {
+        "hit" => "<span class=\"label label-success\">hit</span>",
+        "miss" => "<span class=\"label label-default\">miss</span>",
+        _ => "<span class=\"text-muted\">off</span>",
+    };
+
     /// <summary>
     /// The trace id cell of a job (list and job page): the ledger's <c>trace_id</c>, the job's
     /// OpenTelemetry trace (docs/observability.md), encoded; a dash for rows written before tracing.
@@ -128,13 +136,14 @@ internal static partial class InferenceJobsPages
                 .Append(" from the ledger, newest first. Queue time is from creation to start, execution time from start to the end.</p>")
                 .Append("<div class=\"table-responsive\"><table class=\"table table-hover\" id=\"inference-jobs\"><thead><tr><th>Job</th><th>Status</th>")
                 .Append("<th>Tenant</th><th>Pipeline</th><th>Model</th><th>Priority</th><th>Created</th><th>Queue time</th><th>Execution time</th>")
-                .Append("<th>Attempts</th><th>Trace id</th><th>Error</th></tr></thead><tbody>");
+                .Append("<th>Cache</th><th>Attempts</th><th>Trace id</th><th>Error</th></tr></thead><tbody>");
             foreach (var row in _rows)
             {
                 html.Append("<tr><td><a href=\"").Append(JobHref(Context, row.JobId)).Append("\"><code>").Append(E(row.JobId)).Append("</code></a></td><td>")
                     .Append(StatusLabel(row.Status)).Append("</td><td>").Append(E(row.TenantId)).Append("</td><td>").Append(E(row.Pipeline))
                     .Append("</td><td>").Append(E(row.Model)).Append("</td><td>").Append(E(row.Priority ?? "—")).Append("</td><td>").Append(Time(row.CreatedAt)).Append("</td><td>")
                     .Append(Ms(QueueTime(row))).Append("</td><td>").Append(Ms(ExecutionTime(row))).Append("</td><td>")
+                    .Append(CacheCell(row)).Append("</td><td>")
                     .Append(row.Attempts.ToString(CultureInfo.InvariantCulture)).Append("</td><td>").Append(TraceIdCell(row)).Append("</td><td>")
                     .Append(E(row.ErrorCode)).Append("</td></tr>");
             }
@@ -235,6 +244,8 @@ internal static partial class InferenceJobsPages
             Line("Attempts", row.Attempts.ToString(CultureInfo.InvariantCulture));
             Line("Input bytes", row.InputBytes.ToString("N0", CultureInfo.InvariantCulture));
             Line("Compute ms", row.ComputeMs?.ToString(CultureInfo.InvariantCulture) ?? "—");
+            Line("Cache", CacheCell(row) + (row.SavedMs is { } saved && row.Cache == "hit"
+                ? $" <span class=\"text-muted\">({saved.ToString(CultureInfo.InvariantCulture)} ms of compute saved)</span>" : string.Empty));
             Line("Trace id", TraceIdCell(row));
             Line("Error", E(row.ErrorCode));
             Line("Ledger updated", Time(row.UpdatedAt));

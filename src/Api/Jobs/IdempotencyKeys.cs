@@ -70,6 +70,11 @@ internal sealed class IdempotencyKeys(IConnectionMultiplexer redis, TimeProvider
             text += "\npriority:" + s.Priority; // as given, not the tenant's default: the same request stays the same
         }
 
+        if (!s.Cache)
+        {
+            text += "\ncache:false"; // likewise: only an opt-out changes the fingerprint
+        }
+
         return Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
     }
 

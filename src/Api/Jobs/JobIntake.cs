@@ -46,6 +46,7 @@ internal sealed class JobIntake(
     ModelRouter router,
     IOptions<QueueOptions> queueOptions,
     IOptions<TenantOptions> tenants,
+    Cache.ResultCache cache,
     TimeProvider clock)
 {
     /// <summary>The <c>Idempotency-Key</c> header's value is unusable: the problem to answer with, else null.</summary>
@@ -97,6 +98,7 @@ internal sealed class JobIntake(
             }
         }
 
+        CacheTicket? ticket;
         bool full;
         ModelAvailability model;
         try
@@ -113,8 +115,12 @@ internal sealed class JobIntake(
                 submission = submission with { Model = routed };
             }
 
-            model = await breakers.CheckAsync(submission.Model.Id, cancellationToken).ConfigureAwait(false);
-            full = model.Available && await queues.IsFullAsync(submission.Model, cancellationToken).ConfigureAwait(false);
+            // The cache key names the version that runs: after routing. A job the cache can answer needs
+            // neither the model nor the queue: an open breaker or a full queue does not refuse it.
+            ticket = cache.TicketFor(submission, tenant);
+            var cached = ticket is not null && await store.CacheHoldsAsync(ticket.Key).ConfigureAwait(false);
+            model = cached ? default(ModelAvailability) with { Available = true } : await breakers.CheckAsync(submission.Model.Id, cancellationToken).ConfigureAwait(false);
+            full = !cached && model.Available && await queues.IsFullAsync(submission.Model, cancellationToken).ConfigureAwait(false);
         }
         catch
         {
@@ -151,7 +157,7 @@ internal sealed class JobIntake(
         {
             // The key points at the job before its message is sent: from then on a retry gets this job.
             var job = await publisher.SubmitAsync(submission, tenant,
-                idempotencyKey is null ? null : id => idempotency.CompleteAsync(tenant, idempotencyKey, fingerprint!, id)).ConfigureAwait(false);
+                idempotencyKey is null ? null : id => idempotency.CompleteAsync(tenant, idempotencyKey, fingerprint!, id), ticket).ConfigureAwait(false);
             return new SubmitOutcome.Created(job);
         }
         catch (BrokerUnavailableException ex)

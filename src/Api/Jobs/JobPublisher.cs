@@ -37,11 +37,12 @@ internal sealed partial class JobPublisher(
     /// must not leave it half-published. The publish is bounded by its own timeout instead.
     /// </remarks>
     /// <param name="stored">Called once the job is stored, before its message is sent (the Idempotency-Key records the job); when it throws, the job is removed.</param>
-    public async Task<JobRecord> SubmitAsync(Submission submission, string tenantId, Func<string, Task>? stored = null)
+    /// <param name="cache">The job's part in the result cache, if any: a hit or a follower is stored and not sent (see <see cref="CreateCachedAsync"/>).</param>
+    public async Task<JobRecord> SubmitAsync(Submission submission, string tenantId, Func<string, Task>? stored = null, CacheTicket? cache = null)
     {
         // Millisecond precision, as stored: the ticket and later reads show the same instant.
         var now = DateTimeOffset.FromUnixTimeMilliseconds(clock.GetUtcNow().ToUnixTimeMilliseconds());
-        var id = RedisJobStore.NewJobId();
+        var id = cache is null ? RedisJobStore.NewJobId() : RedisJobStore.NewJobIdIn(cache.Key);
         var priority = JobPriorities.OrNormal(submission.Priority);
         // The job's trace: this span (under the request's) is the parent that the broker's send, and
         // later the outbox relay and every webhook attempt, continue from (stored with the job).
@@ -66,8 +67,22 @@ internal sealed partial class JobPublisher(
             TraceParent = ServingTelemetry.TraceParent(activity ?? Activity.Current),
         };
         using var scope = logger.BeginJobScope(job.Id, tenantId, job.Model);
-        await store.CreateAsync(job, submission.Input).ConfigureAwait(false);
-        if (stored is not null)
+        if (cache is not null)
+        {
+            var (created, done) = await CreateCachedAsync(job, submission, cache, stored, activity).ConfigureAwait(false);
+            if (done)
+            {
+                return created;
+            }
+
+            job = created;
+        }
+        else
+        {
+            await store.CreateAsync(job, submission.Input).ConfigureAwait(false);
+        }
+
+        if (stored is not null && cache is null)
         {
             try
             {
@@ -109,6 +124,47 @@ internal sealed partial class JobPublisher(
 
         Submitted.WithLabels(submission.Pipeline, submission.Model.Id).Inc();
         return job;
+    }
+
+    /// <summary>
+    /// Stores a job of the result cache: a hit (succeeded at once) or a follower (of the job computing
+    /// the same output) is done, with no message; a leader goes on to be sent. <paramref name="stored"/>
+    /// is called for each, and a job it fails for is removed.
+    /// </summary>
+    private async Task<(JobRecord Job, bool Done)> CreateCachedAsync(
+        JobRecord job, Submission submission, CacheTicket cache, Func<string, Task>? stored, Activity? activity)
+    {
+        var outcome = await store.CreateCachedAsync(job, submission.Input, cache,
+        [
+            ("content_type", submission.ContentType),
+            ("params", submission.ParamsJson ?? string.Empty),
+            ("timeout_seconds", submission.TimeoutSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+            ("queue", submission.Model.LaneQueue(JobPriorities.OrNormal(job.Priority))),
+        ]).ConfigureAwait(false);
+        Cache.ResultCache.Count(submission, outcome);
+        activity?.SetTag("serving.cache", outcome switch { CachedCreate.Hit => "hit", CachedCreate.Follow => "follow", _ => "miss" });
+        if (stored is not null)
+        {
+            try
+            {
+                await stored(job.Id).ConfigureAwait(false);
+            }
+            catch (Exception ex)
+            {
+                activity.Fail(ex);
+                await store.DeleteAsync(job.Id, job.TenantId).ConfigureAwait(false);
+                throw;
+            }
+        }
+
+        if (outcome is CachedCreate.Lead)
+        {
+            return (job with { Cache = "miss" }, false);
+        }
+
+        Submitted.WithLabels(submission.Pipeline, submission.Model.Id).Inc();
+        // What the script stored (a hit's output and times; a follower's link to its leader).
+        return (await store.GetAsync(job.Id).ConfigureAwait(false) ?? job with { Cache = "miss" }, true);
     }
 
     /// <summary>

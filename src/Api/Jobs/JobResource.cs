@@ -34,6 +34,8 @@ public sealed record JobResource
     public string? RequestedModel { get; init; }
     /// <summary>The submit's <c>routing_key</c>, which kept the choice of version sticky.</summary>
     public string? RoutingKey { get; init; }
+    /// <summary>The result cache: <c>hit</c> (the output came from the cache or from an identical job computed at the same time; no worker time), <c>miss</c> (computed, then stored), <c>off</c> (opted out or not cacheable).</summary>
+    public string Cache { get; init; } = "off";
     public required JobLinks Links { get; init; }
 
     public static JobResource From(JobRecord job) => new()
@@ -58,6 +60,7 @@ public sealed record JobResource
         TraceId = job.TraceId,
         RequestedModel = job.RequestedModel,
         RoutingKey = job.RoutingKey,
+        Cache = job.Cache ?? "off",
         Links = new JobLinks($"/v1/jobs/{job.Id}", $"/v1/jobs/{job.Id}/events", $"/v1/jobs/{job.Id}/cancel"),
     };
 

@@ -17,7 +17,11 @@ namespace Async.Serving.Api.Jobs;
 public sealed record Submission(
     string Pipeline, ModelEntry Model, byte[] Input, string ContentType, string? ParamsJson,
     int TtlSeconds, int TimeoutSeconds, string? MetadataJson, WebhookSubscription? Webhook = null,
-    string? RequestedModel = null, string? RoutingKey = null, string? Priority = null);
+    string? RequestedModel = null, string? RoutingKey = null, string? Priority = null)
+{
+    /// <summary>False when the submit opted out of the result cache (<c>"cache": false</c>).</summary>
+    public bool Cache { get; init; } = true;
+}
 
 /// <summary>
 /// Reads <c>POST /v1/jobs</c> as JSON (<c>input.base64</c> or <c>input.url</c>, fetched here) or
@@ -339,7 +343,7 @@ internal sealed class SubmissionReader(
             webhook,
             body.Model is { Length: > 0 } ? body.Model : null,
             body.RoutingKey,
-            body.Priority), null);
+            body.Priority) { Cache = body.Cache is not false }, null);
     }
 
     /// <summary>Every string of the submit that is not valid text, by field (the first one inside params or metadata).</summary>

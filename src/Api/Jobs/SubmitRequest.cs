@@ -17,6 +17,8 @@ public sealed record SubmitRequest
     public string? RoutingKey { get; init; }
     /// <summary><c>low</c>, <c>normal</c> or <c>high</c>; null for the tenant's default (<see cref="TenantOptions"/>).</summary>
     public string? Priority { get; init; }
+    /// <summary>False: not answered from the result cache, nor stored in it (default true).</summary>
+    public bool? Cache { get; init; }
 }
 
 public sealed record SubmitWebhook

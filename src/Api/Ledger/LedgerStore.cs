@@ -20,16 +20,24 @@ public sealed record LedgerRow(
     string? ErrorCode,
     DateTimeOffset UpdatedAt,
     string? TraceId = null,
-    string? Priority = null);
+    string? Priority = null,
+    string? Cache = null,
+    long? SavedMs = null);
 
 /// <summary>
 /// Jobs and compute of one pipeline and model version (<c>name@version</c>) in a period, with what
 /// compares versions: the share of finished jobs that failed, and percentiles of the succeeded
 /// jobs' execution time and of their latency from submit to completion (null when none succeeded).
 /// </summary>
+/// <remarks>
+/// <see cref="CacheHits"/>: jobs answered by the result cache (no worker time); <see cref="CacheHitRate"/>:
+/// hits over the jobs that looked the cache up (hits and misses); <see cref="SavedComputeMs"/>: the
+/// execution time the hits did not spend (per hit, that of the job that computed the output).
+/// </remarks>
 public sealed record UsageLine(
     string Pipeline, string Model, long Jobs, long Succeeded, long Failed, long ComputeMs, long InputBytes,
-    double? FailureRate = null, Percentiles? ExecutionMs = null, Percentiles? LatencyMs = null);
+    double? FailureRate = null, Percentiles? ExecutionMs = null, Percentiles? LatencyMs = null,
+    long CacheHits = 0, double CacheHitRate = 0, long SavedComputeMs = 0);
 
 /// <summary>Percentiles in milliseconds (PostgreSQL <c>percentile_cont</c>: interpolated).</summary>
 public sealed record Percentiles(double P50, double P95, double P99)
@@ -93,6 +101,9 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
         ALTER TABLE job_ledger ADD COLUMN IF NOT EXISTS trace_id text NULL;
         -- Added with priorities: low, normal or high (null for rows written before).
         ALTER TABLE job_ledger ADD COLUMN IF NOT EXISTS priority text NULL;
+        -- Added with the result cache: hit, miss or null (off), and a hit's saved execution time.
+        ALTER TABLE job_ledger ADD COLUMN IF NOT EXISTS cache text NULL;
+        ALTER TABLE job_ledger ADD COLUMN IF NOT EXISTS saved_ms bigint NULL;
         CREATE INDEX IF NOT EXISTS job_ledger_tenant_created ON job_ledger (tenant_id, created_at);
         CREATE INDEX IF NOT EXISTS job_ledger_created ON job_ledger (created_at);
         -- Only the rows still live, for the reconcile job: small whatever the table's size.
@@ -110,18 +121,19 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
     // A row never goes back from a terminal status to a live one, whatever order writers commit in.
     private const string Upsert = """
         INSERT INTO job_ledger AS l (job_id, tenant_id, pipeline, model, status, created_at, started_at, completed_at,
-                                     attempts, input_bytes, compute_ms, error_code, updated_at, trace_id, priority)
+                                     attempts, input_bytes, compute_ms, error_code, updated_at, trace_id, priority, cache, saved_ms)
         SELECT u.job_id, u.tenant_id, u.pipeline, u.model, u.status, u.created_at, u.started_at, u.completed_at,
-               u.attempts, u.input_bytes, u.compute_ms, u.error_code, now(), u.trace_id, u.priority
+               u.attempts, u.input_bytes, u.compute_ms, u.error_code, now(), u.trace_id, u.priority, u.cache, u.saved_ms
         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::timestamptz[],
-                    $8::timestamptz[], $9::integer[], $10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::text[])
+                    $8::timestamptz[], $9::integer[], $10::bigint[], $11::bigint[], $12::text[], $13::text[], $14::text[], $15::text[], $16::bigint[])
              AS u(job_id, tenant_id, pipeline, model, status, created_at, started_at, completed_at,
-                  attempts, input_bytes, compute_ms, error_code, trace_id, priority)
+                  attempts, input_bytes, compute_ms, error_code, trace_id, priority, cache, saved_ms)
         ON CONFLICT (job_id) DO UPDATE SET
             status = EXCLUDED.status, started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at,
             attempts = EXCLUDED.attempts, input_bytes = EXCLUDED.input_bytes, compute_ms = EXCLUDED.compute_ms,
             error_code = EXCLUDED.error_code, updated_at = now(), trace_id = coalesce(EXCLUDED.trace_id, l.trace_id),
-            priority = coalesce(EXCLUDED.priority, l.priority)
+            priority = coalesce(EXCLUDED.priority, l.priority),
+            cache = coalesce(EXCLUDED.cache, l.cache), saved_ms = coalesce(EXCLUDED.saved_ms, l.saved_ms)
         WHERE l.status NOT IN ('succeeded', 'failed', 'cancelled', 'expired')
            OR EXCLUDED.status IN ('succeeded', 'failed', 'cancelled', 'expired')
         """;
@@ -133,7 +145,7 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
         """;
 
     private const string Columns =
-        "job_id, tenant_id, pipeline, model, status, created_at, started_at, completed_at, attempts, input_bytes, compute_ms, error_code, updated_at, trace_id, priority";
+        "job_id, tenant_id, pipeline, model, status, created_at, started_at, completed_at, attempts, input_bytes, compute_ms, error_code, updated_at, trace_id, priority, cache, saved_ms";
 
     /// <summary>Creates the tables when missing. Safe to run from several processes at once.</summary>
     public Task MigrateAsync(CancellationToken cancellationToken) =>
@@ -166,6 +178,8 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
             upsert.Parameters.Add(TextArray(jobs.Select(j => j.ErrorCode)));
             upsert.Parameters.Add(TextArray(jobs.Select(j => j.TraceId)));
             upsert.Parameters.Add(TextArray(jobs.Select(j => j.Priority)));
+            upsert.Parameters.Add(TextArray(jobs.Select(j => j.Cache)));
+            upsert.Parameters.Add(new NpgsqlParameter<long?[]> { TypedValue = [.. jobs.Select(j => j.SavedMs)] });
             await upsert.ExecuteNonQueryAsync(cancellationToken).ConfigureAwait(false);
         }
 
@@ -210,7 +224,9 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
                    percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY compute_ms)
                        FILTER (WHERE status = 'succeeded' AND compute_ms IS NOT NULL),
                    percentile_cont(ARRAY[0.5, 0.95, 0.99]) WITHIN GROUP (ORDER BY extract(epoch FROM completed_at - created_at) * 1000)
-                       FILTER (WHERE status = 'succeeded' AND completed_at IS NOT NULL)
+                       FILTER (WHERE status = 'succeeded' AND completed_at IS NOT NULL),
+                   count(*) FILTER (WHERE cache = 'hit'), count(*) FILTER (WHERE cache IN ('hit', 'miss')),
+                   coalesce(sum(saved_ms) FILTER (WHERE cache = 'hit'), 0)::bigint
             FROM job_ledger
             WHERE tenant_id = $1 AND created_at >= $2 AND created_at < $3
               AND ($4::text IS NULL OR model = $4 OR model LIKE $5)
@@ -228,10 +244,12 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
         while (await reader.ReadAsync(cancellationToken).ConfigureAwait(false))
         {
             var (succeeded, failed) = (reader.GetInt64(3), reader.GetInt64(4));
+            var (hits, lookups) = (reader.GetInt64(9), reader.GetInt64(10));
             lines.Add(new UsageLine(reader.GetString(0), reader.GetString(1), reader.GetInt64(2), succeeded, failed, reader.GetInt64(5), reader.GetInt64(6),
                 succeeded + failed > 0 ? Math.Round((double)failed / (succeeded + failed), 4) : null,
                 Percentiles.From(reader.IsDBNull(7) ? null : reader.GetFieldValue<double[]>(7)),
-                Percentiles.From(reader.IsDBNull(8) ? null : reader.GetFieldValue<double[]>(8))));
+                Percentiles.From(reader.IsDBNull(8) ? null : reader.GetFieldValue<double[]>(8)),
+                hits, lookups == 0 ? 0 : Math.Round((double)hits / lookups, 4), reader.GetInt64(11)));
         }
 
         return lines;
@@ -396,7 +414,9 @@ public sealed class LedgerStore(NpgsqlDataSource dataSource) : ILedgerSink
         reader.IsDBNull(11) ? null : reader.GetString(11),
         reader.GetFieldValue<DateTimeOffset>(12),
         reader.IsDBNull(13) ? null : reader.GetString(13),
-        reader.IsDBNull(14) ? null : reader.GetString(14));
+        reader.IsDBNull(14) ? null : reader.GetString(14),
+        reader.IsDBNull(15) ? null : reader.GetString(15),
+        reader.IsDBNull(16) ? null : reader.GetInt64(16));
 
     private static NpgsqlParameter Text(string? value) =>
         new() { NpgsqlDbType = NpgsqlDbType.Text, Value = value is { Length: > 0 } ? value : DBNull.Value };

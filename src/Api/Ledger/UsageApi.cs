@@ -18,7 +18,7 @@ public static class UsageApi
             .WithName("GetUsage")
             .ProducesProblems(StatusCodes.Status400BadRequest)
             .WithSummary("The tenant's jobs and compute milliseconds per pipeline and model version, with failure rate and execution and latency "
-                + "percentiles to compare versions, from the job ledger; jobs created in [from, to); model keeps one model's versions.");
+                + "percentiles to compare versions, result cache hits, hit rate and saved compute, from the job ledger; jobs created in [from, to); model keeps one model's versions.");
 
     internal static async Task<Results<Ok<UsageReport>, ProblemHttpResult>> GetAsync(
         HttpContext http, LedgerStore ledger, TimeProvider clock, string? from, string? to, string? model, CancellationToken cancellationToken)

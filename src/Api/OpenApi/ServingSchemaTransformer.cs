@@ -55,6 +55,9 @@ internal sealed class ServingSchemaTransformer : IOpenApiSchemaTransformer
                 Pattern = "^[0-9a-f]{32}$",
                 Description = "The job's OpenTelemetry trace id: one trace from the submit through the queue, batch, inference and result to each webhook attempt.",
             };
+            schema.Properties["cache"] = Enum(["hit", "miss", "off"],
+                "The result cache: hit (the output came from the cache, or from an identical job running at the same time; no worker time), miss (computed, then stored), off (opted out, or not cacheable).");
+            Require(schema, "cache");
             schema.Examples = [JsonNode.Parse(JobExample)!];
         }
         else if (type == typeof(JobError))
@@ -78,6 +81,11 @@ internal sealed class ServingSchemaTransformer : IOpenApiSchemaTransformer
             schema.Properties["priority"] = Enum(Priorities, "Which lane of the model's queue the job waits in: higher lanes are taken first, lower ones still progress "
                 + "(docs/priorities.md). Left out: the tenant's default (Serving:Tenants:<tenant>:DefaultPriority), else normal.");
             schema.Properties["metadata"] = FreeObject("Anything to keep with the job (at most 4 KiB), returned as given.", nullable: true);
+            schema.Properties["cache"] = new OpenApiSchema
+            {
+                Type = JsonSchemaType.Boolean | JsonSchemaType.Null,
+                Description = "false: the job is neither answered from the result cache nor stored in it (default true). See docs/cache.md.",
+            };
             Require(schema, "pipeline");
             schema.Examples = [JsonNode.Parse(SubmitExample)!];
         }
@@ -148,6 +156,7 @@ internal sealed class ServingSchemaTransformer : IOpenApiSchemaTransformer
          "output": {"pipeline": "image.ocr", "width": 640, "height": 480,
                     "lines": [{"text": "Hello, world", "confidence": 0.9871, "box": [[12, 20], [210, 20], [210, 52], [12, 52]]}]},
          "trace_id": "4bf92f3577b34da6a3ce929d0e0e4736",
+         "cache": "miss",
          "links": {"self": "/v1/jobs/0193a1f0c2d47e4f9b2a6c8d0e1f2a3b", "events": "/v1/jobs/0193a1f0c2d47e4f9b2a6c8d0e1f2a3b/events",
                    "cancel": "/v1/jobs/0193a1f0c2d47e4f9b2a6c8d0e1f2a3b/cancel"}}
         """;

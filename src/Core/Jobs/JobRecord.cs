@@ -44,6 +44,14 @@ public sealed record JobRecord
 
     /// <summary>The submit's <c>routing_key</c>: the same key keeps the same version while the weights stay.</summary>
     public string? RoutingKey { get; init; }
+    /// <summary>The result cache's part in the job: <c>hit</c>, <c>miss</c>, or null (<c>off</c>: not looked up).</summary>
+    public string? Cache { get; init; }
+
+    /// <summary>For a cache hit: the execution milliseconds of the job that computed the output, which this one did not spend.</summary>
+    public long? SavedMs { get; init; }
+
+    /// <summary>For a job that follows another computing the same output (single flight): that job's id, until it ends.</summary>
+    public string? CacheLeader { get; init; }
 
     /// <summary>The job's OpenTelemetry trace id (32 hex digits), from <see cref="TraceParent"/>.</summary>
     public string? TraceId => Hosting.ServingTelemetry.TraceIdOf(TraceParent);

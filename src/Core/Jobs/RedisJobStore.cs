@@ -21,24 +21,94 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     // (Api/Webhooks/JobEventRelay), only for an event the job's webhook subscribed to; extra fields
     // make the entry self-describing, so a relayed event reads the same however late it is relayed.
     private const string Shared = """
-        local function ledger(status)
-          redis.call('XADD', @ledger, 'MAXLEN', '~', @streamCap, '*', 'id', @id, 'status', status, 'at', @now)
+        local function ledgerOf(id, status)
+          redis.call('XADD', @ledger, 'MAXLEN', '~', @streamCap, '*', 'id', id, 'status', status, 'at', @now)
         end
-        local function announce(event, status, extra)
-          local ok, subscription = pcall(cjson.decode, redis.call('HGET', @job, 'webhook') or '')
+        local function ledger(status) ledgerOf(@id, status) end
+        local function announceOf(job, id, event, status, extra)
+          local ok, subscription = pcall(cjson.decode, redis.call('HGET', job, 'webhook') or '')
           if not ok or type(subscription) ~= 'table' or type(subscription.events) ~= 'table' then return end
           for _, wanted in ipairs(subscription.events) do
             if wanted == event then
-              local entry = {'id', @id, 'type', 'job.' .. event, 'status', status, 'at', @now}
+              local entry = {'id', id, 'type', 'job.' .. event, 'status', status, 'at', @now}
               for _, v in ipairs(extra) do entry[#entry + 1] = v end
               redis.call('XADD', @events, 'MAXLEN', '~', @streamCap, '*', unpack(entry))
               return
             end
           end
         end
+        local function announce(event, status, extra) announceOf(@job, @id, event, status, extra) end
         local function round() return redis.call('HGET', @job, 'requeues') or '0' end
         -- The job's member of the shard's queued-by-model index (QueuedByModel).
         local function queuedMember() return (redis.call('HGET', @job, 'model') or '') .. '|' .. @id end
+        -- The result cache (Api/Cache), per shard: @cacheEntries (cache key -> '<execution ms> <output>'),
+        -- @cacheIndex (cache key by store time, Unix ms: the oldest go first), @cacheBytes (the bytes of
+        -- the entries), @cacheFlights (cache key -> the job computing it) and @cacheReleased (followers
+        -- whose leader was cancelled or expired, for the API to publish). A job and every job following
+        -- it share the cache key's shard (the API picks their ids so), so the followers' keys named here
+        -- from the shard's hash tag sit in the same slot as the declared ones.
+        local function dropEntry(key)
+          local length = redis.call('HSTRLEN', @cacheEntries, key)
+          if redis.call('HDEL', @cacheEntries, key) == 1 then redis.call('DECRBY', @cacheBytes, length) end
+          redis.call('ZREM', @cacheIndex, key)
+        end
+        local function storeEntry(key, value, ttlMs, maxBytes, maxEntry)
+          if #value > maxEntry or #value > maxBytes then return end
+          for _, old in ipairs(redis.call('ZRANGEBYSCORE', @cacheIndex, '-inf', @now - ttlMs, 'LIMIT', 0, 100)) do dropEntry(old) end
+          dropEntry(key)
+          while tonumber(redis.call('GET', @cacheBytes) or '0') + #value > maxBytes do
+            local oldest = redis.call('ZRANGE', @cacheIndex, 0, 0)
+            if #oldest == 0 then break end
+            dropEntry(oldest[1])
+          end
+          redis.call('HSET', @cacheEntries, key, value)
+          redis.call('ZADD', @cacheIndex, @now, key)
+          redis.call('INCRBY', @cacheBytes, #value)
+        end
+        -- Another job of the shard ended by this step (a follower): the same bookkeeping as ended().
+        local function endedOther(job, id, status)
+          redis.call('EXPIRE', job, @statusRetention)
+          redis.call('ZREM', @queuedByExpiry, id)
+          ledgerOf(id, status)
+          announceOf(job, id, 'completed', status, {'round', redis.call('HGET', job, 'requeues') or '0'})
+          redis.call('PUBLISH', 'job-changed:' .. id, status)
+        end
+        -- A leader ended: a success stores the entry and completes its followers with the output; a
+        -- failure fails them with its error (the same input fails the same way); a cancel, expiry or
+        -- removal releases them to run on their own.
+        local function settleFlight(status)
+          local key = redis.call('HGET', @job, 'cache_key')
+          if not key or redis.call('HGET', @job, 'leader') then return end
+          if redis.call('HGET', @cacheFlights, key) == @id then redis.call('HDEL', @cacheFlights, key) end
+          local executionMs = redis.call('HGET', @job, 'execution_ms') or '0'
+          if status == 'succeeded' and @output ~= '' then
+            storeEntry(key, executionMs .. ' ' .. @output, tonumber(redis.call('HGET', @job, 'cache_ttl_ms') or '0'),
+              tonumber(redis.call('HGET', @job, 'cache_max_bytes') or '0'), tonumber(redis.call('HGET', @job, 'cache_max_entry') or '0'))
+          end
+          local followers = redis.call('HGET', @job, 'followers')
+          if not followers then return end
+          local shard = string.sub(@job, 1, #@job - #@id - 5)
+          for follower in string.gmatch(followers, '%S+') do
+            local job = shard .. ':job:' .. follower
+            if redis.call('HGET', job, 'status') == 'queued' and redis.call('HGET', job, 'leader') == @id then
+              if status == 'succeeded' then
+                redis.call('HSET', job, 'status', 'succeeded', 'completed_at', @now, 'progress', '1', 'cache', 'hit', 'saved_ms', executionMs,
+                  'result_expires_at', @now + @resultRetention * 1000)
+                redis.call('SET', shard .. ':result:' .. follower, @output, 'EX', @resultRetention)
+                redis.call('DEL', shard .. ':input:' .. follower)
+                endedOther(job, follower, 'succeeded')
+              elseif status == 'failed' then
+                redis.call('HSET', job, 'status', 'failed', 'completed_at', @now,
+                  'error_code', redis.call('HGET', @job, 'error_code') or 'failed', 'error_message', redis.call('HGET', @job, 'error_message') or '')
+                redis.call('DEL', shard .. ':input:' .. follower)
+                endedOther(job, follower, 'failed')
+              else
+                redis.call('HDEL', job, 'leader')
+                redis.call('ZADD', @cacheReleased, @now, follower)
+              end
+            end
+          end
+        end
         local function ended(status)
           redis.call('HSET', @job, 'status', status, 'completed_at', @now)
           redis.call('EXPIRE', @job, @statusRetention)
@@ -48,6 +118,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
           ledger(status)
           announce('completed', status, {'round', round()})
           redis.call('PUBLISH', @channel, status)
+          settleFlight(status)
         end
 
         """;
@@ -137,6 +208,66 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         return 'ok'
         """);
 
+    // A job of the result cache (Api/Cache), made in one step with what the cache holds: a stored
+    // entry within its TTL makes it succeeded at once (a hit: no message, no worker; its event goes to
+    // the outbox as a worker's completion would); else, while another job computes the same key (a
+    // flight), it follows that job (when @follow is '1'); else it leads a flight of its own and the
+    // caller sends its message. @fields: the job hash's fields, a JSON array of names and values.
+    private static readonly LuaScript CreateCachedScript = LuaScript.Prepare(Shared + """
+        local fields = cjson.decode(@fields)
+        local value = redis.call('HGET', @cacheEntries, @cacheKey)
+        if value then
+          if tonumber(redis.call('ZSCORE', @cacheIndex, @cacheKey) or '0') > @now - @cacheTtlMs then
+            local space = string.find(value, ' ', 1, true)
+            local savedMs = string.sub(value, 1, space - 1)
+            redis.call('HSET', @job, unpack(fields))
+            redis.call('HSET', @job, 'status', 'succeeded', 'completed_at', @now, 'progress', '1', 'cache', 'hit', 'cache_key', @cacheKey,
+              'saved_ms', savedMs, 'result_expires_at', @now + @resultRetention * 1000)
+            redis.call('SET', @result, string.sub(value, space + 1), 'EX', @resultRetention)
+            redis.call('EXPIRE', @job, @statusRetention)
+            ledger('succeeded')
+            announce('completed', 'succeeded', {'round', '0'})
+            redis.call('PUBLISH', @channel, 'succeeded')
+            return {'hit', savedMs}
+          end
+          dropEntry(@cacheKey)
+        end
+        local function queued()
+          redis.call('HSET', @job, unpack(fields))
+          redis.call('HSET', @job, 'cache', 'miss', 'cache_key', @cacheKey)
+          redis.call('EXPIRE', @job, @jobRetention)
+          redis.call('SET', @input, @inputBytes, 'EX', @inputRetention)
+          if @expiresAt ~= '' then redis.call('ZADD', @queuedByExpiry, @expiresAt, @id) end
+          ledger('queued')
+        end
+        local leader = redis.call('HGET', @cacheFlights, @cacheKey)
+        if leader then
+          local leaderJob = string.sub(@job, 1, #@job - #@id - 5) .. ':job:' .. leader
+          local status = redis.call('HGET', leaderJob, 'status')
+          if status == 'queued' or status == 'running' then
+            if @follow == '1' then
+              queued()
+              redis.call('HSET', @job, 'leader', leader)
+              redis.call('HSET', leaderJob, 'followers', (redis.call('HGET', leaderJob, 'followers') or '') .. ' ' .. @id)
+              return {'follow', leader}
+            end
+          else
+            redis.call('HDEL', @cacheFlights, @cacheKey)
+          end
+        end
+        queued()
+        redis.call('HSET', @job, 'cache_ttl_ms', @cacheTtlMs, 'cache_max_bytes', @cacheMaxBytes, 'cache_max_entry', @cacheMaxEntry)
+        redis.call('ZADD', @queuedByModel, 0, queuedMember())
+        if @follow == '1' then redis.call('HSET', @cacheFlights, @cacheKey, @id) end
+        return {'lead'}
+        """);
+
+    // A job removed because its publish failed: a flight it led ends, and its followers are released.
+    private static readonly LuaScript AbandonScript = LuaScript.Prepare(Shared + """
+        if redis.call('EXISTS', @job) == 1 then settleFlight('deleted') end
+        return 'ok'
+        """);
+
     /// <summary>Workers listen here for running jobs to stop; the message is the job id.</summary>
     public static readonly RedisChannel CancelChannel = RedisChannel.Literal("job-cancel");
 
@@ -208,6 +339,28 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     /// <see cref="QueuedByModelAsync"/> for the queue depth and oldest queued age metrics.
     /// </summary>
     public static RedisKey QueuedByModel(string shard) => shard + ":queued-by-model";
+
+    /// <summary>A shard's result cache entries: cache key → <c>&lt;execution ms&gt; &lt;output JSON&gt;</c> (see <see cref="CreateCachedAsync"/>).</summary>
+    public static RedisKey CacheEntries(string shard) => shard + ":cache";
+
+    /// <summary>A shard's cache keys by the time their entry was stored (Unix ms): expiry and eviction take the oldest first.</summary>
+    public static RedisKey CacheIndex(string shard) => shard + ":cache-index";
+
+    /// <summary>The bytes of a shard's cache entries, kept by the scripts that store and drop them.</summary>
+    public static RedisKey CacheBytes(string shard) => shard + ":cache-bytes";
+
+    /// <summary>A shard's flights: cache key → the id of the job computing it, while it is queued or running.</summary>
+    public static RedisKey CacheFlights(string shard) => shard + ":cache-flights";
+
+    /// <summary>A shard's followers whose leader was cancelled, expired or removed (score: when, Unix ms): the API sends their messages.</summary>
+    public static RedisKey CacheReleased(string shard) => shard + ":cache-released";
+
+    /// <summary>A new job id (UUIDv7) in the shard of <paramref name="key"/>: its last hex digit is the shard's.</summary>
+    public static string NewJobIdIn(string key)
+    {
+        var shard = ShardOf(key);
+        return string.Concat(NewJobId().AsSpan(0, 31), shard.AsSpan(shard.Length - 2, 1));
+    }
 
     /// <summary>When the job with this id was created (UUIDv7: its first 48 bits are Unix ms); null for an id not made by <see cref="NewJobId"/>.</summary>
     public static DateTimeOffset? CreatedAtOf(string id) =>
@@ -388,9 +541,142 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         }
     }
 
+    /// <summary>
+    /// Creates a job of the result cache in one step (see <see cref="CreateCachedScript"/>): a hit
+    /// (the job is stored succeeded with the cached output, its event in the outbox), a follower of the
+    /// job computing the same key, or a leader whose message the caller sends. The job's id must be in
+    /// the key's shard (<see cref="NewJobIdIn"/>). The tenant's index is written first, as in <see cref="CreateAsync"/>.
+    /// </summary>
+    public async Task<CachedCreate> CreateCachedAsync(JobRecord job, byte[] input, CacheTicket ticket, IReadOnlyList<(string Name, string Value)> extraFields)
+    {
+        ArgumentNullException.ThrowIfNull(job);
+        ArgumentNullException.ThrowIfNull(ticket);
+        ArgumentNullException.ThrowIfNull(extraFields);
+        if (ShardOf(job.Id) != ShardOf(ticket.Key))
+        {
+            throw new ArgumentException($"Job {job.Id} is not in the shard of its cache key.", nameof(job));
+        }
+
+        var index = TenantIndexKey(job.TenantId);
+        var indexing = _db.CreateTransaction();
+        _ = indexing.SortedSetAddAsync(index, job.Id, 0);
+        _ = indexing.KeyExpireAsync(index, _options.InputRetention + _options.StatusRetention);
+        if (!await indexing.ExecuteAsync().ConfigureAwait(false))
+        {
+            throw new RedisException($"Transaction indexing job {job.Id} was not committed.");
+        }
+
+        var fields = new List<string>
+        {
+            "id", job.Id, "tenant", job.TenantId, "status", JobStatuses.Queued, "pipeline", job.Pipeline, "model", job.Model,
+            "created_at", job.CreatedAt.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture),
+            "progress", "0", "attempts", "0", "input_bytes", input.Length.ToString(CultureInfo.InvariantCulture),
+        };
+        void Add(string name, string? value)
+        {
+            if (value is not null)
+            {
+                fields.Add(name);
+                fields.Add(value);
+            }
+        }
+
+        Add("expires_at", job.ExpiresAt?.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture));
+        Add("metadata", job.MetadataJson);
+        Add("webhook", job.WebhookJson);
+        Add("traceparent", job.TraceParent);
+        foreach (var (name, value) in extraFields)
+        {
+            Add(name, value);
+        }
+
+        var args = Args(job.Id) with
+        {
+            now = job.CreatedAt.ToUnixTimeMilliseconds(),
+            fields = System.Text.Json.JsonSerializer.Serialize(fields, CoreJsonContext.Default.ListString),
+            cacheKey = ticket.Key,
+            cacheTtlMs = (long)ticket.Ttl.TotalMilliseconds,
+            cacheMaxBytes = ticket.MaxShardBytes,
+            cacheMaxEntry = ticket.MaxEntryBytes,
+            follow = ticket.SingleFlight ? "1" : "0",
+            expiresAt = job.ExpiresAt?.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture) ?? string.Empty,
+            inputBytes = input,
+            jobRetention = (long)(_options.InputRetention + _options.StatusRetention).TotalSeconds,
+            inputRetention = (long)_options.InputRetention.TotalSeconds,
+        };
+        var parts = (RedisResult[])(await EvaluateAsync(CreateCachedScript, args).ConfigureAwait(false))!;
+        return (string?)parts[0] switch
+        {
+            "hit" => new CachedCreate.Hit(long.TryParse((string?)parts[1], CultureInfo.InvariantCulture, out var saved) ? saved : 0),
+            "follow" => new CachedCreate.Follow((string)parts[1]!),
+            _ => new CachedCreate.Lead(),
+        };
+    }
+
+    /// <summary>
+    /// Claims up to <paramref name="max"/> followers per shard released by their leader's cancel,
+    /// expiry or removal (see <see cref="CacheReleased"/>) for <paramref name="lease"/>: another API
+    /// takes none of them until the lease ends, so each is sent once unless its sender dies first.
+    /// </summary>
+    public async Task<IReadOnlyList<string>> ClaimReleasedFollowersAsync(int max, TimeSpan lease)
+    {
+        var now = clock.GetUtcNow().ToUnixTimeMilliseconds();
+        var claims = Shards.Select(shard => ClaimReleasedScript.EvaluateAsync(_db, new
+        {
+            released = CacheReleased(shard),
+            now,
+            until = now + (long)lease.TotalMilliseconds,
+            max,
+        })).ToList();
+        var ids = new List<string>();
+        foreach (var claim in claims)
+        {
+            ids.AddRange(((RedisValue[])(await claim.ConfigureAwait(false))!).Select(v => v.ToString()));
+        }
+
+        return ids;
+    }
+
+    // Members whose score (when they may be taken) has come, given a new score: the end of the lease.
+    private static readonly LuaScript ClaimReleasedScript = LuaScript.Prepare("""
+        local ids = redis.call('ZRANGEBYSCORE', @released, '-inf', @now, 'LIMIT', 0, @max)
+        for _, id in ipairs(ids) do redis.call('ZADD', @released, @until, id) end
+        return ids
+        """);
+
+    /// <summary>A released follower was handled (its message sent, or it is no longer queued).</summary>
+    public Task ForgetReleasedAsync(string id) => _db.SortedSetRemoveAsync(CacheReleased(ShardOf(id)), id);
+
+    /// <summary>The fields a released follower's message is made from, as stored at submit (null when the job is gone).</summary>
+    public async Task<IReadOnlyDictionary<string, string>?> ReleaseFieldsAsync(string id)
+    {
+        var entries = await _db.HashGetAllAsync(JobKey(id)).ConfigureAwait(false);
+        return entries.Length == 0 ? null : entries.ToDictionary(e => e.Name.ToString(), e => e.Value.ToString(), StringComparer.Ordinal);
+    }
+
+    /// <summary>The result cache's entries and their bytes, over every shard, in one pipelined round.</summary>
+    public async Task<(long Entries, long Bytes)> CacheSizeAsync()
+    {
+        var batch = _db.CreateBatch();
+        var reads = Shards.Select(shard => (Entries: batch.SortedSetLengthAsync(CacheIndex(shard)), Bytes: batch.StringGetAsync(CacheBytes(shard)))).ToList();
+        batch.Execute();
+        long entries = 0, bytes = 0;
+        foreach (var (count, size) in reads)
+        {
+            entries += await count.ConfigureAwait(false);
+            bytes += (long?)await size.ConfigureAwait(false) ?? 0;
+        }
+
+        return (entries, bytes);
+    }
+
+    /// <summary>Whether the cache holds an entry for <paramref name="key"/> (not checking its TTL).</summary>
+    public Task<bool> CacheHoldsAsync(string key) => _db.HashExistsAsync(CacheEntries(ShardOf(key)), key);
+
     /// <summary>Removes a job that never reached the broker, so no orphan is left behind.</summary>
     public async Task DeleteAsync(string id, string tenantId)
     {
+        await EvaluateAsync(AbandonScript, Args(id)).ConfigureAwait(false);
         var shard = ShardOf(id);
         if (await _db.HashGetAsync(JobKey(id), "model").ConfigureAwait(false) is { IsNull: false } model)
         {
@@ -603,6 +889,11 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             queuedByExpiry = QueuedByExpiry(shard),
             queuedByModel = QueuedByModel(shard),
             runningJobs = RunningJobs(shard),
+            cacheEntries = CacheEntries(shard),
+            cacheIndex = CacheIndex(shard),
+            cacheBytes = CacheBytes(shard),
+            cacheFlights = CacheFlights(shard),
+            cacheReleased = CacheReleased(shard),
             id = id,
             channel = ChangedChannel(id).ToString(),
             cancelChannel = CancelChannel.ToString(),
@@ -629,6 +920,11 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         public RedisKey queuedByExpiry { get; init; }
         public RedisKey queuedByModel { get; init; }
         public RedisKey runningJobs { get; init; }
+        public RedisKey cacheEntries { get; init; }
+        public RedisKey cacheIndex { get; init; }
+        public RedisKey cacheBytes { get; init; }
+        public RedisKey cacheFlights { get; init; }
+        public RedisKey cacheReleased { get; init; }
         public string id { get; init; } = string.Empty;
         public string channel { get; init; } = string.Empty;
         public string cancelChannel { get; init; } = string.Empty;
@@ -646,6 +942,16 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         public string errorMessage { get; init; } = string.Empty;
         public string holder { get; init; } = string.Empty;
         public string keepInput { get; init; } = "0";
+        public string fields { get; init; } = "[]";
+        public string cacheKey { get; init; } = string.Empty;
+        public long cacheTtlMs { get; init; }
+        public long cacheMaxBytes { get; init; }
+        public long cacheMaxEntry { get; init; }
+        public string follow { get; init; } = "0";
+        public string expiresAt { get; init; } = string.Empty;
+        public byte[] inputBytes { get; init; } = [];
+        public long jobRetention { get; init; }
+        public long inputRetention { get; init; }
     }
 
     private static JobRecord Read(HashEntry[] entries, string? outputJson)
@@ -682,6 +988,9 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             TraceParent = Str("traceparent"),
             RequestedModel = Str("requested_model"),
             RoutingKey = Str("routing_key"),
+            Cache = Str("cache"),
+            SavedMs = Long("saved_ms"),
+            CacheLeader = Str("leader"),
         };
     }
 }
@@ -708,3 +1017,30 @@ public sealed record StartOutcome(bool Started, string Status, int Attempt, Date
     /// <summary>This start found a cancel request left by a worker that died, and ended the job cancelled.</summary>
     public bool CancelledNow => Status == "cancelled_now";
 }
+
+/// <summary>
+/// How a job takes part in the result cache (computed by the API at submit): its key (SHA-256 hex;
+/// its shard is the job's), how long an entry serves, the shard's byte bound and the largest entry,
+/// and whether a job may follow another computing the same key.
+/// </summary>
+public sealed record CacheTicket(string Key, TimeSpan Ttl, long MaxShardBytes, long MaxEntryBytes, bool SingleFlight);
+
+/// <summary>What <see cref="RedisJobStore.CreateCachedAsync"/> made.</summary>
+public abstract record CachedCreate
+{
+    private CachedCreate()
+    {
+    }
+
+    /// <summary>Succeeded at once from the cache; <paramref name="SavedMs"/> is the execution time of the job that computed it.</summary>
+    public sealed record Hit(long SavedMs) : CachedCreate;
+
+    /// <summary>Queued behind <paramref name="LeaderId"/>, which computes the same output; no message of its own.</summary>
+    public sealed record Follow(string LeaderId) : CachedCreate;
+
+    /// <summary>Queued, leading its key's flight: the caller sends its message.</summary>
+    public sealed record Lead : CachedCreate;
+}
+
+[System.Text.Json.Serialization.JsonSerializable(typeof(List<string>))]
+internal sealed partial class CoreJsonContext : System.Text.Json.Serialization.JsonSerializerContext;
