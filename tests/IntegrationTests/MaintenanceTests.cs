@@ -173,7 +173,7 @@ public sealed class MaintenanceTests(ServingFixture serving)
         var recurring = api.Services.GetRequiredService<Hangfire.IRecurringJobManagerV2>();
         string[] maintenance =
         [
-            .. new[] { "maintenance-expire-queued", "maintenance-fail-lost", "maintenance-reconcile-ledger", "maintenance-purge-ledger" }
+            .. new[] { "maintenance-expire-queued", "maintenance-fail-lost", "maintenance-reconcile-ledger", "maintenance-purge-ledger", "batches-sweep" }
                 .Select(id => recurring.TriggerJob(id) ?? throw new InvalidOperationException($"{id} is not scheduled")),
         ];
         var test = await client.PostAsJsonAsync("/v1/webhooks/test", new { url = receiver.NewUrl() });

@@ -4,7 +4,7 @@ using Hangfire.Storage;
 namespace Async.Serving.Api.Maintenance;
 
 /// <summary>
-/// Keeps the maintenance jobs' successes out of Hangfire's Succeeded list: four runs a minute would
+/// Keeps the maintenance jobs' successes (the batches' sweep included) out of Hangfire's Succeeded list: five runs a minute would
 /// bury the webhook deliveries operators look for there. A maintenance job that succeeds ends in
 /// <see cref="MaintenanceDoneState"/> instead, which no dashboard list shows and which expires after
 /// <see cref="Retention"/>; the job's page and its recurring job's "last execution" still show it.
@@ -18,11 +18,16 @@ internal sealed class MaintenanceRunFilter : IElectStateFilter, IApplyStateFilte
 
     public void OnStateElection(ElectStateContext context)
     {
-        if (context.CandidateState is SucceededState succeeded && context.BackgroundJob.Job?.Type == typeof(MaintenanceJobs))
+        if (context.CandidateState is SucceededState succeeded && IsMaintenance(context.BackgroundJob.Job))
         {
             context.CandidateState = new MaintenanceDoneState(succeeded);
         }
     }
+
+    /// <summary>The maintenance jobs, and the batches' minutely sweep (not the chunks that make a batch's jobs).</summary>
+    private static bool IsMaintenance(global::Hangfire.Common.Job? job) =>
+        job?.Type == typeof(MaintenanceJobs)
+        || (job?.Type == typeof(Batches.BatchRunner) && job.Method.Name == nameof(Batches.BatchRunner.SweepAsync));
 
     public void OnStateApplied(ApplyStateContext context, IWriteOnlyTransaction transaction)
     {
