@@ -117,6 +117,33 @@ public sealed class CacheTests(ServingFixture serving)
     }
 
     [Fact]
+    public async Task Jobs_of_the_cache_keep_their_priority_requested_model_and_routing_key()
+    {
+        await using var worker = new PrivateWorker();
+        await worker.StartAsync();
+        await using var api = Api(worker.Models);
+        using var client = serving.Client(api);
+        var body = new
+        {
+            pipeline = "image.embed",
+            model = worker.Models.Name,
+            input = new { base64 = Convert.ToBase64String(TestImages.Scene(307, 320, 240)) },
+            priority = "high",
+            routing_key = "user-7",
+        };
+
+        foreach (var expected in new[] { "miss", "hit" })
+        {
+            var job = await RunAsync(client, body);
+            Assert.Equal(expected, Cache(job));
+            Assert.Equal("high", job.GetProperty("priority").GetString());
+            Assert.Equal(worker.Models.Name, job.GetProperty("requested_model").GetString());
+            Assert.Equal("user-7", job.GetProperty("routing_key").GetString());
+            Assert.Equal(worker.Models.Name + "@1", job.GetProperty("model").GetString());
+        }
+    }
+
+    [Fact]
     public async Task Other_params_inputs_tenants_and_an_opt_out_miss_while_a_shared_cache_serves_every_tenant()
     {
         await using var worker = new PrivateWorker();

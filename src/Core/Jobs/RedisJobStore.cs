@@ -491,7 +491,6 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             new("status", job.Status),
             new("pipeline", job.Pipeline),
             new("model", job.Model),
-            new("priority", job.Priority),
             new("created_at", job.CreatedAt.ToUnixTimeMilliseconds()),
             new("progress", 0),
             new("attempts", 0),
@@ -507,31 +506,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
 
         _ = tx.StreamAddAsync(LedgerStream(shard), [new("id", job.Id), new("status", job.Status), new("at", job.CreatedAt.ToUnixTimeMilliseconds())],
             maxLength: StreamMaxLength, useApproximateMaxLength: true);
-        if (job.MetadataJson is not null)
-        {
-            fields.Add(new HashEntry("metadata", job.MetadataJson));
-        }
-
-        if (job.WebhookJson is not null)
-        {
-            fields.Add(new HashEntry("webhook", job.WebhookJson));
-        }
-
-        if (job.TraceParent is not null)
-        {
-            fields.Add(new HashEntry("traceparent", job.TraceParent));
-        }
-
-        if (job.RequestedModel is not null)
-        {
-            fields.Add(new HashEntry("requested_model", job.RequestedModel));
-        }
-
-        if (job.RoutingKey is not null)
-        {
-            fields.Add(new HashEntry("routing_key", job.RoutingKey));
-        }
-
+        fields.AddRange(OptionalFields(job).Select(f => new HashEntry(f.Name, f.Value)));
         _ = tx.HashSetAsync(key, [.. fields]);
         _ = tx.KeyExpireAsync(key, _options.InputRetention + _options.StatusRetention);
         _ = tx.StringSetAsync(InputKey(job.Id), input, _options.InputRetention);
@@ -539,6 +514,17 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         {
             throw new RedisException($"Transaction creating job {job.Id} was not committed.");
         }
+    }
+
+    /// <summary>The fields a new job's hash holds when the submit gave them: one list for every way a job is created.</summary>
+    private static IEnumerable<(string Name, string Value)> OptionalFields(JobRecord job)
+    {
+        (string, string?)[] optional =
+        [
+            ("priority", job.Priority), ("metadata", job.MetadataJson), ("webhook", job.WebhookJson), ("traceparent", job.TraceParent),
+            ("requested_model", job.RequestedModel), ("routing_key", job.RoutingKey),
+        ];
+        return optional.Where(f => f.Item2 is not null).Select(f => (f.Item1, f.Item2!));
     }
 
     /// <summary>
@@ -582,9 +568,11 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         }
 
         Add("expires_at", job.ExpiresAt?.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture));
-        Add("metadata", job.MetadataJson);
-        Add("webhook", job.WebhookJson);
-        Add("traceparent", job.TraceParent);
+        foreach (var (name, value) in OptionalFields(job))
+        {
+            Add(name, value);
+        }
+
         foreach (var (name, value) in extraFields)
         {
             Add(name, value);
