@@ -119,7 +119,7 @@ internal sealed class JobIntake(
             // neither the model nor the queue: an open breaker or a full queue does not refuse it.
             ticket = cache.TicketFor(submission, tenant);
             var cached = ticket is not null && await store.CacheHoldsAsync(ticket.Key).ConfigureAwait(false);
-            model = cached ? default(ModelAvailability) with { Available = true } : await breakers.CheckAsync(submission.Model.Id, cancellationToken).ConfigureAwait(false);
+            model = cached ? ModelAvailability.Closed : await breakers.CheckAsync(submission.Model.Id, cancellationToken).ConfigureAwait(false);
             full = !cached && model.Available && await queues.IsFullAsync(submission.Model, cancellationToken).ConfigureAwait(false);
         }
         catch

@@ -6,7 +6,11 @@ using StackExchange.Redis;
 namespace Async.Serving.Breakers;
 
 /// <summary>Whether a model version takes jobs now; <see cref="RetryAt"/> is when an unavailable one is tried again.</summary>
-public readonly record struct ModelAvailability(bool Available, BreakerState State, DateTimeOffset? RetryAt);
+public readonly record struct ModelAvailability(bool Available, BreakerState State, DateTimeOffset? RetryAt)
+{
+    /// <summary>Available, breaker closed: the answer when the breaker is off, unread, or not needed.</summary>
+    public static ModelAvailability Closed { get; } = new(true, BreakerState.Closed, null);
+}
 
 /// <summary>
 /// The circuit breaker of each model version (<c>name@version</c>), in Redis (<see cref="RedisCircuitBreaker"/>,
@@ -66,7 +70,7 @@ public sealed partial class ModelBreakers(
     {
         if (!Enabled)
         {
-            return new ModelAvailability(true, BreakerState.Closed, null);
+            return ModelAvailability.Closed;
         }
 
         try
@@ -78,7 +82,7 @@ public sealed partial class ModelBreakers(
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
             LogUnavailable(logger, modelId, ex.Message);
-            return new ModelAvailability(true, BreakerState.Closed, null);
+            return ModelAvailability.Closed;
         }
     }
 
