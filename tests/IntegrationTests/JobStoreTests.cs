@@ -150,16 +150,17 @@ public sealed class JobStoreTests
 
         // Started, cancelled, expired, failed, removed: no longer queued. Requeued after a dead letter: queued again.
         var first = jobs.OrderBy(j => j.Id, StringComparer.Ordinal).First();
+        var others = jobs.Where(j => j != first).ToList(); // the started job is none of the four below
         Assert.True((await store.TryStartAsync(first.Id, "w1")).Started);
-        Assert.Equal(CancelOutcome.Cancelled, await store.CancelAsync(jobs[1].Id));
-        Assert.True(await store.ExpireAsync(jobs[2].Id));
-        Assert.True(await store.FailDeadLetteredAsync(jobs[3].Id, "dead_letter", "moved to _error"));
-        await store.DeleteAsync(jobs[4].Id, tenant);
+        Assert.Equal(CancelOutcome.Cancelled, await store.CancelAsync(others[0].Id));
+        Assert.True(await store.ExpireAsync(others[1].Id));
+        Assert.True(await store.FailDeadLetteredAsync(others[2].Id, "dead_letter", "moved to _error"));
+        await store.DeleteAsync(others[3].Id, tenant);
         Assert.Equal(15, (await ReadAsync()).Queued);
-        Assert.Equal(RequeueOutcome.Requeued, await store.RequeueAsync(jobs[3].Id));
+        Assert.Equal(RequeueOutcome.Requeued, await store.RequeueAsync(others[2].Id));
         (queued, oldest) = await ReadAsync();
         Assert.Equal(16, queued);
-        Assert.Equal(jobs.Where(j => j.Id != first.Id && j != jobs[1] && j != jobs[2] && j != jobs[4]).Min(j => j.CreatedAt), oldest);
+        Assert.Equal(jobs.Where(j => j != first && j != others[0] && j != others[1] && j != others[3]).Min(j => j.CreatedAt), oldest);
 
         // An upgrade: a job queued before the index existed is added to it, once.
         var old = await CreateAsync(store, tenant, model: model);
