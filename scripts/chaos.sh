@@ -138,7 +138,7 @@ at() {
 # finished (their events then reach the API while it cannot enqueue webhooks); RabbitMQ's restart,
 # which holds every submit up, comes last.
 if [ "$REDUCED" = 1 ]; then
-  JOBS=${JOBS:-200} SUBMIT_SECONDS=50 SETTLE=10 POLL=150 WEBHOOK_WAIT=60
+  JOBS=${JOBS:-200} SUBMIT_SECONDS=50 SETTLE=10 POLL=150 WEBHOOK_WAIT=180 # Hangfire back-off: see docs/chaos.md
   schedule() {
     at 5 stop_postgres
     at 12 restart_redis # while PostgreSQL is down
