@@ -15,7 +15,7 @@
 # no second job behind an Idempotency-Key), and the script checks in Redis that every job started while
 # the link was down ran on wk2. One line of counts; exit status 0 only when every check passed. Everything
 # is torn down at the end, whatever happened (Ctrl-C included).
-#   scripts/multihost.sh              240 jobs over 40 s, wk1 cut from second 12 to second 37
+#   scripts/multihost.sh              160 jobs over 30 s, wk1 cut from second 8 to second 26
 #   --jobs N                          another number of jobs
 #   --no-build                        use the binaries already built (scripts/test.sh has just built them)
 # Needs root (ip netns). Environment: SERVING_MULTIHOST_PORT_BASE (18000: ports base+32, +64, +65, +72,
@@ -23,7 +23,7 @@
 # .serving/multihost (logs/, result.txt, placement.txt, chaos-details.json).
 set -euo pipefail
 
-JOBS=240 BUILD=1
+JOBS=160 BUILD=1
 while [ $# -gt 0 ]; do
   case "$1" in
     --jobs) JOBS="$2"; shift ;;
@@ -175,14 +175,14 @@ for wk in wk1 wk2; do wait_for 180 "$wk ($LOGS/$wk.log)" worker_up $wk; done
 log "cluster up after $((SECONDS - STARTED)) s: APIs on $(api_url api1) and $(api_url api2), workers on ${HOST_IP[wk1]} and ${HOST_IP[wk2]}"
 
 # --- the driver, on the client host ---
-SUBMIT_SECONDS=40 CUT_AT=12 CUT_FOR=25
+SUBMIT_SECONDS=30 CUT_AT=8 CUT_FOR=18
 READY="$STATE/driver.ready" DONE="$STATE/faults.done" ACCEPTED="$STATE/accepted.txt"
 log "driver: rate probe, then $JOBS jobs over ${SUBMIT_SECONDS}s through both APIs; wk1 cut at ${CUT_AT}s for ${CUT_FOR}s"
 ip netns exec "$NS-client" env SERVING_API_KEY="$API_KEY" nohup dotnet "$ROOT/tools/Chaos/$BIN/Async.Serving.Chaos.dll" \
   --url "$(api_url api1),$(api_url api2)" --worker-url "$(worker_url wk1),$(worker_url wk2)" \
   --receiver-host "${HOST_IP[client]}" --webhook-every 1 \
   --rate-probe 400 --rate-burst "$RATE_BURST" --rate-per-second "$RATE_PER_SECOND" \
-  --jobs "$JOBS" --submit-seconds "$SUBMIT_SECONDS" --settle-seconds 10 --poll-seconds 120 --webhook-wait-seconds 60 \
+  --jobs "$JOBS" --submit-seconds "$SUBMIT_SECONDS" --settle-seconds 5 --poll-seconds 120 --webhook-wait-seconds 60 \
   --ready-file "$READY" --faults-done-file "$DONE" --details-file "$STATE/chaos-details.json" --accepted-file "$ACCEPTED" \
   >"$STATE/driver-result.txt" 2>"$LOGS/driver.log" 4>&- &
 DRIVER_PID=$!
@@ -216,16 +216,21 @@ placement=$(awk -F'\t' -v w1="-$WK1_PID-" -v w2="-$WK2_PID-" -v cut="$CUT_MS" -v
   { on1 = index($1, w1) > 0; on2 = index($1, w2) > 0
     if (on1) n1++; else if (on2) n2++; else other++
     if ($3 > 1) redelivered++
-    if ($2 >= cut && $2 < back) { if (on2) during_ok++; else during_bad++ } }
-  END { printf "ran_on_wk1=%d ran_on_wk2=%d ran_elsewhere=%d redelivered=%d started_during_cut_on_wk2=%d started_during_cut_elsewhere=%d\n",
-          n1, n2, other, redelivered, during_ok, during_bad }' "$STATE/placement.txt")
+    if ($2 >= cut && $2 < back) { if (on2) during_ok++; else during_bad++ }
+    if ($2 < cut && on1) before++
+    if ($2 >= back && on1) rejoined++ }
+  END { printf "ran_on_wk1=%d ran_on_wk2=%d ran_elsewhere=%d redelivered=%d wk1_before_cut=%d started_during_cut_on_wk2=%d started_during_cut_elsewhere=%d wk1_after_restore=%d\n",
+          n1, n2, other, redelivered, before, during_ok, during_bad, rejoined }' "$STATE/placement.txt")
 value() { sed -n "s/.*\b$1=\([0-9]*\).*/\1/p" <<<"$placement"; }
-# wk1 ran jobs before the cut, wk2 ran every job started while the link was down (and at least one).
+# wk1 ran jobs, wk2 ran every job started while the link was down (and at least one).
 if [ "$(value ran_on_wk1)" -eq 0 ] || [ "$(value ran_elsewhere)" -ne 0 ] \
     || [ "$(value started_during_cut_on_wk2)" -eq 0 ] || [ "$(value started_during_cut_elsewhere)" -ne 0 ]; then
   log "placement check failed: $placement (per job: worker, started_at, attempts, status in $STATE/placement.txt)"
   status=1
 fi
+# On a machine so loaded that no job started in the first seconds, the cut meets an idle wk1: the run
+# still checks the rest, but says that this part was not exercised.
+[ "$(value wk1_before_cut)" -gt 0 ] || log "warning: wk1 started no job before the cut; its in-flight work was not exercised"
 
 counts=$(sed 's/^chaos: //' "$STATE/driver-result.txt")
 echo "multihost: $([ "$status" -eq 0 ] && echo passed || echo FAILED) $counts $placement cut_s=$(((BACK_MS - CUT_MS + 500) / 1000)) total_s=$((SECONDS - STARTED))" \

@@ -18,7 +18,7 @@ public sealed class QueueOptions
     [Range(0, long.MaxValue)]
     public long MaxDepth { get; set; } = 100_000;
 
-    /// <summary>How long a measured depth is reused, so a burst of submits costs one broker round trip.</summary>
+    /// <summary>How long a measured depth is reused (by every API instance, through Redis), so a burst of submits costs one broker round trip.</summary>
     [Range(typeof(TimeSpan), "00:00:00", "00:01:00")]
     public TimeSpan DepthCacheTime { get; set; } = TimeSpan.FromSeconds(1);
 
