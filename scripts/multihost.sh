@@ -191,10 +191,17 @@ wait_for 180 "the driver" driver_ready
 T0=$SECONDS
 
 sleep $((CUT_AT - (SECONDS - T0) > 0 ? CUT_AT - (SECONDS - T0) : 0))
+# The cut is meant to meet a busy wk1: on a machine so loaded that jobs start late, it waits (up to a
+# minute more) until wk1 has finished a job (its serving_worker_jobs_total).
+wk1_busy() {
+  ip netns exec "$NS-client" curl -fsS "$(worker_url wk1)/metrics" 2>/dev/null \
+    | awk '/^serving_worker_jobs_total\{.*status="succeeded"/ { n += $2 } END { exit !(n >= 1) }'
+}
+for _ in $(seq 1 120); do wk1_busy && break; sleep 0.5; done
 kill -0 "$DRIVER_PID" 2>/dev/null || die "the driver exited before the cut, see $LOGS/driver.log"
 ip -n "$NS-sw" link set wk1 down
 CUT_MS=$(date +%s%3N) # after the cut, and the restore's before it: a start inside them was made while wk1 was cut off
-log "cut: wk1's link down (ip -n $NS-sw link set wk1 down)"
+log "cut: wk1's link down at second $((SECONDS - T0)) of the submits (ip -n $NS-sw link set wk1 down)"
 sleep "$CUT_FOR"
 BACK_MS=$(date +%s%3N)
 ip -n "$NS-sw" link set wk1 up
