@@ -15,7 +15,7 @@
 # no second job behind an Idempotency-Key), and the script checks in Redis that every job started while
 # the link was down ran on wk2. One line of counts; exit status 0 only when every check passed. Everything
 # is torn down at the end, whatever happened (Ctrl-C included).
-#   scripts/multihost.sh              160 jobs over 30 s, wk1 cut from second 8 to second 26
+#   scripts/multihost.sh              160 jobs over 30 s; wk1 cut for 18 s from second 8 (later if it has not finished a job yet)
 #   --jobs N                          another number of jobs
 #   --no-build                        use the binaries already built (scripts/test.sh has just built them)
 # Needs root (ip netns). Environment: SERVING_MULTIHOST_PORT_BASE (18000: ports base+32, +64, +65, +72,

@@ -75,7 +75,7 @@ if [ $# -eq 0 ] && [ "${SERVING_SKIP_CHAOS:-0}" != 1 ]; then
 fi
 # --- end of the fault suite ---
 # --- Multi-host check (scripts/multihost.sh, docs/deployment.md): one more test, only with SERVING_MULTIHOST=1. ---
-# About 3-4 minutes on 2 cores, too long for every CI run beside the fault suite.
+# 3 to 6 minutes on 2 cores (docs/deployment.md), too long for every CI run beside the fault suite.
 if [ $# -eq 0 ] && [ "${SERVING_MULTIHOST:-0}" = 1 ]; then
   log "multi-host check: scripts/multihost.sh (log: $RESULTS/multihost.log)"
   if bash "$ROOT/scripts/multihost.sh" --no-build >"$RESULTS/multihost.log" 2>&1 4>&-; then
