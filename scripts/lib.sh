@@ -1,5 +1,5 @@
 # Shared by the scripts in this folder: where things live and how each service is started.
-# Every service binds to 127.0.0.1 and keeps its data under .serving/ in the checkout.
+# Every service binds to 127.0.0.1 (SERVING_BIND_ADDRESS) and keeps its data under .serving/ in the checkout.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -7,6 +7,11 @@ STATE="${SERVING_STATE_DIR:-$ROOT/.serving}"
 LOGS="$STATE/logs"
 MODELS="${SERVING_MODELS_DIR:-$ROOT/models}"
 CONFIGURATION="${SERVING_CONFIGURATION:-Release}"
+# The address what is started here listens on (services, API, worker), and where the API, the worker and
+# these scripts find Redis, PostgreSQL and RabbitMQ: both loopback on one machine. scripts/multihost.sh
+# sets them for hosts in network namespaces, where the services run on a host of their own.
+BIND_ADDRESS="${SERVING_BIND_ADDRESS:-127.0.0.1}"
+SERVICES_ADDRESS="${SERVING_SERVICES_ADDRESS:-$BIND_ADDRESS}"
 
 REDIS_PORT="${SERVING_REDIS_PORT:-6379}"
 PG_PORT="${SERVING_PG_PORT:-5432}"
@@ -31,6 +36,11 @@ REDIS_MAXMEMORY="${SERVING_REDIS_MAXMEMORY:-$(( $(awk '/^MemTotal:/ { print $2 }
 # exceed the longest a job may run: Serving:Limits:MaxTimeoutSeconds (3600 s) plus the result write
 # and the consumer's in-place retries; 2 h (see docs/reliability.md).
 RABBIT_CONSUMER_TIMEOUT_MS="${SERVING_RABBIT_CONSUMER_TIMEOUT_MS:-7200000}"
+# The AMQP heartbeat RabbitMQ proposes, in seconds (empty: its default, 60); a client whose link is cut is
+# dropped, and its unacknowledged deliveries requeued, after about two of them (scripts/multihost.sh: 5).
+RABBIT_HEARTBEAT="${SERVING_RABBIT_HEARTBEAT:-}"
+# A network (CIDR) whose hosts PostgreSQL trusts besides loopback (scripts/multihost.sh: its own hosts).
+PG_TRUST_NETWORK="${SERVING_PG_TRUST_NETWORK:-}"
 
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
@@ -77,7 +87,7 @@ install_packages() {
   command -v dotnet >/dev/null || die "the .NET SDK (dotnet) is not on PATH"
 }
 
-redis_cli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+redis_cli() { redis-cli -h "$SERVICES_ADDRESS" -p "$REDIS_PORT" "$@"; }
 redis_ready() { [ "$(redis_cli ping 2>/dev/null)" = PONG ]; } # not while it loads its AOF (LOADING)
 redis_config() { redis_cli CONFIG GET "$1" 2>/dev/null | sed -n 2p; }
 
@@ -86,12 +96,16 @@ redis_config() { redis_cli CONFIG GET "$1" 2>/dev/null | sed -n 2p; }
 # noeviction under a memory cap, so job state is never evicted: writes fail instead when it is full.
 start_redis() {
   if redis_ready; then redis_make_durable; return; fi
-  log "starting Redis on 127.0.0.1:$REDIS_PORT (AOF everysec, maxmemory $REDIS_MAXMEMORY, noeviction)"
+  log "starting Redis on $BIND_ADDRESS:$REDIS_PORT (AOF everysec, maxmemory $REDIS_MAXMEMORY, noeviction)"
   mkdir -p "$STATE/redis"
+  # Without a password Redis answers only loopback clients (protected mode); one bound to another address
+  # (network namespaces that nothing else reaches, scripts/multihost.sh) answers the hosts beside it.
+  local protected=yes
+  [ "$BIND_ADDRESS" = 127.0.0.1 ] || protected=no
   # SERVING_REDIS_ARGS: more redis-server arguments, given last so that they win.
   # shellcheck disable=SC2086 # split on purpose: one word per argument
-  redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --dir "$STATE/redis" --daemonize yes \
-    --pidfile "$STATE/redis.pid" --logfile "$LOGS/redis.log" \
+  redis-server --bind "$BIND_ADDRESS" --port "$REDIS_PORT" --dir "$STATE/redis" --daemonize yes \
+    --pidfile "$STATE/redis.pid" --logfile "$LOGS/redis.log" --protected-mode "$protected" \
     --appendonly yes --appendfsync everysec --save '' \
     --maxmemory "$REDIS_MAXMEMORY" --maxmemory-policy noeviction ${SERVING_REDIS_ARGS:-} 4>&-
   wait_for 120 "Redis (loading its AOF; see $LOGS/redis.log)" redis_ready
@@ -115,11 +129,11 @@ redis_make_durable() {
       changed+=("maxmemory $REDIS_MAXMEMORY")
     else # a cap below what it holds would refuse every write at once
       redis_cli CONFIG SET maxmemory 0 >/dev/null
-      log "warning: Redis on 127.0.0.1:$REDIS_PORT holds more than $REDIS_MAXMEMORY; maxmemory left unset (SERVING_REDIS_MAXMEMORY)"
+      log "warning: Redis on $SERVICES_ADDRESS:$REDIS_PORT holds more than $REDIS_MAXMEMORY; maxmemory left unset (SERVING_REDIS_MAXMEMORY)"
     fi
   fi
-  [ ${#changed[@]} -eq 0 ] || log "Redis on 127.0.0.1:$REDIS_PORT was running without persistence or limits: set ${changed[*]}"
-  [ "$(redis_config appendonly)" = yes ] || log "warning: Redis on 127.0.0.1:$REDIS_PORT still has AOF off (CONFIG SET refused): a restart loses every job"
+  [ ${#changed[@]} -eq 0 ] || log "Redis on $SERVICES_ADDRESS:$REDIS_PORT was running without persistence or limits: set ${changed[*]}"
+  [ "$(redis_config appendonly)" = yes ] || log "warning: Redis on $SERVICES_ADDRESS:$REDIS_PORT still has AOF off (CONFIG SET refused): a restart loses every job"
 }
 
 # initdb and pg_ctl refuse root, so PostgreSQL runs as the postgres user, which must reach its data
@@ -148,14 +162,17 @@ pg_log_file() { # data-dir
 pg_run() { ( cd / && runuser -u postgres -- "$@" ); }
 
 start_postgres() {
-  if pg_isready -q -h 127.0.0.1 -p "$PG_PORT"; then return; fi
+  if pg_isready -q -h "$SERVICES_ADDRESS" -p "$PG_PORT"; then return; fi
   local data logfile; data=$(pg_data_dir); logfile=$(pg_log_file "$data")
   if [ ! -f "$data/PG_VERSION" ]; then
     log "initialising PostgreSQL in $data"
     pg_run "$PG_BIN/initdb" -D "$data" --auth=trust -U postgres >"$LOGS/initdb.log" 2>&1 \
       || die "initdb failed, see $LOGS/initdb.log"
   fi
-  log "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+  if [ -n "$PG_TRUST_NETWORK" ] && ! grep -q "^host all all $PG_TRUST_NETWORK trust" "$data/pg_hba.conf"; then
+    echo "host all all $PG_TRUST_NETWORK trust" >>"$data/pg_hba.conf"
+  fi
+  log "starting PostgreSQL on $BIND_ADDRESS:$PG_PORT"
   if [ "$logfile" = "$LOGS/postgres.log" ]; then
     [ -L "$logfile" ] && rm -f "$logfile"
     touch "$logfile" && chown postgres "$logfile"
@@ -164,16 +181,16 @@ start_postgres() {
   fi
   echo "$data" >"$STATE/postgres.datadir"
   pg_run "$PG_BIN/pg_ctl" -D "$data" -l "$logfile" -w start \
-    -o "-c listen_addresses=127.0.0.1 -p $PG_PORT -k $data" >/dev/null 4>&- \
+    -o "-c listen_addresses=$BIND_ADDRESS -p $PG_PORT -k $data" >/dev/null 4>&- \
     || { tail -20 "$logfile" >&4 2>/dev/null; die "PostgreSQL did not start, see $logfile"; }
-  wait_for 20 PostgreSQL pg_isready -h 127.0.0.1 -p "$PG_PORT"
-  psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='serving'" | grep -q 1 \
-    || psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "CREATE DATABASE serving" >/dev/null
+  wait_for 20 PostgreSQL pg_isready -h "$SERVICES_ADDRESS" -p "$PG_PORT"
+  psql -h "$SERVICES_ADDRESS" -p "$PG_PORT" -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='serving'" | grep -q 1 \
+    || psql -h "$SERVICES_ADDRESS" -p "$PG_PORT" -U postgres -qc "CREATE DATABASE serving" >/dev/null
 }
 
 # Stops the PostgreSQL that start_postgres started for this state folder (its data folder is recorded).
 stop_postgres() {
-  [ -f "$STATE/postgres.datadir" ] && pg_isready -q -h 127.0.0.1 -p "$PG_PORT" || return 0
+  [ -f "$STATE/postgres.datadir" ] && pg_isready -q -h "$SERVICES_ADDRESS" -p "$PG_PORT" || return 0
   log "stopping PostgreSQL"
   pg_run "$PG_BIN/pg_ctl" -D "$(cat "$STATE/postgres.datadir")" -m fast -w stop >/dev/null || true
 }
@@ -188,20 +205,24 @@ rabbit_env() {
 }
 
 # Ready means the AMQP port accepts connections: a broker started from another checkout counts too.
-rabbit_ready() { (exec 3<>"/dev/tcp/127.0.0.1/$AMQP_PORT") 2>/dev/null; }
+rabbit_ready() { (exec 3<>"/dev/tcp/$SERVICES_ADDRESS/$AMQP_PORT") 2>/dev/null; }
 
 rabbit_conf() {
   cat <<CONF
-listeners.tcp.default = 127.0.0.1:$AMQP_PORT
-management.tcp.ip = 127.0.0.1
+listeners.tcp.default = $BIND_ADDRESS:$AMQP_PORT
+management.tcp.ip = $BIND_ADDRESS
 management.tcp.port = $RABBIT_MGMT_PORT
 consumer_timeout = $RABBIT_CONSUMER_TIMEOUT_MS
 CONF
+  [ -z "$RABBIT_HEARTBEAT" ] || echo "heartbeat = $RABBIT_HEARTBEAT"
+  # guest may log in only over loopback by default; a broker on another address (network namespaces
+  # that nothing else reaches, scripts/multihost.sh) lets the hosts beside it in.
+  [ "$BIND_ADDRESS" = 127.0.0.1 ] || echo "loopback_users = none"
 }
 
 start_rabbitmq() {
   if rabbit_ready; then rabbit_update_consumer_timeout; return; fi
-  log "starting RabbitMQ on 127.0.0.1:$AMQP_PORT (management on $RABBIT_MGMT_PORT)"
+  log "starting RabbitMQ on $BIND_ADDRESS:$AMQP_PORT (management on $RABBIT_MGMT_PORT)"
   mkdir -p "$STATE/rabbitmq" "$LOGS/rabbitmq"
   rabbit_conf >"$STATE/rabbitmq/rabbitmq.conf"
   echo '[rabbitmq_management].' >"$STATE/rabbitmq/enabled_plugins"
@@ -235,13 +256,13 @@ migrate_job_queues() { # [vhost]
   local vhost="${1:-/}" path name type blocked=()
   path="${vhost//\//%2F}"
   local listing
-  listing=$(curl -fsS -u guest:guest "http://127.0.0.1:$RABBIT_MGMT_PORT/api/queues/$path?columns=name,type" \
+  listing=$(curl -fsS -u guest:guest "http://$SERVICES_ADDRESS:$RABBIT_MGMT_PORT/api/queues/$path?columns=name,type" \
     | jq -r '.[] | select(.name | test("^infer-.*-[0-9]+$")) | "\(.name) \(.type)"') \
     || { log "warning: could not list the queues of vhost $vhost through the RabbitMQ management API"; return 0; }
   while read -r name type; do
     [ -n "$name" ] && [ "$type" = classic ] || continue
     if curl -fsS -u guest:guest -X DELETE \
-        "http://127.0.0.1:$RABBIT_MGMT_PORT/api/queues/$path/$name?if-empty=true&if-unused=true" >/dev/null 2>&1; then
+        "http://$SERVICES_ADDRESS:$RABBIT_MGMT_PORT/api/queues/$path/$name?if-empty=true&if-unused=true" >/dev/null 2>&1; then
       log "deleted the empty classic job queue $name (vhost $vhost): the worker declares it again as a quorum queue"
     else
       blocked+=("$name")
@@ -252,7 +273,7 @@ migrate_job_queues() { # [vhost]
   log "  Job queues are quorum queues now; a classic one cannot be declared again as quorum. Either"
   log "  let a worker of the previous version drain it (stop the API first), then run this script again;"
   log "  or drop its messages (their jobs stay queued until their ttl_seconds expires them):"
-  log "  curl -u guest:guest -X DELETE 'http://127.0.0.1:$RABBIT_MGMT_PORT/api/queues/$path/<name>'"
+  log "  curl -u guest:guest -X DELETE 'http://$SERVICES_ADDRESS:$RABBIT_MGMT_PORT/api/queues/$path/<name>'"
   log "  See docs/reliability.md, section Quorum job queues."
   return 1
 }
@@ -351,9 +372,9 @@ npm_tools() {
 
 # Environment the API, the worker and the tests share.
 service_env() {
-  export ConnectionStrings__Redis="127.0.0.1:$REDIS_PORT"
-  export ConnectionStrings__Postgres="Host=127.0.0.1;Port=$PG_PORT;Username=postgres;Database=serving"
-  export Serving__RabbitMq__Host=127.0.0.1 Serving__RabbitMq__Port="$AMQP_PORT"
+  export ConnectionStrings__Redis="$SERVICES_ADDRESS:$REDIS_PORT"
+  export ConnectionStrings__Postgres="Host=$SERVICES_ADDRESS;Port=$PG_PORT;Username=postgres;Database=serving"
+  export Serving__RabbitMq__Host="$SERVICES_ADDRESS" Serving__RabbitMq__Port="$AMQP_PORT"
   export Serving__Models__Path="$MODELS"
   export SERVING_OCR_EVAL_IMAGES="$OCR_EVAL_IMAGES"
 }
@@ -363,7 +384,7 @@ service_env() {
 # test run: the stack uses vhost /, Redis database 0 and PostgreSQL database serving.
 rabbit_api() { # method path [json]
   curl -fsS -u guest:guest -X "$1" -H 'content-type: application/json' ${3:+-d "$3"} \
-    "http://127.0.0.1:$RABBIT_MGMT_PORT/api/$2" >/dev/null
+    "http://$SERVICES_ADDRESS:$RABBIT_MGMT_PORT/api/$2" >/dev/null
 }
 
 isolated_env() {
@@ -466,8 +487,8 @@ start_process() {
     export Serving__Auth__DevelopmentKey="$API_KEY" Serving__Auth__DevelopmentTenant=dev
     export Serving__Hangfire__DashboardUsername=admin Serving__Hangfire__DashboardPassword="$DASHBOARD_PASSWORD"
     export ASPNETCORE_URLS="$URL" DOTNET_ENVIRONMENT=Production ASPNETCORE_ENVIRONMENT=Production
-    export Serving__Management__Host=127.0.0.1 Serving__Management__Port="$API_MANAGEMENT_PORT"
-    export Serving__Worker__MetricsHost=127.0.0.1 Serving__Worker__MetricsPort="${Serving__Worker__MetricsPort:-$WORKER_METRICS_PORT}"
+    export Serving__Management__Host="$BIND_ADDRESS" Serving__Management__Port="$API_MANAGEMENT_PORT"
+    export Serving__Worker__MetricsHost="$BIND_ADDRESS" Serving__Worker__MetricsPort="${Serving__Worker__MetricsPort:-$WORKER_METRICS_PORT}"
     nohup dotnet "$dll" >"$LOGS/$name.log" 2>&1 4>&- &
     echo $! >"$STATE/$name.pid"
   )

@@ -74,6 +74,16 @@ if [ $# -eq 0 ] && [ "${SERVING_SKIP_CHAOS:-0}" != 1 ]; then
   fi
 fi
 # --- end of the fault suite ---
+# --- Multi-host check (scripts/multihost.sh, docs/deployment.md): one more test, only with SERVING_MULTIHOST=1. ---
+# 3 to 6 minutes on 2 cores (docs/deployment.md), too long for every CI run beside the fault suite.
+if [ $# -eq 0 ] && [ "${SERVING_MULTIHOST:-0}" = 1 ]; then
+  log "multi-host check: scripts/multihost.sh (log: $RESULTS/multihost.log)"
+  if bash "$ROOT/scripts/multihost.sh" --no-build >"$RESULTS/multihost.log" 2>&1 4>&-; then
+    passed=$((passed + 1)); grep '^multihost:' "$RESULTS/multihost.log" | tail -1
+  else
+    failed=$((failed + 1)); echo "FAILED scripts/multihost.sh"; tail -25 "$RESULTS/multihost.log" | sed 's/^/    /'
+  fi
+fi
 [ "$files" -gt 0 ] || { failed=$((failed + 1)); log "no test results were written"; }
 echo "$passed passed, $failed failed, $skipped skipped"
 [ "$failed" -eq 0 ]

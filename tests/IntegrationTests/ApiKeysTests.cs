@@ -121,12 +121,17 @@ public sealed class ApiKeysTests(ServingFixture serving)
     [Fact]
     public async Task Each_key_has_its_own_rate_limit_and_excess_requests_get_429_with_retry_after()
     {
+        // A key of its own: buckets live in Redis and are shared by every API instance, so emptying the
+        // fixture key's bucket here would refuse the other tests' requests for up to a second.
+        var key = "sk_test_limit_" + Guid.NewGuid().ToString("N");
         await using var api = serving.CreateApi(new Dictionary<string, string?>
         {
+            ["Serving:Auth:DevelopmentKey"] = key,
+            ["Serving:Auth:DevelopmentTenant"] = NewTenant("limit-dev"),
             ["Serving:RateLimits:PermitsPerSecond"] = "1",
             ["Serving:RateLimits:Burst"] = "2",
         });
-        using var client = serving.Client(api);
+        using var client = serving.Client(api, key);
 
         var responses = new List<HttpResponseMessage>();
         for (var i = 0; i < 6; i++)

@@ -5,13 +5,31 @@ namespace Async.Serving.Chaos;
 /// <summary>The driver's command line (scripts/chaos.sh passes every one of them; docs/chaos.md lists them).</summary>
 internal sealed record ChaosOptions
 {
-    public required Uri ApiUrl { get; init; }
+    /// <summary>The API instances (<c>--url a,b</c>): submits and reads go to each in turn.</summary>
+    public required IReadOnlyList<Uri> ApiUrls { get; init; }
 
     /// <summary>From the environment (<c>SERVING_API_KEY</c>), so that it does not show in the process list.</summary>
     public required string ApiKey { get; init; }
 
-    /// <summary>The worker's health port (<c>/readyz</c>); none: the worker's health is not checked.</summary>
-    public Uri? WorkerUrl { get; init; }
+    /// <summary>The workers' health ports (<c>/readyz</c>, <c>--worker-url a,b</c>); none: no worker's health is checked.</summary>
+    public IReadOnlyList<Uri> WorkerUrls { get; init; } = [];
+
+    /// <summary>The address the webhook receiver listens on (an address the API instances reach).</summary>
+    public string ReceiverHost { get; init; } = "127.0.0.1";
+
+    /// <summary>Every this many jobs one has a <c>completed</c> webhook (1: every job).</summary>
+    public int WebhookEvery { get; init; } = 2;
+
+    /// <summary>Where the accepted jobs' ids are written, one a line.</summary>
+    public string? AcceptedFile { get; init; }
+
+    /// <summary>Requests of the rate-limit probe (0: no probe), sent at once over every API instance before the submits.</summary>
+    public int RateProbeRequests { get; init; }
+
+    /// <summary>The API instances' <c>Serving:RateLimits:Burst</c> and <c>PermitsPerSecond</c>, for the probe's bound.</summary>
+    public int RateBurst { get; init; }
+
+    public int RatePerSecond { get; init; }
 
     public int Jobs { get; init; } = 1000;
 
@@ -73,11 +91,18 @@ internal sealed record ChaosOptions
             throw new ArgumentException("SERVING_API_KEY is not set.");
         }
 
-        var defaults = new ChaosOptions { ApiUrl = new Uri("http://127.0.0.1:5080"), ApiKey = key };
+        static Uri[] Urls(string list) => [.. list.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(u => new Uri(u))];
+        var defaults = new ChaosOptions { ApiUrls = [new Uri("http://127.0.0.1:5080")], ApiKey = key };
         var options = defaults with
         {
-            ApiUrl = Text("url") is { } url ? new Uri(url) : defaults.ApiUrl,
-            WorkerUrl = Text("worker-url") is { } worker ? new Uri(worker) : null,
+            ApiUrls = Text("url") is { } url ? Urls(url) : defaults.ApiUrls,
+            WorkerUrls = Text("worker-url") is { } worker ? Urls(worker) : [],
+            ReceiverHost = Text("receiver-host") ?? defaults.ReceiverHost,
+            WebhookEvery = Int("webhook-every", defaults.WebhookEvery),
+            AcceptedFile = Text("accepted-file"),
+            RateProbeRequests = Int("rate-probe", 0),
+            RateBurst = Int("rate-burst", 0),
+            RatePerSecond = Int("rate-per-second", 0),
             Jobs = Int("jobs", defaults.Jobs),
             Concurrency = Int("concurrency", defaults.Concurrency),
             SubmitSpread = Seconds("submit-seconds", defaults.SubmitSpread),
@@ -97,9 +122,14 @@ internal sealed record ChaosOptions
             throw new ArgumentException($"Unknown options: {string.Join(", ", values.Keys.Select(k => "--" + k))}.");
         }
 
-        if (options.Jobs < 1 || options.Concurrency < 1 || options.FailFirstPercent is < 0 or > 100)
+        if (options.Jobs < 1 || options.Concurrency < 1 || options.FailFirstPercent is < 0 or > 100 || options.WebhookEvery < 1 || options.ApiUrls.Count == 0)
         {
-            throw new ArgumentException("--jobs and --concurrency must be at least 1; --fail-first-percent 0 to 100.");
+            throw new ArgumentException("--jobs, --concurrency and --webhook-every must be at least 1; --fail-first-percent 0 to 100; --url names at least one API.");
+        }
+
+        if (options.RateProbeRequests > 0 && (options.RateBurst < 1 || options.RatePerSecond < 1))
+        {
+            throw new ArgumentException("--rate-probe needs --rate-burst and --rate-per-second, the API instances' limits.");
         }
 
         return options;

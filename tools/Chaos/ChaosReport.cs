@@ -36,21 +36,24 @@ internal sealed class ChaosReport
     public int RedeliveredDiffering { get; private init; }
     public string Healthy { get; private init; } = "";
     public string Extra { get; private init; } = "";
+    public RateProbeResult? RateProbe { get; private init; }
 
     /// <summary>Everything that must be zero (and healthy=yes) for the run to pass.</summary>
     public int Failures =>
         NotAccepted + Rejected + DoubleSubmits + Lost + Stuck + NoOutput + Duplicated + WebhooksMissing + BadSignatures + RedeliveredDiffering
-        + (Healthy == "yes" ? 0 : 1);
+        + (Healthy == "yes" ? 0 : 1) + (RateProbe is { Failed: true } ? 1 : 0);
 
     public string Line =>
         $"chaos: jobs={Jobs} accepted={Accepted} not_accepted={NotAccepted} rejected={Rejected} double_submits={DoubleSubmits} "
         + $"succeeded={Succeeded} failed={Failed} failed_codes={FailedCodes} other_terminal={OtherTerminal} "
         + $"lost={Lost} stuck={Stuck} no_output={NoOutput} duplicated={Duplicated} "
         + $"webhooks_expected={WebhooksExpected} webhooks_missing={WebhooksMissing} webhooks_retry_pending={WebhooksRetryPending} webhook_deliveries={Deliveries} "
-        + $"bad_signatures={BadSignatures} redelivered_differing={RedeliveredDiffering} healthy={Healthy} {Extra}".TrimEnd();
+        + $"bad_signatures={BadSignatures} redelivered_differing={RedeliveredDiffering} healthy={Healthy} {Extra}"
+        + (RateProbe is { } probe ? " " + probe.Text : "");
 
     public static ChaosReport Build(
-        IReadOnlyList<Submitted> submitted, SubmitStats submits, JobChecker checker, SignedWebhookReceiver receiver, IReadOnlyCollection<string> withWebhook)
+        IReadOnlyList<Submitted> submitted, SubmitStats submits, JobChecker checker, SignedWebhookReceiver receiver, IReadOnlyCollection<string> withWebhook,
+        RateProbeResult? probe = null, int instances = 1)
     {
         var accepted = submitted.Where(s => s.JobId is not null).Select(s => s.JobId!).ToHashSet(StringComparer.Ordinal);
         var terminals = checker.Terminals;
@@ -111,8 +114,10 @@ internal sealed class ChaosReport
             BadSignatures = badSignatures.Length,
             RedeliveredDiffering = differing.Length,
             Healthy = checker.Health,
+            RateProbe = probe,
             Extra = $"submit_retries={submits.Retries} replayed={submits.Replayed} webhook_ids={deliveries.Select(d => d.WebhookId).Distinct(StringComparer.Ordinal).Count()}"
-                + $" max_attempts={(terminals.IsEmpty ? 0 : terminals.Values.Max(t => t.Attempts))}" + (checker.ListComplete ? "" : " list=incomplete") + (receiver.Unreadable > 0 ? $" unreadable_webhooks={receiver.Unreadable}" : ""),
+                + $" max_attempts={(terminals.IsEmpty ? 0 : terminals.Values.Max(t => t.Attempts))}"
+                + (instances > 1 ? $" accepted_by_api={string.Join('/', Enumerable.Range(0, instances).Select(i => submitted.Count(s => s.JobId is not null && s.Via == i)))}" : "") + (checker.ListComplete ? "" : " list=incomplete") + (receiver.Unreadable > 0 ? $" unreadable_webhooks={receiver.Unreadable}" : ""),
         };
         report._details["submit_retries_by"] = submits.RetriesText;
         report._details["not_accepted"] = notAccepted;

@@ -205,15 +205,25 @@ internal sealed class JobChecker(ServingApi api, SignedWebhookReceiver receiver,
         }
     }
 
-    /// <summary>The API's and (when given) the worker's /readyz, given up to 30 s to answer 200.</summary>
+    /// <summary>Every API instance's and (when given) every worker's /readyz, given up to 30 s to answer 200.</summary>
     public async Task CheckHealthAsync(CancellationToken cancellationToken)
     {
         var clock = Stopwatch.StartNew();
         while (true)
         {
-            var apiStatus = await api.StatusOfAsync(new Uri(options.ApiUrl, "/readyz"), cancellationToken).ConfigureAwait(false);
-            var workerStatus = options.WorkerUrl is { } worker ? await api.StatusOfAsync(new Uri(worker, "/readyz"), cancellationToken).ConfigureAwait(false) : 200;
-            if (apiStatus == 200 && workerStatus == 200)
+            var apiStatus = new List<int>();
+            foreach (var url in options.ApiUrls)
+            {
+                apiStatus.Add(await api.StatusOfAsync(new Uri(url, "/readyz"), cancellationToken).ConfigureAwait(false));
+            }
+
+            var workerStatus = new List<int>();
+            foreach (var worker in options.WorkerUrls)
+            {
+                workerStatus.Add(await api.StatusOfAsync(new Uri(worker, "/readyz"), cancellationToken).ConfigureAwait(false));
+            }
+
+            if (apiStatus.All(s => s == 200) && workerStatus.All(s => s == 200))
             {
                 Health = "yes";
                 return;
@@ -221,7 +231,7 @@ internal sealed class JobChecker(ServingApi api, SignedWebhookReceiver receiver,
 
             if (clock.Elapsed > TimeSpan.FromSeconds(30))
             {
-                Health = $"no(api={apiStatus},worker={workerStatus})";
+                Health = $"no(api={string.Join('/', apiStatus)},worker={string.Join('/', workerStatus)})";
                 return;
             }
 

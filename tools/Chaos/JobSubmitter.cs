@@ -6,7 +6,8 @@ using Async.Serving.Fixtures;
 namespace Async.Serving.Chaos;
 
 /// <summary>One job as the client submitted it: its key, whether it has a webhook, and the ticket it got (if any).</summary>
-internal sealed record Submitted(int Index, string Key, bool Webhook, string? JobId, int Attempts, string? RejectedWith);
+/// <summary>One job as the client submitted it: its key, whether it has a webhook, the ticket it got (if any) and the API instance that gave it.</summary>
+internal sealed record Submitted(int Index, string Key, bool Webhook, string? JobId, int Attempts, string? RejectedWith, int Via = 0);
 
 /// <summary>What the submits went through, for the summary: retries by reason and replayed answers.</summary>
 internal sealed class SubmitStats
@@ -22,7 +23,8 @@ internal sealed class SubmitStats
 
 /// <summary>
 /// Submits the jobs: spread evenly over <see cref="ChaosOptions.SubmitSpread"/>, at most
-/// <see cref="ChaosOptions.Concurrency"/> at once, every second one with a <c>completed</c> webhook.
+/// <see cref="ChaosOptions.Concurrency"/> at once, every <see cref="ChaosOptions.WebhookEvery"/>th one
+/// with a <c>completed</c> webhook, each job to the API instances in turn (its retries too).
 /// Each job has its own small real image and an Idempotency-Key, and is retried with that key on 429,
 /// 5xx and when the API cannot be reached, until it gets a ticket or <see cref="ChaosOptions.SubmitGiveUp"/>.
 /// </summary>
@@ -63,13 +65,13 @@ internal sealed class JobSubmitter(ServingApi api, SignedWebhookReceiver receive
         {
             await Task.Yield();
             var key = $"chaos-{runId}-{index}";
-            var webhook = index % 2 == 0;
+            var webhook = index % options.WebhookEvery == 0;
             var body = Body(index, key, webhook);
             var clock = Stopwatch.StartNew();
             var backoff = TimeSpan.FromMilliseconds(250);
             for (var attempt = 1; ; attempt++)
             {
-                var answer = await api.SubmitAsync(body, key, cancellationToken).ConfigureAwait(false);
+                var answer = await api.SubmitAsync(body, key, index + attempt - 1, cancellationToken).ConfigureAwait(false);
                 if (answer.Status is 200 or 202 && answer.Body is { } job && job.TryGetProperty("id", out var id))
                 {
                     if (answer.Replayed)
@@ -77,7 +79,7 @@ internal sealed class JobSubmitter(ServingApi api, SignedWebhookReceiver receive
                         Interlocked.Increment(ref Stats.Replayed);
                     }
 
-                    return new Submitted(index, key, webhook, id.GetString(), attempt, null);
+                    return new Submitted(index, key, webhook, id.GetString(), attempt, null, answer.Via);
                 }
 
                 var reason = answer.Status switch

@@ -7,6 +7,8 @@ namespace Async.Serving.Chaos;
 /// The client side of the fault suite (scripts/chaos.sh, docs/chaos.md): submits jobs while the
 /// script breaks the stack, then checks that every accepted job ended exactly once, with its output
 /// and its webhook, and prints one line of counts. Exit code 0 only when every failure count is 0.
+/// Also the driver of the multi-host check (scripts/multihost.sh): several API instances, and a probe
+/// of the rate limit they share.
 /// </summary>
 internal static class Program
 {
@@ -21,11 +23,12 @@ internal static class Program
         };
         var cancellationToken = stop.Token;
 
-        var receiver = await SignedWebhookReceiver.StartAsync(options.FailFirstPercent, cancellationToken).ConfigureAwait(false);
+        var receiver = await SignedWebhookReceiver.StartAsync(options.FailFirstPercent, options.ReceiverHost, cancellationToken).ConfigureAwait(false);
         await using (receiver.ConfigureAwait(false))
         {
-            using var api = new ServingApi(options.ApiUrl, options.ApiKey);
+            using var api = new ServingApi(options.ApiUrls, options.ApiKey);
             receiver.UseSecret(await SecretAsync(api, cancellationToken).ConfigureAwait(false));
+            var probe = options.RateProbeRequests > 0 ? await RateProbe.RunAsync(api, options, cancellationToken).ConfigureAwait(false) : null;
             var runId = Guid.NewGuid().ToString("N")[..12];
             Progress.Say($"run {runId}: receiver on {receiver.BaseAddress}, {options.Jobs} jobs over {options.SubmitSpread.TotalSeconds:F0} s, {options.Concurrency} at once");
             if (options.ReadyFile is { } ready)
@@ -47,6 +50,11 @@ internal static class Program
             await Task.Delay(options.Settle, cancellationToken).ConfigureAwait(false);
 
             var accepted = submitted.Where(s => s.JobId is not null).Select(s => s.JobId!).Distinct(StringComparer.Ordinal).ToArray();
+            if (options.AcceptedFile is { } acceptedFile)
+            {
+                await File.WriteAllLinesAsync(acceptedFile, accepted, cancellationToken).ConfigureAwait(false);
+            }
+
             var withWebhook = submitted.Where(s => s.JobId is not null && s.Webhook).Select(s => s.JobId!).Distinct(StringComparer.Ordinal).ToArray();
             var checker = new JobChecker(api, receiver, options);
             await checker.PollAsync(accepted, cancellationToken).ConfigureAwait(false);
@@ -57,7 +65,7 @@ internal static class Program
             await checker.ListAsync(runId, cancellationToken).ConfigureAwait(false);
             await checker.CheckHealthAsync(cancellationToken).ConfigureAwait(false);
 
-            var report = ChaosReport.Build(submitted, submitter.Stats, checker, receiver, withWebhook);
+            var report = ChaosReport.Build(submitted, submitter.Stats, checker, receiver, withWebhook, probe, api.Instances);
             if (options.DetailsFile is { } details)
             {
                 report.WriteDetails(details);

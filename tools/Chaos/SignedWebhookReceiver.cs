@@ -24,7 +24,7 @@ internal sealed record Delivery(
     string? Status, DateTimeOffset? CompletedAt, string? OutputHash);
 
 /// <summary>
-/// A client's webhook endpoint on 127.0.0.1 (Kestrel, a free port): checks every request's Standard
+/// A client's webhook endpoint on 127.0.0.1 or another address of this host (Kestrel, a free port): checks every request's Standard
 /// Webhooks signature with the tenant's secret (the StandardWebhooks package), records it, and answers
 /// 200, or 401 for a bad signature, or 503 for the first delivery of a fixed share of webhook ids so
 /// that the sender's retries are exercised too.
@@ -53,13 +53,13 @@ internal sealed class SignedWebhookReceiver : IAsyncDisposable
     /// <summary>The tenant's <c>whsec_…</c> secret; set before any job with a webhook is submitted.</summary>
     public void UseSecret(string secret) => _verifier = new StandardWebhook(secret);
 
-    public static async Task<SignedWebhookReceiver> StartAsync(int failFirstPercent, CancellationToken cancellationToken)
+    public static async Task<SignedWebhookReceiver> StartAsync(int failFirstPercent, string host, CancellationToken cancellationToken)
     {
         var builder = WebApplication.CreateSlimBuilder(new WebApplicationOptions { Args = [], EnvironmentName = "Production" });
         builder.Logging.ClearProviders();
         builder.Services.Configure<HostOptions>(o => o.ShutdownTimeout = TimeSpan.FromSeconds(2));
         var app = builder.Build();
-        app.Urls.Add("http://127.0.0.1:0");
+        app.Urls.Add($"http://{host}:0");
         var receiver = new SignedWebhookReceiver(app, failFirstPercent);
         app.MapPost("/hooks/{index}", (Delegate)receiver.ReceiveAsync);
         await app.StartAsync(cancellationToken).ConfigureAwait(false);

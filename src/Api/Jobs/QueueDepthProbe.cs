@@ -1,10 +1,11 @@
-using System.Collections.Concurrent;
 using System.ComponentModel.DataAnnotations;
+using System.Globalization;
 using Async.Serving.Messaging;
 using Async.Serving.Models;
 using Microsoft.Extensions.Options;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Exceptions;
+using StackExchange.Redis;
 
 namespace Async.Serving.Api.Jobs;
 
@@ -17,7 +18,7 @@ public sealed class QueueOptions
     [Range(0, long.MaxValue)]
     public long MaxDepth { get; set; } = 100_000;
 
-    /// <summary>How long a measured depth is reused, so a burst of submits costs one broker round trip.</summary>
+    /// <summary>How long a measured depth is reused (by every API instance, through Redis), so a burst of submits costs one broker round trip.</summary>
     [Range(typeof(TimeSpan), "00:00:00", "00:01:00")]
     public TimeSpan DepthCacheTime { get; set; } = TimeSpan.FromSeconds(1);
 
@@ -27,74 +28,90 @@ public sealed class QueueOptions
 }
 
 /// <summary>
-/// Reads a model queue's depth (each priority lane's, summed) with passive declares on its own broker connection, cached for
-/// <see cref="QueueOptions.DepthCacheTime"/>. When the broker cannot be asked, the depth is
-/// unknown and submits go on: the publish itself then fails with <c>broker_unavailable</c>.
+/// Whether a model's queues are full, for the whole fleet of API instances. The depth (each priority
+/// lane's ready messages, summed) is read from the broker with passive declares on this instance's
+/// own broker connection, and shared through Redis for <see cref="QueueOptions.DepthCacheTime"/>:
+/// hash <c>queue-depth:&lt;model id&gt;</c> holds the measured <c>depth</c> and the submits any
+/// instance <c>admitted</c> since, so that within one cache window the instances together admit no
+/// more than the limit leaves (a per-process cache would let each of N instances admit that much).
+/// An admitted submit that then makes no job (a failed publish) still counts until the next
+/// measurement, which errs on the safe side. When the broker cannot be asked, the depth is unknown
+/// and submits go on: the publish itself then fails with <c>broker_unavailable</c>. With a cache
+/// time of zero every submit asks the broker, and nothing is shared or counted.
 /// </summary>
-internal sealed class QueueDepthProbe(IOptions<RabbitMqOptions> rabbit, IOptions<QueueOptions> options, TimeProvider clock) : IAsyncDisposable
+internal sealed class QueueDepthProbe(
+    IOptions<RabbitMqOptions> rabbit, IOptions<QueueOptions> options, IConnectionMultiplexer redis) : IAsyncDisposable
 {
-    private readonly ConcurrentDictionary<string, (long Depth, DateTimeOffset At)> _cache = new();
+    // Returns the fleet's depth (measured + admitted since) and counts this submit when it is below
+    // @max; -1 when no measurement is fresh and none was given (@measured is '').
+    private static readonly LuaScript AdmitScript = LuaScript.Prepare("""
+        local depth = redis.call('HGET', @key, 'depth')
+        if not depth then
+          if @measured == '' then return -1 end
+          redis.call('HSET', @key, 'depth', @measured, 'admitted', 0)
+          redis.call('PEXPIRE', @key, @ttl)
+          depth = @measured
+        end
+        local total = tonumber(depth) + tonumber(redis.call('HGET', @key, 'admitted') or '0')
+        if total < tonumber(@max) then redis.call('HINCRBY', @key, 'admitted', 1) end
+        return total
+        """);
+
     private readonly SemaphoreSlim _gate = new(1, 1);
     private IConnection? _connection;
 
-    /// <summary>Whether the model's backlog, its ready messages summed over every priority lane, reached <see cref="QueueOptions.MaxDepth"/>.</summary>
+    /// <summary>The Redis key of a model's shared depth.</summary>
+    public static RedisKey SharedKey(ModelEntry model)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        return "queue-depth:" + model.Id;
+    }
+
+    /// <summary>
+    /// Whether the model's backlog, its ready messages summed over every priority lane plus what the
+    /// fleet admitted since they were counted, reached <see cref="QueueOptions.MaxDepth"/>. A submit
+    /// told "not full" is counted as admitted.
+    /// </summary>
     public async Task<bool> IsFullAsync(ModelEntry model, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(model);
-        var max = options.Value.MaxDepth;
-        if (max <= 0)
+        var settings = options.Value;
+        if (settings.MaxDepth <= 0)
         {
             return false;
         }
 
-        long depth = 0;
-        foreach (var lane in model.LaneQueues)
+        if (settings.DepthCacheTime <= TimeSpan.Zero)
         {
-            depth += await DepthAsync(lane, cancellationToken).ConfigureAwait(false);
+            return await MeasureAsync(model, cancellationToken).ConfigureAwait(false) is { } depth && depth >= settings.MaxDepth;
         }
 
-        return depth >= max;
-    }
-
-    public async Task<long> DepthAsync(string queue, CancellationToken cancellationToken)
-    {
-        if (Fresh(queue) is { } cached)
+        var shared = await AdmitAsync(model, null).ConfigureAwait(false);
+        if (shared < 0)
         {
-            return cached;
-        }
-
-        await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-        try
-        {
-            if (Fresh(queue) is { } again)
-            {
-                return again;
-            }
-
-            long depth;
+            // No fresh measurement: one submit per instance at a time asks the broker; the others
+            // then find what it (or another instance) wrote.
+            await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
             try
             {
-                _connection ??= await Factory().CreateConnectionAsync(cancellationToken).ConfigureAwait(false);
-                await using var channel = await _connection.CreateChannelAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
-                depth = (await channel.QueueDeclarePassiveAsync(queue, cancellationToken).ConfigureAwait(false)).MessageCount;
-            }
-            catch (OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == 404)
-            {
-                depth = 0; // not declared yet: nothing waits in it
-            }
-            catch (Exception ex) when (ex is BrokerUnreachableException or AlreadyClosedException or OperationInterruptedException or System.Net.Sockets.SocketException)
-            {
-                await ResetAsync().ConfigureAwait(false);
-                return 0;
-            }
+                shared = await AdmitAsync(model, null).ConfigureAwait(false);
+                if (shared < 0)
+                {
+                    if (await MeasureAsync(model, cancellationToken).ConfigureAwait(false) is not { } measured)
+                    {
+                        return false; // unknown: the publish decides
+                    }
 
-            _cache[queue] = (depth, clock.GetUtcNow());
-            return depth;
+                    shared = await AdmitAsync(model, measured).ConfigureAwait(false);
+                }
+            }
+            finally
+            {
+                _gate.Release();
+            }
         }
-        finally
-        {
-            _gate.Release();
-        }
+
+        return shared >= settings.MaxDepth;
     }
 
     public async ValueTask DisposeAsync()
@@ -103,8 +120,54 @@ internal sealed class QueueDepthProbe(IOptions<RabbitMqOptions> rabbit, IOptions
         _gate.Dispose();
     }
 
-    private long? Fresh(string queue) =>
-        _cache.TryGetValue(queue, out var entry) && clock.GetUtcNow() - entry.At < options.Value.DepthCacheTime ? entry.Depth : null;
+    private async Task<long> AdmitAsync(ModelEntry model, long? measured)
+    {
+        var settings = options.Value;
+        var result = await redis.GetDatabase().ScriptEvaluateAsync(AdmitScript, new
+        {
+            key = SharedKey(model),
+            measured = measured?.ToString(CultureInfo.InvariantCulture) ?? string.Empty,
+            ttl = (long)Math.Max(1, settings.DepthCacheTime.TotalMilliseconds),
+            max = settings.MaxDepth,
+        }).ConfigureAwait(false);
+        return (long)result;
+    }
+
+    /// <summary>The ready messages of the model's lanes, summed; null when the broker cannot be asked.</summary>
+    private async Task<long?> MeasureAsync(ModelEntry model, CancellationToken cancellationToken)
+    {
+        long depth = 0;
+        foreach (var lane in model.LaneQueues)
+        {
+            if (await DepthAsync(lane, cancellationToken).ConfigureAwait(false) is not { } one)
+            {
+                return null;
+            }
+
+            depth += one;
+        }
+
+        return depth;
+    }
+
+    private async Task<long?> DepthAsync(string queue, CancellationToken cancellationToken)
+    {
+        try
+        {
+            _connection ??= await Factory().CreateConnectionAsync(cancellationToken).ConfigureAwait(false);
+            await using var channel = await _connection.CreateChannelAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
+            return (await channel.QueueDeclarePassiveAsync(queue, cancellationToken).ConfigureAwait(false)).MessageCount;
+        }
+        catch (OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == 404)
+        {
+            return 0; // not declared yet: nothing waits in it
+        }
+        catch (Exception ex) when (ex is BrokerUnreachableException or AlreadyClosedException or OperationInterruptedException or System.Net.Sockets.SocketException)
+        {
+            await ResetAsync().ConfigureAwait(false);
+            return null;
+        }
+    }
 
     private ConnectionFactory Factory() => rabbit.Value.ConnectionFactory("async-serving-api-queue-depth");
 

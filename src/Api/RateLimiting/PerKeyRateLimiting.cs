@@ -4,12 +4,18 @@ using Async.Serving.Api.Auth;
 using Async.Serving.Api.Errors;
 using Microsoft.AspNetCore.RateLimiting;
 using Microsoft.Extensions.Options;
+using RedisRateLimiting;
+using StackExchange.Redis;
 
 namespace Async.Serving.Api.RateLimiting;
 
 /// <summary>
-/// A token bucket per API key (tenant and key id), refilled every second. The limiter runs after
-/// authorisation, so a request without a valid key is refused by auth and never takes a token.
+/// A token bucket per API key (tenant and key id), refilled every second, kept in Redis (the
+/// RedisRateLimiting package behind ASP.NET Core's rate limiter): every API instance takes its
+/// tokens from the same bucket, so a key's limit holds for the whole fleet, not per process. The
+/// limiter runs after authorisation, so a request without a valid key is refused by auth and never
+/// takes a token. Redis unreachable fails the request as every other store outage does (503
+/// <c>store_unavailable</c>, see <see cref="OutageExceptionHandler"/>).
 /// </summary>
 public static class PerKeyRateLimiting
 {
@@ -29,6 +35,9 @@ public static class PerKeyRateLimiting
         return builder;
     }
 
+    /// <summary>The Redis key of a partition's bucket is <c>rl:tb:{api-key:&lt;tenant&gt;/&lt;key id&gt;}</c> (its timestamp: the same with <c>:ts</c>).</summary>
+    internal static string PartitionKey(string tenant, string keyId) => $"api-key:{tenant}/{keyId}";
+
     private static RateLimitPartition<string> Partition(HttpContext context)
     {
         var user = context.User;
@@ -38,24 +47,36 @@ public static class PerKeyRateLimiting
             return RateLimitPartition.GetNoLimiter(string.Empty);
         }
 
-        var limits = context.RequestServices.GetRequiredService<IOptions<RateLimitOptions>>().Value;
-        return RateLimitPartition.GetTokenBucketLimiter($"{user.TenantId()}/{user.ApiKeyId()}", _ => new TokenBucketRateLimiterOptions
+        var services = context.RequestServices;
+        return RedisRateLimitPartition.GetTokenBucketRateLimiter(PartitionKey(user.TenantId(), user.ApiKeyId()), _ =>
         {
-            TokenLimit = limits.Burst,
-            TokensPerPeriod = limits.PermitsPerSecond,
-            ReplenishmentPeriod = TimeSpan.FromSeconds(1),
-            AutoReplenishment = true,
-            QueueLimit = 0, // answer at once; the client decides whether to wait Retry-After
+            var limits = services.GetRequiredService<IOptions<RateLimitOptions>>().Value;
+            var redis = services.GetRequiredService<IConnectionMultiplexer>();
+            return new RedisTokenBucketRateLimiterOptions
+            {
+                ConnectionMultiplexerFactory = () => redis,
+                TokenLimit = limits.Burst,
+                TokensPerPeriod = limits.PermitsPerSecond,
+                ReplenishmentPeriod = TimeSpan.FromSeconds(1),
+            };
         });
     }
 
     private static async ValueTask RejectAsync(OnRejectedContext context, CancellationToken cancellationToken)
     {
-        var wait = context.Lease.TryGetMetadata(MetadataName.RetryAfter, out var retryAfter) ? retryAfter : TimeSpan.FromSeconds(1);
-        var seconds = Math.Max(1, (int)Math.Ceiling(wait.TotalSeconds));
+        var seconds = RetryAfterSeconds(context.Lease);
         context.HttpContext.Response.Headers.RetryAfter = seconds.ToString(CultureInfo.InvariantCulture);
         var problem = ApiProblems.Problem(StatusCodes.Status429TooManyRequests, ApiProblems.RateLimited,
             "Too many requests.", $"This API key's rate limit is used up; retry after {seconds} s.");
         await problem.ExecuteAsync(context.HttpContext).ConfigureAwait(false);
+    }
+
+    /// <summary>Whole seconds until the bucket has a token again, at least 1: the next refill is at most one period away.</summary>
+    internal static int RetryAfterSeconds(RateLimitLease lease)
+    {
+        var wait = lease.TryGetMetadata(MetadataName.RetryAfter, out var retryAfter) ? retryAfter
+            : lease.TryGetMetadata(RateLimitMetadataName.RetryAfter, out var redisSeconds) ? TimeSpan.FromSeconds(redisSeconds)
+            : TimeSpan.FromSeconds(1);
+        return Math.Clamp((int)Math.Ceiling(wait.TotalSeconds), 1, 3600);
     }
 }

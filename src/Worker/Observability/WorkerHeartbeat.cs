@@ -22,8 +22,11 @@ internal sealed partial class WorkerHeartbeat(ModelHost models, WorkerRegistry r
             {
                 await registry.BeatAsync(WorkerId, models.Served.Select(m => (m.Entry.Id, m.Provider))).ConfigureAwait(false);
             }
-            catch (Exception ex) when (ex is StackExchange.Redis.RedisException or TimeoutException)
+            catch (Exception ex) when (ex is StackExchange.Redis.RedisException or TimeoutException
+                || (ex is OperationCanceledException && !stoppingToken.IsCancellationRequested))
             {
+                // A batch whose connection broke comes back cancelled: one missed beat, as a timeout is.
+                // Anything here left unhandled would stop the whole worker (found by scripts/multihost.sh).
                 LogBeatFailed(logger, ex.Message);
             }
         }
