@@ -118,7 +118,7 @@ internal sealed partial class BenchRun
 
             // Warm-up of both paths (JIT, connections, ONNX Runtime's first runs at each shape).
             await ClosedLoop.RunAsync(32, 8, Baseline).ConfigureAwait(false);
-            await ClosedLoop.RunAsync(64, 8, Serving).ConfigureAwait(false);
+            await ClosedLoop.RunAsync(96, 8, Serving).ConfigureAwait(false);
 
             var levels = new List<BaselineLevel>();
             foreach (var clients in BaselineClients)
