@@ -10,6 +10,9 @@
 #   --video-fps 10     their params.sample_fps (one more video job, with OCR at 2 fps, always follows)
 #   --priority-jobs 400  each backlog of the priorities step: 70 % low, 20 % normal, 10 % high, then all normal
 #   --only priorities    run only the priorities step (docs/benchmarks.md, "Priorities")
+#   --baseline-jobs 200  requests per system at 1, 8 and 32 clients in the naive-baseline step (0 skips it)
+#   --only baseline      run only the naive-baseline step: artifacts/bench/baseline.json
+#   --only device        ONNX Runtime alone at batch 1-256 and decode on all cores, no services (scripts/gpu-kit.sh packs it)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 prepare

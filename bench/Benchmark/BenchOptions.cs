@@ -30,7 +30,10 @@ internal sealed class BenchOptions
     /// <summary>Jobs of each backlog of the priorities step (0 skips the step).</summary>
     public int PriorityJobs { get; init; } = 400;
 
-    /// <summary><c>--only priorities</c>: run the priorities step alone.</summary>
+    /// <summary>Requests per system at each number of clients of the baseline step (0 skips the step).</summary>
+    public int BaselineJobs { get; init; } = 200;
+
+    /// <summary><c>--only priorities</c>, <c>--only baseline</c> or <c>--only device</c>: run that step alone.</summary>
     public string? Only { get; init; }
 
     /// <summary><c>params.sample_fps</c> of those video jobs.</summary>
@@ -38,6 +41,18 @@ internal sealed class BenchOptions
 
     /// <summary>Jobs of the result cache step, once as misses (distinct inputs) and once as hits (the same inputs again); 0 skips it.</summary>
     public int CacheJobs { get; init; } = 3000;
+
+    /// <summary><c>--only device</c>: the model (name or name@version) swept over <see cref="DeviceBatches"/>.</summary>
+    public string DeviceModel { get; init; } = "resnet18";
+
+    /// <summary><c>--only device</c>: batch sizes of the ONNX Runtime sweep.</summary>
+    public int[] DeviceBatches { get; init; } = [1, 8, 32, 64, 128, 256];
+
+    /// <summary><c>--only device</c>: least seconds of timed runs per batch size (and per JPEG size of the decode figure).</summary>
+    public double DeviceSeconds { get; init; } = 3;
+
+    /// <summary><c>--only device</c>: distinct JPEGs of each size for the decode figure.</summary>
+    public int DecodeImages { get; init; } = 32;
 
     public string Redis { get; init; } = Env("ConnectionStrings__Redis", "127.0.0.1:6379");
 
@@ -52,7 +67,8 @@ internal sealed class BenchOptions
     public string Configuration { get; init; } = Env("SERVING_CONFIGURATION", "Release");
 
     /// <summary><c>--root DIR --out DIR --resnet-jobs N --trivial-jobs N --queued-jobs N --concurrency N --inprocess-images N
-    /// --ocr-jobs N --video-jobs N --video-fps F --priority-jobs N --cache-jobs N --only priorities</c>.</summary>
+    /// --ocr-jobs N --video-jobs N --video-fps F --priority-jobs N --cache-jobs N --baseline-jobs N --only priorities|baseline|device</c>, and for <c>device</c>
+    /// <c>--device-batches 1,8,… --device-seconds S --decode-images N</c>.</summary>
     public static BenchOptions Parse(string[] args)
     {
         var values = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -88,9 +104,19 @@ internal sealed class BenchOptions
             PriorityJobs = Int("priority-jobs", 400),
             Only = values.GetValueOrDefault("only"),
             CacheJobs = Int("cache-jobs", 3000),
+            BaselineJobs = Int("baseline-jobs", 200),
+            DeviceModel = values.GetValueOrDefault("device-model") ?? "resnet18",
+            DeviceBatches = values.TryGetValue("device-batches", out var batches)
+                ? [.. batches.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries).Select(b => int.Parse(b, CultureInfo.InvariantCulture))]
+                : [1, 8, 32, 64, 128, 256],
+            DeviceSeconds = values.TryGetValue("device-seconds", out var ds) ? double.Parse(ds, CultureInfo.InvariantCulture) : 3,
+            DecodeImages = Int("decode-images", 32),
             VideoFps = values.TryGetValue("video-fps", out var fps) ? double.Parse(fps, CultureInfo.InvariantCulture) : 10,
         };
     }
+
+    /// <summary>The naive baseline's build (bench/Baseline).</summary>
+    public string BaselineDll => Path.Combine(Root, "bench", "Baseline", "bin", Configuration, "net10.0", "Async.Serving.Baseline.dll");
 
     public string Dll(string project, string assembly) =>
         Path.Combine(Root, "src", project, "bin", Configuration, "net10.0", assembly + ".dll");

@@ -120,8 +120,15 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             }
         }
 
+        BaselineFigure? baseline = null;
+        if (options.BaselineJobs > 0)
+        {
+            Console.WriteLine($"10. naive baseline vs Async.Serving, image.embed on ResNet-18: {options.BaselineJobs} requests per system at each of {string.Join(", ", BaselineClients)} clients");
+            baseline = await BaselineAsync(photos).ConfigureAwait(false);
+        }
+
         return new BenchSummary(Machine.Describe(), DateTimeOffset.UtcNow, options.ResNetJobs, options.TrivialJobs, options.QueuedJobs,
-            options.Concurrency, inProcess, batched, unbatched, trivial, memory, ocr, ocrDetectionAlone, video, priorities, cache);
+            options.Concurrency, inProcess, batched, unbatched, trivial, memory, ocr, ocrDetectionAlone, video, priorities, cache, baseline);
     }
 
     public async ValueTask DisposeAsync()

@@ -130,6 +130,20 @@ internal sealed class LoadClient : IDisposable
         return new LoadResult([.. jobs.OrderBy(j => j.Index).Select(j => j.Job)], refused.Values.Sum(), refused, first, last);
     }
 
+    /// <summary>
+    /// One job submitted and waited for as a synchronous caller would (<see cref="ServingClient.RunAsync"/>:
+    /// <c>POST /v1/jobs?wait=60</c>, the API answering once the job has finished), the result cache off.
+    /// The job as it ended, its output kept.
+    /// </summary>
+    public Task<Job> RunAsync(string model, byte[] file, string fileName, string contentType) =>
+        _client.RunAsync(new SubmitRequest
+        {
+            Pipeline = "image.embed",
+            Model = model,
+            Input = JobInput.FromBytes(file, fileName, contentType),
+            Cache = false,
+        }, TimeSpan.FromSeconds(120));
+
     /// <summary>The job when it has finished (its <c>output</c> kept when <paramref name="keepOutput"/>), else null.</summary>
     public async Task<Finished?> GetAsync(string id, bool keepOutput = false)
     {

@@ -2,7 +2,8 @@ namespace Async.Serving.Benchmark;
 
 /// <summary>
 /// The performance figures of docs/benchmarks.md (DESIGN.md section 5), measured in one run against
-/// the real services on this machine. Run through scripts/bench.sh, which starts what it needs.
+/// the real services on this machine. Run through scripts/bench.sh, which starts what it needs;
+/// <c>--only device</c> (scripts/gpu-kit.sh) needs nothing but a model repository.
 /// </summary>
 internal static class Program
 {
@@ -10,30 +11,40 @@ internal static class Program
     {
         var options = BenchOptions.Parse(args);
         Console.WriteLine($"Async.Serving benchmark: {Environment.ProcessorCount} cores, load average {Machine.LoadAverage}");
-        Console.WriteLine($"N: ResNet e2e {options.ResNetJobs} jobs per run, trivial {options.TrivialJobs} jobs, queued {options.QueuedJobs} jobs, {options.Concurrency} concurrent clients, in-process {options.InProcessImages} images per batch size, OCR {options.OcrJobs} jobs, video {options.VideoJobs} jobs at {options.VideoFps} fps");
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
-        var run = new BenchRun(options);
-        if (options.Only is { } only)
+        switch (options.Only)
         {
-            if (only != "priorities")
-            {
-                throw new ArgumentException($"--only {only}: only 'priorities' can run alone.");
-            }
+            case null:
+                Console.WriteLine($"N: ResNet e2e {options.ResNetJobs} jobs per run, trivial {options.TrivialJobs} jobs, queued {options.QueuedJobs} jobs, {options.Concurrency} concurrent clients, in-process {options.InProcessImages} images per batch size, OCR {options.OcrJobs} jobs, video {options.VideoJobs} jobs at {options.VideoFps} fps, baseline {options.BaselineJobs} requests per level");
+                var run = new BenchRun(options);
+                await using (run.ConfigureAwait(false))
+                {
+                    var summary = await run.RunAsync().ConfigureAwait(false);
+                    Report.Write(summary, options.OutDir);
+                    Report.Print(summary);
+                }
 
-            await using (run.ConfigureAwait(false))
-            {
-                await run.RunPrioritiesOnlyAsync().ConfigureAwait(false);
-            }
+                break;
+            case "priorities" or "baseline":
+                var step = new BenchRun(options);
+                await using (step.ConfigureAwait(false))
+                {
+                    if (options.Only == "priorities")
+                    {
+                        await step.RunPrioritiesOnlyAsync().ConfigureAwait(false);
+                    }
+                    else
+                    {
+                        await step.RunBaselineOnlyAsync().ConfigureAwait(false);
+                    }
+                }
 
-            Console.WriteLine($"benchmark took {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds:F0} s");
-            return 0;
-        }
-
-        await using (run.ConfigureAwait(false))
-        {
-            var summary = await run.RunAsync().ConfigureAwait(false);
-            Report.Write(summary, options.OutDir);
-            Report.Print(summary);
+                break;
+            case "device":
+                DeviceBench.Run(options);
+                break;
+            default:
+                throw new ArgumentException($"--only {options.Only}: 'priorities', 'baseline' or 'device'.");
         }
 
         Console.WriteLine($"benchmark took {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds:F0} s");

@@ -8,7 +8,8 @@ internal sealed record MachineInfo(int Cores, string CpuModel, long MemoryBytes,
 internal sealed record BenchSummary(
     MachineInfo Machine, DateTimeOffset FinishedAt, int ResNetJobs, int TrivialJobs, int QueuedJobs, int Concurrency,
     InProcessResult InProcess, EndToEndFigure BatchingOn, EndToEndFigure BatchingOff, EndToEndFigure Orchestration, MemoryFigure Memory,
-    OcrFigure? Ocr, OcrFigure? OcrDetectionOneAtATime, VideoFigure? Video, PriorityFigure? Priorities = null, CacheFigure? Cache = null)
+    OcrFigure? Ocr, OcrFigure? OcrDetectionOneAtATime, VideoFigure? Video, PriorityFigure? Priorities = null, CacheFigure? Cache = null,
+    BaselineFigure? Baseline = null)
 {
     public double ModelBoundRatio => Math.Round(BatchingOn.JobsPerSecond / InProcess.Best.ImagesPerSecond, 3);
 }
@@ -31,7 +32,7 @@ internal static class Machine
 /// <summary>summary.json and the table printed at the end, each figure beside its limit or goal.</summary>
 internal static class Report
 {
-    private static readonly JsonSerializerOptions Json = new()
+    public static readonly JsonSerializerOptions Json = new()
     {
         WriteIndented = true,
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
@@ -123,6 +124,11 @@ internal static class Report
             rows.AddRange(CacheScenario.Rows(c));
         }
 
+        if (s.Baseline is { } baseline)
+        {
+            rows.AddRange(BaselineRows(baseline));
+        }
+
         var w1 = rows.Max(r => r.Figure.Length) + 2;
         var w2 = rows.Max(r => r.Value.Length) + 2;
         Console.WriteLine();
@@ -133,6 +139,34 @@ internal static class Report
         {
             Console.WriteLine($"{figure.PadRight(w1)}{value.PadRight(w2)}{goal}");
         }
+    }
+
+    /// <summary>Rows of the baseline comparison: each level's throughput ratio and both sides' latency percentiles.</summary>
+    private static IEnumerable<(string Figure, string Value, string Goal)> BaselineRows(BaselineFigure b)
+    {
+        foreach (var level in b.Levels)
+        {
+            var (x, y) = (level.Baseline, level.Serving);
+            yield return ($"Async.Serving / naive baseline, {level.Clients} clients (N={b.RequestsPerLevel} each)", $"{level.ThroughputRatio:F2}x",
+                $"{y.PerSecond:F1} jobs/s vs {x.PerSecond:F1} img/s");
+            yield return ("  latency p50 / p95 / p99, baseline", $"{x.P50Ms:F0} / {x.P95Ms:F0} / {x.P99Ms:F0} ms", $"CPU {x.CpuMsPerImage:F0} ms per image");
+            yield return ("  latency p50 / p95 / p99, Async.Serving (submit to result)", $"{y.P50Ms:F0} / {y.P95Ms:F0} / {y.P99Ms:F0} ms", $"CPU {y.CpuMsPerImage:F0} ms per image");
+        }
+    }
+
+    /// <summary>The baseline comparison as a table of its own (<c>--only baseline</c>).</summary>
+    public static void PrintBaseline(BaselineFigure b)
+    {
+        Console.WriteLine();
+        Console.WriteLine($"naive baseline vs Async.Serving, {b.Model}, {b.RequestsPerLevel} requests per system and level; latency in ms");
+        Console.WriteLine($"{"clients",7} {"baseline img/s",15} {"p50",6} {"p95",6} {"p99",6} {"CPU ms/img",11} {"Async.Serving jobs/s",21} {"p50",6} {"p95",6} {"p99",6} {"CPU ms/img",11} {"ratio",6}");
+        foreach (var l in b.Levels)
+        {
+            var (x, y) = (l.Baseline, l.Serving);
+            Console.WriteLine($"{l.Clients,7} {x.PerSecond,15:F1} {x.P50Ms,6:F0} {x.P95Ms,6:F0} {x.P99Ms,6:F0} {x.CpuMsPerImage,11:F0} {y.PerSecond,21:F1} {y.P50Ms,6:F0} {y.P95Ms,6:F0} {y.P99Ms,6:F0} {y.CpuMsPerImage,11:F0} {l.ThroughputRatio,6:F2}");
+        }
+
+        Console.WriteLine($"the same image through both: cosine {b.EmbeddingCosine:F6}, largest difference {b.EmbeddingMaxAbsDiff:E1}");
     }
 
     private static string Met(bool met) => met ? "MET" : "MISSED";
