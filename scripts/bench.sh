@@ -10,9 +10,13 @@
 #   --video-fps 10     their params.sample_fps (one more video job, with OCR at 2 fps, always follows)
 #   --priority-jobs 400  each backlog of the priorities step: 70 % low, 20 % normal, 10 % high, then all normal
 #   --only priorities    run only the priorities step (docs/benchmarks.md, "Priorities")
+#   --only orchestration run only step 3 (artifacts/bench/orchestration.json); with --trace-seconds S
+#                        dotnet-trace (tool manifest .config/dotnet-tools.json) samples the API and the
+#                        worker for S seconds of the load (docs/benchmarks.md, "Orchestration: where the CPU goes")
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 prepare
+dotnet tool restore --tool-manifest "$ROOT/.config/dotnet-tools.json" >&2 || die "dotnet tool restore failed"
 export SERVING_RABBIT_MGMT_PORT="$RABBIT_MGMT_PORT" SERVING_CONFIGURATION="$CONFIGURATION"
 
 OUT="$ROOT/artifacts/bench"

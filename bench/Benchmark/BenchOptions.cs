@@ -30,8 +30,11 @@ internal sealed class BenchOptions
     /// <summary>Jobs of each backlog of the priorities step (0 skips the step).</summary>
     public int PriorityJobs { get; init; } = 400;
 
-    /// <summary><c>--only priorities</c>: run the priorities step alone.</summary>
+    /// <summary><c>--only priorities</c> or <c>--only orchestration</c>: run that step alone.</summary>
     public string? Only { get; init; }
+
+    /// <summary><c>--trace-seconds S</c> with <c>--only orchestration</c>: dotnet-trace the API and the worker for S seconds of the load (0: no trace).</summary>
+    public int TraceSeconds { get; init; }
 
     /// <summary><c>params.sample_fps</c> of those video jobs.</summary>
     public double VideoFps { get; init; } = 10;
@@ -52,7 +55,7 @@ internal sealed class BenchOptions
     public string Configuration { get; init; } = Env("SERVING_CONFIGURATION", "Release");
 
     /// <summary><c>--root DIR --out DIR --resnet-jobs N --trivial-jobs N --queued-jobs N --concurrency N --inprocess-images N
-    /// --ocr-jobs N --video-jobs N --video-fps F --priority-jobs N --cache-jobs N --only priorities</c>.</summary>
+    /// --ocr-jobs N --video-jobs N --video-fps F --priority-jobs N --cache-jobs N --only priorities|orchestration --trace-seconds S</c>.</summary>
     public static BenchOptions Parse(string[] args)
     {
         var values = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -88,6 +91,7 @@ internal sealed class BenchOptions
             PriorityJobs = Int("priority-jobs", 400),
             Only = values.GetValueOrDefault("only"),
             CacheJobs = Int("cache-jobs", 3000),
+            TraceSeconds = Int("trace-seconds", 0),
             VideoFps = values.TryGetValue("video-fps", out var fps) ? double.Parse(fps, CultureInfo.InvariantCulture) : 10,
         };
     }
