@@ -13,9 +13,13 @@
 #   --baseline-jobs 200  requests per system at 1, 8 and 32 clients in the naive-baseline step (0 skips it)
 #   --only baseline      run only the naive-baseline step: artifacts/bench/baseline.json
 #   --only device        ONNX Runtime alone at batch 1-256 and decode on all cores, no services (scripts/gpu-kit.sh packs it)
+#   --only orchestration run only step 3 (artifacts/bench/orchestration.json); with --trace-seconds S
+#                        dotnet-trace (tool manifest .config/dotnet-tools.json) samples the API and the
+#                        worker for S seconds of the load (docs/benchmarks.md, "Orchestration: where the CPU goes")
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 prepare
+dotnet tool restore --tool-manifest "$ROOT/.config/dotnet-tools.json" >&2 || die "dotnet tool restore failed"
 export SERVING_RABBIT_MGMT_PORT="$RABBIT_MGMT_PORT" SERVING_CONFIGURATION="$CONFIGURATION"
 
 OUT="$ROOT/artifacts/bench"

@@ -33,8 +33,11 @@ internal sealed class BenchOptions
     /// <summary>Requests per system at each number of clients of the baseline step (0 skips the step).</summary>
     public int BaselineJobs { get; init; } = 200;
 
-    /// <summary><c>--only priorities</c>, <c>--only baseline</c> or <c>--only device</c>: run that step alone.</summary>
+    /// <summary><c>--only priorities|orchestration|baseline|device</c>: run that step alone.</summary>
     public string? Only { get; init; }
+
+    /// <summary><c>--trace-seconds S</c> with <c>--only orchestration</c>: dotnet-trace the API and the worker for S seconds of the load (0: no trace).</summary>
+    public int TraceSeconds { get; init; }
 
     /// <summary><c>params.sample_fps</c> of those video jobs.</summary>
     public double VideoFps { get; init; } = 10;
@@ -67,8 +70,8 @@ internal sealed class BenchOptions
     public string Configuration { get; init; } = Env("SERVING_CONFIGURATION", "Release");
 
     /// <summary><c>--root DIR --out DIR --resnet-jobs N --trivial-jobs N --queued-jobs N --concurrency N --inprocess-images N
-    /// --ocr-jobs N --video-jobs N --video-fps F --priority-jobs N --cache-jobs N --baseline-jobs N --only priorities|baseline|device</c>, and for <c>device</c>
-    /// <c>--device-batches 1,8,… --device-seconds S --decode-images N</c>.</summary>
+    /// --ocr-jobs N --video-jobs N --video-fps F --priority-jobs N --cache-jobs N --baseline-jobs N --only priorities|orchestration|baseline|device
+    /// --trace-seconds S</c>, and for <c>device</c> <c>--device-batches 1,8,… --device-seconds S --decode-images N</c>.</summary>
     public static BenchOptions Parse(string[] args)
     {
         var values = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -111,6 +114,7 @@ internal sealed class BenchOptions
                 : [1, 8, 32, 64, 128, 256],
             DeviceSeconds = values.TryGetValue("device-seconds", out var ds) ? double.Parse(ds, CultureInfo.InvariantCulture) : 3,
             DecodeImages = Int("decode-images", 32),
+            TraceSeconds = Int("trace-seconds", 0),
             VideoFps = values.TryGetValue("video-fps", out var fps) ? double.Parse(fps, CultureInfo.InvariantCulture) : 10,
         };
     }

@@ -236,7 +236,8 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         return groups;
     }
 
-    private async Task<EndToEndFigure> EndToEndAsync(string model, IReadOnlyList<byte[]> files, string contentType, int jobs, int warmUp)
+    private async Task<EndToEndFigure> EndToEndAsync(
+        string model, IReadOnlyList<byte[]> files, string contentType, int jobs, int warmUp, Func<ServingProcess, Task<Func<Task>>>? duringLoad = null)
     {
         var (worker, metricsPort) = await StartWorkerAsync(model).ConfigureAwait(false);
         try
@@ -246,11 +247,16 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             await _client.WaitAllAsync(warm.Jobs, TimeSpan.FromSeconds(120)).ConfigureAwait(false);
 
             var before = await AllBatchMetricsAsync(metricsPort).ConfigureAwait(false);
+            var loadEnded = duringLoad is null ? null : await duringLoad(worker).ConfigureAwait(false);
             var profile = new CpuProfile(CpuGroups(worker));
             var load = await _client.SubmitManyAsync(model, files, contentType, jobs, options.Concurrency).ConfigureAwait(false);
             _jobIds.AddRange(load.Jobs.Select(j => j.Id));
             var finished = await _client.WaitAllAsync(load.Jobs, TimeSpan.FromSeconds(300)).ConfigureAwait(false);
             var cpu = profile.Stop();
+            if (loadEnded is not null)
+            {
+                await loadEnded().ConfigureAwait(false);
+            }
             var after = await AllBatchMetricsAsync(metricsPort).ConfigureAwait(false);
 
             var succeeded = finished.Where(f => f.Status == "succeeded").ToList();
@@ -266,6 +272,7 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
                 MeanBatch(before, after, l => l == $"{model}@1"), ProcStats.StatusBytes(worker.Pid, "VmHWM"), cpu);
             Console.WriteLine($"  {figure.JobsPerSecond:F1} jobs/s end to end ({succeeded.Count}/{jobs} succeeded in {seconds:F2} s), submit p50 {figure.SubmitP50Ms:F1} ms p99 {figure.SubmitP99Ms:F1} ms, mean batch {figure.MeanBatchSize?.ToString("F2", CultureInfo.InvariantCulture) ?? "n/a"}");
             Console.WriteLine($"  CPU share of {cpu.Cores} cores over {cpu.WallSeconds:F1} s: {string.Join(", ", cpu.ShareOfMachine.Select(s => $"{s.Key} {s.Value:P0}"))}");
+            Console.WriteLine($"  CPU per succeeded job: {string.Join(", ", cpu.CpuSeconds.Select(s => $"{s.Key} {s.Value * 1e6 / Math.Max(1, succeeded.Count):F0} µs"))}; all {cpu.MachineBusySeconds * 1e6 / Math.Max(1, succeeded.Count):F0} µs");
             return figure;
         }
         finally

@@ -25,18 +25,17 @@ internal static class Program
                 }
 
                 break;
-            case "priorities" or "baseline":
+            case "priorities" or "baseline" or "orchestration":
                 var step = new BenchRun(options);
                 await using (step.ConfigureAwait(false))
                 {
-                    if (options.Only == "priorities")
+                    Task ran = options.Only switch
                     {
-                        await step.RunPrioritiesOnlyAsync().ConfigureAwait(false);
-                    }
-                    else
-                    {
-                        await step.RunBaselineOnlyAsync().ConfigureAwait(false);
-                    }
+                        "priorities" => step.RunPrioritiesOnlyAsync(),
+                        "orchestration" => step.RunOrchestrationOnlyAsync(),
+                        _ => step.RunBaselineOnlyAsync(),
+                    };
+                    await ran.ConfigureAwait(false);
                 }
 
                 break;
@@ -44,7 +43,7 @@ internal static class Program
                 DeviceBench.Run(options);
                 break;
             default:
-                throw new ArgumentException($"--only {options.Only}: 'priorities', 'baseline' or 'device'.");
+                throw new ArgumentException($"--only {options.Only}: 'priorities', 'orchestration', 'baseline' or 'device'.");
         }
 
         Console.WriteLine($"benchmark took {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds:F0} s");

@@ -75,9 +75,9 @@ public sealed partial class ModelBreakers(
 
         try
         {
-            var snapshot = await _breakers.GetAsync(modelId, 1, cancellationToken).ConfigureAwait(false);
-            var open = snapshot.State == BreakerState.Open && snapshot.OpenUntil > clock.GetUtcNow();
-            return new ModelAvailability(!open, snapshot.State, open ? snapshot.OpenUntil : null);
+            var (state, openUntil) = await _breakers.GetStateAsync(modelId, cancellationToken).ConfigureAwait(false);
+            var open = state == BreakerState.Open && openUntil > clock.GetUtcNow();
+            return new ModelAvailability(!open, state, open ? openUntil : null);
         }
         catch (Exception ex) when (ex is RedisException or TimeoutException)
         {

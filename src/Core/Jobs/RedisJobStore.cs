@@ -26,7 +26,9 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         end
         local function ledger(status) ledgerOf(@id, status) end
         local function announceOf(job, id, event, status, extra)
-          local ok, subscription = pcall(cjson.decode, redis.call('HGET', job, 'webhook') or '')
+          local webhook = redis.call('HGET', job, 'webhook')
+          if not webhook then return end -- most jobs: no webhook, and no failing decode to catch
+          local ok, subscription = pcall(cjson.decode, webhook)
           if not ok or type(subscription) ~= 'table' or type(subscription.events) ~= 'table' then return end
           for _, wanted in ipairs(subscription.events) do
             if wanted == event then
