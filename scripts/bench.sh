@@ -10,9 +10,12 @@
 #   --video-fps 10     their params.sample_fps (one more video job, with OCR at 2 fps, always follows)
 #   --priority-jobs 400  each backlog of the priorities step: 70 % low, 20 % normal, 10 % high, then all normal
 #   --only priorities    run only the priorities step (docs/benchmarks.md, "Priorities")
+#   --only preprocess    CPU per image of preprocessing before and now, and the in-process limit with
+#                        decode beside ONNX Runtime alone (docs/benchmarks.md, "Preprocessing"); no services used
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 prepare
+fetch_test_photos
 export SERVING_RABBIT_MGMT_PORT="$RABBIT_MGMT_PORT" SERVING_CONFIGURATION="$CONFIGURATION"
 
 OUT="$ROOT/artifacts/bench"

@@ -30,7 +30,7 @@ internal sealed class BenchOptions
     /// <summary>Jobs of each backlog of the priorities step (0 skips the step).</summary>
     public int PriorityJobs { get; init; } = 400;
 
-    /// <summary><c>--only priorities</c>: run the priorities step alone.</summary>
+    /// <summary><c>--only priorities</c> or <c>--only preprocess</c>: run that step alone.</summary>
     public string? Only { get; init; }
 
     /// <summary><c>params.sample_fps</c> of those video jobs.</summary>

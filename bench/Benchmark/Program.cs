@@ -13,11 +13,18 @@ internal static class Program
         Console.WriteLine($"N: ResNet e2e {options.ResNetJobs} jobs per run, trivial {options.TrivialJobs} jobs, queued {options.QueuedJobs} jobs, {options.Concurrency} concurrent clients, in-process {options.InProcessImages} images per batch size, OCR {options.OcrJobs} jobs, video {options.VideoJobs} jobs at {options.VideoFps} fps");
         var started = System.Diagnostics.Stopwatch.GetTimestamp();
         var run = new BenchRun(options);
+        if (options.Only == "preprocess")
+        {
+            PreprocessStep.Run(options);
+            Console.WriteLine($"benchmark took {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds:F0} s");
+            return 0;
+        }
+
         if (options.Only is { } only)
         {
             if (only != "priorities")
             {
-                throw new ArgumentException($"--only {only}: only 'priorities' can run alone.");
+                throw new ArgumentException($"--only {only}: only 'priorities' and 'preprocess' can run alone.");
             }
 
             await using (run.ConfigureAwait(false))
