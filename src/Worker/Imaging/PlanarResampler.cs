@@ -168,31 +168,51 @@ internal static class PlanarResampler
             Count = count;
             var ratio = cropLength / count;
             var support = Math.Max(1f, ratio);
-            _taps = (int)Math.Ceiling(2 * support) + 2;
             // Taps stay inside the crop (its edge pixels repeat), as a drawn source rectangle does: what
             // lies outside the crop does not bleed into the picture the model sees.
             var low = flip ? length - cropStart - cropLength : cropStart;
             var (lowest, highest) = (Math.Max(0, (int)Math.Floor(low)), Math.Min(length - 1, (int)Math.Ceiling(low + cropLength) - 1));
-            _indices = new int[count * _taps];
-            _weights = new float[count * _taps];
+            highest = Math.Max(lowest, highest);
+            var reach = (int)Math.Ceiling(2 * support) + 2;
+            var firsts = new int[count];
+            var weights = new float[count * reach];
             for (var i = 0; i < count; i++)
             {
                 var shown = cropStart + ((i + 0.5f) * ratio);
                 var centre = flip ? length - shown : shown;
-                var first = (int)Math.Floor(centre - support - 0.5f);
+                firsts[i] = (int)Math.Floor(centre - support - 0.5f);
                 var total = 0f;
-                for (var t = 0; t < _taps; t++)
+                for (var t = 0; t < reach; t++)
                 {
-                    var j = first + t;
-                    var weight = Math.Max(0f, 1f - (Math.Abs(j + 0.5f - centre) / support));
-                    _indices[(i * _taps) + t] = Math.Clamp(j, lowest, Math.Max(lowest, highest));
-                    _weights[(i * _taps) + t] = weight;
+                    var weight = Math.Max(0f, 1f - (Math.Abs(firsts[i] + t + 0.5f - centre) / support));
+                    weights[(i * reach) + t] = weight;
                     total += weight;
                 }
 
+                for (var t = 0; t < reach; t++)
+                {
+                    weights[(i * reach) + t] /= total;
+                }
+            }
+
+            // Only the taps that weigh anything: the most any output has, the short ones padded with zeros.
+            _taps = 0;
+            for (var i = 0; i < count; i++)
+            {
+                var row = weights.AsSpan(i * reach, reach);
+                _taps = Math.Max(_taps, row.LastIndexOfAnyExcept(0f) - row.IndexOfAnyExcept(0f) + 1);
+            }
+
+            _indices = new int[count * _taps];
+            _weights = new float[count * _taps];
+            for (var i = 0; i < count; i++)
+            {
+                var from = weights.AsSpan(i * reach, reach).IndexOfAnyExcept(0f);
                 for (var t = 0; t < _taps; t++)
                 {
-                    _weights[(i * _taps) + t] /= total;
+                    var k = from + t;
+                    _indices[(i * _taps) + t] = Math.Clamp(firsts[i] + k, lowest, highest);
+                    _weights[(i * _taps) + t] = k < reach ? weights[(i * reach) + k] : 0f;
                 }
             }
         }
