@@ -12,13 +12,16 @@ namespace Async.Serving.Worker.Imaging;
 /// config asks for. The header is read first: an image that declares too many pixels is refused
 /// before a single pixel is decoded. A JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8)
 /// that still covers the model's input, into a pooled buffer; <see cref="PlanarResampler"/> then
-/// orients, crops, resizes and normalises it straight into the destination (a slot of the batch
-/// tensor), with no bitmap in between.
+/// orients, crops, resizes and normalises it straight into the destination (the job's pooled input
+/// buffer, or a slot of a batch tensor), with no bitmap in between.
 /// </summary>
 public static class ImagePreprocessor
 {
     /// <summary>Linear filtering over mipmaps: a large downscale averages instead of aliasing.</summary>
     internal static readonly SKSamplingOptions Sampling = new(SKFilterMode.Linear, SKMipmapMode.Linear);
+
+    /// <summary>16 MiB: a 2048×2048 decode, more than any DCT-scaled JPEG for a model input of up to 1024 pixels needs.</summary>
+    private const int MaxPooledDecodeBytes = 16 << 20;
 
     /// <summary>Fills <paramref name="destination"/> (channels × height × width) from <paramref name="encoded"/>.</summary>
     public static void Preprocess(ReadOnlySpan<byte> encoded, PreprocessingConfig config, long maxPixels, Span<float> destination)
@@ -34,7 +37,9 @@ public static class ImagePreprocessor
         using var codec = OpenCodec(data, maxPixels);
         var size = DecodeSize(codec, OrientedSize(codec), width, height);
         var info = new SKImageInfo(size.Width, size.Height, SKColorType.Rgba8888, SKAlphaType.Premul);
-        var pixels = ArrayPool<byte>.Shared.Rent(info.BytesSize);
+        // A pooled buffer for the usual sizes; a large PNG's full-size decode is not kept in the pool.
+        var pooled = info.BytesSize <= MaxPooledDecodeBytes;
+        var pixels = pooled ? ArrayPool<byte>.Shared.Rent(info.BytesSize) : GC.AllocateUninitializedArray<byte>(info.BytesSize);
         var pinned = GCHandle.Alloc(pixels, GCHandleType.Pinned);
         try
         {
@@ -44,7 +49,10 @@ public static class ImagePreprocessor
         finally
         {
             pinned.Free();
-            ArrayPool<byte>.Shared.Return(pixels);
+            if (pooled)
+            {
+                ArrayPool<byte>.Shared.Return(pixels);
+            }
         }
     }
 
