@@ -16,10 +16,13 @@
 #   --only orchestration run only step 3 (artifacts/bench/orchestration.json); with --trace-seconds S
 #                        dotnet-trace (tool manifest .config/dotnet-tools.json) samples the API and the
 #                        worker for S seconds of the load (docs/benchmarks.md, "Orchestration: where the CPU goes")
+#   --only preprocess    CPU per image of preprocessing before and now, and the in-process limit with
+#                        decode beside ONNX Runtime alone (docs/benchmarks.md, "Preprocessing"); no services used
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 prepare
 dotnet tool restore --tool-manifest "$ROOT/.config/dotnet-tools.json" >&2 || die "dotnet tool restore failed"
+fetch_test_photos
 export SERVING_RABBIT_MGMT_PORT="$RABBIT_MGMT_PORT" SERVING_CONFIGURATION="$CONFIGURATION"
 
 OUT="$ROOT/artifacts/bench"

@@ -354,6 +354,29 @@ fetch_ocr_eval_images() { # [all]
   for n in "${wanted[@]}"; do [[ -s "$out/$n.png" ]] || die "OCR evaluation image $n.png missing after the fetch"; done
 }
 
+# Real photographs for the preprocessing tests (tests/UnitTests/PreprocessingPhotoTests.cs) and the
+# benchmark's preprocessing step, from the same python3-skimage package: never committed. The names
+# are tests/Shared/Photographs.cs's.
+TEST_PHOTOS="$STATE/cache/photos"
+TEST_PHOTO_FILES=(astronaut.png chelsea.png coffee.png motorcycle_left.png rocket.jpg)
+fetch_test_photos() {
+  local out="$TEST_PHOTOS" work="$STATE/cache/ocr-eval/debs" f missing=0
+  for f in "${TEST_PHOTO_FILES[@]}"; do [[ -s "$out/$f" ]] || missing=1; done
+  (( missing == 0 )) && return 0
+  local deb="${OCR_EVAL_DEBS[0]}" file="$work/python3-skimage.deb"
+  mkdir -p "$out" "$work"
+  if [[ ! -s "$file" ]]; then
+    log "fetching test photographs: apt-get download $deb"
+    (cd "$work" && { apt-get download "$deb" || { apt-get update -qq && apt-get download "$deb"; }; } >"$LOGS/photos-fetch.log" 2>&1) \
+      || die "apt-get download $deb failed, see $LOGS/photos-fetch.log"
+    mv "$work"/python3-skimage_*.deb "$file"
+  fi
+  for f in "${TEST_PHOTO_FILES[@]}"; do
+    dpkg-deb --fsys-tarfile "$file" | tar -xO "./usr/lib/python3/dist-packages/skimage/data/$f" >"$out/$f.tmp" && mv "$out/$f.tmp" "$out/$f"
+    [[ -s "$out/$f" ]] || die "test photograph $f missing after the fetch"
+  done
+}
+
 # npm_tools <folder under tools/> <what it is for>: installs the folder's npm packages as its
 # package-lock.json pins them (npm ci), again only when the lock file changed since the last install.
 # tools/openapi: the OpenAPI document's judges (@redocly/cli, openapi-typescript, openapi-fetch,
@@ -376,7 +399,7 @@ service_env() {
   export ConnectionStrings__Postgres="Host=$SERVICES_ADDRESS;Port=$PG_PORT;Username=postgres;Database=serving"
   export Serving__RabbitMq__Host="$SERVICES_ADDRESS" Serving__RabbitMq__Port="$AMQP_PORT"
   export Serving__Models__Path="$MODELS"
-  export SERVING_OCR_EVAL_IMAGES="$OCR_EVAL_IMAGES"
+  export SERVING_OCR_EVAL_IMAGES="$OCR_EVAL_IMAGES" SERVING_TEST_PHOTOS="$TEST_PHOTOS"
 }
 
 # A test run's own RabbitMQ virtual host, Redis database, PostgreSQL database and Redis Cluster,

@@ -14,6 +14,7 @@ prepare "${TEST_PACKAGES[@]}"
 npm_tools openapi "the OpenAPI document's judges"
 npm_tools k8s "the Kubernetes manifests' schema checks"
 fetch_ocr_eval_images # real photographs and scans for the OCR tests (Debian python3-skimage)
+fetch_test_photos     # real photographs for the preprocessing tests (the same package)
 isolated_env test
 
 # Prints each failed test of a .trx file with the first lines of its message and stack trace.

@@ -33,7 +33,7 @@ internal sealed class BenchOptions
     /// <summary>Requests per system at each number of clients of the baseline step (0 skips the step).</summary>
     public int BaselineJobs { get; init; } = 200;
 
-    /// <summary><c>--only priorities|orchestration|baseline|device</c>: run that step alone.</summary>
+    /// <summary><c>--only priorities|orchestration|baseline|device|preprocess</c>: run that step alone.</summary>
     public string? Only { get; init; }
 
     /// <summary><c>--trace-seconds S</c> with <c>--only orchestration</c>: dotnet-trace the API and the worker for S seconds of the load (0: no trace).</summary>
@@ -70,7 +70,7 @@ internal sealed class BenchOptions
     public string Configuration { get; init; } = Env("SERVING_CONFIGURATION", "Release");
 
     /// <summary><c>--root DIR --out DIR --resnet-jobs N --trivial-jobs N --queued-jobs N --concurrency N --inprocess-images N
-    /// --ocr-jobs N --video-jobs N --video-fps F --priority-jobs N --cache-jobs N --baseline-jobs N --only priorities|orchestration|baseline|device
+    /// --ocr-jobs N --video-jobs N --video-fps F --priority-jobs N --cache-jobs N --baseline-jobs N --only priorities|orchestration|baseline|device|preprocess
     /// --trace-seconds S</c>, and for <c>device</c> <c>--device-batches 1,8,… --device-seconds S --decode-images N</c>.</summary>
     public static BenchOptions Parse(string[] args)
     {

@@ -42,8 +42,11 @@ internal static class Program
             case "device":
                 DeviceBench.Run(options);
                 break;
+            case "preprocess":
+                PreprocessStep.Run(options);
+                break;
             default:
-                throw new ArgumentException($"--only {options.Only}: 'priorities', 'orchestration', 'baseline' or 'device'.");
+                throw new ArgumentException($"--only {options.Only}: 'priorities', 'orchestration', 'baseline', 'device' or 'preprocess'.");
         }
 
         Console.WriteLine($"benchmark took {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds:F0} s");

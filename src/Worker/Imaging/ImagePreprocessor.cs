@@ -1,3 +1,5 @@
+using System.Buffers;
+using System.Runtime.InteropServices;
 using Async.Serving.Jobs;
 using Async.Serving.Models;
 using Async.Serving.Worker.Inference;
@@ -8,13 +10,18 @@ namespace Async.Serving.Worker.Imaging;
 /// <summary>
 /// Decodes an encoded image with SkiaSharp and writes it as planar floats in the layout a model's
 /// config asks for. The header is read first: an image that declares too many pixels is refused
-/// before a single pixel is decoded, and JPEGs are decoded at a reduced scale when that still
-/// covers the model's input size.
+/// before a single pixel is decoded. A JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8)
+/// that still covers the model's input, into a pooled buffer; <see cref="PlanarResampler"/> then
+/// orients, crops, resizes and normalises it straight into the destination (the job's pooled input
+/// buffer, or a slot of a batch tensor), with no bitmap in between.
 /// </summary>
 public static class ImagePreprocessor
 {
     /// <summary>Linear filtering over mipmaps: a large downscale averages instead of aliasing.</summary>
     internal static readonly SKSamplingOptions Sampling = new(SKFilterMode.Linear, SKMipmapMode.Linear);
+
+    /// <summary>16 MiB: a 2048×2048 decode, more than any DCT-scaled JPEG for a model input of up to 1024 pixels needs.</summary>
+    private const int MaxPooledDecodeBytes = 16 << 20;
 
     /// <summary>Fills <paramref name="destination"/> (channels × height × width) from <paramref name="encoded"/>.</summary>
     public static void Preprocess(ReadOnlySpan<byte> encoded, PreprocessingConfig config, long maxPixels, Span<float> destination)
@@ -28,14 +35,30 @@ public static class ImagePreprocessor
 
         using var data = SKData.CreateCopy(encoded);
         using var codec = OpenCodec(data, maxPixels);
-        using var decoded = Decode(codec, OrientedSize(codec), width, height);
-        using var rotated = codec.EncodedOrigin == SKEncodedOrigin.TopLeft ? null : Orient(decoded, codec.EncodedOrigin);
-        ResizeAndWritePlanes(rotated ?? decoded, config, destination);
+        var size = DecodeSize(codec, OrientedSize(codec), width, height);
+        var info = new SKImageInfo(size.Width, size.Height, SKColorType.Rgba8888, SKAlphaType.Premul);
+        // A pooled buffer for the usual sizes; a large PNG's full-size decode is not kept in the pool.
+        var pooled = info.BytesSize <= MaxPooledDecodeBytes;
+        var pixels = pooled ? ArrayPool<byte>.Shared.Rent(info.BytesSize) : GC.AllocateUninitializedArray<byte>(info.BytesSize);
+        var pinned = GCHandle.Alloc(pixels, GCHandleType.Pinned);
+        try
+        {
+            Check(codec.GetPixels(info, pinned.AddrOfPinnedObject()));
+            PlanarResampler.Resample(pixels.AsSpan(0, info.BytesSize), size.Width, size.Height, 4, codec.EncodedOrigin, config, destination[..(3 * width * height)]);
+        }
+        finally
+        {
+            pinned.Free();
+            if (pooled)
+            {
+                ArrayPool<byte>.Shared.Return(pixels);
+            }
+        }
     }
 
     /// <summary>
-    /// Fills <paramref name="destination"/> from packed RGB24 pixels (a video frame): drawn into the
-    /// model's size with the configured resize, then written as planes.
+    /// Fills <paramref name="destination"/> from packed RGB24 pixels (a video frame): resized into the
+    /// model's size as an encoded image is, then written as planes.
     /// </summary>
     public static void PreprocessRgb(ReadOnlySpan<byte> rgb, int width, int height, PreprocessingConfig config, Span<float> destination)
     {
@@ -45,8 +68,7 @@ public static class ImagePreprocessor
             return;
         }
 
-        using var source = BitmapFromRgb(rgb, width, height);
-        ResizeAndWritePlanes(source, config, destination);
+        PlanarResampler.Resample(rgb, width, height, 3, SKEncodedOrigin.TopLeft, config, destination[..(3 * config.Width * config.Height)]);
     }
 
     /// <summary>An opaque RGBA8888 bitmap of packed RGB24 pixels, for drawing with SkiaSharp.</summary>
@@ -63,23 +85,6 @@ public static class ImagePreprocessor
         }
 
         return bitmap;
-    }
-
-    /// <summary>Draws <paramref name="source"/> into the model's size with the configured resize, then writes it as planes.</summary>
-    private static void ResizeAndWritePlanes(SKBitmap source, PreprocessingConfig config, Span<float> destination)
-    {
-        using var resized = new SKBitmap(new SKImageInfo(config.Width, config.Height, SKColorType.Rgba8888, SKAlphaType.Premul));
-        using (var canvas = new SKCanvas(resized))
-        using (var image = SKImage.FromBitmap(source))
-        {
-            canvas.Clear(SKColors.Black);
-            var area = config.Resize == "stretch"
-                ? SKRect.Create(source.Width, source.Height)
-                : CenterCrop(source.Width, source.Height, config.Width, config.Height);
-            canvas.DrawImage(image, area, SKRect.Create(config.Width, config.Height), Sampling);
-        }
-
-        WritePlanes(resized.GetPixelSpan(), config, destination[..(3 * config.Width * config.Height)]);
     }
 
     /// <summary>Writes RGBA8888 (or, with <paramref name="bytesPerPixel"/> 3, RGB24) pixels as three planes, scaled, in the configured channel order, normalised.</summary>
@@ -141,11 +146,14 @@ public static class ImagePreprocessor
             ? new SKSizeI(codec.Info.Height, codec.Info.Width)
             : codec.Info.Size;
 
-    internal static SKBitmap Decode(SKCodec codec, SKSizeI oriented, int width, int height)
+    /// <summary>
+    /// The size to decode at: the smallest the codec can decode to that still covers
+    /// <paramref name="width"/>×<paramref name="height"/> once oriented (a JPEG decodes at 1/2, 1/4
+    /// or 1/8 of its size for less; other formats only at full size).
+    /// </summary>
+    internal static SKSizeI DecodeSize(SKCodec codec, SKSizeI oriented, int width, int height)
     {
-        // The smallest decode that still covers the target (JPEG decodes at 1/2, 1/4, 1/8 for free).
         var scale = Math.Max((float)width / oriented.Width, (float)height / oriented.Height);
-        var size = codec.Info.Size;
         if (scale < 1f)
         {
             var scaled = codec.GetScaledDimensions(scale);
@@ -153,22 +161,40 @@ public static class ImagePreprocessor
             var needed = (int)Math.Ceiling(Math.Min(codec.Info.Width, codec.Info.Height) * scale);
             if (shortest >= needed && scaled.Width > 0 && scaled.Height > 0)
             {
-                size = scaled;
+                return scaled;
             }
         }
 
+        return codec.Info.Size;
+    }
+
+    internal static SKBitmap Decode(SKCodec codec, SKSizeI oriented, int width, int height)
+    {
+        var size = DecodeSize(codec, oriented, width, height);
         var info = new SKImageInfo(size.Width, size.Height, SKColorType.Rgba8888, SKAlphaType.Premul);
         var bitmap = new SKBitmap(info);
-        var result = codec.GetPixels(info, bitmap.GetPixels());
-        if (result != SKCodecResult.Success)
+        try
+        {
+            Check(codec.GetPixels(info, bitmap.GetPixels()));
+        }
+        catch
         {
             bitmap.Dispose();
+            throw;
+        }
+
+        return bitmap;
+    }
+
+    /// <summary>A decode that did not succeed fails the job as <c>input_invalid</c>.</summary>
+    private static void Check(SKCodecResult result)
+    {
+        if (result != SKCodecResult.Success)
+        {
             throw new JobFailureException(JobErrorCodes.InputInvalid, result == SKCodecResult.IncompleteInput
                 ? "The image data is truncated."
                 : $"The image could not be decoded ({result}).");
         }
-
-        return bitmap;
     }
 
     internal static SKBitmap Orient(SKBitmap bitmap, SKEncodedOrigin origin)
@@ -193,11 +219,4 @@ public static class ImagePreprocessor
         return result;
     }
 
-    private static SKRect CenterCrop(int sourceWidth, int sourceHeight, int width, int height)
-    {
-        var scale = Math.Max((float)width / sourceWidth, (float)height / sourceHeight);
-        var cropWidth = width / scale;
-        var cropHeight = height / scale;
-        return SKRect.Create((sourceWidth - cropWidth) / 2, (sourceHeight - cropHeight) / 2, cropWidth, cropHeight);
-    }
 }
