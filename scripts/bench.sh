@@ -10,6 +10,8 @@
 #   --video-fps 10     their params.sample_fps (one more video job, with OCR at 2 fps, always follows)
 #   --priority-jobs 400  each backlog of the priorities step: 70 % low, 20 % normal, 10 % high, then all normal
 #   --only priorities    run only the priorities step (docs/benchmarks.md, "Priorities")
+#   --blob-videos 20     videos of 50-100 MiB queued by the large-input step (0 skips it)
+#   --only blobs         run only that step: Redis bytes per queued large video (docs/blobs.md)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 prepare

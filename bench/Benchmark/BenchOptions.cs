@@ -39,6 +39,9 @@ internal sealed class BenchOptions
     /// <summary>Jobs of the result cache step, once as misses (distinct inputs) and once as hits (the same inputs again); 0 skips it.</summary>
     public int CacheJobs { get; init; } = 3000;
 
+    /// <summary>Videos of 50–100 MiB queued by the large-input step (docs/blobs.md); 0 skips it.</summary>
+    public int BlobVideos { get; init; } = 20;
+
     public string Redis { get; init; } = Env("ConnectionStrings__Redis", "127.0.0.1:6379");
 
     public string Postgres { get; init; } = Env("ConnectionStrings__Postgres", "Host=127.0.0.1;Port=5432;Username=postgres;Database=serving");
@@ -52,7 +55,7 @@ internal sealed class BenchOptions
     public string Configuration { get; init; } = Env("SERVING_CONFIGURATION", "Release");
 
     /// <summary><c>--root DIR --out DIR --resnet-jobs N --trivial-jobs N --queued-jobs N --concurrency N --inprocess-images N
-    /// --ocr-jobs N --video-jobs N --video-fps F --priority-jobs N --cache-jobs N --only priorities</c>.</summary>
+    /// --ocr-jobs N --video-jobs N --video-fps F --priority-jobs N --cache-jobs N --blob-videos N --only priorities|blobs</c>.</summary>
     public static BenchOptions Parse(string[] args)
     {
         var values = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -88,6 +91,7 @@ internal sealed class BenchOptions
             PriorityJobs = Int("priority-jobs", 400),
             Only = values.GetValueOrDefault("only"),
             CacheJobs = Int("cache-jobs", 3000),
+            BlobVideos = Int("blob-videos", 20),
             VideoFps = values.TryGetValue("video-fps", out var fps) ? double.Parse(fps, CultureInfo.InvariantCulture) : 10,
         };
     }

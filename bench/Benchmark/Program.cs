@@ -15,14 +15,21 @@ internal static class Program
         var run = new BenchRun(options);
         if (options.Only is { } only)
         {
-            if (only != "priorities")
+            if (only is not ("priorities" or "blobs"))
             {
-                throw new ArgumentException($"--only {only}: only 'priorities' can run alone.");
+                throw new ArgumentException($"--only {only}: only 'priorities' or 'blobs' can run alone.");
             }
 
             await using (run.ConfigureAwait(false))
             {
-                await run.RunPrioritiesOnlyAsync().ConfigureAwait(false);
+                if (only == "blobs")
+                {
+                    await run.RunBlobsOnlyAsync().ConfigureAwait(false);
+                }
+                else
+                {
+                    await run.RunPrioritiesOnlyAsync().ConfigureAwait(false);
+                }
             }
 
             Console.WriteLine($"benchmark took {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds:F0} s");
