@@ -217,7 +217,7 @@ internal sealed class SubmissionReader(
         };
         StagedInput? file = null;
         string? fileType = null;
-        string? requestJson = null;
+        byte[]? requestJson = null;
         var maxBytes = Math.Max(limits.Value.MaxImageBytes, limits.Value.MaxVideoBytes);
         try
         {
@@ -252,8 +252,8 @@ internal sealed class SubmissionReader(
                 }
                 else if (name == "request" && requestJson is null)
                 {
-                    requestJson = await ReadTextAsync(section.Body, formOptions.ValueLengthLimit, cancellationToken).ConfigureAwait(false);
-                    if (file is null && JsonSubmitBody.LeadingPipeline(System.Text.Encoding.UTF8.GetBytes(requestJson)) is { } pipeline)
+                    requestJson = await ReadPartAsync(section.Body, formOptions.ValueLengthLimit, cancellationToken).ConfigureAwait(false);
+                    if (file is null && JsonSubmitBody.LeadingPipeline(requestJson) is { } pipeline)
                     {
                         maxBytes = MaxInputBytes(pipeline);
                     }
@@ -266,8 +266,9 @@ internal sealed class SubmissionReader(
             }
 
             SubmitRequest body = new();
-            if (!string.IsNullOrWhiteSpace(requestJson))
+            if (requestJson is { Length: > 0 } && !requestJson.All(b => b is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n'))
             {
+                // From the bytes: text that is not valid UTF-8 is refused (JsonException), not replaced.
                 body = JsonSerializer.Deserialize<SubmitRequest>(requestJson, json.Value.SerializerOptions) ?? body;
             }
 
@@ -298,24 +299,23 @@ internal sealed class SubmissionReader(
         }
     }
 
-    /// <summary>A text part, at most <paramref name="maxChars"/> characters (FormOptions.ValueLengthLimit).</summary>
-    private static async Task<string> ReadTextAsync(Stream body, int maxChars, CancellationToken cancellationToken)
+    /// <summary>A small part's bytes, at most <paramref name="maxBytes"/> (FormOptions.ValueLengthLimit).</summary>
+    private static async Task<byte[]> ReadPartAsync(Stream body, int maxBytes, CancellationToken cancellationToken)
     {
-        using var reader = new StreamReader(body, System.Text.Encoding.UTF8, detectEncodingFromByteOrderMarks: false, bufferSize: 4096, leaveOpen: true);
-        var buffer = new char[4096];
-        var text = new System.Text.StringBuilder();
+        using var buffer = new MemoryStream();
+        var chunk = new byte[8192];
         int n;
-        while ((n = await reader.ReadAsync(buffer.AsMemory(), cancellationToken).ConfigureAwait(false)) > 0)
+        while ((n = await body.ReadAsync(chunk, cancellationToken).ConfigureAwait(false)) > 0)
         {
-            if (text.Length + n > maxChars)
+            if (buffer.Length + n > maxBytes)
             {
-                throw new InvalidDataException($"Form value length limit {maxChars} exceeded.");
+                throw new InvalidDataException($"Form value length limit {maxBytes} exceeded.");
             }
 
-            text.Append(buffer, 0, n);
+            buffer.Write(chunk, 0, n);
         }
 
-        return text.ToString();
+        return buffer.ToArray();
     }
 
     /// <summary>Everything but the input's bytes; the submission it returns has no input yet.</summary>
