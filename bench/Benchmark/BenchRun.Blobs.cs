@@ -9,7 +9,8 @@ namespace Async.Serving.Benchmark;
 /// <summary>What a queued large video costs Redis once its bytes wait in the blob store (docs/blobs.md).</summary>
 internal sealed record BlobFigure(
     int Videos, long VideoBytes, int Queued, long RedisUsedMemoryBefore, long RedisUsedMemoryAfter, double RedisBytesPerQueuedVideo,
-    double SampledKeyBytesPerVideo, long BlobBytes, double SubmitSecondsPerVideo, long? ApiPeakRssBytes, int BlobsLeftAfterCancel);
+    double SampledKeyBytesPerVideo, double SharedKeyBytesPerVideo, double KeyBytesPerVideo, long BlobBytes, double SubmitSecondsPerVideo,
+    long? ApiPeakRssBytes, int BlobsLeftAfterCancel);
 
 internal sealed partial class BenchRun
 {
@@ -36,6 +37,7 @@ internal sealed partial class BenchRun
         var ids = new List<string> { await SubmitVideoAsync(http, video, 0).ConfigureAwait(false) };
         await Task.Delay(1000).ConfigureAwait(false);
         var before = await UsedMemoryAsync().ConfigureAwait(false);
+        var sharedBefore = await SharedKeyBytesAsync().ConfigureAwait(false);
         var submitting = Stopwatch.GetTimestamp();
         for (var i = 1; i <= options.BlobVideos; i++)
         {
@@ -45,6 +47,7 @@ internal sealed partial class BenchRun
         var submitSeconds = Stopwatch.GetElapsedTime(submitting).TotalSeconds;
         await Task.Delay(1000).ConfigureAwait(false);
         var after = await UsedMemoryAsync().ConfigureAwait(false);
+        var sharedAfter = await SharedKeyBytesAsync().ConfigureAwait(false);
         _jobIds.AddRange(ids);
         var counted = ids.Skip(1).ToList();
 
@@ -72,11 +75,37 @@ internal sealed partial class BenchRun
 
         var left = ids.Count(id => File.Exists(Path.Combine(root, "inputs", id)));
         File.Delete(video);
+        var own = (double)keys / counted.Count;
+        var shared = (double)(sharedAfter - sharedBefore) / counted.Count;
         var figure = new BlobFigure(counted.Count, size, queued, before, after, Math.Round((double)(after - before) / counted.Count, 1),
-            Math.Round((double)keys / counted.Count, 1), blobBytes, Math.Round(submitSeconds / counted.Count, 2), apiPeak, left);
+            Math.Round(own, 1), Math.Round(shared, 1), Math.Round(own + shared, 1), blobBytes, Math.Round(submitSeconds / counted.Count, 2), apiPeak, left);
         Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-            $"  {counted.Count} videos of {size / 1048576.0:F0} MiB queued ({queued} still queued): Redis used_memory +{after - before:N0} B = {figure.RedisBytesPerQueuedVideo:F0} B per video (job hash + input key: {figure.SampledKeyBytesPerVideo:F0} B); blob store {blobBytes / 1048576.0:F0} MiB; {figure.SubmitSecondsPerVideo:F2} s per upload; API peak RSS {Mib(apiPeak)}; blobs left after cancelling: {left}"));
+            $"  {counted.Count} videos of {size / 1048576.0:F0} MiB queued ({queued} still queued): Redis used_memory +{after - before:N0} B = {figure.RedisBytesPerQueuedVideo:F0} B per video (job hash + input key: {figure.SampledKeyBytesPerVideo:F0} B, + the indexes and ledger streams they joined: {figure.SharedKeyBytesPerVideo:F0} B = {figure.KeyBytesPerVideo:F0} B); blob store {blobBytes / 1048576.0:F0} MiB; {figure.SubmitSecondsPerVideo:F2} s per upload; API peak RSS {Mib(apiPeak)}; blobs left after cancelling: {left}"));
         return figure;
+    }
+
+    /// <summary>
+    /// The exact size (<c>MEMORY USAGE … SAMPLES 0</c>) of the keys a queued job adds entries to beside
+    /// its own: the tenant's index and every shard's queued-by-expiry, queued-by-model and ledger stream.
+    /// Unlike <c>used_memory</c>, untouched by other databases' traffic on the same Redis server.
+    /// </summary>
+    private async Task<long> SharedKeyBytesAsync()
+    {
+        var db = _redis!.GetDatabase();
+        var keys = new List<StackExchange.Redis.RedisKey> { RedisJobStore.TenantIndexKey("bench") };
+        foreach (var shard in RedisJobStore.Shards)
+        {
+            keys.AddRange([RedisJobStore.QueuedByExpiry(shard), RedisJobStore.QueuedByModel(shard), RedisJobStore.LedgerStream(shard)]);
+        }
+
+        long total = 0;
+        foreach (var key in keys)
+        {
+            var usage = await db.ExecuteAsync("MEMORY", "USAGE", key, "SAMPLES", 0).ConfigureAwait(false);
+            total += usage.IsNull ? 0 : (long)usage;
+        }
+
+        return total;
     }
 
     /// <summary><c>--only blobs</c>: the blob step alone, its figure in blobs.json.</summary>
