@@ -18,6 +18,8 @@
 #                        worker for S seconds of the load (docs/benchmarks.md, "Orchestration: where the CPU goes")
 #   --only preprocess    CPU per image of preprocessing before and now, and the in-process limit with
 #                        decode beside ONNX Runtime alone (docs/benchmarks.md, "Preprocessing"); no services used
+#   --blob-videos 20     videos of 50-100 MiB queued by the large-input step (0 skips it)
+#   --only blobs         run only that step: Redis bytes per queued large video (docs/blobs.md)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 prepare

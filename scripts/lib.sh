@@ -400,6 +400,8 @@ service_env() {
   export Serving__RabbitMq__Host="$SERVICES_ADDRESS" Serving__RabbitMq__Port="$AMQP_PORT"
   export Serving__Models__Path="$MODELS"
   export SERVING_OCR_EVAL_IMAGES="$OCR_EVAL_IMAGES" SERVING_TEST_PHOTOS="$TEST_PHOTOS"
+  # The blob store of large inputs and outputs (docs/blobs.md): the stack's, beside its Redis data.
+  export Serving__Blobs__Root="$STATE/blobs"
 }
 
 # A test run's own RabbitMQ virtual host, Redis database, PostgreSQL database and Redis Cluster,
@@ -434,6 +436,10 @@ isolated_env() {
   export ConnectionStrings__Redis="127.0.0.1:$REDIS_PORT,defaultDatabase=$ISOLATED_REDIS_DB"
   export ConnectionStrings__Postgres="Host=127.0.0.1;Port=$PG_PORT;Username=postgres;Database=$ISOLATED_PG_DB"
   export Serving__RabbitMq__VirtualHost="$ISOLATED_VHOST"
+  # A blob store of the run's own: the blob sweep deletes what its Redis database does not reference.
+  ISOLATED_BLOBS="$STATE/blobs-$run"
+  mkdir -p "$ISOLATED_BLOBS"
+  export Serving__Blobs__Root="$ISOLATED_BLOBS"
   start_redis_cluster
 }
 
@@ -491,6 +497,7 @@ isolated_env_drop() {
   psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -qc "DROP DATABASE IF EXISTS $ISOLATED_PG_DB WITH (FORCE)" >/dev/null 2>&1 \
     || log "warning: PostgreSQL database $ISOLATED_PG_DB not dropped"
   redis-cli -h 127.0.0.1 -p "$REDIS_PORT" -n "$ISOLATED_REDIS_DB" FLUSHDB >/dev/null 2>&1 || true
+  [ -n "${ISOLATED_BLOBS:-}" ] && rm -rf "$ISOLATED_BLOBS"
   redis-cli -h 127.0.0.1 -p "$REDIS_PORT" DEL "serving-run-lock:$ISOLATED_REDIS_DB" >/dev/null 2>&1 || true
   exit $status
 }

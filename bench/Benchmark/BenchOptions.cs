@@ -33,7 +33,7 @@ internal sealed class BenchOptions
     /// <summary>Requests per system at each number of clients of the baseline step (0 skips the step).</summary>
     public int BaselineJobs { get; init; } = 200;
 
-    /// <summary><c>--only priorities|orchestration|baseline|device|preprocess</c>: run that step alone.</summary>
+    /// <summary><c>--only priorities|orchestration|baseline|device|preprocess|blobs</c>: run that step alone.</summary>
     public string? Only { get; init; }
 
     /// <summary><c>--trace-seconds S</c> with <c>--only orchestration</c>: dotnet-trace the API and the worker for S seconds of the load (0: no trace).</summary>
@@ -57,6 +57,9 @@ internal sealed class BenchOptions
     /// <summary><c>--only device</c>: distinct JPEGs of each size for the decode figure.</summary>
     public int DecodeImages { get; init; } = 32;
 
+    /// <summary>Videos of 50–100 MiB queued by the large-input step (docs/blobs.md); 0 skips it.</summary>
+    public int BlobVideos { get; init; } = 20;
+
     public string Redis { get; init; } = Env("ConnectionStrings__Redis", "127.0.0.1:6379");
 
     public string Postgres { get; init; } = Env("ConnectionStrings__Postgres", "Host=127.0.0.1;Port=5432;Username=postgres;Database=serving");
@@ -70,8 +73,9 @@ internal sealed class BenchOptions
     public string Configuration { get; init; } = Env("SERVING_CONFIGURATION", "Release");
 
     /// <summary><c>--root DIR --out DIR --resnet-jobs N --trivial-jobs N --queued-jobs N --concurrency N --inprocess-images N
-    /// --ocr-jobs N --video-jobs N --video-fps F --priority-jobs N --cache-jobs N --baseline-jobs N --only priorities|orchestration|baseline|device|preprocess
-    /// --trace-seconds S</c>, and for <c>device</c> <c>--device-batches 1,8,… --device-seconds S --decode-images N</c>.</summary>
+    /// --ocr-jobs N --video-jobs N --video-fps F --priority-jobs N --cache-jobs N --baseline-jobs N --blob-videos N
+    /// --only priorities|orchestration|baseline|device|preprocess|blobs --trace-seconds S</c>, and for <c>device</c>
+    /// <c>--device-batches 1,8,… --device-seconds S --decode-images N</c>.</summary>
     public static BenchOptions Parse(string[] args)
     {
         var values = new Dictionary<string, string>(StringComparer.Ordinal);
@@ -115,6 +119,7 @@ internal sealed class BenchOptions
             DeviceSeconds = values.TryGetValue("device-seconds", out var ds) ? double.Parse(ds, CultureInfo.InvariantCulture) : 3,
             DecodeImages = Int("decode-images", 32),
             TraceSeconds = Int("trace-seconds", 0),
+            BlobVideos = Int("blob-videos", 20),
             VideoFps = values.TryGetValue("video-fps", out var fps) ? double.Parse(fps, CultureInfo.InvariantCulture) : 10,
         };
     }

@@ -127,6 +127,12 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             baseline = await BaselineAsync(photos).ConfigureAwait(false);
         }
 
+        if (options.BlobVideos > 0)
+        {
+            Console.WriteLine($"11. large inputs: {options.BlobVideos} videos of 50-100 MiB queued with no worker (their bytes in the blob store)");
+            await WriteBlobFigureAsync(await BlobsAsync().ConfigureAwait(false)).ConfigureAwait(false);
+        }
+
         return new BenchSummary(Machine.Describe(), DateTimeOffset.UtcNow, options.ResNetJobs, options.TrivialJobs, options.QueuedJobs,
             options.Concurrency, inProcess, batched, unbatched, trivial, memory, ocr, ocrDetectionAlone, video, priorities, cache, baseline);
     }

@@ -48,6 +48,8 @@ internal sealed class LoadClient : IDisposable
         _client = new ServingClient(_http);
     }
 
+    public Uri BaseAddress => _http.BaseAddress!;
+
     public void Dispose()
     {
         _client.Dispose();

@@ -45,8 +45,16 @@ internal static class Program
             case "preprocess":
                 PreprocessStep.Run(options);
                 break;
+            case "blobs":
+                var blobs = new BenchRun(options);
+                await using (blobs.ConfigureAwait(false))
+                {
+                    await blobs.RunBlobsOnlyAsync().ConfigureAwait(false);
+                }
+
+                break;
             default:
-                throw new ArgumentException($"--only {options.Only}: 'priorities', 'orchestration', 'baseline', 'device' or 'preprocess'.");
+                throw new ArgumentException($"--only {options.Only}: 'priorities', 'orchestration', 'baseline', 'device', 'preprocess' or 'blobs'.");
         }
 
         Console.WriteLine($"benchmark took {System.Diagnostics.Stopwatch.GetElapsedTime(started).TotalSeconds:F0} s");

@@ -150,7 +150,7 @@ public sealed class MaintenanceTests(ServingFixture serving)
         var recurring = Hangfire.Storage.StorageConnectionExtensions.GetRecurringJobs(connection)
             .Where(j => j.Id.StartsWith("maintenance-", StringComparison.Ordinal)).ToList();
         Assert.Equal(
-            ["maintenance-expire-queued", "maintenance-fail-lost", "maintenance-purge-ledger", "maintenance-reconcile-ledger"],
+            ["maintenance-expire-queued", "maintenance-fail-lost", "maintenance-purge-ledger", "maintenance-reconcile-ledger", "maintenance-sweep-blobs"],
             recurring.Select(j => j.Id).Order(StringComparer.Ordinal));
         Assert.All(recurring, j => Assert.Equal(MaintenanceExtensions.Queue, j.Job.Queue));
         Assert.All(recurring, j => Assert.Equal("* * * * *", j.Cron));
@@ -173,7 +173,7 @@ public sealed class MaintenanceTests(ServingFixture serving)
         var recurring = api.Services.GetRequiredService<Hangfire.IRecurringJobManagerV2>();
         string[] maintenance =
         [
-            .. new[] { "maintenance-expire-queued", "maintenance-fail-lost", "maintenance-reconcile-ledger", "maintenance-purge-ledger", "batches-sweep" }
+            .. new[] { "maintenance-expire-queued", "maintenance-fail-lost", "maintenance-reconcile-ledger", "maintenance-purge-ledger", "maintenance-sweep-blobs", "batches-sweep" }
                 .Select(id => recurring.TriggerJob(id) ?? throw new InvalidOperationException($"{id} is not scheduled")),
         ];
         var test = await client.PostAsJsonAsync("/v1/webhooks/test", new { url = receiver.NewUrl() });

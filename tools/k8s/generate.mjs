@@ -145,8 +145,12 @@ function worker(models, m) {
     "app.kubernetes.io/part-of": "async-serving",
   };
   const sized = resources(models, m);
-  const volumeMounts = [{ name: "models", mountPath: "/models", readOnly: true }];
-  const volumes = [{ name: "models", persistentVolumeClaim: { claimName: "serving-models", readOnly: true } }];
+  // The blob store (docs/blobs.md): large inputs written by the API, large outputs written here.
+  const volumeMounts = [{ name: "models", mountPath: "/models", readOnly: true }, { name: "blobs", mountPath: "/var/lib/async-serving/blobs" }];
+  const volumes = [
+    { name: "models", persistentVolumeClaim: { claimName: "serving-models", readOnly: true } },
+    { name: "blobs", persistentVolumeClaim: { claimName: "serving-blobs" } },
+  ];
   if (sized.tmp) {
     volumeMounts.push({ name: "tmp", mountPath: "/tmp" });
     volumes.push({ name: "tmp", emptyDir: { sizeLimit: sized.tmp } });
@@ -168,7 +172,7 @@ function worker(models, m) {
         },
         spec: {
           terminationGracePeriodSeconds: SHUTDOWN_SECONDS + 20,
-          securityContext: { runAsNonRoot: true, runAsUser: 1654, runAsGroup: 1654 },
+          securityContext: { runAsNonRoot: true, runAsUser: 1654, runAsGroup: 1654, fsGroup: 1654 },
           ...(sized.gpu ? { tolerations: [{ key: "nvidia.com/gpu", operator: "Exists", effect: "NoSchedule" }] } : {}),
           containers: [{
             name: "worker",

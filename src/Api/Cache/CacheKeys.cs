@@ -12,9 +12,13 @@ namespace Async.Serving.Api.Cache;
 /// </summary>
 public static class CacheKeys
 {
-    public static string Compute(string scope, string pipeline, string modelId, string fingerprint, string? paramsJson, ReadOnlySpan<byte> input)
+    public static string Compute(string scope, string pipeline, string modelId, string fingerprint, string? paramsJson, ReadOnlySpan<byte> input) =>
+        ComputeFromHash(scope, pipeline, modelId, fingerprint, paramsJson, SHA256.HashData(input));
+
+    /// <summary>The same key from the input's SHA-256 (computed while the input streamed to the blob store; see <c>InputStager</c>).</summary>
+    public static string ComputeFromHash(string scope, string pipeline, string modelId, string fingerprint, string? paramsJson, ReadOnlySpan<byte> inputSha256)
     {
-        var text = string.Join('\n', "v1", scope, pipeline, modelId, fingerprint, CanonicalParams(paramsJson), Convert.ToHexStringLower(SHA256.HashData(input)));
+        var text = string.Join('\n', "v1", scope, pipeline, modelId, fingerprint, CanonicalParams(paramsJson), Convert.ToHexStringLower(inputSha256));
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
     }
 

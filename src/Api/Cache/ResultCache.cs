@@ -60,8 +60,8 @@ internal sealed class ResultCache
             return null;
         }
 
-        var key = CacheKeys.Compute(options.Shared ? "*" : "tenant:" + tenant, submission.Pipeline, submission.Model.Id,
-            _fingerprints.Of(submission.Model), submission.ParamsJson, submission.Input);
+        var key = CacheKeys.ComputeFromHash(options.Shared ? "*" : "tenant:" + tenant, submission.Pipeline, submission.Model.Id,
+            _fingerprints.Of(submission.Model), submission.ParamsJson, submission.Input.Sha256);
         return new CacheTicket(key, options.Ttl, options.MaxShardBytes, options.MaxEntryBytes, options.SingleFlight);
     }
 

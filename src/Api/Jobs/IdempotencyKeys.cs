@@ -54,7 +54,7 @@ internal sealed class IdempotencyKeys(IConnectionMultiplexer redis, TimeProvider
     public static string Fingerprint(Submission s)
     {
         var text = string.Join('\n',
-            s.Pipeline, s.RequestedModel ?? s.Model.Id, Convert.ToHexString(SHA256.HashData(s.Input)), s.ParamsJson, s.TtlSeconds, s.TimeoutSeconds, s.MetadataJson);
+            s.Pipeline, s.RequestedModel ?? s.Model.Id, Convert.ToHexString(s.Input.Sha256), s.ParamsJson, s.TtlSeconds, s.TimeoutSeconds, s.MetadataJson);
         if (s.Webhook is not null)
         {
             text += "\n" + s.Webhook.ToJson(); // only then, so keys taken before webhooks existed keep their fingerprint

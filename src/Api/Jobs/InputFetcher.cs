@@ -1,4 +1,3 @@
-using System.Buffers;
 using System.Net;
 using System.Net.Sockets;
 using Async.Serving.Api.Errors;
@@ -12,9 +11,12 @@ namespace Async.Serving.Api.Jobs;
 /// Downloads <c>input.url</c> at submit, through the guarded HTTP client: only public addresses
 /// (unless <c>Serving:Security:AllowPrivateNetworks</c>), at most <see cref="MaxRedirects"/>
 /// redirects, each hop checked again, the whole fetch within <c>FetchTimeout</c>, the body within
-/// <c>MaxImageBytes</c>. The bytes are then handled exactly like a base64 input.
+/// <c>MaxImageBytes</c> (<c>MaxVideoBytes</c> for a video job). The body streams through the
+/// <see cref="InputStager"/>: a large one goes to the blob store as it arrives, never whole in memory,
+/// which is what makes a presigned object-storage URL a way to submit large inputs (docs/blobs.md).
+/// The bytes are then handled exactly like a base64 input.
 /// </summary>
-internal sealed partial class InputFetcher(IHttpClientFactory clients, IOptions<JobLimitsOptions> limits, ILogger<InputFetcher> logger)
+internal sealed partial class InputFetcher(IHttpClientFactory clients, InputStager stager, IOptions<JobLimitsOptions> limits, ILogger<InputFetcher> logger)
 {
     public const string HttpClientName = "input-fetch";
 
@@ -24,7 +26,7 @@ internal sealed partial class InputFetcher(IHttpClientFactory clients, IOptions<
     public static bool IsFetchable(Uri uri) => uri.IsAbsoluteUri && (uri.Scheme == Uri.UriSchemeHttp || uri.Scheme == Uri.UriSchemeHttps);
 
     /// <param name="maxBytes">The largest body accepted: the image or the video limit, by pipeline.</param>
-    public async Task<(byte[]? Input, ProblemHttpResult? Problem)> FetchAsync(Uri url, long maxBytes, CancellationToken cancellationToken)
+    public async Task<(StagedInput? Input, ProblemHttpResult? Problem)> FetchAsync(Uri url, long maxBytes, CancellationToken cancellationToken)
     {
         var l = limits.Value;
         using var timeout = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
@@ -77,7 +79,9 @@ internal sealed partial class InputFetcher(IHttpClientFactory clients, IOptions<
                 var stream = await response.Content.ReadAsStreamAsync(timeout.Token).ConfigureAwait(false);
                 await using (stream.ConfigureAwait(false))
                 {
-                    return await ReadCappedAsync(stream, response.Content.Headers.ContentLength, maxBytes, timeout.Token).ConfigureAwait(false);
+                    // One byte more than the limit means the body is too large, whatever its headers said.
+                    var staged = await stager.StageAsync(stream, maxBytes, timeout.Token).ConfigureAwait(false);
+                    return staged is null ? TooLarge(null, maxBytes) : (staged, null);
                 }
             }
         }
@@ -113,36 +117,10 @@ internal sealed partial class InputFetcher(IHttpClientFactory clients, IOptions<
     private static bool IsRedirect(HttpStatusCode status) => status is HttpStatusCode.MovedPermanently or HttpStatusCode.Found
         or HttpStatusCode.SeeOther or HttpStatusCode.TemporaryRedirect or HttpStatusCode.PermanentRedirect;
 
-    /// <summary>Reads at most <paramref name="max"/> bytes; one byte more means the body is too large, whatever its headers said.</summary>
-    private static async Task<(byte[]?, ProblemHttpResult?)> ReadCappedAsync(Stream stream, long? declared, long max, CancellationToken cancellationToken)
-    {
-        using var buffer = new MemoryStream((int)Math.Min(declared ?? 64 * 1024, max));
-        var chunk = ArrayPool<byte>.Shared.Rent(81_920);
-        try
-        {
-            int read;
-            while ((read = await stream.ReadAsync(chunk, cancellationToken).ConfigureAwait(false)) > 0)
-            {
-                if (buffer.Length + read > max)
-                {
-                    return TooLarge(null, max);
-                }
-
-                buffer.Write(chunk, 0, read);
-            }
-        }
-        finally
-        {
-            ArrayPool<byte>.Shared.Return(chunk);
-        }
-
-        return (buffer.ToArray(), null);
-    }
-
-    private static (byte[]?, ProblemHttpResult?) Unfetchable(string detail) =>
+    private static (StagedInput?, ProblemHttpResult?) Unfetchable(string detail) =>
         (null, ApiProblems.Problem(StatusCodes.Status422UnprocessableEntity, ApiProblems.InputInvalid, "The input URL could not be fetched.", detail));
 
-    private static (byte[]?, ProblemHttpResult?) TooLarge(long? size, long max) =>
+    private static (StagedInput?, ProblemHttpResult?) TooLarge(long? size, long max) =>
         (null, ApiProblems.Problem(StatusCodes.Status413PayloadTooLarge, ApiProblems.InputTooLarge, "The input is too large.",
             size is { } s
                 ? $"input.url's image is {s:N0} bytes; the limit is {max:N0}."

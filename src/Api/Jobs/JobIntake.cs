@@ -47,6 +47,7 @@ internal sealed class JobIntake(
     IOptions<QueueOptions> queueOptions,
     IOptions<TenantOptions> tenants,
     Cache.ResultCache cache,
+    InputStager stager,
     TimeProvider clock)
 {
     /// <summary>The <c>Idempotency-Key</c> header's value is unusable: the problem to answer with, else null.</summary>
@@ -56,9 +57,27 @@ internal sealed class JobIntake(
             : ApiProblems.Invalid($"Idempotency-Key must be 1 to {IdempotencyKeys.MaxKeyLength} visible ASCII characters (or spaces).",
                 new Dictionary<string, string[]> { ["Idempotency-Key"] = [key.Length is 0 or > IdempotencyKeys.MaxKeyLength ? "Length out of range." : "Only visible ASCII characters and spaces."] });
 
+    /// <remarks>A submit that makes no job (refused, replayed, failed) deletes its staged input, if it has one in the blob store.</remarks>
     public async Task<SubmitOutcome> SubmitAsync(Submission submission, string tenant, string? idempotencyKey, CancellationToken cancellationToken)
     {
         ArgumentNullException.ThrowIfNull(submission);
+        SubmitOutcome? outcome = null;
+        try
+        {
+            outcome = await SubmitStagedAsync(submission, tenant, idempotencyKey, cancellationToken).ConfigureAwait(false);
+            return outcome;
+        }
+        finally
+        {
+            if (outcome is not SubmitOutcome.Created)
+            {
+                await stager.DiscardAsync(submission.Input).ConfigureAwait(false);
+            }
+        }
+    }
+
+    private async Task<SubmitOutcome> SubmitStagedAsync(Submission submission, string tenant, string? idempotencyKey, CancellationToken cancellationToken)
+    {
         if (CheckIdempotencyKey(idempotencyKey) is { } badKey)
         {
             return new SubmitOutcome.Refused(badKey);

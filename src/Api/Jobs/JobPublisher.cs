@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Async.Serving.Blobs;
 using Async.Serving.Contracts;
 using Async.Serving.Hosting;
 using Async.Serving.Jobs;
@@ -18,10 +19,12 @@ public sealed class BrokerUnavailableException(string message, Exception inner) 
 /// no orphan is left that no worker will ever see. The model's quorum queue is declared before the
 /// first send (<see cref="JobQueueDeclarer"/>) and the send is mandatory: should the queue be gone
 /// (deleted by an operator), the broker returns the message, the client gets 503, and the next
-/// submit declares the queue again.
+/// submit declares the queue again. A large input staged in the blob store becomes the job's
+/// (<c>inputs/{id}</c>) just before the job is stored with a reference to it (docs/blobs.md).
 /// </summary>
 internal sealed partial class JobPublisher(
     RedisJobStore store,
+    IBlobStore blobs,
     ISendEndpointProvider sendEndpoints,
     JobQueueDeclarer queues,
     IOptions<JobLimitsOptions> limits,
@@ -67,9 +70,10 @@ internal sealed partial class JobPublisher(
             TraceParent = ServingTelemetry.TraceParent(activity ?? Activity.Current),
         };
         using var scope = logger.BeginJobScope(job.Id, tenantId, job.Model);
+        var (input, inputLength) = await InputValueAsync(job.Id, submission.Input).ConfigureAwait(false);
         if (cache is not null)
         {
-            var (created, done) = await CreateCachedAsync(job, submission, cache, stored, activity).ConfigureAwait(false);
+            var (created, done) = await CreateCachedAsync(job, submission, input, inputLength, cache, stored, activity).ConfigureAwait(false);
             if (done)
             {
                 return created;
@@ -79,7 +83,15 @@ internal sealed partial class JobPublisher(
         }
         else
         {
-            await store.CreateAsync(job, submission.Input).ConfigureAwait(false);
+            try
+            {
+                await store.CreateAsync(job, input, inputLength).ConfigureAwait(false);
+            }
+            catch when (submission.Input.Blob is not null)
+            {
+                await blobs.DeleteAsync(BlobNames.Input(job.Id), CancellationToken.None).ConfigureAwait(false);
+                throw;
+            }
         }
 
         if (stored is not null && cache is null)
@@ -132,15 +144,31 @@ internal sealed partial class JobPublisher(
     /// is called for each, and a job it fails for is removed.
     /// </summary>
     private async Task<(JobRecord Job, bool Done)> CreateCachedAsync(
-        JobRecord job, Submission submission, CacheTicket cache, Func<string, Task>? stored, Activity? activity)
+        JobRecord job, Submission submission, byte[] input, long inputLength, CacheTicket cache, Func<string, Task>? stored, Activity? activity)
     {
-        var outcome = await store.CreateCachedAsync(job, submission.Input, cache,
-        [
-            ("content_type", submission.ContentType),
-            ("params", submission.ParamsJson ?? string.Empty),
-            ("timeout_seconds", submission.TimeoutSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)),
-            ("queue", submission.Model.LaneQueue(JobPriorities.OrNormal(job.Priority))),
-        ]).ConfigureAwait(false);
+        CachedCreate outcome;
+        try
+        {
+            outcome = await store.CreateCachedAsync(job, input, cache,
+            [
+                ("content_type", submission.ContentType),
+                ("params", submission.ParamsJson ?? string.Empty),
+                ("timeout_seconds", submission.TimeoutSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)),
+                ("queue", submission.Model.LaneQueue(JobPriorities.OrNormal(job.Priority))),
+            ], inputLength).ConfigureAwait(false);
+        }
+        catch when (submission.Input.Blob is not null)
+        {
+            await blobs.DeleteAsync(BlobNames.Input(job.Id), CancellationToken.None).ConfigureAwait(false);
+            throw;
+        }
+
+        if (outcome is CachedCreate.Hit && submission.Input.Blob is not null)
+        {
+            // Served from the cache: the input is never read (the script stored no reference to it).
+            await blobs.DeleteAsync(BlobNames.Input(job.Id), CancellationToken.None).ConfigureAwait(false);
+        }
+
         Cache.ResultCache.Count(submission, outcome);
         activity?.SetTag("serving.cache", outcome switch { CachedCreate.Hit => "hit", CachedCreate.Follow => "follow", _ => "miss" });
         if (stored is not null)
@@ -165,6 +193,27 @@ internal sealed partial class JobPublisher(
         Submitted.WithLabels(submission.Pipeline, submission.Model.Id).Inc();
         // What the script stored (a hit's output and times; a follower's link to its leader).
         return (await store.GetAsync(job.Id).ConfigureAwait(false) ?? job with { Cache = "miss" }, true);
+    }
+
+    /// <summary>
+    /// What the job's input key will hold, and the input's size: the bytes of an inline input, or a
+    /// reference to the staged blob, moved to the job's own name first (so the blob sweep can tell
+    /// whether a job references it, from its name alone).
+    /// </summary>
+    private async Task<(byte[] Value, long Length)> InputValueAsync(string jobId, StagedInput input)
+    {
+        if (input.Blob is not { } staged)
+        {
+            return (input.Bytes!, input.Length);
+        }
+
+        var name = BlobNames.Input(jobId);
+        if (!await blobs.MoveAsync(staged, name, CancellationToken.None).ConfigureAwait(false))
+        {
+            throw new InvalidOperationException($"The staged input {staged} is gone from the blob store.");
+        }
+
+        return (BlobReference.Encode(name), input.Length);
     }
 
     /// <summary>

@@ -15,9 +15,10 @@ public static class JobsExtensions
         builder.Services.AddOptionsWithValidateOnStart<JobLimitsOptions>()
             .BindConfiguration(JobLimitsOptions.Section)
             .ValidateDataAnnotations();
-        // Multipart files up to the image limit stay in memory (they go to Redis next anyway); the
-        // framework's default spills every part over 64 KiB, most photos, to a temporary file first.
-        // Videos above it pass through a temporary file.
+        // A job submit reads its multipart body itself, part by part (SubmissionReader): the file streams
+        // through the InputStager (to the blob store when large), so MemoryBufferThreshold does not apply
+        // to it; its header and part limits, and MultipartBodyLengthLimit, do. These settings also serve
+        // the other form reads (batch uploads, dashboard forms).
         builder.Services.AddOptions<Microsoft.AspNetCore.Http.Features.FormOptions>()
             .Configure<Microsoft.Extensions.Options.IOptions<JobLimitsOptions>>((form, limits) =>
             {
@@ -25,6 +26,7 @@ public static class JobsExtensions
                 form.MultipartBodyLengthLimit = limits.Value.MaxRequestBytes;
             });
         builder.Services.AddGuardedHttpClient(InputFetcher.HttpClientName);
+        builder.Services.AddSingleton<InputStager>();
         builder.Services.AddSingleton<InputFetcher>();
         builder.Services.AddSingleton<SubmissionReader>();
         builder.Services.AddSingleton<JobQueueDeclarer>();

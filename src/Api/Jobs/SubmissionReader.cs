@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using Async.Serving.Api.Errors;
 using Async.Serving.Api.Webhooks;
+using Async.Serving.Blobs;
 using Async.Serving.Images;
 using Async.Serving.Models;
 using Microsoft.AspNetCore.Http.HttpResults;
@@ -15,21 +16,28 @@ namespace Async.Serving.Api.Jobs;
 /// name, until the intake routes it (<see cref="Routing.ModelRouter"/>).
 /// </summary>
 public sealed record Submission(
-    string Pipeline, ModelEntry Model, byte[] Input, string ContentType, string? ParamsJson,
+    string Pipeline, ModelEntry Model, StagedInput Input, string ContentType, string? ParamsJson,
     int TtlSeconds, int TimeoutSeconds, string? MetadataJson, WebhookSubscription? Webhook = null,
     string? RequestedModel = null, string? RoutingKey = null, string? Priority = null)
 {
     /// <summary>False when the submit opted out of the result cache (<c>"cache": false</c>).</summary>
     public bool Cache { get; init; } = true;
+
+    /// <summary>The duration a video's header declares (null when it declares none, and for images).</summary>
+    public double? VideoSeconds { get; init; }
 }
 
 /// <summary>
 /// Reads <c>POST /v1/jobs</c> as JSON (<c>input.base64</c> or <c>input.url</c>, fetched here) or
 /// multipart (<c>file</c> plus an optional <c>request</c> part) and checks it: sizes, media type,
 /// pipeline, model, priority, ttl, timeout, metadata, and the pixels the image header declares.
+/// The input is staged as it is read (<see cref="InputStager"/>): a multipart file and a fetched URL
+/// stream into the blob store when they are large, never whole in memory; a refused submit's staged
+/// input is deleted here.
 /// </summary>
 internal sealed class SubmissionReader(
-    ModelRepository models, InputFetcher fetcher, IOptions<JobLimitsOptions> limits, IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json)
+    ModelRepository models, InputFetcher fetcher, InputStager stager, IBlobStore blobs, IOptions<JobLimitsOptions> limits,
+    IOptions<Microsoft.AspNetCore.Http.Json.JsonOptions> json, IOptions<Microsoft.AspNetCore.Http.Features.FormOptions> form)
 {
     private static IReadOnlyList<string> Pipelines => Contracts.Outputs.PipelineNames.All;
 
@@ -146,7 +154,10 @@ internal sealed class SubmissionReader(
             return (null, ApiProblems.Invalid("input.base64 is not valid base64.", new Dictionary<string, string[]> { ["input.base64"] = ["Not valid base64."] }));
         }
 
-        return Validate(body, input, declaredType: null);
+        var (checkedFields, problem) = ValidateFields(body, declaredType: null);
+        return problem is not null
+            ? (null, problem)
+            : await ValidateInputAsync(checkedFields!, await stager.StageAsync(input, cancellationToken).ConfigureAwait(false), cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>Checks every field first, so that nothing is downloaded for a submit that would be refused anyway.</summary>
@@ -176,7 +187,7 @@ internal sealed class SubmissionReader(
 
         var (input, fetchProblem) = await fetcher.FetchAsync(uri, MaxInputBytes(body.Pipeline), cancellationToken).ConfigureAwait(false);
         // The response's Content-Type is not trusted (servers often say octet-stream or worse): the bytes are sniffed.
-        return fetchProblem is not null ? (null, fetchProblem) : ValidateInput(checkedFields!, input!);
+        return fetchProblem is not null ? (null, fetchProblem) : await ValidateInputAsync(checkedFields!, input!, cancellationToken).ConfigureAwait(false);
     }
 
     private async Task<(Submission?, ProblemHttpResult?)> ReadMultipartAsync(HttpRequest request, CancellationToken cancellationToken)
@@ -189,48 +200,122 @@ internal sealed class SubmissionReader(
                 new Dictionary<string, string[]> { ["Content-Type"] = ["Missing or invalid boundary."] }));
         }
 
-        var form = await request.ReadFormAsync(cancellationToken).ConfigureAwait(false);
-        var file = form.Files.GetFile("file");
-        if (file is null)
+        if (request.ContentType?.StartsWith("multipart/", StringComparison.OrdinalIgnoreCase) != true)
         {
+            // An url-encoded form carries no file.
             return (null, ApiProblems.Invalid("The multipart body has no 'file' part.", new Dictionary<string, string[]> { ["file"] = ["Required."] }));
         }
 
-        SubmitRequest body = new();
-        if (form.TryGetValue("request", out var requestPart) && !string.IsNullOrWhiteSpace(requestPart))
+        var boundary = Microsoft.Net.Http.Headers.HeaderUtilities.RemoveQuotes(
+            Microsoft.Net.Http.Headers.MediaTypeHeaderValue.Parse(request.ContentType!).Boundary).Value!;
+        var formOptions = form.Value;
+        var reader = new Microsoft.AspNetCore.WebUtilities.MultipartReader(boundary, request.Body)
         {
-            body = JsonSerializer.Deserialize<SubmitRequest>(requestPart.ToString(), json.Value.SerializerOptions) ?? body;
-        }
-        else if (form.Files.GetFile("request") is { } requestFile)
+            HeadersCountLimit = formOptions.MultipartHeadersCountLimit,
+            HeadersLengthLimit = formOptions.MultipartHeadersLengthLimit,
+            BodyLengthLimit = formOptions.MultipartBodyLengthLimit,
+        };
+        StagedInput? file = null;
+        string? fileType = null;
+        byte[]? requestJson = null;
+        var maxBytes = Math.Max(limits.Value.MaxImageBytes, limits.Value.MaxVideoBytes);
+        try
         {
-            await using var stream = requestFile.OpenReadStream();
-            body = await JsonSerializer.DeserializeAsync<SubmitRequest>(stream, json.Value.SerializerOptions, cancellationToken).ConfigureAwait(false) ?? body;
-        }
+            // Parts are read in order, the file streamed as it arrives: a 'request' part sent first
+            // (as clients should) sets the file's limit to its pipeline's before a byte of it is read.
+            var sections = 0;
+            while (await reader.ReadNextSectionAsync(cancellationToken).ConfigureAwait(false) is { } section)
+            {
+                if (++sections > formOptions.ValueCountLimit)
+                {
+                    throw new InvalidDataException($"Form value count limit {formOptions.ValueCountLimit} exceeded.");
+                }
 
-        if (body.Input is not null)
-        {
-            return (null, ApiProblems.Invalid("Give the input either as the 'file' part or in JSON, not both.", new Dictionary<string, string[]> { ["input"] = ["Not allowed with a file part."] }));
-        }
+                if (!Microsoft.Net.Http.Headers.ContentDispositionHeaderValue.TryParse(section.ContentDisposition, out var disposition)
+                    || !disposition.DispositionType.Equals("form-data", StringComparison.OrdinalIgnoreCase))
+                {
+                    continue;
+                }
 
-        var maxBytes = MaxInputBytes(body.Pipeline);
-        if (file.Length > maxBytes)
-        {
-            return (null, TooLarge($"The file is {file.Length:N0} bytes; the limit for {body.Pipeline} is {maxBytes:N0}."));
-        }
+                var name = Microsoft.Net.Http.Headers.HeaderUtilities.RemoveQuotes(disposition.Name).Value;
+                var isFile = !Microsoft.Extensions.Primitives.StringSegment.IsNullOrEmpty(disposition.FileName)
+                    || !Microsoft.Extensions.Primitives.StringSegment.IsNullOrEmpty(disposition.FileNameStar);
+                if (name == "file" && isFile && file is null)
+                {
+                    file = await stager.StageAsync(section.Body, maxBytes, cancellationToken).ConfigureAwait(false);
+                    if (file is null)
+                    {
+                        return (null, TooLarge($"The file is larger than the limit of {maxBytes:N0} bytes."));
+                    }
 
-        var input = new byte[file.Length];
-        await using (var stream = file.OpenReadStream())
-        {
-            await stream.ReadExactlyAsync(input, cancellationToken).ConfigureAwait(false);
-        }
+                    fileType = section.ContentType;
+                }
+                else if (name == "request" && requestJson is null)
+                {
+                    requestJson = await ReadPartAsync(section.Body, formOptions.ValueLengthLimit, cancellationToken).ConfigureAwait(false);
+                    if (file is null && JsonSubmitBody.LeadingPipeline(requestJson) is { } pipeline)
+                    {
+                        maxBytes = MaxInputBytes(pipeline);
+                    }
+                }
+            }
 
-        return Validate(body, input, file.ContentType);
+            if (file is null)
+            {
+                return (null, ApiProblems.Invalid("The multipart body has no 'file' part.", new Dictionary<string, string[]> { ["file"] = ["Required."] }));
+            }
+
+            SubmitRequest body = new();
+            if (requestJson is { Length: > 0 } && !requestJson.All(b => b is (byte)' ' or (byte)'\t' or (byte)'\r' or (byte)'\n'))
+            {
+                // From the bytes: text that is not valid UTF-8 is refused (JsonException), not replaced.
+                body = JsonSerializer.Deserialize<SubmitRequest>(requestJson, json.Value.SerializerOptions) ?? body;
+            }
+
+            if (body.Input is not null)
+            {
+                return (null, ApiProblems.Invalid("Give the input either as the 'file' part or in JSON, not both.", new Dictionary<string, string[]> { ["input"] = ["Not allowed with a file part."] }));
+            }
+
+            var pipelineMax = MaxInputBytes(body.Pipeline);
+            if (file.Length > pipelineMax)
+            {
+                return (null, TooLarge($"The file is {file.Length:N0} bytes; the limit for {body.Pipeline} is {pipelineMax:N0}."));
+            }
+
+            var (checkedFields, problem) = ValidateFields(body, fileType);
+            if (problem is not null)
+            {
+                return (null, problem);
+            }
+
+            var staged = file;
+            file = null; // from here ValidateInputAsync owns it, and discards it when it refuses
+            return await ValidateInputAsync(checkedFields!, staged, cancellationToken).ConfigureAwait(false);
+        }
+        finally
+        {
+            await stager.DiscardAsync(file).ConfigureAwait(false);
+        }
     }
 
-    private (Submission?, ProblemHttpResult?) Validate(SubmitRequest body, byte[] input, string? declaredType)
+    /// <summary>A small part's bytes, at most <paramref name="maxBytes"/> (FormOptions.ValueLengthLimit).</summary>
+    private static async Task<byte[]> ReadPartAsync(Stream body, int maxBytes, CancellationToken cancellationToken)
     {
-        var (checkedFields, problem) = ValidateFields(body, declaredType);
-        return problem is not null ? (null, problem) : ValidateInput(checkedFields!, input);
+        using var buffer = new MemoryStream();
+        var chunk = new byte[8192];
+        int n;
+        while ((n = await body.ReadAsync(chunk, cancellationToken).ConfigureAwait(false)) > 0)
+        {
+            if (buffer.Length + n > maxBytes)
+            {
+                throw new InvalidDataException($"Form value length limit {maxBytes} exceeded.");
+            }
+
+            buffer.Write(chunk, 0, n);
+        }
+
+        return buffer.ToArray();
     }
 
     /// <summary>Everything but the input's bytes; the submission it returns has no input yet.</summary>
@@ -335,7 +420,7 @@ internal sealed class SubmissionReader(
         }
 
         return (new Submission(
-            pipeline, model, [], "",
+            pipeline, model, StagedInput.None, "",
             paramsJson,
             body.TtlSeconds ?? l.DefaultTtlSeconds,
             body.TimeoutSeconds ?? l.DefaultTimeoutSeconds,
@@ -410,11 +495,23 @@ internal sealed class SubmissionReader(
     /// <c>MaxImagePixels</c>. A header SkiaSharp cannot read is let through: the worker fails that
     /// job <c>input_invalid</c>, as it does for any image that does not decode.
     /// </summary>
-    private (Submission?, ProblemHttpResult?) ValidateInput(Submission checkedFields, byte[] input)
+    /// <remarks>Checks the input's head (all of an inline input, the first bytes of a staged one); a staged input it refuses is deleted.</remarks>
+    private async Task<(Submission?, ProblemHttpResult?)> ValidateInputAsync(Submission checkedFields, StagedInput input, CancellationToken cancellationToken)
+    {
+        var (submission, problem) = await CheckInputAsync(checkedFields, input, cancellationToken).ConfigureAwait(false);
+        if (problem is not null)
+        {
+            await stager.DiscardAsync(input).ConfigureAwait(false);
+        }
+
+        return (submission, problem);
+    }
+
+    private async Task<(Submission?, ProblemHttpResult?)> CheckInputAsync(Submission checkedFields, StagedInput input, CancellationToken cancellationToken)
     {
         if (checkedFields.Pipeline == "video.analyze")
         {
-            if (input.Length == 0 || MediaSniffer.VideoType(input) is not { } container)
+            if (input.Length == 0 || MediaSniffer.VideoType(input.Head.Span) is not { } container)
             {
                 return (null, ApiProblems.Problem(StatusCodes.Status422UnprocessableEntity, ApiProblems.InputInvalid, "The input is not a video.",
                     "The input's bytes are not a video container this service reads (MP4, MOV, WebM, MKV, AVI, MPEG, FLV, Ogg, ASF or animated GIF)."));
@@ -422,28 +519,50 @@ internal sealed class SubmissionReader(
 
             // What the header declares; the worker checks every video again with ffprobe.
             var maxSeconds = checkedFields.Model.Config.Video!.MaxDurationSeconds;
-            if (VideoHeader.ReadDurationSeconds(input) is { } seconds && seconds > maxSeconds)
+            var declared = await DurationAsync(input, cancellationToken).ConfigureAwait(false);
+            if (declared is { } seconds && seconds > maxSeconds)
             {
                 return (null, TooLarge(string.Create(CultureInfo.InvariantCulture,
                     $"The video declares {seconds:0.#} s; model '{checkedFields.Model.Name}' takes at most {maxSeconds:0.#} s.")));
             }
 
-            return (checkedFields with { Input = input, ContentType = container }, null);
+            return (checkedFields with { Input = input, ContentType = container, VideoSeconds = declared }, null);
         }
 
-        if (input.Length == 0 || MediaSniffer.ImageType(input) is not { } sniffed)
+        if (input.Length == 0 || MediaSniffer.ImageType(input.Head.Span) is not { } sniffed)
         {
             return (null, ApiProblems.Problem(StatusCodes.Status422UnprocessableEntity, ApiProblems.InputInvalid, "The input is not an image.",
                 "The input's bytes are not a JPEG, PNG, WebP, GIF or BMP image."));
         }
 
+        // A staged image's header is read from its head (its first InlineThreshold bytes, at least 64 KiB).
         var maxPixels = limits.Value.MaxImagePixels;
-        if (ImageHeader.ReadSize(input) is { } size && (long)size.Width * size.Height > maxPixels)
+        if (ImageHeader.ReadSize(input.Head.Span) is { } size && (long)size.Width * size.Height > maxPixels)
         {
             return (null, TooLarge($"The image declares {size.Width:N0}×{size.Height:N0} pixels; the limit is {maxPixels:N0} pixels."));
         }
 
         return (checkedFields with { Input = input, ContentType = sniffed }, null);
+    }
+
+    /// <summary>The duration the video's header declares: from its bytes, or read from its blob (only the header's boxes).</summary>
+    private async Task<double?> DurationAsync(StagedInput input, CancellationToken cancellationToken)
+    {
+        if (input.Bytes is { } bytes)
+        {
+            return VideoHeader.ReadDurationSeconds(bytes);
+        }
+
+        var stream = await blobs.OpenReadAsync(input.Blob!, cancellationToken).ConfigureAwait(false);
+        if (stream is null)
+        {
+            return null;
+        }
+
+        await using (stream.ConfigureAwait(false))
+        {
+            return await VideoHeader.ReadDurationSecondsAsync(stream, cancellationToken).ConfigureAwait(false);
+        }
     }
 
     /// <summary>
@@ -466,7 +585,7 @@ internal sealed class SubmissionReader(
             return ApiProblems.Invalid($"Some parameters are not valid for {model.Id}, the version this submit was routed to.", paramErrors);
         }
 
-        return VideoHeader.ReadDurationSeconds(submission.Input) is { } seconds && seconds > video.MaxDurationSeconds
+        return submission.VideoSeconds is { } seconds && seconds > video.MaxDurationSeconds
             ? TooLarge(string.Create(CultureInfo.InvariantCulture,
                 $"The video declares {seconds:0.#} s; {model.Id}, the version this submit was routed to, takes at most {video.MaxDurationSeconds:0.#} s."))
             : null;

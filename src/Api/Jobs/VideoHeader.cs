@@ -30,6 +30,71 @@ public static class VideoHeader
         }
     }
 
+    /// <summary>Longest <c>moov</c> box read from a stream (a long video's index runs to a few MiB).</summary>
+    private const int MaxMovieBoxBytes = 64 * 1024 * 1024;
+
+    /// <summary>
+    /// The same, from a seekable stream (a video in the blob store), reading only what the header
+    /// needs: the first MiB for Matroska, the top-level box headers and the <c>moov</c> box for ISO
+    /// BMFF, wherever it sits. Null for a stream that cannot seek.
+    /// </summary>
+    public static async Task<double?> ReadDurationSecondsAsync(Stream stream, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        if (!stream.CanSeek)
+        {
+            return null;
+        }
+
+        var length = stream.Length;
+        var head = new byte[(int)Math.Min(length, 1024 * 1024)];
+        stream.Position = 0;
+        await stream.ReadExactlyAsync(head, cancellationToken).ConfigureAwait(false);
+        if (head is not [_, _, _, _, _, _, _, _, ..] || head[0] == 0x1A || !IsBoxType(head.AsSpan(4, 4)))
+        {
+            return ReadDurationSeconds(head);
+        }
+
+        var header = new byte[16];
+        var offset = 0L;
+        for (var boxes = 0; offset + 8 <= length && boxes < 10_000; boxes++)
+        {
+            stream.Position = offset;
+            var got = await stream.ReadAtLeastAsync(header, 8, throwOnEndOfStream: false, cancellationToken).ConfigureAwait(false);
+            long size = BinaryPrimitives.ReadUInt32BigEndian(header);
+            if (size == 1 && got >= 16)
+            {
+                size = (long)Math.Min(BinaryPrimitives.ReadUInt64BigEndian(header.AsSpan(8)), long.MaxValue);
+            }
+            else if (size == 0)
+            {
+                size = length - offset;
+            }
+
+            if (size < 8)
+            {
+                return null;
+            }
+
+            if (header.AsSpan(4, 4).SequenceEqual("moov"u8))
+            {
+                if (size > MaxMovieBoxBytes || offset + size > length)
+                {
+                    return null;
+                }
+
+                var moov = new byte[size];
+                stream.Position = offset;
+                await stream.ReadExactlyAsync(moov, cancellationToken).ConfigureAwait(false);
+                return ReadDurationSeconds(moov);
+            }
+
+            offset += size;
+        }
+
+        return null;
+    }
+
     private static bool IsBoxType(ReadOnlySpan<byte> type)
     {
         foreach (var b in type)

@@ -45,6 +45,8 @@ internal sealed class MaintenanceSchedule(IServiceProvider services, IOptions<Ma
             j => j.ReconcileLedgerAsync(CancellationToken.None), settings.Cron, schedule);
         manager.AddOrUpdate<MaintenanceJobs>("maintenance-purge-ledger", MaintenanceExtensions.Queue,
             j => j.PurgeLedgerAsync(CancellationToken.None), settings.Cron, schedule);
+        manager.AddOrUpdate<MaintenanceJobs>("maintenance-sweep-blobs", MaintenanceExtensions.Queue,
+            j => j.SweepBlobsAsync(CancellationToken.None), settings.Cron, schedule);
         return Task.CompletedTask;
     }
 

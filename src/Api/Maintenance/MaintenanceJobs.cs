@@ -1,4 +1,5 @@
 using Async.Serving.Api.Ledger;
+using Async.Serving.Blobs;
 using Async.Serving.Jobs;
 using Async.Serving.Models;
 using Hangfire;
@@ -17,6 +18,8 @@ public sealed partial class MaintenanceJobs(
     RedisJobStore store,
     WorkerRegistry workers,
     LedgerStore ledger,
+    IBlobStore blobs,
+    IOptions<BlobOptions> blobOptions,
     IOptions<MaintenanceOptions> options,
     TimeProvider clock,
     ILogger<MaintenanceJobs> logger)
@@ -110,7 +113,7 @@ public sealed partial class MaintenanceJobs(
     /// <summary>
     /// Deletes ledger rows and events past their retention. Redis needs nothing here: job hashes,
     /// inputs, results, idempotency keys and tenant indexes all carry TTLs; the ledger stream is
-    /// capped and emptied as it is written.
+    /// capped and emptied as it is written. (Blobs, which carry no TTL, have <see cref="SweepBlobsAsync"/>.)
     /// </summary>
     [AutomaticRetry(Attempts = 0)]
     public async Task<int> PurgeLedgerAsync(CancellationToken cancellationToken)
@@ -152,6 +155,64 @@ public sealed partial class MaintenanceJobs(
         return ids.Count;
     }
 
+    /// <summary>
+    /// Deletes the blobs nothing references any more (docs/blobs.md), each older than
+    /// <c>Serving:Blobs:OrphanAge</c>: a job's input once its input key is gone (the job ended, was
+    /// deleted, or its input expired: most are deleted at once by whoever ended the job, this catches
+    /// the rest), a job's output once its result key expired, uploads staged by a submit that died
+    /// before its job was stored, and writes abandoned half-way. A blob's name says whose it is, so the
+    /// check is one pipelined EXISTS per blob. Returns the blobs deleted.
+    /// </summary>
+    [AutomaticRetry(Attempts = 0)]
+    public async Task<int> SweepBlobsAsync(CancellationToken cancellationToken)
+    {
+        var age = blobOptions.Value.OrphanAge;
+        var before = clock.GetUtcNow() - age;
+        var budget = blobOptions.Value.SweepBatchSize;
+        var deleted = await blobs.DeleteAbandonedWritesAsync(age, cancellationToken).ConfigureAwait(false);
+        foreach (var (folder, key) in new (string, Func<string, RedisKey>?)[]
+        {
+            (BlobNames.Uploads, null), (BlobNames.Inputs, RedisJobStore.InputKey), (BlobNames.Outputs, RedisJobStore.ResultKey),
+        })
+        {
+            var old = new List<BlobEntry>();
+            await foreach (var blob in blobs.ListAsync(folder, cancellationToken).ConfigureAwait(false))
+            {
+                if (blob.LastModified < before)
+                {
+                    old.Add(blob);
+                }
+
+                if (old.Count >= budget)
+                {
+                    break;
+                }
+            }
+
+            budget -= old.Count;
+            foreach (var chunk in old.Chunk(500))
+            {
+                var referenced = key is null
+                    ? chunk.Select(_ => Task.FromResult(false)).ToArray()
+                    : chunk.Select(b => _db.KeyExistsAsync(key(b.Name[folder.Length..]))).ToArray();
+                for (var i = 0; i < chunk.Length; i++)
+                {
+                    if (!await referenced[i].ConfigureAwait(false) && await blobs.DeleteAsync(chunk[i].Name, cancellationToken).ConfigureAwait(false))
+                    {
+                        deleted++;
+                    }
+                }
+            }
+        }
+
+        if (deleted > 0)
+        {
+            LogBlobsSwept(logger, deleted);
+        }
+
+        return deleted;
+    }
+
     /// <summary>The ids scored at most <paramref name="maxScore"/> in every shard's <paramref name="index"/>, at most a batch per shard, with the index each is in.</summary>
     private async Task<List<(RedisKey Index, RedisValue Id)>> DueAsync(Func<string, RedisKey> index, long maxScore)
     {
@@ -191,6 +252,9 @@ public sealed partial class MaintenanceJobs(
 
     [LoggerMessage(EventId = 712, Level = LogLevel.Information, Message = "Maintenance purged {Count} ledger rows past retention")]
     private static partial void LogPurged(ILogger logger, int count);
+
+    [LoggerMessage(EventId = 715, Level = LogLevel.Information, Message = "Maintenance deleted {Count} blobs no job references")]
+    private static partial void LogBlobsSwept(ILogger logger, int count);
 
     [LoggerMessage(EventId = 714, Level = LogLevel.Warning, Message = "Maintenance ended {Count} ledger rows failed lost: their jobs are no longer in Redis")]
     private static partial void LogLost(ILogger logger, int count);

@@ -1,3 +1,4 @@
+using Async.Serving.Blobs;
 using Async.Serving.Breakers;
 using Async.Serving.Jobs;
 using Async.Serving.Messaging;
@@ -12,7 +13,7 @@ namespace Async.Serving.Hosting;
 
 public static class ServingDefaults
 {
-    /// <summary>What the API and the worker share: the log format (<see cref="ServingLogging"/>), the metrics (<see cref="ServingMetrics"/>), options, Redis, the job store, the model repository and the model breakers.</summary>
+    /// <summary>What the API and the worker share: the log format (<see cref="ServingLogging"/>), the metrics (<see cref="ServingMetrics"/>), options, Redis, the blob store, the job store, the model repository and the model breakers.</summary>
     /// <param name="builder">The host.</param>
     /// <param name="configureRedis">Changes to the Redis connection's options for this process (the API fails fast).</param>
     public static IHostApplicationBuilder AddServingDefaults(this IHostApplicationBuilder builder, Action<ConfigurationOptions>? configureRedis = null)
@@ -39,6 +40,7 @@ public static class ServingDefaults
             configureRedis?.Invoke(options);
             return ConnectionMultiplexer.Connect(options);
         });
+        builder.AddBlobStore();
         builder.Services.AddSingleton<RedisJobStore>();
         builder.Services.AddSingleton<WorkerRegistry>();
         builder.Services.AddOptionsWithValidateOnStart<ModelBreakerOptions>()

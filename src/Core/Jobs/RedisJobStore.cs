@@ -1,4 +1,5 @@
 using System.Globalization;
+using Async.Serving.Blobs;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
 
@@ -13,8 +14,11 @@ namespace Async.Serving.Jobs;
 /// or not at all, whoever makes the change (worker, API, maintenance, dead-letter sweeper).
 /// Scripts take their keys and arguments by name; every key they touch is declared, and all of them
 /// share the job's shard hash tag, so the store runs on a Redis Cluster as on a single server.
+/// An input or output too large for Redis sits in the <paramref name="blobs"/> store and its key holds
+/// a <see cref="BlobReference"/> (docs/blobs.md): the scripts treat the reference like any value, and
+/// <see cref="GetAsync"/> reads a referenced output from the blob store.
 /// </summary>
-public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStoreOptions> options, TimeProvider clock)
+public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStoreOptions> options, TimeProvider clock, IBlobStore? blobs = null)
 {
     // Shared by the scripts. ledger(): the change for the PostgreSQL ledger (Api/Ledger), read even
     // while the API or PostgreSQL is down. announce(): the outbox entry for the webhook relay
@@ -83,7 +87,8 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
           if not key or redis.call('HGET', @job, 'leader') then return end
           if redis.call('HGET', @cacheFlights, key) == @id then redis.call('HDEL', @cacheFlights, key) end
           local executionMs = redis.call('HGET', @job, 'execution_ms') or '0'
-          if status == 'succeeded' and @output ~= '' then
+          -- An output in the blob store (a reference) is not cached: the blob lives as long as the job's result.
+          if status == 'succeeded' and @output ~= '' and string.sub(@output, 1, 5) ~= 'blob:' then
             storeEntry(key, executionMs .. ' ' .. @output, tonumber(redis.call('HGET', @job, 'cache_ttl_ms') or '0'),
               tonumber(redis.call('HGET', @job, 'cache_max_bytes') or '0'), tonumber(redis.call('HGET', @job, 'cache_max_entry') or '0'))
           end
@@ -469,7 +474,9 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     /// index, in a slot of its own, is written first: a crash in between leaves an id there that
     /// names no job, which listing prunes, and never a job that its tenant cannot list.
     /// </summary>
-    public async Task CreateAsync(JobRecord job, ReadOnlyMemory<byte> input)
+    /// <param name="input">What the input key holds: the input's bytes, or a <see cref="BlobReference"/> to them.</param>
+    /// <param name="inputLength">The input's size when <paramref name="input"/> is a reference.</param>
+    public async Task CreateAsync(JobRecord job, ReadOnlyMemory<byte> input, long? inputLength = null)
     {
         var index = TenantIndexKey(job.TenantId);
         var indexing = _db.CreateTransaction();
@@ -496,7 +503,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             new("created_at", job.CreatedAt.ToUnixTimeMilliseconds()),
             new("progress", 0),
             new("attempts", 0),
-            new("input_bytes", input.Length),
+            new("input_bytes", inputLength ?? input.Length),
         };
         if (job.ExpiresAt is { } expiresAt)
         {
@@ -535,7 +542,8 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     /// job computing the same key, or a leader whose message the caller sends. The job's id must be in
     /// the key's shard (<see cref="NewJobIdIn"/>). The tenant's index is written first, as in <see cref="CreateAsync"/>.
     /// </summary>
-    public async Task<CachedCreate> CreateCachedAsync(JobRecord job, byte[] input, CacheTicket ticket, IReadOnlyList<(string Name, string Value)> extraFields)
+    public async Task<CachedCreate> CreateCachedAsync(
+        JobRecord job, byte[] input, CacheTicket ticket, IReadOnlyList<(string Name, string Value)> extraFields, long? inputLength = null)
     {
         ArgumentNullException.ThrowIfNull(job);
         ArgumentNullException.ThrowIfNull(ticket);
@@ -558,7 +566,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         {
             "id", job.Id, "tenant", job.TenantId, "status", JobStatuses.Queued, "pipeline", job.Pipeline, "model", job.Model,
             "created_at", job.CreatedAt.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture),
-            "progress", "0", "attempts", "0", "input_bytes", input.Length.ToString(CultureInfo.InvariantCulture),
+            "progress", "0", "attempts", "0", "input_bytes", (inputLength ?? input.Length).ToString(CultureInfo.InvariantCulture),
         };
         void Add(string name, string? value)
         {
@@ -674,6 +682,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         }
 
         await _db.KeyDeleteAsync([JobKey(id), InputKey(id), ResultKey(id)]).ConfigureAwait(false);
+        await DeleteBlobsAsync(id, output: true).ConfigureAwait(false);
         await _db.SortedSetRemoveAsync(TenantIndexKey(tenantId), id).ConfigureAwait(false);
         await _db.SortedSetRemoveAsync(QueuedByExpiry(shard), id).ConfigureAwait(false);
         await _db.StreamAddAsync(LedgerStream(shard), [new("id", id), new("status", "deleted"), new("at", clock.GetUtcNow().ToUnixTimeMilliseconds())],
@@ -687,6 +696,11 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     public async Task<CancelOutcome> CancelAsync(string id)
     {
         var reply = (string?)await EvaluateAsync(CancelScript, Args(id)).ConfigureAwait(false);
+        if (reply == "ok:cancelled")
+        {
+            await DeleteBlobsAsync(id).ConfigureAwait(false);
+        }
+
         return reply switch
         {
             "ok:cancelled" => CancelOutcome.Cancelled,
@@ -770,7 +784,56 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         }
 
         var result = await resultTask.ConfigureAwait(false);
-        return Read(entries, result.IsNull ? null : result.ToString());
+        var output = result.IsNull ? null : result.ToString();
+        if (BlobReference.Decode(output) is { } blob)
+        {
+            output = await ReadBlobTextAsync(blob).ConfigureAwait(false);
+        }
+
+        return Read(entries, output);
+    }
+
+    /// <summary>An output kept in the blob store; null when it is gone (its result expired as it was read).</summary>
+    private async Task<string?> ReadBlobTextAsync(string name)
+    {
+        if (blobs is null)
+        {
+            return null;
+        }
+
+        var stream = await blobs.OpenReadAsync(name, CancellationToken.None).ConfigureAwait(false);
+        if (stream is null)
+        {
+            return null;
+        }
+
+        await using (stream.ConfigureAwait(false))
+        {
+            using var reader = new StreamReader(stream, System.Text.Encoding.UTF8);
+            return await reader.ReadToEndAsync().ConfigureAwait(false);
+        }
+    }
+
+    /// <summary>Deletes the job's input and output blobs, if any (a step that ended the job removed their references).</summary>
+    private async Task DeleteBlobsAsync(string id, bool output = false)
+    {
+        if (blobs is null)
+        {
+            return;
+        }
+
+        try
+        {
+            await blobs.DeleteAsync(BlobNames.Input(id), CancellationToken.None).ConfigureAwait(false);
+            if (output)
+            {
+                await blobs.DeleteAsync(BlobNames.Output(id), CancellationToken.None).ConfigureAwait(false);
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException or ArgumentException)
+        {
+            // Left for the blob sweep, which deletes every blob no key references.
+        }
     }
 
     /// <summary>
@@ -788,7 +851,13 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             return new StartOutcome(true, JobStatuses.Running, (int)parts[1], now, parts.Length > 2 && !parts[2].IsNull ? (byte[]?)parts[2] : null);
         }
 
-        return new StartOutcome(false, (string?)reply ?? "missing", 0, now, null);
+        var outcome = new StartOutcome(false, (string?)reply ?? "missing", 0, now, null);
+        if (outcome.CancelledNow)
+        {
+            await DeleteBlobsAsync(id).ConfigureAwait(false);
+        }
+
+        return outcome;
     }
 
     /// <summary>
@@ -814,12 +883,29 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         FinishAsync(id, JobStatuses.Failed, $"{JobStatuses.Queued} {JobStatuses.Running}", executionMs, null, code, message);
 
     /// <summary>Queued → expired: its TTL passed before a worker took it.</summary>
-    public Task<bool> ExpireAsync(string id) =>
-        FinishAsync(id, JobStatuses.Expired, JobStatuses.Queued, null, null, "expired", "The job waited in the queue longer than its ttl_seconds.");
+    public async Task<bool> ExpireAsync(string id)
+    {
+        var expired = await FinishAsync(id, JobStatuses.Expired, JobStatuses.Queued, null, null, "expired", "The job waited in the queue longer than its ttl_seconds.")
+            .ConfigureAwait(false);
+        if (expired)
+        {
+            await DeleteBlobsAsync(id).ConfigureAwait(false);
+        }
+
+        return expired;
+    }
 
     /// <summary>Running → failed, only while <paramref name="workerId"/> still holds the job (no redelivery started it elsewhere).</summary>
-    public Task<bool> FailLostAsync(string id, string workerId, string code, string message) =>
-        FinishAsync(id, JobStatuses.Failed, JobStatuses.Running, null, null, code, message, workerId);
+    public async Task<bool> FailLostAsync(string id, string workerId, string code, string message)
+    {
+        var failed = await FinishAsync(id, JobStatuses.Failed, JobStatuses.Running, null, null, code, message, workerId).ConfigureAwait(false);
+        if (failed)
+        {
+            await DeleteBlobsAsync(id).ConfigureAwait(false);
+        }
+
+        return failed;
+    }
 
     /// <summary>
     /// Queued or running → failed because its message was dead-lettered; the input is kept, so an

@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Async.Serving.Blobs;
 using Async.Serving.Breakers;
 using Async.Serving.Contracts;
 using Async.Serving.Models;
@@ -18,9 +19,13 @@ namespace Async.Serving.Worker.Consumers;
 /// worker that dies mid-job leaves the message to be redelivered; a redelivery of a job that has
 /// already finished changes nothing. The consumer publishes no events: each change it asks of the
 /// store appends its own event to the store's outbox in the same step (<see cref="RedisJobStore"/>).
+/// An input in the blob store is read from there, an output larger than <c>Serving:Blobs:InlineThreshold</c>
+/// is written there, and the job's blobs are deleted once this worker ended the job (docs/blobs.md).
 /// </summary>
 internal sealed partial class RunInferenceConsumer(
     RedisJobStore store,
+    IBlobStore blobs,
+    IOptions<BlobOptions> blobOptions,
     PipelineRegistry pipelines,
     ModelRepository repository,
     ModelBreakers breakers,
@@ -56,38 +61,53 @@ internal sealed partial class RunInferenceConsumer(
             return;
         }
 
+        // Whatever ends the job from here (success, failure, cancel), an input blob goes with the reference the end removed.
+        var blob = start.Input is { } stored ? BlobReference.Decode(stored) : null;
+        var ended = false;
+        try
+        {
+            ended = await RunStartedAsync(context, job, modelId, start, cancel.Token).ConfigureAwait(false);
+        }
+        finally
+        {
+            if (ended && blob is not null)
+            {
+                await DeleteBlobAsync(blob).ConfigureAwait(false);
+            }
+        }
+    }
+
+    /// <summary>Runs a started job and writes its outcome; true when this worker ended the job (its outcome was written).</summary>
+    private async Task<bool> RunStartedAsync(ConsumeContext<RunInference> context, RunInference job, string modelId, StartOutcome start, CancellationToken cancelToken)
+    {
         if (start.Attempt > options.Value.MaxAttempts)
         {
-            await FailAsync(context, JobErrorCodes.InternalError,
+            return await FailAsync(context, JobErrorCodes.InternalError,
                 $"The job was delivered {start.Attempt} times without finishing (a worker stopped while running it).", null).ConfigureAwait(false);
-            return;
         }
 
         // The pipeline that runs this job on this worker's model; null when it serves no such model.
         var pipeline = pipelines.Find(job.Pipeline, modelId);
         if (pipeline is null)
         {
-            await FailAsync(context, "unknown_model", $"This worker does not serve {modelId} for {job.Pipeline}.", null).ConfigureAwait(false);
-            return;
+            return await FailAsync(context, "unknown_model", $"This worker does not serve {modelId} for {job.Pipeline}.", null).ConfigureAwait(false);
         }
 
         if (await UnavailableAsync(modelId, context.CancellationToken).ConfigureAwait(false) is { } unavailable)
         {
-            await FailAsync(context, JobErrorCodes.ModelUnavailable, unavailable, null).ConfigureAwait(false);
-            return;
+            return await FailAsync(context, JobErrorCodes.ModelUnavailable, unavailable, null).ConfigureAwait(false);
         }
 
-        var input = start.Input;
-        if (input is null)
+        if (start.Input is null)
         {
-            await FailAsync(context, JobErrorCodes.InputMissing, "The job's input is no longer stored (it expired before a worker took the job).", null).ConfigureAwait(false);
-            return;
+            return await FailAsync(context, JobErrorCodes.InputMissing, "The job's input is no longer stored (it expired before a worker took the job).", null).ConfigureAwait(false);
         }
 
+        var input = JobInputSource.FromStored(start.Input, blobs);
         WorkerMetrics.QueueDelay.WithLabels(job.Pipeline, modelId).Observe(Math.Max(0, (start.At - job.SubmittedAt).TotalSeconds));
         using var inFlight = WorkerMetrics.InFlight.WithLabels(job.Pipeline, modelId).TrackInProgress();
         var timeout = TimeSpan.FromSeconds(job.TimeoutSeconds > 0 ? job.TimeoutSeconds : options.Value.DefaultTimeoutSeconds);
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, cancel.Token);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, cancelToken);
         deadline.CancelAfter(timeout);
         var began = Stopwatch.GetTimestamp();
         string output;
@@ -98,35 +118,83 @@ internal sealed partial class RunInferenceConsumer(
         }
         catch (JobFailureException ex)
         {
-            await FailAsync(context, ex.Code, ex.Message, Elapsed(began)).ConfigureAwait(false);
-            return;
+            return await FailAsync(context, ex.Code, ex.Message, Elapsed(began)).ConfigureAwait(false);
         }
-        catch (OperationCanceledException) when (cancel.Token.IsCancellationRequested)
+        catch (OperationCanceledException) when (cancelToken.IsCancellationRequested)
         {
             var executed = Elapsed(began);
             if (await WriteResultAsync(JobStatuses.Cancelled, () => store.MarkCancelledAsync(job.JobId, executed)).ConfigureAwait(false))
             {
                 WorkerMetrics.Jobs.WithLabels(job.Pipeline, modelId, JobStatuses.Cancelled).Inc();
                 LogCancelled(logger, job.JobId);
+                return true;
             }
 
-            return;
+            return false;
         }
         catch (OperationCanceledException) when (deadline.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
         {
-            await FailAsync(context, JobErrorCodes.Timeout, $"The job ran longer than its timeout of {timeout.TotalSeconds:F0} s.", Elapsed(began)).ConfigureAwait(false);
-            return;
+            return await FailAsync(context, JobErrorCodes.Timeout, $"The job ran longer than its timeout of {timeout.TotalSeconds:F0} s.", Elapsed(began)).ConfigureAwait(false);
         }
 
         var executionMs = Elapsed(began);
         WorkerMetrics.Execution.WithLabels(job.Pipeline, modelId).Observe(executionMs / 1000.0);
-        if (!await WriteResultAsync(JobStatuses.Succeeded, () => store.CompleteAsync(job.JobId, output, executionMs)).ConfigureAwait(false))
+        var stored = await StoreOutputAsync(job.JobId, output, context.CancellationToken).ConfigureAwait(false);
+        if (!await WriteResultAsync(JobStatuses.Succeeded, () => store.CompleteAsync(job.JobId, stored, executionMs)).ConfigureAwait(false))
         {
+            if (!ReferenceEquals(stored, output))
+            {
+                await DeleteBlobAsync(BlobNames.Output(job.JobId)).ConfigureAwait(false);
+            }
+
             LogSkipped(logger, job.JobId, "no longer running");
-            return;
+            return false;
         }
 
         WorkerMetrics.Jobs.WithLabels(job.Pipeline, modelId, JobStatuses.Succeeded).Inc();
+        return true;
+    }
+
+    /// <summary>
+    /// What the job's result key will hold: the output itself, or, for one larger than the inline
+    /// threshold, a reference to the blob <c>outputs/{id}</c> it is written to first.
+    /// </summary>
+    private async Task<string> StoreOutputAsync(string jobId, string output, CancellationToken cancellationToken)
+    {
+        var threshold = blobOptions.Value.InlineThreshold;
+        // A char is 1 to 3 UTF-8 bytes: only an output that might pass the threshold is counted.
+        if ((long)output.Length * 3 <= threshold || System.Text.Encoding.UTF8.GetByteCount(output) <= threshold)
+        {
+            return output;
+        }
+
+        var name = BlobNames.Output(jobId);
+        var writer = await blobs.OpenWriteAsync(name, cancellationToken).ConfigureAwait(false);
+        await using (writer.ConfigureAwait(false))
+        {
+            var text = new StreamWriter(writer, new System.Text.UTF8Encoding(encoderShouldEmitUTF8Identifier: false), 64 * 1024, leaveOpen: true);
+            await using (text.ConfigureAwait(false))
+            {
+                await text.WriteAsync(output.AsMemory(), cancellationToken).ConfigureAwait(false);
+            }
+
+            await writer.CommitAsync(cancellationToken).ConfigureAwait(false);
+        }
+
+        return BlobReference.EncodeText(name);
+    }
+
+    /// <summary>Deletes a blob this worker no longer needs; one that cannot be deleted is left to the API's blob sweep.</summary>
+    private async Task DeleteBlobAsync(string name)
+    {
+        try
+        {
+            await blobs.DeleteAsync(name, CancellationToken.None).ConfigureAwait(false);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            LogBlobKept(logger, name, ex.Message);
+        }
     }
 
     /// <summary>
@@ -154,19 +222,19 @@ internal sealed partial class RunInferenceConsumer(
 
     private static long Elapsed(long began) => (long)Stopwatch.GetElapsedTime(began).TotalMilliseconds;
 
-    private async Task FailAsync(ConsumeContext<RunInference> context, string code, string message, long? executionMs)
+    private async Task<bool> FailAsync(ConsumeContext<RunInference> context, string code, string message, long? executionMs)
     {
         var job = context.Message;
         LogFailed(logger, job.JobId, code, message);
         WorkerMetrics.Jobs.WithLabels(job.Pipeline, ModelIdOf(job), JobStatuses.Failed).Inc();
-        await WriteResultAsync(JobStatuses.Failed, () => store.FailAsync(job.JobId, code, message, executionMs)).ConfigureAwait(false);
+        return await WriteResultAsync(JobStatuses.Failed, () => store.FailAsync(job.JobId, code, message, executionMs)).ConfigureAwait(false);
     }
 
     /// <summary>
     /// The pipeline's run as the job's <c>job.inference</c> span (under MassTransit's consume span):
     /// the batches its items join link back to it (<see cref="Batching.DynamicBatcher"/>).
     /// </summary>
-    private static async Task<string> InferAsync(IPipeline pipeline, byte[] input, RunInference job, IJobProgress progress, CancellationToken cancellationToken)
+    private static async Task<string> InferAsync(IPipeline pipeline, JobInputSource input, RunInference job, IJobProgress progress, CancellationToken cancellationToken)
     {
         using var activity = ServingTelemetry.Source.StartActivity("job.inference");
         activity?.SetTag(ServingTelemetry.JobIdTag, job.JobId);
@@ -199,6 +267,9 @@ internal sealed partial class RunInferenceConsumer(
 
     [LoggerMessage(EventId = 203, Level = LogLevel.Information, Message = "Job {JobId} cancelled while running")]
     private static partial void LogCancelled(ILogger logger, string jobId);
+
+    [LoggerMessage(EventId = 204, Level = LogLevel.Warning, Message = "Blob {Blob} not deleted (the API's blob sweep will): {Reason}")]
+    private static partial void LogBlobKept(ILogger logger, string blob, string reason);
 
     [LoggerMessage(EventId = 202, Level = LogLevel.Information, Message = "Job {JobId} failed: {Code}: {Message}")]
     private static partial void LogFailed(ILogger logger, string jobId, string code, string message);

@@ -30,7 +30,7 @@ internal interface IPipeline
     ModelLoad Load(ModelEntry entry);
 
     /// <summary>Runs one job on a model this pipeline serves; returns the job's output as JSON.</summary>
-    Task<string> RunAsync(string modelId, byte[] input, RunInference job, IJobProgress progress, CancellationToken cancellationToken);
+    Task<string> RunAsync(string modelId, JobInputSource input, RunInference job, IJobProgress progress, CancellationToken cancellationToken);
 
     /// <summary>Disposes the loaded models (at the worker's shutdown).</summary>
     ValueTask UnloadAsync();
@@ -67,7 +67,7 @@ internal abstract class Pipeline<TModel> : IPipeline
         return load;
     }
 
-    public Task<string> RunAsync(string modelId, byte[] input, RunInference job, IJobProgress progress, CancellationToken cancellationToken) =>
+    public Task<string> RunAsync(string modelId, JobInputSource input, RunInference job, IJobProgress progress, CancellationToken cancellationToken) =>
         RunJobAsync(_models[modelId].Model, input, job, progress, cancellationToken);
 
     public async ValueTask UnloadAsync()
@@ -87,6 +87,18 @@ internal abstract class Pipeline<TModel> : IPipeline
     protected abstract (TModel Model, ModelLoad Load) LoadModel(ModelEntry entry);
 
     protected abstract Task<string> RunJobAsync(TModel model, byte[] input, RunInference job, IJobProgress progress, CancellationToken cancellationToken);
+
+    /// <summary>
+    /// Runs one job from its stored input. By default the bytes are read whole (an input in the blob
+    /// store too: the API bounded it by the pipeline's limit) and passed to the overload above; a
+    /// pipeline that can stream its input overrides this.
+    /// </summary>
+    protected virtual async Task<string> RunJobAsync(TModel model, JobInputSource input, RunInference job, IJobProgress progress, CancellationToken cancellationToken)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        var bytes = await input.ReadAllAsync(cancellationToken).ConfigureAwait(false);
+        return await RunJobAsync(model, bytes, job, progress, cancellationToken).ConfigureAwait(false);
+    }
 }
 
 /// <summary>Where a long job reports how far it got (0–1).</summary>

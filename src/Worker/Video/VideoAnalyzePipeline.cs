@@ -44,9 +44,15 @@ internal sealed partial class VideoAnalyzePipeline(
         return pipeline.Get(id) ?? throw new InvalidOperationException($"{id} is not loaded for {pipeline.Name}.");
     }
 
+    protected override Task<string> RunJobAsync(
+        VideoModel model, byte[] input, RunInference job, IJobProgress progress, CancellationToken cancellationToken) =>
+        RunJobAsync(model, JobInputSource.FromBytes(input), job, progress, cancellationToken);
+
+    /// <summary>The video is copied into the workspace as a stream (from the blob store for a large one), never held whole.</summary>
     protected override async Task<string> RunJobAsync(
-        VideoModel model, byte[] input, RunInference job, IJobProgress progress, CancellationToken cancellationToken)
+        VideoModel model, JobInputSource input, RunInference job, IJobProgress progress, CancellationToken cancellationToken)
     {
+        ArgumentNullException.ThrowIfNull(input);
         var jobId = job.JobId;
         var config = model.Config;
         var (p, errors) = VideoParams.Parse(job.ParamsJson, config);
@@ -64,7 +70,7 @@ internal sealed partial class VideoAnalyzePipeline(
         try
         {
             // ffmpeg needs a seekable file: an MP4 whose index sits at the end cannot be read from a pipe.
-            await File.WriteAllBytesAsync(path, input, cancellationToken).ConfigureAwait(false);
+            await input.CopyToFileAsync(path, cancellationToken).ConfigureAwait(false);
             var probe = await Ffmpeg.ProbeAsync(path, cancellationToken).ConfigureAwait(false);
             if (probe.DurationSeconds > config.MaxDurationSeconds)
             {

@@ -1,0 +1,45 @@
+using System.Text;
+
+namespace Async.Serving.Blobs;
+
+/// <summary>
+/// What the job store holds in place of a large input or output: <c>blob:&lt;name&gt;</c> in the
+/// job's input or result key. No input the API accepts starts with these bytes (every image and video
+/// is sniffed by its magic first), and no output does (outputs are JSON objects), so a stored value
+/// says by itself whether it is the bytes or a reference. The key keeps its TTL, so the blob is
+/// referenced exactly as long as the key lives; the blob sweep deletes blobs no key references.
+/// </summary>
+public static class BlobReference
+{
+    private const string Prefix = "blob:";
+
+    public static byte[] Encode(string name)
+    {
+        if (!BlobNames.IsValid(name))
+        {
+            throw new ArgumentException($"'{name}' is not a blob name.", nameof(name));
+        }
+
+        return Encoding.ASCII.GetBytes(Prefix + name);
+    }
+
+    public static string EncodeText(string name) => Encoding.ASCII.GetString(Encode(name));
+
+    /// <summary>The blob a stored value refers to, or null when the value is the bytes themselves.</summary>
+    public static string? Decode(ReadOnlySpan<byte> value)
+    {
+        if (value.Length <= Prefix.Length || value.Length > Prefix.Length + 600 || !value.StartsWith("blob:"u8))
+        {
+            return null;
+        }
+
+        var name = Encoding.ASCII.GetString(value[Prefix.Length..]);
+        return BlobNames.IsValid(name) ? name : null;
+    }
+
+    /// <summary>The blob a stored text (an output) refers to, or null when it is the text itself.</summary>
+    public static string? Decode(string? value) =>
+        value is { Length: > 5 and <= 605 } && value.StartsWith(Prefix, StringComparison.Ordinal) && BlobNames.IsValid(value[Prefix.Length..])
+            ? value[Prefix.Length..]
+            : null;
+}
