@@ -325,22 +325,31 @@ fetch_ocr_models() {
 # skewed). The page is also read upscaled 3x. Ground truth: tools/OcrEval/truth/NAME.txt.
 OCR_EVAL_IMAGES="$STATE/cache/ocr-eval/images"
 OCR_EVAL_DEBS=("python3-skimage=0.19.3-8" "opencv-doc=4.6.0+dfsg-12")
+# fetch_deb <package=version> <what it is for>: the package's .deb, downloaded once into the state's
+# cache (not installed); prints its path. The OCR evaluation images and the test photographs share it.
+fetch_deb() {
+  local deb="$1" work="$STATE/cache/ocr-eval/debs" file
+  file="$work/${deb%%=*}.deb"
+  if [[ ! -s "$file" ]]; then
+    mkdir -p "$work"
+    log "fetching $2: apt-get download $deb"
+    (cd "$work" && { apt-get download "$deb" || { apt-get update -qq && apt-get download "$deb"; }; } >"$LOGS/deb-fetch.log" 2>&1) \
+      || die "apt-get download $deb failed, see $LOGS/deb-fetch.log"
+    mv "$work/${deb%%=*}"_*.deb "$file"
+  fi
+  echo "$file"
+}
+
 fetch_ocr_eval_images() { # [all]
-  local out="$OCR_EVAL_IMAGES" work="$STATE/cache/ocr-eval/debs"
+  local out="$OCR_EVAL_IMAGES"
   local skimage=./usr/lib/python3/dist-packages/skimage/data opencv=./usr/share/doc/opencv-doc/examples/data
   local wanted=(skimage-page skimage-page-x3 skimage-bw-text) debs=("${OCR_EVAL_DEBS[0]}") n missing=0
   [[ "${1:-}" == all ]] && wanted+=(opencv-text-n opencv-text-r) && debs+=("${OCR_EVAL_DEBS[1]}")
   for n in "${wanted[@]}"; do [[ -s "$out/$n.png" ]] || missing=1; done
   (( missing == 0 )) && return 0
-  mkdir -p "$out" "$work"
+  mkdir -p "$out"
   for deb in "${debs[@]}"; do
-    local file; file="$work/${deb%%=*}.deb"
-    if [[ ! -s "$file" ]]; then
-      log "fetching OCR evaluation images: apt-get download $deb"
-      (cd "$work" && { apt-get download "$deb" || { apt-get update -qq && apt-get download "$deb"; }; } >"$LOGS/ocr-eval-fetch.log" 2>&1) \
-        || die "apt-get download $deb failed, see $LOGS/ocr-eval-fetch.log"
-      mv "$work/${deb%%=*}"_*.deb "$file"
-    fi
+    local file; file="$(fetch_deb "$deb" "OCR evaluation images")" || exit 1
     case "$deb" in
       python3-skimage=*)
         dpkg-deb --fsys-tarfile "$file" | tar -xO "$skimage/page.png" >"$out/skimage-page.png"
@@ -360,17 +369,11 @@ fetch_ocr_eval_images() { # [all]
 TEST_PHOTOS="$STATE/cache/photos"
 TEST_PHOTO_FILES=(astronaut.png chelsea.png coffee.png motorcycle_left.png rocket.jpg)
 fetch_test_photos() {
-  local out="$TEST_PHOTOS" work="$STATE/cache/ocr-eval/debs" f missing=0
+  local out="$TEST_PHOTOS" f missing=0
   for f in "${TEST_PHOTO_FILES[@]}"; do [[ -s "$out/$f" ]] || missing=1; done
   (( missing == 0 )) && return 0
-  local deb="${OCR_EVAL_DEBS[0]}" file="$work/python3-skimage.deb"
-  mkdir -p "$out" "$work"
-  if [[ ! -s "$file" ]]; then
-    log "fetching test photographs: apt-get download $deb"
-    (cd "$work" && { apt-get download "$deb" || { apt-get update -qq && apt-get download "$deb"; }; } >"$LOGS/photos-fetch.log" 2>&1) \
-      || die "apt-get download $deb failed, see $LOGS/photos-fetch.log"
-    mv "$work"/python3-skimage_*.deb "$file"
-  fi
+  local file; file="$(fetch_deb "${OCR_EVAL_DEBS[0]}" "test photographs")" || exit 1
+  mkdir -p "$out"
   for f in "${TEST_PHOTO_FILES[@]}"; do
     dpkg-deb --fsys-tarfile "$file" | tar -xO "./usr/lib/python3/dist-packages/skimage/data/$f" >"$out/$f.tmp" && mv "$out/$f.tmp" "$out/$f"
     [[ -s "$out/$f" ]] || die "test photograph $f missing after the fetch"
