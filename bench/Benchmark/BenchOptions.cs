@@ -39,6 +39,9 @@ internal sealed class BenchOptions
     /// <summary><c>--trace-seconds S</c> with <c>--only orchestration</c>: dotnet-trace the API and the worker for S seconds of the load (0: no trace).</summary>
     public int TraceSeconds { get; init; }
 
+    /// <summary><c>--warm-up-jobs N</c> with <c>--only orchestration</c>: trivial jobs run through the fresh API and worker before the timed load.</summary>
+    public int WarmUpJobs { get; init; } = 3000;
+
     /// <summary><c>params.sample_fps</c> of those video jobs.</summary>
     public double VideoFps { get; init; } = 10;
 
@@ -119,6 +122,7 @@ internal sealed class BenchOptions
             DeviceSeconds = values.TryGetValue("device-seconds", out var ds) ? double.Parse(ds, CultureInfo.InvariantCulture) : 3,
             DecodeImages = Int("decode-images", 32),
             TraceSeconds = Int("trace-seconds", 0),
+            WarmUpJobs = Int("warm-up-jobs", 3000),
             BlobVideos = Int("blob-videos", 20),
             VideoFps = values.TryGetValue("video-fps", out var fps) ? double.Parse(fps, CultureInfo.InvariantCulture) : 10,
         };

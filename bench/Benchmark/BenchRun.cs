@@ -251,6 +251,7 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             var warm = await _client!.SubmitManyAsync(model, files, contentType, warmUp, options.Concurrency).ConfigureAwait(false);
             _jobIds.AddRange(warm.Jobs.Select(j => j.Id));
             await _client.WaitAllAsync(warm.Jobs, TimeSpan.FromSeconds(120)).ConfigureAwait(false);
+            Console.WriteLine($"  warmed up with {warmUp} jobs; timed load of {jobs} jobs");
 
             var before = await AllBatchMetricsAsync(metricsPort).ConfigureAwait(false);
             var loadEnded = duringLoad is null ? null : await duringLoad(worker).ConfigureAwait(false);
