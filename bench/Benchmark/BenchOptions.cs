@@ -39,8 +39,12 @@ internal sealed class BenchOptions
     /// <summary><c>--trace-seconds S</c> with <c>--only orchestration</c>: dotnet-trace the API and the worker for S seconds of the load (0: no trace).</summary>
     public int TraceSeconds { get; init; }
 
-    /// <summary><c>--warm-up-jobs N</c> with <c>--only orchestration</c>: trivial jobs run through the fresh API and worker before the timed load.</summary>
-    public int WarmUpJobs { get; init; } = 3000;
+    /// <summary>
+    /// <c>--warm-up-jobs N</c>: trivial jobs run through the API and a fresh worker before step 3's timed
+    /// load. The default is what both processes take to finish JIT tiering on 2 cores (about 20 s of
+    /// compiling at the start; docs/benchmarks.md), so the step measures the steady state.
+    /// </summary>
+    public int WarmUpJobs { get; init; } = 20_000;
 
     /// <summary><c>params.sample_fps</c> of those video jobs.</summary>
     public double VideoFps { get; init; } = 10;
@@ -77,7 +81,7 @@ internal sealed class BenchOptions
 
     /// <summary><c>--root DIR --out DIR --resnet-jobs N --trivial-jobs N --queued-jobs N --concurrency N --inprocess-images N
     /// --ocr-jobs N --video-jobs N --video-fps F --priority-jobs N --cache-jobs N --baseline-jobs N --blob-videos N
-    /// --only priorities|orchestration|baseline|device|preprocess|blobs --trace-seconds S</c>, and for <c>device</c>
+    /// --only priorities|orchestration|baseline|device|preprocess|blobs --trace-seconds S --warm-up-jobs N</c>, and for <c>device</c>
     /// <c>--device-batches 1,8,… --device-seconds S --decode-images N</c>.</summary>
     public static BenchOptions Parse(string[] args)
     {
@@ -122,7 +126,7 @@ internal sealed class BenchOptions
             DeviceSeconds = values.TryGetValue("device-seconds", out var ds) ? double.Parse(ds, CultureInfo.InvariantCulture) : 3,
             DecodeImages = Int("decode-images", 32),
             TraceSeconds = Int("trace-seconds", 0),
-            WarmUpJobs = Int("warm-up-jobs", 3000),
+            WarmUpJobs = Int("warm-up-jobs", 20_000),
             BlobVideos = Int("blob-videos", 20),
             VideoFps = values.TryGetValue("video-fps", out var fps) ? double.Parse(fps, CultureInfo.InvariantCulture) : 10,
         };

@@ -92,7 +92,7 @@ internal sealed partial class BenchRun
     private async Task<long> SharedKeyBytesAsync()
     {
         var db = _redis!.GetDatabase();
-        var keys = new List<StackExchange.Redis.RedisKey> { RedisJobStore.TenantIndexKey("bench") };
+        var keys = new List<StackExchange.Redis.RedisKey> { RedisJobStore.TenantIndexKey(BenchTenant) };
         foreach (var shard in RedisJobStore.Shards)
         {
             keys.AddRange([RedisJobStore.QueuedByExpiry(shard), RedisJobStore.QueuedByModel(shard), RedisJobStore.LedgerStream(shard)]);

@@ -22,7 +22,6 @@ internal sealed partial class BenchRun
         await StartApiAsync().ConfigureAwait(false);
         var pngs = BenchImages.TinyPngs(16);
         Console.WriteLine($"3. orchestration-bound, trivial model: {options.TrivialJobs} jobs, {options.Concurrency} clients");
-        // A fresh API: a longer warm-up than the full run's, where the ResNet steps ran through it first, so JIT tiering is done.
         var figure = await EndToEndAsync(BenchRepository.Trivial, pngs, "image/png", options.TrivialJobs, warmUp: options.WarmUpJobs,
             options.TraceSeconds > 0 ? StartTracesAsync : null).ConfigureAwait(false);
         var path = Path.Combine(options.OutDir, "orchestration.json");

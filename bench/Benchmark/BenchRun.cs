@@ -46,6 +46,9 @@ internal sealed record VideoOcrFigure(
 /// <summary>One benchmark run: in-process limit, then the API and one worker at a time as child processes.</summary>
 internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
 {
+    /// <summary>The tenant of the benchmark's API key (its jobs, and its index, are removed at the end).</summary>
+    private const string BenchTenant = "bench";
+
     private readonly List<ServingProcess> _processes = [];
     private readonly List<string> _jobIds = [];
     private readonly string _apiKey = "sk_bench_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
@@ -79,7 +82,7 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         var unbatched = await EndToEndAsync(BenchRepository.ResNetNoBatch, photos, "image/jpeg", options.ResNetJobs, warmUp: 96).ConfigureAwait(false);
 
         Console.WriteLine($"3. orchestration-bound, trivial model: {options.TrivialJobs} jobs, {options.Concurrency} clients");
-        var trivial = await EndToEndAsync(BenchRepository.Trivial, pngs, "image/png", options.TrivialJobs, warmUp: 200).ConfigureAwait(false);
+        var trivial = await EndToEndAsync(BenchRepository.Trivial, pngs, "image/png", options.TrivialJobs, warmUp: options.WarmUpJobs).ConfigureAwait(false);
 
         Console.WriteLine($"5. memory: {options.QueuedJobs} trivial jobs queued with no worker, then drained");
         var memory = await MemoryAsync(pngs).ConfigureAwait(false);
@@ -184,7 +187,7 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         env["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}";
         env["Serving__Management__Port"] = ServingProcess.FreePort().ToString(CultureInfo.InvariantCulture); // not a running stack's 9465
         env["Serving__Auth__DevelopmentKey"] = _apiKey;
-        env["Serving__Auth__DevelopmentTenant"] = "bench";
+        env["Serving__Auth__DevelopmentTenant"] = BenchTenant;
         // The load generator is one key: the per-key limit would measure itself, not the system.
         env["Serving__RateLimits__PermitsPerSecond"] = "1000000";
         env["Serving__RateLimits__Burst"] = "1000000";
@@ -624,6 +627,9 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         {
             // A job's keys share a slot; different jobs' keys need not (Redis Cluster), so one DEL per job, pipelined.
             await Task.WhenAll(chunk.Select(id => db.KeyDeleteAsync([RedisJobStore.JobKey(id), RedisJobStore.ResultKey(id), RedisJobStore.InputKey(id)]))).ConfigureAwait(false);
+            // And their entries in the tenant's index: left there, every run would leave tens of thousands
+            // behind, and each later submit's ZADD into a set of hundreds of thousands costs several times more.
+            await db.SortedSetRemoveAsync(RedisJobStore.TenantIndexKey(BenchTenant), [.. chunk.Select(id => (RedisValue)id)]).ConfigureAwait(false);
         }
 
         foreach (var (model, version) in BenchRepository.Models)
