@@ -14,7 +14,9 @@ namespace Async.Serving.Api.RateLimiting;
 /// RedisRateLimiting package behind ASP.NET Core's rate limiter): every API instance takes its
 /// tokens from the same bucket, so a key's limit holds for the whole fleet, not per process. The
 /// limiter runs after authorisation, so a request without a valid key is refused by auth and never
-/// takes a token. Redis unreachable fails the request as every other store outage does (503
+/// takes a token. Each process takes its tokens from the shared bucket a few at a time
+/// (<see cref="PrefetchingRateLimiter"/>, <see cref="PrefetchChunk"/>): most requests then cost no
+/// round trip, and the fleet stays within the limit. Redis unreachable fails the request as every other store outage does (503
 /// <c>store_unavailable</c>, see <see cref="OutageExceptionHandler"/>).
 /// </summary>
 public static class PerKeyRateLimiting
@@ -48,18 +50,29 @@ public static class PerKeyRateLimiting
         }
 
         var services = context.RequestServices;
-        return RedisRateLimitPartition.GetTokenBucketRateLimiter(PartitionKey(user.TenantId(), user.ApiKeyId()), _ =>
+        return RateLimitPartition.Get(PartitionKey(user.TenantId(), user.ApiKeyId()), key =>
         {
             var limits = services.GetRequiredService<IOptions<RateLimitOptions>>().Value;
             var redis = services.GetRequiredService<IConnectionMultiplexer>();
-            return new RedisTokenBucketRateLimiterOptions
+            var shared = new RedisTokenBucketRateLimiter<string>(key, new RedisTokenBucketRateLimiterOptions
             {
                 ConnectionMultiplexerFactory = () => redis,
                 TokenLimit = limits.Burst,
                 TokensPerPeriod = limits.PermitsPerSecond,
                 ReplenishmentPeriod = TimeSpan.FromSeconds(1),
-            };
+            });
+            return new PrefetchingRateLimiter(shared, PrefetchChunk(limits), TimeSpan.FromSeconds(1), TimeProvider.System);
         });
+    }
+
+    /// <summary>
+    /// Tokens one round trip to the shared bucket takes for this process: a tenth of the smaller of
+    /// the rate and the burst, at most 100, at least 1 (a small limit is then exact: every request asks Redis).
+    /// </summary>
+    internal static int PrefetchChunk(RateLimitOptions limits)
+    {
+        ArgumentNullException.ThrowIfNull(limits);
+        return Math.Clamp(Math.Min(limits.PermitsPerSecond, limits.Burst) / 10, 1, 100);
     }
 
     private static async ValueTask RejectAsync(OnRejectedContext context, CancellationToken cancellationToken)
