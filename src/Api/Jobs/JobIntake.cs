@@ -138,8 +138,20 @@ internal sealed class JobIntake(
             // neither the model nor the queue: an open breaker or a full queue does not refuse it.
             ticket = cache.TicketFor(submission, tenant);
             var cached = ticket is not null && await store.CacheHoldsAsync(ticket.Key).ConfigureAwait(false);
-            model = cached ? ModelAvailability.Closed : await breakers.CheckAsync(submission.Model.Id, cancellationToken).ConfigureAwait(false);
-            full = !cached && model.Available && await queues.IsFullAsync(submission.Model, cancellationToken).ConfigureAwait(false);
+            if (cached)
+            {
+                (model, full) = (ModelAvailability.Closed, false);
+            }
+            else
+            {
+                // Both asked at once (one round trip). A submit the breaker then refuses was counted as
+                // admitted by the queue check, which errs on the safe side until the next measurement.
+                var breaker = breakers.CheckAsync(submission.Model.Id, cancellationToken);
+                var queue = queues.IsFullAsync(submission.Model, cancellationToken);
+                await Task.WhenAll(breaker, queue).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+                model = await breaker.ConfigureAwait(false);
+                full = model.Available && await queue.ConfigureAwait(false);
+            }
         }
         catch
         {

@@ -140,8 +140,18 @@ public sealed class RedisCircuitBreaker(IConnectionMultiplexer redis, string fam
     private RedisKey IndexKey => Tag + ":index";
 
     /// <summary>Whether a call to <paramref name="name"/> may go now; a probe holds a lease of <paramref name="probeLease"/> for its call.</summary>
+    /// <remarks>
+    /// A closed breaker (nearly always) is answered by one <c>HGET</c> of its state, as the script would
+    /// answer it: only an open or half-open breaker runs the script, whose decision may change the state.
+    /// </remarks>
     public async Task<BreakerPermit> AcquireAsync(string name, TimeSpan probeLease, CancellationToken cancellationToken)
     {
+        var state = await _db.HashGetAsync(BreakerKey(name), "state").WaitAsync(cancellationToken).ConfigureAwait(false);
+        if (state.IsNull || state == "closed")
+        {
+            return BreakerPermit.Allowed;
+        }
+
         var reply = (RedisResult[])(await AcquireScript.EvaluateAsync(_db, Args(name) with { leaseMs = (long)probeLease.TotalMilliseconds })
             .WaitAsync(cancellationToken).ConfigureAwait(false))!;
         var retryAt = long.Parse((string)reply[1]!, CultureInfo.InvariantCulture);

@@ -156,16 +156,18 @@ public sealed class DynamicBatcher : IAsyncDisposable
                 return;
             }
 
+            // The batch's queue delay ending is the usual way out of this wait (several times a second
+            // under load): awaited without throwing, as an exception per batch costs more than the batch's bookkeeping.
             using var timer = new CancellationTokenSource(remaining);
-            try
+            Task<bool> wait = reader.WaitToReadAsync(timer.Token).AsTask();
+            await ((Task)wait).ConfigureAwait(ConfigureAwaitOptions.SuppressThrowing);
+            if (!wait.IsCompletedSuccessfully || !wait.Result)
             {
-                if (!await reader.WaitToReadAsync(timer.Token).ConfigureAwait(false))
+                if (wait.IsFaulted)
                 {
-                    return;
+                    await wait.ConfigureAwait(false); // a fault of the channel itself: rethrown as before
                 }
-            }
-            catch (OperationCanceledException) when (timer.IsCancellationRequested)
-            {
+
                 return;
             }
         }
