@@ -109,8 +109,9 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
           local executionMs = redis.call('HGET', @job, 'execution_ms') or '0'
           -- An output in the blob store (a reference) is not cached: the blob lives as long as the job's result.
           if status == 'succeeded' and @output ~= '' and string.sub(@output, 1, 5) ~= 'blob:' then
-            storeEntry(key, executionMs .. ' ' .. @output, tonumber(redis.call('HGET', @job, 'cache_ttl_ms') or '0'),
-              tonumber(redis.call('HGET', @job, 'cache_max_bytes') or '0'), tonumber(redis.call('HGET', @job, 'cache_max_entry') or '0'))
+            -- The shard's limits (@cacheLimits); a job stored before them holds its own copy.
+            local function limit(field, old) return tonumber(redis.call('HGET', @job, old) or redis.call('HGET', @cacheLimits, field) or '0') end
+            storeEntry(key, executionMs .. ' ' .. @output, limit('ttl_ms', 'cache_ttl_ms'), limit('max_bytes', 'cache_max_bytes'), limit('max_entry', 'cache_max_entry'))
           end
           local followers = redis.call('HGET', @job, 'followers')
           if not followers then return end
@@ -264,7 +265,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         end
         local function queued()
           redis.call('HSET', @job, unpack(fields))
-          redis.call('HSET', @job, 'cache', 'miss', 'cache_key', @cacheKey)
+          redis.call('HSET', @job, 'cache_key', @cacheKey) -- cache 'miss' unless set otherwise (Read)
           redis.call('EXPIRE', @job, @jobRetention)
           if @inputKeptUntil ~= '' then
             redis.call('HSET', @job, 'input_blob', @inputKeptUntil)
@@ -292,7 +293,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
           end
         end
         queued()
-        redis.call('HSET', @job, 'cache_ttl_ms', @cacheTtlMs, 'cache_max_bytes', @cacheMaxBytes, 'cache_max_entry', @cacheMaxEntry)
+        redis.call('HSET', @cacheLimits, 'ttl_ms', @cacheTtlMs, 'max_bytes', @cacheMaxBytes, 'max_entry', @cacheMaxEntry)
         redis.call('ZADD', @queuedByModel, 0, queuedMember())
         if @follow == '1' then redis.call('HSET', @cacheFlights, @cacheKey, @id) end
         return {'lead'}
@@ -384,6 +385,14 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
 
     /// <summary>The bytes of a shard's cache entries, kept by the scripts that store and drop them.</summary>
     public static RedisKey CacheBytes(string shard) => shard + ":cache-bytes";
+
+    /// <summary>
+    /// A shard's cache limits (<c>ttl_ms</c>, <c>max_bytes</c>, <c>max_entry</c>) for the entries its
+    /// leaders store when they succeed, written by each leader's create: the API's <c>Serving:Cache</c>
+    /// settings, which the worker that finishes a leader does not know. Kept once per shard rather than
+    /// in every leader's hash (docs/benchmarks.md, step 11); every API of a deployment has the same settings.
+    /// </summary>
+    public static RedisKey CacheLimits(string shard) => shard + ":cache-limits";
 
     /// <summary>A shard's flights: cache key → the id of the job computing it, while it is queued or running.</summary>
     public static RedisKey CacheFlights(string shard) => shard + ":cache-flights";
@@ -1047,6 +1056,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             cacheIndex = CacheIndex(shard),
             cacheBytes = CacheBytes(shard),
             cacheFlights = CacheFlights(shard),
+            cacheLimits = CacheLimits(shard),
             cacheReleased = CacheReleased(shard),
             id = id,
             channel = ChangedChannel(id).ToString(),
@@ -1078,6 +1088,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         public RedisKey cacheIndex { get; init; }
         public RedisKey cacheBytes { get; init; }
         public RedisKey cacheFlights { get; init; }
+        public RedisKey cacheLimits { get; init; }
         public RedisKey cacheReleased { get; init; }
         public string id { get; init; } = string.Empty;
         public string channel { get; init; } = string.Empty;
@@ -1145,7 +1156,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             TraceParent = Str("traceparent"),
             RequestedModel = Str("requested_model"),
             RoutingKey = Str("routing_key"),
-            Cache = Str("cache"),
+            Cache = Str("cache") ?? (Str("cache_key") is null ? null : "miss"), // a queued or computed job of the cache
             SavedMs = Long("saved_ms"),
             CacheLeader = Str("leader"),
         };
