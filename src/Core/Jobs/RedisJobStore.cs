@@ -102,8 +102,15 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         -- A leader ended: a success stores the entry and completes its followers with the output; a
         -- failure fails them with its error (the same input fails the same way); a cancel, expiry or
         -- removal releases them to run on their own.
+        -- A job's cache key: its 32 bytes in the hash (see StoredCacheKey), in hex as everywhere else;
+        -- a job stored before that holds the hex itself.
+        local function cacheKeyOf(job)
+          local key = redis.call('HGET', job, 'cache_key')
+          if key and #key == 32 then key = (string.gsub(key, '.', function(c) return string.format('%02x', string.byte(c)) end)) end
+          return key
+        end
         local function settleFlight(status)
-          local key = redis.call('HGET', @job, 'cache_key')
+          local key = cacheKeyOf(@job)
           if not key or redis.call('HGET', @job, 'leader') then return end
           if redis.call('HGET', @cacheFlights, key) == @id then redis.call('HDEL', @cacheFlights, key) end
           local executionMs = redis.call('HGET', @job, 'execution_ms') or '0'
@@ -252,7 +259,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             local space = string.find(value, ' ', 1, true)
             local savedMs = string.sub(value, 1, space - 1)
             redis.call('HSET', @job, unpack(fields))
-            redis.call('HSET', @job, 'status', 'succeeded', 'completed_at', @now, 'progress', '1', 'cache', 'hit', 'cache_key', @cacheKey,
+            redis.call('HSET', @job, 'status', 'succeeded', 'completed_at', @now, 'progress', '1', 'cache', 'hit', 'cache_key', @cacheKeyStored,
               'saved_ms', savedMs, 'result_expires_at', @now + @resultRetention * 1000)
             redis.call('SET', @result, string.sub(value, space + 1), 'EX', @resultRetention)
             redis.call('EXPIRE', @job, @statusRetention)
@@ -265,7 +272,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         end
         local function queued()
           redis.call('HSET', @job, unpack(fields))
-          redis.call('HSET', @job, 'cache_key', @cacheKey) -- cache 'miss' unless set otherwise (Read)
+          redis.call('HSET', @job, 'cache_key', @cacheKeyStored) -- cache 'miss' unless set otherwise (Read)
           redis.call('EXPIRE', @job, @jobRetention)
           if @inputKeptUntil ~= '' then
             redis.call('HSET', @job, 'input_blob', @inputKeptUntil)
@@ -665,6 +672,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             fields = System.Text.Json.JsonSerializer.Serialize(fields, CoreJsonContext.Default.ListString),
             followerFields = System.Text.Json.JsonSerializer.Serialize(followerFields, CoreJsonContext.Default.ListString),
             cacheKey = ticket.Key,
+            cacheKeyStored = StoredCacheKey(ticket.Key),
             cacheTtlMs = (long)ticket.Ttl.TotalMilliseconds,
             cacheMaxBytes = ticket.MaxShardBytes,
             cacheMaxEntry = ticket.MaxEntryBytes,
@@ -683,6 +691,14 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             _ => new CachedCreate.Lead(),
         };
     }
+
+    /// <summary>
+    /// A cache key as a job's hash keeps it: a SHA-256 in lower-case hex (every key the API makes) as
+    /// its 32 bytes, half the size (docs/benchmarks.md, step 11); any other key as it is. The scripts
+    /// turn it back into hex (<c>cacheKeyOf</c>).
+    /// </summary>
+    private static byte[] StoredCacheKey(string key) =>
+        key.Length == 64 && !key.AsSpan().ContainsAnyExcept("0123456789abcdef") ? Convert.FromHexString(key) : System.Text.Encoding.UTF8.GetBytes(key);
 
     /// <summary>
     /// Claims up to <paramref name="max"/> followers per shard released by their leader's cancel,
@@ -1110,6 +1126,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         public string fields { get; init; } = "[]";
         public string followerFields { get; init; } = "[]";
         public string cacheKey { get; init; } = string.Empty;
+        public byte[] cacheKeyStored { get; init; } = [];
         public long cacheTtlMs { get; init; }
         public long cacheMaxBytes { get; init; }
         public long cacheMaxEntry { get; init; }
