@@ -20,6 +20,7 @@
 #   --only preprocess    CPU per image of preprocessing before and now, and the in-process limit with
 #                        decode beside ONNX Runtime alone (docs/benchmarks.md, "Preprocessing"); no services used
 #   --blob-videos 20     videos of 50-100 MiB queued by the large-input step (0 skips it)
+#   --blob-backlog 3200  small jobs queued before those videos (well over 128 per shard: every index a skip list)
 #   --only blobs         run only that step: Redis bytes per queued large video (docs/blobs.md)
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 

@@ -67,6 +67,13 @@ internal sealed class BenchOptions
     /// <summary>Videos of 50–100 MiB queued by the large-input step (docs/blobs.md); 0 skips it.</summary>
     public int BlobVideos { get; init; } = 20;
 
+    /// <summary>
+    /// Small jobs queued before the large-input step's videos (at least until every shard holds one):
+    /// the backlog they join. Well over 128 per shard (3,200 in all: 200 on average, the fewest ~165), every index a job joins is a skip list
+    /// (Redis's <c>zset-max-listpack-entries</c>), the costliest encoding per member.
+    /// </summary>
+    public int BlobBacklog { get; init; } = 3200;
+
     public string Redis { get; init; } = Env("ConnectionStrings__Redis", "127.0.0.1:6379");
 
     public string Postgres { get; init; } = Env("ConnectionStrings__Postgres", "Host=127.0.0.1;Port=5432;Username=postgres;Database=serving");
@@ -128,6 +135,7 @@ internal sealed class BenchOptions
             TraceSeconds = Int("trace-seconds", 0),
             WarmUpJobs = Int("warm-up-jobs", 20_000),
             BlobVideos = Int("blob-videos", 20),
+            BlobBacklog = Int("blob-backlog", 3200),
             VideoFps = values.TryGetValue("video-fps", out var fps) ? double.Parse(fps, CultureInfo.InvariantCulture) : 10,
         };
     }

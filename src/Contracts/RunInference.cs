@@ -2,7 +2,8 @@ namespace Async.Serving.Contracts;
 
 /// <summary>
 /// Command sent by the API to the queue of one model: run this job. The input itself is not in the
-/// message; it waits in Redis under <see cref="InputKey"/> (claim check).
+/// message; it waits in Redis under <see cref="InputKey"/> (claim check), or in the blob store when
+/// it is large (docs/blobs.md): the worker gets either from the job store's start script.
 /// </summary>
 public sealed record RunInference
 {

@@ -35,13 +35,15 @@ public sealed class BlobStoreTests(ServingFixture serving)
         Assert.True(image.Length > 4 * 1024);
         var id = await SubmitMultipartAsync(client, models.Name, image);
 
-        // Queued: Redis holds a reference, the blob store the bytes.
+        // Queued: the job hash references the blob (until the input's retention ends) and there is no
+        // input key; the blob store holds the bytes.
         var db = Redis(api);
-        var stored = (byte[])(await db.StringGetAsync(RedisJobStore.InputKey(id)))!;
-        Assert.Equal("blob:inputs/" + id, Encoding.ASCII.GetString(stored));
-        var hashBytes = (long)await db.ExecuteAsync("MEMORY", "USAGE", RedisJobStore.JobKey(id).ToString());
-        var inputBytes = (long)await db.ExecuteAsync("MEMORY", "USAGE", RedisJobStore.InputKey(id).ToString());
-        Assert.True(hashBytes + inputBytes < 1024, $"job hash {hashBytes} B + input key {inputBytes} B");
+        Assert.False(await db.KeyExistsAsync(RedisJobStore.InputKey(id)));
+        var created = (long)await db.HashGetAsync(RedisJobStore.JobKey(id), "created_at");
+        var retention = api.Services.GetRequiredService<IOptions<JobStoreOptions>>().Value.InputRetention;
+        Assert.Equal(created + (long)retention.TotalMilliseconds, (long)await db.HashGetAsync(RedisJobStore.JobKey(id), "input_blob"));
+        var hashBytes = (long)await db.ExecuteAsync("MEMORY", "USAGE", RedisJobStore.JobKey(id).ToString(), "SAMPLES", 0);
+        Assert.True(hashBytes < 640, $"job hash {hashBytes} B");
         Assert.Equal(image.Length, (long)await db.HashGetAsync(RedisJobStore.JobKey(id), "input_bytes"));
         var file = BlobPath(api, "inputs/" + id);
         Assert.Equal(SHA256.HashData(image), SHA256.HashData(await File.ReadAllBytesAsync(file)));
@@ -109,6 +111,109 @@ public sealed class BlobStoreTests(ServingFixture serving)
         form.Add(new StringContent("""{"pipeline":"image.embed","model":"no-such-model"}"""), "request");
         Assert.Equal(HttpStatusCode.UnprocessableEntity, (await client.PostAsync("/v1/jobs", form)).StatusCode);
         Assert.Empty(Files(api, "uploads"));
+    }
+
+    [Fact]
+    public async Task A_job_whose_input_key_holds_the_reference_as_before_the_input_blob_field_still_runs()
+    {
+        using var models = new PrivateModels();
+        using var root = new BlobRoot();
+        await using var api = serving.CreateApi(root.Settings(models));
+        using var client = serving.Client(api);
+        var db = Redis(api);
+        var sweep = api.Services.GetRequiredService<MaintenanceJobs>();
+
+        // Two jobs put back into the layout of the previous version: the reference in the input key (with
+        // its TTL), and the fields that version stored; one runs, one is cancelled.
+        async Task<string> OldLayoutAsync(int seed)
+        {
+            var id = await SubmitMultipartAsync(client, models.Name, TestImages.Scene(seed, 320, 240));
+            await db.HashDeleteAsync(RedisJobStore.JobKey(id), "input_blob");
+            await db.HashSetAsync(RedisJobStore.JobKey(id), [new("id", id), new("progress", 0), new("attempts", 0), new("priority", "normal")]);
+            await db.StringSetAsync(RedisJobStore.InputKey(id), "blob:inputs/" + id, TimeSpan.FromDays(8));
+            return id;
+        }
+
+        var running = await OldLayoutAsync(931);
+        var cancelled = await OldLayoutAsync(932);
+        var fresh = await SubmitMultipartAsync(client, models.Name, TestImages.Scene(933, 320, 240));
+
+        // The sweep keeps the blobs of both layouts while their jobs reference them.
+        foreach (var id in new[] { running, cancelled, fresh })
+        {
+            Age(BlobPath(api, "inputs/" + id));
+        }
+
+        await sweep.SweepBlobsAsync(CancellationToken.None);
+        Assert.All(new[] { running, cancelled, fresh }, id => Assert.True(File.Exists(BlobPath(api, "inputs/" + id)), id));
+
+        Assert.Equal(HttpStatusCode.Accepted, (await client.PostAsync($"/v1/jobs/{cancelled}/cancel", null)).StatusCode);
+        Assert.False(await db.KeyExistsAsync(RedisJobStore.InputKey(cancelled)));
+        Assert.False(File.Exists(BlobPath(api, "inputs/" + cancelled)));
+
+        using var worker = ServingFixture.BuildWorker(models.Path, root.Settings(models));
+        await worker.StartAsync();
+        try
+        {
+            foreach (var id in new[] { running, fresh })
+            {
+                var job = await ServingFixture.WaitForTerminalAsync(client, id);
+                Assert.Equal("succeeded", job.GetProperty("status").GetString());
+                Assert.Equal(512, Embedding(job).Length);
+                Assert.Equal(id, job.GetProperty("id").GetString());
+                Assert.False(await db.KeyExistsAsync(RedisJobStore.InputKey(id)));
+                Assert.False(await db.HashExistsAsync(RedisJobStore.JobKey(id), "input_blob"));
+                Assert.False(File.Exists(BlobPath(api, "inputs/" + id)));
+            }
+
+            // Both outputs are the same embedding of the same picture sent either way.
+            var again = await ServingFixture.WaitForTerminalAsync(client, await SubmitMultipartAsync(client, models.Name, TestImages.Scene(931, 320, 240)));
+            Assert.All(Embedding(again).Zip(Embedding(await ServingFixture.WaitForTerminalAsync(client, running))), pair => Assert.Equal(pair.First, pair.Second, 1e-4f));
+        }
+        finally
+        {
+            using var stop = new CancellationTokenSource(TimeSpan.FromSeconds(30));
+            await worker.StopAsync(stop.Token);
+        }
+    }
+
+    [Fact]
+    public async Task An_input_blob_past_its_retention_is_gone_for_the_worker_a_requeue_and_the_sweep()
+    {
+        using var models = new PrivateModels();
+        using var root = new BlobRoot();
+        await using var api = serving.CreateApi(root.Settings(models));
+        using var client = serving.Client(api);
+        var db = Redis(api);
+        var store = api.Services.GetRequiredService<RedisJobStore>();
+        var now = DateTimeOffset.UtcNow.ToUnixTimeMilliseconds();
+
+        // Dead-lettered jobs keep their input for an operator's requeue, while it is retained.
+        var kept = await SubmitMultipartAsync(client, models.Name, TestImages.Scene(941, 320, 240));
+        Assert.True(await store.FailDeadLetteredAsync(kept, "dead_lettered", "test"));
+        Assert.True(await db.HashExistsAsync(RedisJobStore.JobKey(kept), "input_blob"));
+        Assert.Equal(RequeueOutcome.Requeued, await store.RequeueAsync(kept));
+        var started = await store.TryStartAsync(kept);
+        Assert.Equal("blob:inputs/" + kept, Encoding.ASCII.GetString(started.Input!));
+        Assert.True(await store.FailAsync(kept, "test", "done"));
+        Assert.False(await db.HashExistsAsync(RedisJobStore.JobKey(kept), "input_blob"));
+
+        var lapsed = await SubmitMultipartAsync(client, models.Name, TestImages.Scene(942, 320, 240));
+        Assert.True(await store.FailDeadLetteredAsync(lapsed, "dead_lettered", "test"));
+        await db.HashSetAsync(RedisJobStore.JobKey(lapsed), "input_blob", now - 1000);
+        Assert.Equal(RequeueOutcome.InputGone, await store.RequeueAsync(lapsed));
+
+        var queued = await SubmitMultipartAsync(client, models.Name, TestImages.Scene(943, 320, 240));
+        await db.HashSetAsync(RedisJobStore.JobKey(queued), "input_blob", now - 1000);
+        Age(BlobPath(api, "inputs/" + lapsed));
+        Age(BlobPath(api, "inputs/" + queued));
+        await api.Services.GetRequiredService<MaintenanceJobs>().SweepBlobsAsync(CancellationToken.None);
+        Assert.False(File.Exists(BlobPath(api, "inputs/" + lapsed)));
+        Assert.False(File.Exists(BlobPath(api, "inputs/" + queued)));
+        var start = await store.TryStartAsync(queued);
+        Assert.True(start.Started);
+        Assert.Null(start.Input);
+        await store.FailAsync(queued, "test", "done");
     }
 
     [Fact]
@@ -234,6 +339,15 @@ public sealed class BlobStoreTests(ServingFixture serving)
         Assert.Equal(leader, (await store.GetAsync(fetchedId))!.CacheLeader);
         Assert.True(File.Exists(BlobPath(blobApi, "inputs/" + follower)));
         Assert.True(File.Exists(BlobPath(blobApi, "inputs/" + fetchedId)));
+
+        // A follower's hash holds its input's reference and what its message is made from, should its
+        // leader end without an output; the leader's message was sent at submit, so it holds neither.
+        var db = Redis(blobApi);
+        Assert.True(await db.HashExistsAsync(RedisJobStore.JobKey(follower), "input_blob"));
+        Assert.True(await db.HashExistsAsync(RedisJobStore.JobKey(follower), "queue"));
+        Assert.False(await db.HashExistsAsync(RedisJobStore.JobKey(leader), "queue"));
+        Assert.False(await db.HashExistsAsync(RedisJobStore.JobKey(leader), "input_blob"));
+        Assert.True(await db.KeyExistsAsync(RedisJobStore.InputKey(leader)));
         foreach (var id in new[] { follower, fetchedId, leader })
         {
             await inlineClient.PostAsync($"/v1/jobs/{id}/cancel", null);

@@ -157,11 +157,11 @@ public sealed partial class MaintenanceJobs(
 
     /// <summary>
     /// Deletes the blobs nothing references any more (docs/blobs.md), each older than
-    /// <c>Serving:Blobs:OrphanAge</c>: a job's input once its input key is gone (the job ended, was
-    /// deleted, or its input expired: most are deleted at once by whoever ended the job, this catches
-    /// the rest), a job's output once its result key expired, uploads staged by a submit that died
-    /// before its job was stored, and writes abandoned half-way. A blob's name says whose it is, so the
-    /// check is one pipelined EXISTS per blob. Returns the blobs deleted.
+    /// <c>Serving:Blobs:OrphanAge</c>: a job's input once its job no longer references it (the job
+    /// ended, was deleted, or its input expired: most are deleted at once by whoever ended the job,
+    /// this catches the rest), a job's output once its result key expired, uploads staged by a submit
+    /// that died before its job was stored, and writes abandoned half-way. A blob's name says whose it
+    /// is, so the check is a pipelined read or two per blob. Returns the blobs deleted.
     /// </summary>
     [AutomaticRetry(Attempts = 0)]
     public async Task<int> SweepBlobsAsync(CancellationToken cancellationToken)
@@ -170,9 +170,9 @@ public sealed partial class MaintenanceJobs(
         var before = clock.GetUtcNow() - age;
         var budget = blobOptions.Value.SweepBatchSize;
         var deleted = await blobs.DeleteAbandonedWritesAsync(age, cancellationToken).ConfigureAwait(false);
-        foreach (var (folder, key) in new (string, Func<string, RedisKey>?)[]
+        foreach (var (folder, referenced) in new (string, Func<string, Task<bool>>?)[]
         {
-            (BlobNames.Uploads, null), (BlobNames.Inputs, RedisJobStore.InputKey), (BlobNames.Outputs, RedisJobStore.ResultKey),
+            (BlobNames.Uploads, null), (BlobNames.Inputs, store.ReferencesInputBlobAsync), (BlobNames.Outputs, id => _db.KeyExistsAsync(RedisJobStore.ResultKey(id))),
         })
         {
             var old = new List<BlobEntry>();
@@ -192,12 +192,12 @@ public sealed partial class MaintenanceJobs(
             budget -= old.Count;
             foreach (var chunk in old.Chunk(500))
             {
-                var referenced = key is null
+                var checks = referenced is null
                     ? chunk.Select(_ => Task.FromResult(false)).ToArray()
-                    : chunk.Select(b => _db.KeyExistsAsync(key(b.Name[folder.Length..]))).ToArray();
+                    : chunk.Select(b => referenced(b.Name[folder.Length..])).ToArray();
                 for (var i = 0; i < chunk.Length; i++)
                 {
-                    if (!await referenced[i].ConfigureAwait(false) && await blobs.DeleteAsync(chunk[i].Name, cancellationToken).ConfigureAwait(false))
+                    if (!await checks[i].ConfigureAwait(false) && await blobs.DeleteAsync(chunk[i].Name, cancellationToken).ConfigureAwait(false))
                     {
                         deleted++;
                     }

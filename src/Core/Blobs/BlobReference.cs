@@ -4,10 +4,12 @@ namespace Async.Serving.Blobs;
 
 /// <summary>
 /// What the job store holds in place of a large input or output: <c>blob:&lt;name&gt;</c> in the
-/// job's input or result key. No input the API accepts starts with these bytes (every image and video
-/// is sniffed by its magic first), and no output does (outputs are JSON objects), so a stored value
-/// says by itself whether it is the bytes or a reference. The key keeps its TTL, so the blob is
-/// referenced exactly as long as the key lives; the blob sweep deletes blobs no key references.
+/// job's result key, and what the start script hands the worker for an input (which the job hash's
+/// <c>input_blob</c> field references; a job stored before that field existed has it in its input
+/// key). No input the API accepts starts with these bytes (every image and video is sniffed by its
+/// magic first), and no output does (outputs are JSON objects), so a stored value says by itself
+/// whether it is the bytes or a reference. A reference lasts as long as its key (or the field's
+/// time); the blob sweep deletes blobs no job references.
 /// </summary>
 public static class BlobReference
 {

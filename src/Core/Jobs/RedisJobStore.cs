@@ -14,9 +14,11 @@ namespace Async.Serving.Jobs;
 /// or not at all, whoever makes the change (worker, API, maintenance, dead-letter sweeper).
 /// Scripts take their keys and arguments by name; every key they touch is declared, and all of them
 /// share the job's shard hash tag, so the store runs on a Redis Cluster as on a single server.
-/// An input or output too large for Redis sits in the <paramref name="blobs"/> store and its key holds
-/// a <see cref="BlobReference"/> (docs/blobs.md): the scripts treat the reference like any value, and
-/// <see cref="GetAsync"/> reads a referenced output from the blob store.
+/// An input or output too large for Redis sits in the <paramref name="blobs"/> store (docs/blobs.md):
+/// an output's key holds a <see cref="BlobReference"/>, which <see cref="GetAsync"/> follows; an
+/// input is referenced by the job hash's <c>input_blob</c> field (when it is kept until, Unix ms: the
+/// input key's TTL, without the key), and the start script hands the worker its reference. A job
+/// stored before that field existed keeps a reference in its input key, and is read as before.
 /// </summary>
 public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStoreOptions> options, TimeProvider clock, IBlobStore? blobs = null)
 {
@@ -45,6 +47,24 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         end
         local function announce(event, status, extra) announceOf(@job, @id, event, status, extra) end
         local function round() return redis.call('HGET', @job, 'requeues') or '0' end
+        -- The job's input: a blob named by the hash (input_blob: until when it is kept, Unix ms; the
+        -- reference, @inputBlob, is the caller's), else the input key (the bytes, or a reference stored
+        -- before input_blob existed). False when it is gone.
+        local function readInput()
+          local keptUntil = redis.call('HGET', @job, 'input_blob')
+          if keptUntil then return tonumber(keptUntil) > tonumber(@now) and @inputBlob end
+          return redis.call('GET', @input)
+        end
+        local function hasInput()
+          local keptUntil = redis.call('HGET', @job, 'input_blob')
+          if keptUntil then return tonumber(keptUntil) > tonumber(@now) end
+          return redis.call('EXISTS', @input) == 1
+        end
+        local function dropInputOf(job, inputKey)
+          redis.call('HDEL', job, 'input_blob')
+          redis.call('DEL', inputKey)
+        end
+        local function dropInput() dropInputOf(@job, @input) end
         -- The job's member of the shard's queued-by-model index (QueuedByModel).
         local function queuedMember() return (redis.call('HGET', @job, 'model') or '') .. '|' .. @id end
         -- The result cache (Api/Cache), per shard: @cacheEntries (cache key -> '<execution ms> <output>'),
@@ -82,15 +102,23 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         -- A leader ended: a success stores the entry and completes its followers with the output; a
         -- failure fails them with its error (the same input fails the same way); a cancel, expiry or
         -- removal releases them to run on their own.
+        -- A job's cache key: its 32 bytes in the hash (see StoredCacheKey), in hex as everywhere else;
+        -- a job stored before that holds the hex itself.
+        local function cacheKeyOf(job)
+          local key = redis.call('HGET', job, 'cache_key')
+          if key and #key == 32 then key = (string.gsub(key, '.', function(c) return string.format('%02x', string.byte(c)) end)) end
+          return key
+        end
         local function settleFlight(status)
-          local key = redis.call('HGET', @job, 'cache_key')
+          local key = cacheKeyOf(@job)
           if not key or redis.call('HGET', @job, 'leader') then return end
           if redis.call('HGET', @cacheFlights, key) == @id then redis.call('HDEL', @cacheFlights, key) end
           local executionMs = redis.call('HGET', @job, 'execution_ms') or '0'
           -- An output in the blob store (a reference) is not cached: the blob lives as long as the job's result.
           if status == 'succeeded' and @output ~= '' and string.sub(@output, 1, 5) ~= 'blob:' then
-            storeEntry(key, executionMs .. ' ' .. @output, tonumber(redis.call('HGET', @job, 'cache_ttl_ms') or '0'),
-              tonumber(redis.call('HGET', @job, 'cache_max_bytes') or '0'), tonumber(redis.call('HGET', @job, 'cache_max_entry') or '0'))
+            -- The shard's limits (@cacheLimits); a job stored before them holds its own copy.
+            local function limit(field, old) return tonumber(redis.call('HGET', @job, old) or redis.call('HGET', @cacheLimits, field) or '0') end
+            storeEntry(key, executionMs .. ' ' .. @output, limit('ttl_ms', 'cache_ttl_ms'), limit('max_bytes', 'cache_max_bytes'), limit('max_entry', 'cache_max_entry'))
           end
           local followers = redis.call('HGET', @job, 'followers')
           if not followers then return end
@@ -102,12 +130,12 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
                 redis.call('HSET', job, 'status', 'succeeded', 'completed_at', @now, 'progress', '1', 'cache', 'hit', 'saved_ms', executionMs,
                   'result_expires_at', @now + @resultRetention * 1000)
                 redis.call('SET', shard .. ':result:' .. follower, @output, 'EX', @resultRetention)
-                redis.call('DEL', shard .. ':input:' .. follower)
+                dropInputOf(job, shard .. ':input:' .. follower)
                 endedOther(job, follower, 'succeeded')
               elseif status == 'failed' then
                 redis.call('HSET', job, 'status', 'failed', 'completed_at', @now,
                   'error_code', redis.call('HGET', @job, 'error_code') or 'failed', 'error_message', redis.call('HGET', @job, 'error_message') or '')
-                redis.call('DEL', shard .. ':input:' .. follower)
+                dropInputOf(job, shard .. ':input:' .. follower)
                 endedOther(job, follower, 'failed')
               else
                 redis.call('HDEL', job, 'leader')
@@ -135,7 +163,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         if not status then return 'missing' end
         if status ~= 'queued' and status ~= 'running' then return status end
         if redis.call('HGET', @job, 'cancel_requested') == '1' then
-          redis.call('DEL', @input)
+          dropInput()
           ended('cancelled')
           return 'cancelled_now'
         end
@@ -149,7 +177,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         ledger('running')
         announce('started', 'running', {'attempt', tostring(attempts)})
         redis.call('PUBLISH', @channel, 'running')
-        return {'started', attempts, redis.call('GET', @input)}
+        return {'started', attempts, readInput()}
         """);
 
     // allowedFrom: the statuses the change may start from, space separated. holder: the worker that
@@ -166,7 +194,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
           redis.call('HSET', @job, 'result_expires_at', @now + @resultRetention * 1000)
         end
         if @errorCode ~= '' then redis.call('HSET', @job, 'error_code', @errorCode, 'error_message', @errorMessage) end
-        if @keepInput ~= '1' then redis.call('DEL', @input) end
+        if @keepInput ~= '1' then dropInput() end
         ended(@status)
         return 'ok'
         """);
@@ -186,7 +214,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         local status = redis.call('HGET', @job, 'status')
         if not status then return 'missing' end
         if status == 'queued' then
-          redis.call('DEL', @input)
+          dropInput()
           ended('cancelled')
           return 'ok:cancelled'
         end
@@ -204,7 +232,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         local status = redis.call('HGET', @job, 'status')
         if not status then return 'missing' end
         if status ~= 'failed' then return status end
-        if redis.call('EXISTS', @input) == 0 then return 'no_input' end
+        if not hasInput() then return 'no_input' end
         redis.call('HDEL', @job, 'started_at', 'completed_at', 'execution_ms', 'error_code', 'error_message', 'worker', 'cancel_requested', 'queue_ms', 'expires_at')
         redis.call('HSET', @job, 'status', 'queued', 'progress', '0', 'attempts', '0')
         redis.call('HINCRBY', @job, 'requeues', 1)
@@ -219,7 +247,10 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     // entry within its TTL makes it succeeded at once (a hit: no message, no worker; its event goes to
     // the outbox as a worker's completion would); else, while another job computes the same key (a
     // flight), it follows that job (when @follow is '1'); else it leads a flight of its own and the
-    // caller sends its message. @fields: the job hash's fields, a JSON array of names and values.
+    // caller sends its message. @fields: the job hash's fields, a JSON array of names and values;
+    // @followerFields: more of them, stored for a follower only (what its message is made from if its
+    // leader ends without an output). @inputKeptUntil: set for an input in the blob store (the
+    // input_blob field), else @inputBytes go to the input key.
     private static readonly LuaScript CreateCachedScript = LuaScript.Prepare(Shared + """
         local fields = cjson.decode(@fields)
         local value = redis.call('HGET', @cacheEntries, @cacheKey)
@@ -228,7 +259,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             local space = string.find(value, ' ', 1, true)
             local savedMs = string.sub(value, 1, space - 1)
             redis.call('HSET', @job, unpack(fields))
-            redis.call('HSET', @job, 'status', 'succeeded', 'completed_at', @now, 'progress', '1', 'cache', 'hit', 'cache_key', @cacheKey,
+            redis.call('HSET', @job, 'status', 'succeeded', 'completed_at', @now, 'progress', '1', 'cache', 'hit', 'cache_key', @cacheKeyStored,
               'saved_ms', savedMs, 'result_expires_at', @now + @resultRetention * 1000)
             redis.call('SET', @result, string.sub(value, space + 1), 'EX', @resultRetention)
             redis.call('EXPIRE', @job, @statusRetention)
@@ -241,9 +272,13 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         end
         local function queued()
           redis.call('HSET', @job, unpack(fields))
-          redis.call('HSET', @job, 'cache', 'miss', 'cache_key', @cacheKey)
+          redis.call('HSET', @job, 'cache_key', @cacheKeyStored) -- cache 'miss' unless set otherwise (Read)
           redis.call('EXPIRE', @job, @jobRetention)
-          redis.call('SET', @input, @inputBytes, 'EX', @inputRetention)
+          if @inputKeptUntil ~= '' then
+            redis.call('HSET', @job, 'input_blob', @inputKeptUntil)
+          else
+            redis.call('SET', @input, @inputBytes, 'EX', @inputRetention)
+          end
           if @expiresAt ~= '' then redis.call('ZADD', @queuedByExpiry, @expiresAt, @id) end
           ledger('queued')
         end
@@ -254,6 +289,8 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
           if status == 'queued' or status == 'running' then
             if @follow == '1' then
               queued()
+              local more = cjson.decode(@followerFields)
+              if #more > 0 then redis.call('HSET', @job, unpack(more)) end
               redis.call('HSET', @job, 'leader', leader)
               redis.call('HSET', leaderJob, 'followers', (redis.call('HGET', leaderJob, 'followers') or '') .. ' ' .. @id)
               return {'follow', leader}
@@ -263,7 +300,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
           end
         end
         queued()
-        redis.call('HSET', @job, 'cache_ttl_ms', @cacheTtlMs, 'cache_max_bytes', @cacheMaxBytes, 'cache_max_entry', @cacheMaxEntry)
+        redis.call('HSET', @cacheLimits, 'ttl_ms', @cacheTtlMs, 'max_bytes', @cacheMaxBytes, 'max_entry', @cacheMaxEntry)
         redis.call('ZADD', @queuedByModel, 0, queuedMember())
         if @follow == '1' then redis.call('HSET', @cacheFlights, @cacheKey, @id) end
         return {'lead'}
@@ -355,6 +392,14 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
 
     /// <summary>The bytes of a shard's cache entries, kept by the scripts that store and drop them.</summary>
     public static RedisKey CacheBytes(string shard) => shard + ":cache-bytes";
+
+    /// <summary>
+    /// A shard's cache limits (<c>ttl_ms</c>, <c>max_bytes</c>, <c>max_entry</c>) for the entries its
+    /// leaders store when they succeed, written by each leader's create: the API's <c>Serving:Cache</c>
+    /// settings, which the worker that finishes a leader does not know. Kept once per shard rather than
+    /// in every leader's hash (docs/benchmarks.md, step 11); every API of a deployment has the same settings.
+    /// </summary>
+    public static RedisKey CacheLimits(string shard) => shard + ":cache-limits";
 
     /// <summary>A shard's flights: cache key → the id of the job computing it, while it is queued or running.</summary>
     public static RedisKey CacheFlights(string shard) => shard + ":cache-flights";
@@ -474,10 +519,11 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     /// index, in a slot of its own, is written first: a crash in between leaves an id there that
     /// names no job, which listing prunes, and never a job that its tenant cannot list.
     /// </summary>
-    /// <param name="input">What the input key holds: the input's bytes, or a <see cref="BlobReference"/> to them.</param>
+    /// <param name="input">The input's bytes, or a <see cref="BlobReference"/> to them (<see cref="BlobNames.Input"/>: kept as the hash's <c>input_blob</c> field, no input key).</param>
     /// <param name="inputLength">The input's size when <paramref name="input"/> is a reference.</param>
     public async Task CreateAsync(JobRecord job, ReadOnlyMemory<byte> input, long? inputLength = null)
     {
+        ArgumentNullException.ThrowIfNull(job);
         var index = TenantIndexKey(job.TenantId);
         var indexing = _db.CreateTransaction();
         _ = indexing.SortedSetAddAsync(index, job.Id, 0);
@@ -493,18 +539,23 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         var shard = ShardOf(job.Id);
         var tx = _db.CreateTransaction();
         var key = JobKey(job.Id);
+        // No id (the key names it), progress or attempts (0 until a worker starts it): what is not
+        // stored costs no memory while the job waits (docs/benchmarks.md, step 11).
         var fields = new List<HashEntry>
         {
-            new("id", job.Id),
             new("tenant", job.TenantId),
             new("status", job.Status),
             new("pipeline", job.Pipeline),
             new("model", job.Model),
             new("created_at", job.CreatedAt.ToUnixTimeMilliseconds()),
-            new("progress", 0),
-            new("attempts", 0),
             new("input_bytes", inputLength ?? input.Length),
         };
+        var keptUntil = InputKeptUntil(job, input.Span);
+        if (keptUntil is not null)
+        {
+            fields.Add(new HashEntry("input_blob", keptUntil));
+        }
+
         if (job.ExpiresAt is { } expiresAt)
         {
             fields.Add(new HashEntry("expires_at", expiresAt.ToUnixTimeMilliseconds()));
@@ -518,19 +569,40 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         fields.AddRange(OptionalFields(job).Select(f => new HashEntry(f.Name, f.Value)));
         _ = tx.HashSetAsync(key, [.. fields]);
         _ = tx.KeyExpireAsync(key, _options.InputRetention + _options.StatusRetention);
-        _ = tx.StringSetAsync(InputKey(job.Id), input, _options.InputRetention);
+        if (keptUntil is null)
+        {
+            _ = tx.StringSetAsync(InputKey(job.Id), input, _options.InputRetention);
+        }
+
         if (!await tx.ExecuteAsync().ConfigureAwait(false))
         {
             throw new RedisException($"Transaction creating job {job.Id} was not committed.");
         }
     }
 
-    /// <summary>The fields a new job's hash holds when the submit gave them: one list for every way a job is created.</summary>
+    /// <summary>
+    /// When a job's input in the blob store stops being referenced (Unix ms, the end of
+    /// <see cref="JobStoreOptions.InputRetention"/>), for its <c>input_blob</c> field; null when
+    /// <paramref name="input"/> is the bytes (or a reference to another name), kept in the input key.
+    /// </summary>
+    private string? InputKeptUntil(JobRecord job, ReadOnlySpan<byte> input) =>
+        BlobReference.Decode(input) is { } name && InputBlobReference(job.Id) == BlobReference.EncodeText(name)
+            ? (job.CreatedAt + _options.InputRetention).ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture)
+            : null;
+
+    /// <summary>The reference to job <paramref name="id"/>'s input blob (<see cref="BlobNames.Input"/>); empty for an id no blob can be named after.</summary>
+    private static string InputBlobReference(string id) =>
+        BlobNames.IsValid(BlobNames.Inputs + id) && !id.Contains('/', StringComparison.Ordinal) ? BlobReference.EncodeText(BlobNames.Input(id)) : string.Empty;
+
+    /// <summary>
+    /// The fields a new job's hash holds when the submit gave them: one list for every way a job is
+    /// created. A normal priority is not stored: a job without one is normal (<see cref="Contracts.JobPriorities.OrNormal"/>).
+    /// </summary>
     private static IEnumerable<(string Name, string Value)> OptionalFields(JobRecord job)
     {
         (string, string?)[] optional =
         [
-            ("priority", job.Priority), ("metadata", job.MetadataJson), ("webhook", job.WebhookJson), ("traceparent", job.TraceParent),
+            ("priority", job.Priority == Contracts.JobPriorities.Normal ? null : job.Priority), ("metadata", job.MetadataJson), ("webhook", job.WebhookJson), ("traceparent", job.TraceParent),
             ("requested_model", job.RequestedModel), ("routing_key", job.RoutingKey),
         ];
         return optional.Where(f => f.Item2 is not null).Select(f => (f.Item1, f.Item2!));
@@ -541,7 +613,10 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     /// (the job is stored succeeded with the cached output, its event in the outbox), a follower of the
     /// job computing the same key, or a leader whose message the caller sends. The job's id must be in
     /// the key's shard (<see cref="NewJobIdIn"/>). The tenant's index is written first, as in <see cref="CreateAsync"/>.
+    /// <paramref name="input"/> is stored as in <see cref="CreateAsync"/>.
     /// </summary>
+    /// <param name="extraFields">What a follower's message is made from should its leader end without an output
+    /// (<see cref="ReleaseFieldsAsync"/>): stored for a follower only, since a leader's message is sent at submit.</param>
     public async Task<CachedCreate> CreateCachedAsync(
         JobRecord job, byte[] input, CacheTicket ticket, IReadOnlyList<(string Name, string Value)> extraFields, long? inputLength = null)
     {
@@ -564,16 +639,17 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
 
         var fields = new List<string>
         {
-            "id", job.Id, "tenant", job.TenantId, "status", JobStatuses.Queued, "pipeline", job.Pipeline, "model", job.Model,
+            "tenant", job.TenantId, "status", JobStatuses.Queued, "pipeline", job.Pipeline, "model", job.Model,
             "created_at", job.CreatedAt.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture),
-            "progress", "0", "attempts", "0", "input_bytes", (inputLength ?? input.Length).ToString(CultureInfo.InvariantCulture),
+            "input_bytes", (inputLength ?? input.Length).ToString(CultureInfo.InvariantCulture),
         };
-        void Add(string name, string? value)
+        var followerFields = new List<string>();
+        void Add(string name, string? value, List<string>? to = null)
         {
             if (value is not null)
             {
-                fields.Add(name);
-                fields.Add(value);
+                (to ?? fields).Add(name);
+                (to ?? fields).Add(value);
             }
         }
 
@@ -585,20 +661,25 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
 
         foreach (var (name, value) in extraFields)
         {
-            Add(name, value);
+            Add(name, value, followerFields);
         }
+
+        var keptUntil = InputKeptUntil(job, input);
 
         var args = Args(job.Id) with
         {
             now = job.CreatedAt.ToUnixTimeMilliseconds(),
             fields = System.Text.Json.JsonSerializer.Serialize(fields, CoreJsonContext.Default.ListString),
+            followerFields = System.Text.Json.JsonSerializer.Serialize(followerFields, CoreJsonContext.Default.ListString),
             cacheKey = ticket.Key,
+            cacheKeyStored = StoredCacheKey(ticket.Key),
             cacheTtlMs = (long)ticket.Ttl.TotalMilliseconds,
             cacheMaxBytes = ticket.MaxShardBytes,
             cacheMaxEntry = ticket.MaxEntryBytes,
             follow = ticket.SingleFlight ? "1" : "0",
             expiresAt = job.ExpiresAt?.ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture) ?? string.Empty,
-            inputBytes = input,
+            inputBytes = keptUntil is null ? input : [],
+            inputKeptUntil = keptUntil ?? string.Empty,
             jobRetention = (long)(_options.InputRetention + _options.StatusRetention).TotalSeconds,
             inputRetention = (long)_options.InputRetention.TotalSeconds,
         };
@@ -610,6 +691,14 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             _ => new CachedCreate.Lead(),
         };
     }
+
+    /// <summary>
+    /// A cache key as a job's hash keeps it: a SHA-256 in lower-case hex (every key the API makes) as
+    /// its 32 bytes, half the size (docs/benchmarks.md, step 11); any other key as it is. The scripts
+    /// turn it back into hex (<c>cacheKeyOf</c>).
+    /// </summary>
+    private static byte[] StoredCacheKey(string key) =>
+        key.Length == 64 && !key.AsSpan().ContainsAnyExcept("0123456789abcdef") ? Convert.FromHexString(key) : System.Text.Encoding.UTF8.GetBytes(key);
 
     /// <summary>
     /// Claims up to <paramref name="max"/> followers per shard released by their leader's cancel,
@@ -790,7 +879,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             output = await ReadBlobTextAsync(blob).ConfigureAwait(false);
         }
 
-        return Read(entries, output);
+        return Read(id, entries, output);
     }
 
     /// <summary>An output kept in the blob store; null when it is gone (its result expired as it was read).</summary>
@@ -812,6 +901,20 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             using var reader = new StreamReader(stream, System.Text.Encoding.UTF8);
             return await reader.ReadToEndAsync().ConfigureAwait(false);
         }
+    }
+
+    /// <summary>
+    /// Whether job <paramref name="id"/> still references its input blob (<see cref="BlobNames.Input"/>),
+    /// for the blob sweep: its hash's <c>input_blob</c> has not passed, or its input key (a job stored
+    /// before that field existed) still exists.
+    /// </summary>
+    public async Task<bool> ReferencesInputBlobAsync(string id)
+    {
+        var batch = _db.CreateBatch();
+        var keptUntil = batch.HashGetAsync(JobKey(id), "input_blob");
+        var inputKey = batch.KeyExistsAsync(InputKey(id));
+        batch.Execute();
+        return (long?)await keptUntil.ConfigureAwait(false) > clock.GetUtcNow().ToUnixTimeMilliseconds() | await inputKey.ConfigureAwait(false);
     }
 
     /// <summary>Deletes the job's input and output blobs, if any (a step that ended the job removed their references).</summary>
@@ -842,7 +945,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     /// </summary>
     public async Task<StartOutcome> TryStartAsync(string id, string? workerId = null)
     {
-        var args = Args(id) with { worker = workerId ?? string.Empty };
+        var args = Args(id) with { worker = workerId ?? string.Empty, inputBlob = InputBlobReference(id) };
         var now = DateTimeOffset.FromUnixTimeMilliseconds(args.now);
         var reply = await EvaluateAsync(StartScript, args).ConfigureAwait(false);
         if (reply.Resp2Type == ResultType.Array)
@@ -969,6 +1072,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             cacheIndex = CacheIndex(shard),
             cacheBytes = CacheBytes(shard),
             cacheFlights = CacheFlights(shard),
+            cacheLimits = CacheLimits(shard),
             cacheReleased = CacheReleased(shard),
             id = id,
             channel = ChangedChannel(id).ToString(),
@@ -1000,6 +1104,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         public RedisKey cacheIndex { get; init; }
         public RedisKey cacheBytes { get; init; }
         public RedisKey cacheFlights { get; init; }
+        public RedisKey cacheLimits { get; init; }
         public RedisKey cacheReleased { get; init; }
         public string id { get; init; } = string.Empty;
         public string channel { get; init; } = string.Empty;
@@ -1019,18 +1124,22 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         public string holder { get; init; } = string.Empty;
         public string keepInput { get; init; } = "0";
         public string fields { get; init; } = "[]";
+        public string followerFields { get; init; } = "[]";
         public string cacheKey { get; init; } = string.Empty;
+        public byte[] cacheKeyStored { get; init; } = [];
         public long cacheTtlMs { get; init; }
         public long cacheMaxBytes { get; init; }
         public long cacheMaxEntry { get; init; }
         public string follow { get; init; } = "0";
         public string expiresAt { get; init; } = string.Empty;
         public byte[] inputBytes { get; init; } = [];
+        public string inputKeptUntil { get; init; } = string.Empty;
+        public string inputBlob { get; init; } = string.Empty;
         public long jobRetention { get; init; }
         public long inputRetention { get; init; }
     }
 
-    private static JobRecord Read(HashEntry[] entries, string? outputJson)
+    private static JobRecord Read(string id, HashEntry[] entries, string? outputJson)
     {
         var map = entries.ToDictionary(e => e.Name.ToString(), e => e.Value);
         string? Str(string name) => map.TryGetValue(name, out var v) && !v.IsNullOrEmpty ? v.ToString() : null;
@@ -1039,7 +1148,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
 
         return new JobRecord
         {
-            Id = Str("id") ?? string.Empty,
+            Id = Str("id") ?? id, // the key names it; jobs stored before that also hold it
             TenantId = Str("tenant") ?? string.Empty,
             Status = Str("status") ?? JobStatuses.Queued,
             Pipeline = Str("pipeline") ?? string.Empty,
@@ -1064,7 +1173,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
             TraceParent = Str("traceparent"),
             RequestedModel = Str("requested_model"),
             RoutingKey = Str("routing_key"),
-            Cache = Str("cache"),
+            Cache = Str("cache") ?? (Str("cache_key") is null ? null : "miss"), // a queued or computed job of the cache
             SavedMs = Long("saved_ms"),
             CacheLeader = Str("leader"),
         };
