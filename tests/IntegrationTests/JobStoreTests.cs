@@ -126,6 +126,43 @@ public sealed class JobStoreTests
 
     [Theory]
     [MemberData(nameof(Servers))]
+    public async Task A_stopped_consumer_s_entries_are_claimed_and_then_the_consumer_is_deleted(string server)
+    {
+        using var redis = Connect(server);
+        var db = redis.GetDatabase();
+        RedisKey stream = "test-stream:{" + Guid.NewGuid().ToString("N") + "}";
+        const string Group = "readers";
+        var claimIdle = TimeSpan.FromMilliseconds(100);
+        try
+        {
+            await db.StreamAddAsync(stream, "n", 1);
+            await db.StreamAddAsync(stream, "n", 2);
+            // Two processes that stopped: one acknowledged what it read, one did not (it died mid-way).
+            var tidy = new RedisStreamGroup(db, [stream], Group, claimIdle, TimeProvider.System);
+            var first = await tidy.ReadAsync(1);
+            await tidy.AckAsync(first);
+            var died = new RedisStreamGroup(db, [stream], Group, claimIdle, TimeProvider.System);
+            var unacknowledged = Assert.Single(await died.ReadAsync(1));
+            Assert.Equal(2, (await db.StreamConsumerInfoAsync(stream, Group)).Length);
+
+            await Task.Delay(claimIdle * 10 + TimeSpan.FromMilliseconds(500));
+            var survivor = new RedisStreamGroup(db, [stream], Group, claimIdle, TimeProvider.System);
+            var claimed = Assert.Single(await survivor.ReadAsync(10));
+            Assert.Equal(unacknowledged.Entry.Id, claimed.Entry.Id);
+
+            // Both stopped consumers are gone (the dead one's entry is the survivor's now); only the survivor is left.
+            var left = Assert.Single(await db.StreamConsumerInfoAsync(stream, Group));
+            Assert.Equal(1, left.PendingMessageCount);
+            await survivor.AckAsync([claimed]);
+        }
+        finally
+        {
+            await db.KeyDeleteAsync(stream);
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Servers))]
     public async Task Queued_jobs_by_model_follow_every_state_change_and_know_the_oldest(string server)
     {
         using var redis = Connect(server);
