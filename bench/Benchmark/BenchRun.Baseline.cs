@@ -163,11 +163,7 @@ internal sealed partial class BenchRun
     /// <summary><c>--only baseline</c>: the API and step 10 alone, written to <c>baseline.json</c>.</summary>
     public async Task<BaselineFigure> RunBaselineOnlyAsync()
     {
-        Directory.CreateDirectory(options.OutDir);
-        _repository = BenchRepository.Create(options.ModelsDir);
-        _redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(options.Redis + ",allowAdmin=true").ConfigureAwait(false);
-        await PurgeQueuesAsync(delete: false).ConfigureAwait(false);
-        await StartApiAsync().ConfigureAwait(false);
+        await StartAloneAsync().ConfigureAwait(false);
         var photos = BenchImages.Photos(64);
         Console.WriteLine($"10. naive baseline vs Async.Serving, image.embed on ResNet-18: {options.BaselineJobs} requests per system at each of {string.Join(", ", BaselineClients)} clients");
         var figure = await BaselineAsync(photos).ConfigureAwait(false);

@@ -278,22 +278,11 @@ internal sealed partial class BenchRun
     /// <summary><c>--only blobs</c>: the blob step alone, its figure in blobs.json.</summary>
     public async Task<BlobFigure> RunBlobsOnlyAsync()
     {
-        Directory.CreateDirectory(options.OutDir);
-        _repository = BenchRepository.Create(options.ModelsDir);
-        _redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(options.Redis + ",allowAdmin=true").ConfigureAwait(false);
-        await PurgeQueuesAsync(delete: false).ConfigureAwait(false);
-        await StartApiAsync().ConfigureAwait(false);
+        await StartAloneAsync().ConfigureAwait(false);
         Console.WriteLine($"11. large inputs: {options.BlobVideos} videos of 50-100 MiB queued with no worker (their bytes in the blob store)");
         var figure = await BlobsAsync().ConfigureAwait(false);
-        await WriteBlobFigureAsync(figure).ConfigureAwait(false);
+        await WriteFigureAsync("blobs.json", figure).ConfigureAwait(false);
         return figure;
-    }
-
-    private async Task WriteBlobFigureAsync(BlobFigure figure)
-    {
-        var path = Path.Combine(options.OutDir, "blobs.json");
-        await File.WriteAllTextAsync(path, JsonSerializer.Serialize(figure, new JsonSerializerOptions(JsonSerializerDefaults.Web) { WriteIndented = true })).ConfigureAwait(false);
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {path}"));
     }
 
     private async Task<string> SubmitVideoAsync(HttpClient http, string path, int index)

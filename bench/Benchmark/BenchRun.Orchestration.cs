@@ -15,18 +15,12 @@ internal sealed partial class BenchRun
     /// </summary>
     public async Task<EndToEndFigure> RunOrchestrationOnlyAsync()
     {
-        Directory.CreateDirectory(options.OutDir);
-        _repository = BenchRepository.Create(options.ModelsDir);
-        _redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(options.Redis + ",allowAdmin=true").ConfigureAwait(false);
-        await PurgeQueuesAsync(delete: false).ConfigureAwait(false);
-        await StartApiAsync().ConfigureAwait(false);
+        await StartAloneAsync().ConfigureAwait(false);
         var pngs = BenchImages.TinyPngs(16);
         Console.WriteLine($"3. orchestration-bound, trivial model: {options.TrivialJobs} jobs, {options.Concurrency} clients");
         var figure = await EndToEndAsync(BenchRepository.Trivial, pngs, "image/png", options.TrivialJobs, warmUp: options.WarmUpJobs,
             options.TraceSeconds > 0 ? StartTracesAsync : null).ConfigureAwait(false);
-        var path = Path.Combine(options.OutDir, "orchestration.json");
-        await File.WriteAllTextAsync(path, JsonSerializer.Serialize(figure, new JsonSerializerOptions(JsonSerializerDefaults.Web) { WriteIndented = true })).ConfigureAwait(false);
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {path}"));
+        await WriteFigureAsync("orchestration.json", figure).ConfigureAwait(false);
         return figure;
     }
 

@@ -100,17 +100,11 @@ internal sealed partial class BenchRun
     /// <summary><c>--only priorities</c>: the API and step 8 alone, written to <c>priorities.json</c>.</summary>
     public async Task<PriorityFigure> RunPrioritiesOnlyAsync()
     {
-        Directory.CreateDirectory(options.OutDir);
-        _repository = BenchRepository.Create(options.ModelsDir);
-        _redis = await StackExchange.Redis.ConnectionMultiplexer.ConnectAsync(options.Redis + ",allowAdmin=true").ConfigureAwait(false);
-        await PurgeQueuesAsync(delete: false).ConfigureAwait(false);
-        await StartApiAsync().ConfigureAwait(false);
+        await StartAloneAsync().ConfigureAwait(false);
         var photos = BenchImages.Photos(64);
         Console.WriteLine($"8. priorities: a backlog of {options.PriorityJobs} image.embed jobs (70 % low, 20 % normal, 10 % high), one worker; then the same all normal");
         var figure = await PrioritiesAsync(photos).ConfigureAwait(false);
-        var path = Path.Combine(options.OutDir, "priorities.json");
-        await File.WriteAllTextAsync(path, JsonSerializer.Serialize(figure, new JsonSerializerOptions(JsonSerializerDefaults.Web) { WriteIndented = true })).ConfigureAwait(false);
-        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {path}"));
+        await WriteFigureAsync("priorities.json", figure).ConfigureAwait(false);
         return figure;
     }
 }

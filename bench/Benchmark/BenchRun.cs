@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Net.Http.Headers;
 using System.Security.Cryptography;
 using System.Text;
+using System.Text.Json;
 using System.Text.RegularExpressions;
 using System.Diagnostics;
 using Async.Serving.Contracts.Outputs;
@@ -133,7 +134,7 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         if (options.BlobVideos > 0)
         {
             Console.WriteLine($"11. large inputs: {options.BlobVideos} videos of 50-100 MiB queued with no worker (their bytes in the blob store)");
-            await WriteBlobFigureAsync(await BlobsAsync().ConfigureAwait(false)).ConfigureAwait(false);
+            await WriteFigureAsync("blobs.json", await BlobsAsync().ConfigureAwait(false)).ConfigureAwait(false);
         }
 
         return new BenchSummary(Machine.Describe(), DateTimeOffset.UtcNow, options.ResNetJobs, options.TrivialJobs, options.QueuedJobs,
@@ -167,6 +168,26 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         {
             Directory.Delete(_repository, recursive: true);
         }
+    }
+
+    private static readonly JsonSerializerOptions FigureJson = new(JsonSerializerDefaults.Web) { WriteIndented = true };
+
+    /// <summary>What a step run alone (<c>--only …</c>) needs first: the output folder, a model repository, Redis, the bench queues emptied, a fresh API.</summary>
+    private async Task StartAloneAsync()
+    {
+        Directory.CreateDirectory(options.OutDir);
+        _repository = BenchRepository.Create(options.ModelsDir);
+        _redis = await ConnectionMultiplexer.ConnectAsync(options.Redis + ",allowAdmin=true").ConfigureAwait(false);
+        await PurgeQueuesAsync(delete: false).ConfigureAwait(false);
+        await StartApiAsync().ConfigureAwait(false);
+    }
+
+    /// <summary>Writes a step's figure to <paramref name="name"/> in the output folder (camelCase JSON, as the docs name its fields).</summary>
+    private async Task WriteFigureAsync<T>(string name, T figure)
+    {
+        var path = Path.Combine(options.OutDir, name);
+        await File.WriteAllTextAsync(path, JsonSerializer.Serialize(figure, FigureJson)).ConfigureAwait(false);
+        Console.WriteLine(string.Create(CultureInfo.InvariantCulture, $"wrote {path}"));
     }
 
     private Dictionary<string, string> ServiceEnvironment() => new()
