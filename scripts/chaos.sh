@@ -41,15 +41,9 @@ WORKER_PORT=$((PORT_BASE + 64))
 unset Serving__RabbitMq__VirtualHost ConnectionStrings__Redis ConnectionStrings__Postgres
 source "$CHAOS_ROOT/scripts/lib.sh"
 
-# One run at a time on this machine, since the ports are fixed: a lock folder holding the owner's pid
-# (not flock: the services started here would inherit its descriptor and hold the lock after a crash).
+# One run at a time on this machine, since the ports are fixed.
 LOCK=/tmp/async-serving-chaos.lock
-until mkdir "$LOCK" 2>/dev/null; do
-  if ! kill -0 "$(cat "$LOCK/pid" 2>/dev/null || echo 0)" 2>/dev/null; then sleep 1; kill -0 "$(cat "$LOCK/pid" 2>/dev/null || echo 0)" 2>/dev/null || rm -rf "$LOCK"; continue; fi
-  [ $SECONDS -lt 900 ] || die "another scripts/chaos.sh (pid $(cat "$LOCK/pid")) still runs after 15 minutes"
-  sleep 2
-done
-echo $$ >"$LOCK/pid"
+take_run_lock "$LOCK" scripts/chaos.sh
 
 teardown() {
   local status=$?

@@ -540,3 +540,17 @@ prepare() { # [extra Debian package ...]
   fetch_models
   service_env
 }
+
+# take_run_lock DIR WHAT: waits (up to 15 minutes) until this script is the only WHAT running on this
+# machine, through a lock folder holding the owner's pid (not flock: services started under it would
+# inherit its descriptor and hold the lock after a crash); a lock whose owner died is taken over.
+# The caller removes DIR when it ends.
+take_run_lock() {
+  local lock=$1 what=$2
+  until mkdir "$lock" 2>/dev/null; do
+    if ! kill -0 "$(cat "$lock/pid" 2>/dev/null || echo 0)" 2>/dev/null; then sleep 1; kill -0 "$(cat "$lock/pid" 2>/dev/null || echo 0)" 2>/dev/null || rm -rf "$lock"; continue; fi
+    [ $SECONDS -lt 900 ] || die "another $what (pid $(cat "$lock/pid")) still runs after 15 minutes"
+    sleep 2
+  done
+  echo $$ >"$lock/pid"
+}

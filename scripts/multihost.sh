@@ -61,14 +61,9 @@ source "$MH_ROOT/scripts/lib.sh"
 
 [ "$(id -u)" = 0 ] || die "the multi-host check needs root (ip netns)"
 
-# One run at a time on this machine (the namespace names are fixed): a lock folder holding the owner's pid.
+# One run at a time on this machine (the namespace names are fixed).
 LOCK=/tmp/async-serving-multihost.lock
-until mkdir "$LOCK" 2>/dev/null; do
-  if ! kill -0 "$(cat "$LOCK/pid" 2>/dev/null || echo 0)" 2>/dev/null; then sleep 1; kill -0 "$(cat "$LOCK/pid" 2>/dev/null || echo 0)" 2>/dev/null || rm -rf "$LOCK"; continue; fi
-  [ $SECONDS -lt 900 ] || die "another scripts/multihost.sh (pid $(cat "$LOCK/pid")) still runs after 15 minutes"
-  sleep 2
-done
-echo $$ >"$LOCK/pid"
+take_run_lock "$LOCK" scripts/multihost.sh
 
 # in_host <host> <command...>: runs a command (a lib.sh function too) on that host, with lib.sh sourced
 # and the host's address as the one to bind to.
