@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Net;
 using System.Net.Http.Json;
 using System.Text.Json;
+using Microsoft.Extensions.DependencyInjection;
 
 namespace Async.Serving.IntegrationTests;
 
@@ -97,5 +98,52 @@ public sealed class FleetLimitsTests(ServingFixture serving)
         var problem = await Problems.AssertAsync(full, HttpStatusCode.ServiceUnavailable, "queue_full");
         Assert.Equal(JsonValueKind.String, problem.GetProperty("detail").ValueKind);
         Assert.NotNull(full.Headers.RetryAfter);
+    }
+
+    [Fact]
+    public async Task Two_api_instances_taking_admissions_in_chunks_still_stop_exactly_at_the_limit()
+    {
+        // A limit of 2,000 takes admissions two at a time (ChunkOf). The shared measurement is set to
+        // 5 below the limit, so only the shared count of the chunks both instances took can stop them.
+        const int maxDepth = 2_000;
+        const int room = 5;
+        Assert.Equal(2, Async.Serving.Api.Jobs.QueueDepthProbe.ChunkOf(maxDepth));
+        using var models = new PrivateModels(); // no worker serves it: what is admitted stays queued
+        var settings = new Dictionary<string, string?>
+        {
+            ["Serving:Models:Path"] = models.Path,
+            ["Serving:Queues:MaxDepth"] = maxDepth.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Serving:Queues:DepthCacheTime"] = "00:01:00",
+        };
+        await using var first = serving.CreateApi(settings);
+        await using var second = serving.CreateApi(settings);
+        using var a = serving.Client(first);
+        using var b = serving.Client(second);
+        var redis = first.Services.GetRequiredService<StackExchange.Redis.IConnectionMultiplexer>().GetDatabase();
+        var shared = (StackExchange.Redis.RedisKey)$"queue-depth:{models.Name}@1";
+        await redis.HashSetAsync(shared, [new("depth", maxDepth - room), new("admitted", 0)]);
+        await redis.KeyExpireAsync(shared, TimeSpan.FromMinutes(1));
+
+        var statuses = new List<HttpStatusCode>();
+        for (var i = 0; i < 4 * room; i++)
+        {
+            var response = await (i % 2 == 0 ? a : b).PostAsJsonAsync("/v1/jobs", new
+            {
+                pipeline = "image.embed",
+                model = models.Name,
+                input = new { base64 = Convert.ToBase64String(TestImages.Scene(950 + i, 64, 48)) },
+            });
+            statuses.Add(response.StatusCode);
+            if (i == 0)
+            {
+                // The first submit took a whole chunk from the fleet's count, not one admission.
+                Assert.Equal(2, (long)await redis.HashGetAsync(shared, "admitted"));
+            }
+        }
+
+        // Each instance holds a chunk of 2 at a time, and the fleet together got exactly the 5 left.
+        Assert.Equal(room, statuses.Count(s => s == HttpStatusCode.Accepted));
+        Assert.All(statuses, s => Assert.Contains(s, new[] { HttpStatusCode.Accepted, HttpStatusCode.ServiceUnavailable }));
+        Assert.Equal(room, (long)await redis.HashGetAsync(shared, "admitted"));
     }
 }

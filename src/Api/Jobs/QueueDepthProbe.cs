@@ -1,4 +1,5 @@
 using System.ComponentModel.DataAnnotations;
+using System.Diagnostics;
 using System.Globalization;
 using Async.Serving.Messaging;
 using Async.Serving.Models;
@@ -35,30 +36,51 @@ public sealed class QueueOptions
 /// instance <c>admitted</c> since, so that within one cache window the instances together admit no
 /// more than the limit leaves (a per-process cache would let each of N instances admit that much).
 /// An admitted submit that then makes no job (a failed publish) still counts until the next
-/// measurement, which errs on the safe side. When the broker cannot be asked, the depth is unknown
+/// measurement, which errs on the safe side. Far from the limit an instance takes admissions a chunk
+/// at a time (<see cref="ChunkOf"/>: a thousandth of the limit, at most 100) and spends them without
+/// asking Redis until the measurement they were counted against expires; near the limit, and for
+/// limits under 2,000, one at a time. The fleet still admits no more than the limit leaves: a chunk
+/// is counted in Redis when it is taken. When the broker cannot be asked, the depth is unknown
 /// and submits go on: the publish itself then fails with <c>broker_unavailable</c>. With a cache
 /// time of zero every submit asks the broker, and nothing is shared or counted.
 /// </summary>
 internal sealed class QueueDepthProbe(
     IOptions<RabbitMqOptions> rabbit, IOptions<QueueOptions> options, IConnectionMultiplexer redis) : IAsyncDisposable
 {
-    // Returns the fleet's depth (measured + admitted since) and counts this submit when it is below
-    // @max; -1 when no measurement is fresh and none was given (@measured is '').
+    // Returns {the fleet's depth (measured + admitted since), the admissions granted (up to @take,
+    // at most what @max leaves; counted as admitted), the measurement's remaining life in ms};
+    // {-1, 0, 0} when no measurement is fresh and none was given (@measured is '').
     private static readonly LuaScript AdmitScript = LuaScript.Prepare("""
         local depth = redis.call('HGET', @key, 'depth')
         if not depth then
-          if @measured == '' then return -1 end
+          if @measured == '' then return {-1, 0, 0} end
           redis.call('HSET', @key, 'depth', @measured, 'admitted', 0)
           redis.call('PEXPIRE', @key, @ttl)
           depth = @measured
         end
         local total = tonumber(depth) + tonumber(redis.call('HGET', @key, 'admitted') or '0')
-        if total < tonumber(@max) then redis.call('HINCRBY', @key, 'admitted', 1) end
-        return total
+        local granted = math.max(0, math.min(tonumber(@take), tonumber(@max) - total))
+        if granted > 0 then redis.call('HINCRBY', @key, 'admitted', granted) end
+        return {total, granted, redis.call('PTTL', @key)}
         """);
 
     private readonly SemaphoreSlim _gate = new(1, 1);
+    private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Grant> _grants = new(StringComparer.Ordinal);
     private IConnection? _connection;
+
+    /// <summary>
+    /// Admissions this instance took from the fleet's count and has not spent yet, usable until the
+    /// measurement they were counted against expires; <see cref="Refill"/> is the one request for more in flight.
+    /// </summary>
+    private sealed class Grant
+    {
+        public long Remaining;
+        public long UntilTimestamp;
+        public Task<bool>? Refill;
+    }
+
+    /// <summary>How many admissions one Redis round trip takes for a limit of <paramref name="maxDepth"/>: a thousandth of it, from 1 to 100.</summary>
+    public static long ChunkOf(long maxDepth) => Math.Clamp(maxDepth / 1000, 1, 100);
 
     /// <summary>The Redis key of a model's shared depth.</summary>
     public static RedisKey SharedKey(ModelEntry model)
@@ -86,32 +108,82 @@ internal sealed class QueueDepthProbe(
             return await MeasureAsync(model, cancellationToken).ConfigureAwait(false) is { } depth && depth >= settings.MaxDepth;
         }
 
-        var shared = await AdmitAsync(model, null).ConfigureAwait(false);
-        if (shared < 0)
+        var grant = _grants.GetOrAdd(model.Id, _ => new Grant());
+        while (true)
         {
-            // No fresh measurement: one submit per instance at a time asks the broker; the others
-            // then find what it (or another instance) wrote.
-            await _gate.WaitAsync(cancellationToken).ConfigureAwait(false);
-            try
+            Task<bool> refill;
+            lock (grant)
             {
-                shared = await AdmitAsync(model, null).ConfigureAwait(false);
-                if (shared < 0)
+                if (grant.Remaining > 0 && Stopwatch.GetTimestamp() < grant.UntilTimestamp)
                 {
-                    if (await MeasureAsync(model, cancellationToken).ConfigureAwait(false) is not { } measured)
-                    {
-                        return false; // unknown: the publish decides
-                    }
-
-                    shared = await AdmitAsync(model, measured).ConfigureAwait(false);
+                    grant.Remaining--;
+                    return false;
                 }
+
+                // One request for more at a time; the submits that find it running wait for its answer.
+                refill = grant.Refill ??= RefillAsync(model, grant);
             }
-            finally
+
+            if (await refill.WaitAsync(cancellationToken).ConfigureAwait(false))
             {
-                _gate.Release();
+                return true;
             }
         }
+    }
 
-        return shared >= settings.MaxDepth;
+    /// <summary>Takes a chunk of admissions for <paramref name="grant"/>; true when the queue is full (none granted).</summary>
+    /// <remarks>Shared by the submits waiting for it, so no one submit's cancellation stops it: the broker's and Redis's own timeouts bound it.</remarks>
+    private async Task<bool> RefillAsync(ModelEntry model, Grant grant)
+    {
+        try
+        {
+            var take = ChunkOf(options.Value.MaxDepth);
+            var admit = await AdmitAsync(model, null, take).ConfigureAwait(false);
+            if (admit.Total < 0)
+            {
+                // No fresh measurement: one submit per instance at a time asks the broker; the others
+                // then find what it (or another instance) wrote.
+                await _gate.WaitAsync(CancellationToken.None).ConfigureAwait(false);
+                try
+                {
+                    admit = await AdmitAsync(model, null, take).ConfigureAwait(false);
+                    if (admit.Total < 0)
+                    {
+                        if (await MeasureAsync(model, CancellationToken.None).ConfigureAwait(false) is not { } measured)
+                        {
+                            // Unknown: the publish decides. One admission, for this round only.
+                            admit = (0, 1, 0);
+                        }
+                        else
+                        {
+                            admit = await AdmitAsync(model, measured, take).ConfigureAwait(false);
+                        }
+                    }
+                }
+                finally
+                {
+                    _gate.Release();
+                }
+            }
+
+            lock (grant)
+            {
+                // Admissions live as long as the measurement they were counted against; the one given
+                // without a measurement (the broker could not be asked) only as long as its waiters need.
+                grant.Remaining = admit.Granted;
+                var lifeMs = admit.TtlMs > 0 ? admit.TtlMs : 10;
+                grant.UntilTimestamp = Stopwatch.GetTimestamp() + (lifeMs * Stopwatch.Frequency / 1000);
+            }
+
+            return admit.Granted == 0;
+        }
+        finally
+        {
+            lock (grant)
+            {
+                grant.Refill = null;
+            }
+        }
     }
 
     public async ValueTask DisposeAsync()
@@ -120,17 +192,18 @@ internal sealed class QueueDepthProbe(
         _gate.Dispose();
     }
 
-    private async Task<long> AdmitAsync(ModelEntry model, long? measured)
+    private async Task<(long Total, long Granted, long TtlMs)> AdmitAsync(ModelEntry model, long? measured, long take)
     {
         var settings = options.Value;
-        var result = await redis.GetDatabase().ScriptEvaluateAsync(AdmitScript, new
+        var result = (RedisResult[])(await redis.GetDatabase().ScriptEvaluateAsync(AdmitScript, new
         {
             key = SharedKey(model),
             measured = measured?.ToString(CultureInfo.InvariantCulture) ?? string.Empty,
             ttl = (long)Math.Max(1, settings.DepthCacheTime.TotalMilliseconds),
             max = settings.MaxDepth,
-        }).ConfigureAwait(false);
-        return (long)result;
+            take,
+        }).ConfigureAwait(false))!;
+        return ((long)result[0], (long)result[1], (long)result[2]);
     }
 
     /// <summary>The ready messages of the model's lanes, summed; null when the broker cannot be asked.</summary>

@@ -317,6 +317,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
 
     private readonly IDatabase _db = redis.GetDatabase();
     private readonly JobStoreOptions _options = options.Value;
+    private bool? _standalone;
 
     public static string NewJobId() => Guid.CreateVersion7().ToString("N");
 
@@ -515,9 +516,10 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     }
 
     /// <summary>
-    /// Writes a queued job, its input and its ledger entry in one transaction (one shard). The tenant's
-    /// index, in a slot of its own, is written first: a crash in between leaves an id there that
-    /// names no job, which listing prunes, and never a job that its tenant cannot list.
+    /// Writes a queued job, its input and its ledger entry in one transaction (one shard). On a single
+    /// Redis server the tenant's index goes in the same transaction; on a cluster, where it is in a slot
+    /// of its own, it is written first: a crash in between leaves an id there that names no job, which
+    /// listing prunes, and never a job that its tenant cannot list.
     /// </summary>
     /// <param name="input">The input's bytes, or a <see cref="BlobReference"/> to them (<see cref="BlobNames.Input"/>: kept as the hash's <c>input_blob</c> field, no input key).</param>
     /// <param name="inputLength">The input's size when <paramref name="input"/> is a reference.</param>
@@ -531,13 +533,20 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         var oldest = job.CreatedAt - _options.InputRetention - _options.StatusRetention;
         _ = indexing.SortedSetRemoveRangeByValueAsync(index, RedisValue.Null, IdPrefixAt(oldest), Exclude.None);
         _ = indexing.KeyExpireAsync(index, _options.InputRetention + _options.StatusRetention);
-        if (!await indexing.ExecuteAsync().ConfigureAwait(false))
+        // On one Redis server the index and the job go in one transaction (one round trip, both or
+        // neither); on a Redis Cluster they live in different slots, so the index is committed first.
+        var tx = indexing;
+        if (!IsStandalone())
         {
-            throw new RedisException($"Transaction indexing job {job.Id} was not committed.");
+            if (!await indexing.ExecuteAsync().ConfigureAwait(false))
+            {
+                throw new RedisException($"Transaction indexing job {job.Id} was not committed.");
+            }
+
+            tx = _db.CreateTransaction();
         }
 
         var shard = ShardOf(job.Id);
-        var tx = _db.CreateTransaction();
         var key = JobKey(job.Id);
         // No id (the key names it), progress or attempts (0 until a worker starts it): what is not
         // stored costs no memory while the job waits (docs/benchmarks.md, step 11).
@@ -578,6 +587,29 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         {
             throw new RedisException($"Transaction creating job {job.Id} was not committed.");
         }
+    }
+
+    /// <summary>
+    /// Whether every key of this store is on one Redis server that is not a cluster node, so one
+    /// transaction may span shards and tenant indexes. Known once every server has connected; false
+    /// until then (the two-step write is right on any server).
+    /// </summary>
+    private bool IsStandalone()
+    {
+        if (_standalone is { } known)
+        {
+            return known;
+        }
+
+        var servers = _db.Multiplexer.GetServers();
+        if (servers.Length == 0 || servers.Any(s => !s.IsConnected))
+        {
+            return false;
+        }
+
+        var standalone = servers.All(s => s.ServerType == ServerType.Standalone) && servers.Count(s => !s.IsReplica) == 1;
+        _standalone = standalone;
+        return standalone;
     }
 
     /// <summary>
