@@ -80,6 +80,9 @@ public sealed record BatchItem
     public int? TtlSeconds { get; init; }
 
     public int? TimeoutSeconds { get; init; }
+
+    /// <summary><c>low</c>, <c>normal</c> or <c>high</c> (<see cref="JobPriorities"/>); null for the tenant's default.</summary>
+    public string? Priority { get; init; }
 }
 
 /// <summary>The batch-level fields of a submit.</summary>
@@ -103,6 +106,7 @@ internal sealed record BatchLineBody
     public JsonElement? Metadata { get; init; }
     public int? TtlSeconds { get; init; }
     public int? TimeoutSeconds { get; init; }
+    public string? Priority { get; init; }
 }
 
 internal sealed record BatchInputBody(string? Url, string? Base64);

@@ -115,6 +115,7 @@ public sealed partial class ServingClient
                     Metadata = item.Metadata,
                     TtlSeconds = item.TtlSeconds,
                     TimeoutSeconds = item.TimeoutSeconds,
+                    Priority = item.Priority,
                 };
                 await JsonSerializer.SerializeAsync(stream, line, ServingClientJsonContext.Default.BatchLineBody, cancellationToken).ConfigureAwait(false);
                 await stream.WriteAsync(Newline, cancellationToken).ConfigureAwait(false);

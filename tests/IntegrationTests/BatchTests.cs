@@ -399,6 +399,7 @@ public sealed class BatchTests(ServingFixture serving)
             Pipeline = "image.embed",
             Model = i == 2 ? "no-such-model" : "resnet18",
             Input = Async.Serving.Client.JobInput.FromBytes(TestImages.Scene(500 + i, 96, 72), "scene.jpg"),
+            Priority = i == 3 ? "low" : null,
         });
         var batch = await client.SubmitBatchAsync(items);
         Assert.Equal("validating", batch.Status);
@@ -424,6 +425,8 @@ public sealed class BatchTests(ServingFixture serving)
         Assert.All(results.Where(r => r.CustomId != "client-2"),
             r => Assert.Equal(512, Assert.IsType<Async.Serving.Contracts.Outputs.ImageEmbedOutput>(r.Output).Dims));
         Assert.Contains(batch.Id, (await client.ListBatchesAsync(limit: 100)).Data.Select(b => b.Id));
+        Assert.Equal("normal", (await client.GetAsync(results[0].JobId!)).Priority);
+        Assert.Equal("low", (await client.GetAsync(results[3].JobId!)).Priority);
 
         // The CLI: results as JSONL on stdout; submit a file, then cancel it.
         var folder = Directory.CreateTempSubdirectory("serving-batch-cli-");
@@ -444,6 +447,24 @@ public sealed class BatchTests(ServingFixture serving)
             Assert.Equal("cancelled", JsonDocument.Parse(cancelled.Out).RootElement.GetProperty("status").GetString());
             var shown = await cli.RunAsync("batch", "get", id);
             Assert.Contains("cancelled", shown.Out, StringComparison.Ordinal);
+
+            // --priority: every line that names none gets it; a line's own stays.
+            await File.WriteAllTextAsync(Path.Combine(folder.FullName, "urgent.jsonl"), Jsonl([
+                Image("p-0", 610),
+                new { custom_id = "p-1", pipeline = "image.embed", model = "resnet18", priority = "low",
+                      input = new { base64 = Convert.ToBase64String(TestImages.Scene(611, 96, 72)) } },
+            ]));
+            var prioritised = await cli.RunAsync("batch", "submit", "urgent.jsonl", "--priority", "high", "--json");
+            Assert.True(prioritised.ExitCode == 0, prioritised.Error);
+            var urgent = JsonDocument.Parse(prioritised.Out).RootElement.GetProperty("id").GetString()!;
+            await serving.Api.Services.GetRequiredService<BatchRunner>().RunChunkAsync(urgent, 0, 0, CancellationToken.None);
+            var made = new List<string>();
+            await foreach (var result in client.GetBatchResultsAsync(urgent))
+            {
+                made.Add((await client.GetAsync(result.JobId ?? throw new InvalidOperationException($"{result.CustomId}: {result.Status} {result.Error?.Code}"))).Priority);
+            }
+
+            Assert.Equal(["high", "low"], made);
         }
         finally
         {
