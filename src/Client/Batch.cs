@@ -93,6 +93,13 @@ public sealed record BatchSubmitOptions
 
     /// <summary>A JSON object echoed back on the batch.</summary>
     public JsonElement? Metadata { get; init; }
+
+    /// <summary>
+    /// Sent as <c>Idempotency-Key</c>: the same key and the same batch (file, webhook, metadata) give
+    /// the first batch back, not a second one. When null the client makes one per call, so that its
+    /// own retries never submit twice.
+    /// </summary>
+    public string? IdempotencyKey { get; init; }
 }
 
 /// <summary>The JSON of one batch line as sent.</summary>
