@@ -80,6 +80,9 @@ public sealed record BatchItem
     public int? TtlSeconds { get; init; }
 
     public int? TimeoutSeconds { get; init; }
+
+    /// <summary><c>low</c>, <c>normal</c> or <c>high</c> (<see cref="JobPriorities"/>); null for the tenant's default.</summary>
+    public string? Priority { get; init; }
 }
 
 /// <summary>The batch-level fields of a submit.</summary>
@@ -90,6 +93,13 @@ public sealed record BatchSubmitOptions
 
     /// <summary>A JSON object echoed back on the batch.</summary>
     public JsonElement? Metadata { get; init; }
+
+    /// <summary>
+    /// Sent as <c>Idempotency-Key</c>: the same key and the same batch (file, webhook, metadata) give
+    /// the first batch back, not a second one. When null the client makes one per call, so that its
+    /// own retries never submit twice.
+    /// </summary>
+    public string? IdempotencyKey { get; init; }
 }
 
 /// <summary>The JSON of one batch line as sent.</summary>
@@ -103,6 +113,7 @@ internal sealed record BatchLineBody
     public JsonElement? Metadata { get; init; }
     public int? TtlSeconds { get; init; }
     public int? TimeoutSeconds { get; init; }
+    public string? Priority { get; init; }
 }
 
 internal sealed record BatchInputBody(string? Url, string? Base64);

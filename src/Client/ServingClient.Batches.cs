@@ -12,32 +12,46 @@ public sealed partial class ServingClient
     /// <summary>
     /// Submits a batch. The items are written to the request one line at a time as they are
     /// enumerated (a file input is read then, as base64), so memory holds one item whatever their
-    /// number. The request is not retried (the items are not replayed); the batch's lines become jobs
-    /// after the answer: follow them with <see cref="GetBatchAsync"/> and <see cref="GetBatchResultsAsync"/>.
+    /// number. The request is not retried (the items are not replayed), except after a 429; the
+    /// batch's lines become jobs after the answer: follow them with <see cref="GetBatchAsync"/> and
+    /// <see cref="GetBatchResultsAsync"/>. It carries an <c>Idempotency-Key</c>
+    /// (<see cref="BatchSubmitOptions.IdempotencyKey"/>, or a new one per call).
     /// </summary>
     public async Task<Batch> SubmitBatchAsync(IEnumerable<BatchItem> items, BatchSubmitOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(items);
         using var file = new JsonlContent(items);
-        return await SubmitBatchAsync(file, options, cancellationToken).ConfigureAwait(false);
+        return await SubmitBatchAsync(file, retriable: false, options, cancellationToken).ConfigureAwait(false);
     }
 
-    /// <summary>Submits a batch from a JSONL stream (a file of <c>{custom_id, pipeline, model, input, params}</c> lines), sent as it is read.</summary>
+    /// <summary>
+    /// Submits a batch from a JSONL stream (a file of <c>{custom_id, pipeline, model, input, params}</c>
+    /// lines), sent as it is read. It carries an <c>Idempotency-Key</c> (<see cref="BatchSubmitOptions.IdempotencyKey"/>,
+    /// or a new one per call), so a stream that can seek (a file) is retried like a job's submit: every
+    /// attempt sends the key, and an attempt after one that reached the API gets that batch back.
+    /// </summary>
     public async Task<Batch> SubmitBatchAsync(Stream jsonl, BatchSubmitOptions? options = null, CancellationToken cancellationToken = default)
     {
         ArgumentNullException.ThrowIfNull(jsonl);
         var file = new StreamContent(jsonl);
         file.Headers.ContentType = new MediaTypeHeaderValue("application/jsonl");
-        return await SubmitBatchAsync((HttpContent)file, options, cancellationToken).ConfigureAwait(false);
+        return await SubmitBatchAsync(file, retriable: jsonl.CanSeek, options, cancellationToken).ConfigureAwait(false);
     }
 
-    private Task<Batch> SubmitBatchAsync(HttpContent file, BatchSubmitOptions? options, CancellationToken cancellationToken)
+    private async Task<Batch> SubmitBatchAsync(HttpContent file, bool retriable, BatchSubmitOptions? options, CancellationToken cancellationToken)
     {
         var form = new MultipartFormDataContent();
         var request = new BatchRequestBody(options?.WebhookUrl is { } url ? new UrlBody(url.AbsoluteUri) : null, options?.Metadata);
         form.Add(new StringContent(JsonSerializer.Serialize(request, ServingClientJsonContext.Default.BatchRequestBody), Encoding.UTF8, "application/json"), "request");
         form.Add(file, "file", "batch.jsonl");
-        return SendAsync(HttpMethod.Post, "v1/batches", form, ServingClientJsonContext.Default.Batch, retriable: false, cancellationToken);
+        using var message = new HttpRequestMessage(HttpMethod.Post, new Uri("v1/batches", UriKind.Relative)) { Content = form };
+        message.Headers.TryAddWithoutValidation("Idempotency-Key", options?.IdempotencyKey ?? Guid.NewGuid().ToString("N"));
+        if (!retriable)
+        {
+            message.Options.Set(NotRetriable, true);
+        }
+
+        return await SendAsync(message, ServingClientJsonContext.Default.Batch, cancellationToken).ConfigureAwait(false);
     }
 
     /// <summary>The batch now: its status and its lines counted by status.</summary>
@@ -115,6 +129,7 @@ public sealed partial class ServingClient
                     Metadata = item.Metadata,
                     TtlSeconds = item.TtlSeconds,
                     TimeoutSeconds = item.TimeoutSeconds,
+                    Priority = item.Priority,
                 };
                 await JsonSerializer.SerializeAsync(stream, line, ServingClientJsonContext.Default.BatchLineBody, cancellationToken).ConfigureAwait(false);
                 await stream.WriteAsync(Newline, cancellationToken).ConfigureAwait(false);

@@ -265,15 +265,19 @@ public sealed class BatchTests(ServingFixture serving)
             await Problems.AssertAsync(response, HttpStatusCode.RequestEntityTooLarge, "input_too_large");
         }
 
-        // The reader stops there: of a body of 512 MiB it reads about the limit, never the whole body.
-        var endless = new EndlessLines(maxBytes: 512L * 1024 * 1024);
-        var http = new DefaultHttpContext { RequestServices = api.Services };
-        http.Request.ContentType = "application/jsonl";
-        http.Request.Body = endless;
-        var (batch, problem) = await api.Services.GetRequiredService<BatchUpload>().CreateAsync(http.Request, "batches-limit", null, CancellationToken.None);
-        Assert.Null(batch);
-        Assert.Equal(StatusCodes.Status413PayloadTooLarge, problem?.StatusCode);
-        Assert.True(endless.BytesRead < 1024 * 1024, $"the reader read {endless.BytesRead:N0} bytes of a body over a 64 KiB limit");
+        // The reader stops there: of a body of 512 MiB it reads about the limit, never the whole body;
+        // with an Idempotency-Key too (the file's hash is taken from the bytes as they are read).
+        foreach (var idempotencyKey in new[] { null, "big-upload" })
+        {
+            var endless = new EndlessLines(maxBytes: 512L * 1024 * 1024);
+            var http = new DefaultHttpContext { RequestServices = api.Services };
+            http.Request.ContentType = "application/jsonl";
+            http.Request.Body = endless;
+            var (batch, problem) = await api.Services.GetRequiredService<BatchUpload>().CreateAsync(http.Request, "batches-limit", null, idempotencyKey, CancellationToken.None);
+            Assert.Null(batch);
+            Assert.Equal(StatusCodes.Status413PayloadTooLarge, problem?.StatusCode);
+            Assert.True(endless.BytesRead < 1024 * 1024, $"the reader read {endless.BytesRead:N0} bytes of a body over a 64 KiB limit (key: {idempotencyKey})");
+        }
 
         var list = await client.GetFromJsonAsync<JsonElement>("/v1/batches");
         Assert.Empty(list.GetProperty("data").EnumerateArray());
@@ -388,6 +392,93 @@ public sealed class BatchTests(ServingFixture serving)
     }
 
     [Fact]
+    public async Task An_idempotency_key_gives_the_first_batch_back_refuses_another_batch_and_belongs_to_its_tenant()
+    {
+        // The fixture's API (no Hangfire server: the batches stay validating) and two tenants of their own.
+        var keys = serving.Api.Services.GetRequiredService<ApiKeyStore>();
+        var tenantA = await keys.CreateAsync("idem-a-" + Guid.NewGuid().ToString("N")[..8], "a", null, CancellationToken.None);
+        var tenantB = await keys.CreateAsync("idem-b-" + Guid.NewGuid().ToString("N")[..8], "b", null, CancellationToken.None);
+        using var a = serving.Client(key: tenantA.Key);
+        using var b = serving.Client(key: tenantB.Key);
+        var key = "nightly-" + Guid.NewGuid().ToString("N");
+        var file = Jsonl([Image("k-0", 700), Image("k-1", 701)]);
+
+        async Task<(HttpResponseMessage Response, JsonElement Body)> KeyedPostAsync(HttpClient client, HttpContent body, string idempotencyKey)
+        {
+            using var request = new HttpRequestMessage(HttpMethod.Post, "/v1/batches") { Content = body };
+            request.Headers.TryAddWithoutValidation("Idempotency-Key", idempotencyKey);
+            var response = await client.SendAsync(request);
+            var text = await response.Content.ReadAsStringAsync();
+            return (response, text.Length == 0 ? default : JsonDocument.Parse(text).RootElement.Clone());
+        }
+
+        StringContent AsJsonl(string text) => new(text, Encoding.UTF8, "application/jsonl");
+
+        MultipartFormDataContent Multipart(string text, string? metadata = null)
+        {
+            var form = new MultipartFormDataContent();
+            if (metadata is not null)
+            {
+                form.Add(new StringContent($$"""{"metadata":{{metadata}}}""", Encoding.UTF8, "application/json"), "request");
+            }
+
+            form.Add(new StringContent(text, Encoding.UTF8, "application/jsonl"), "file", "batch.jsonl");
+            return form;
+        }
+
+        var (created, first) = await KeyedPostAsync(a, AsJsonl(file), key);
+        Assert.True(created.StatusCode == HttpStatusCode.Accepted, first.ToString());
+        Assert.False(created.Headers.Contains("Idempotent-Replayed"));
+        var id = first.GetProperty("id").GetString()!;
+
+        // The same key and the same file: the first batch again, with the answer of a first submit.
+        var (again, replayed) = await KeyedPostAsync(a, AsJsonl(file), key);
+        Assert.Equal(HttpStatusCode.Accepted, again.StatusCode);
+        Assert.Equal("true", Assert.Single(again.Headers.GetValues("Idempotent-Replayed")));
+        Assert.Equal(id, replayed.GetProperty("id").GetString());
+        Assert.Equal($"/v1/batches/{id}", again.Headers.Location?.OriginalString);
+        Assert.Equal(2, replayed.GetProperty("total").GetInt32());
+
+        // The same file as a multipart upload (another framing, a boundary of its own): the same batch.
+        var (framed, framedBody) = await KeyedPostAsync(a, Multipart(file), key);
+        Assert.Equal(HttpStatusCode.Accepted, framed.StatusCode);
+        Assert.Equal(id, framedBody.GetProperty("id").GetString());
+
+        // Another file, or the same file with other batch fields: 422, and no batch made.
+        await Problems.AssertAsync((await KeyedPostAsync(a, AsJsonl(Jsonl([Image("k-0", 700)])), key)).Response,
+            HttpStatusCode.UnprocessableEntity, "idempotency_mismatch");
+        await Problems.AssertAsync((await KeyedPostAsync(a, Multipart(file, metadata: """{"run":"other"}"""), key)).Response,
+            HttpStatusCode.UnprocessableEntity, "idempotency_mismatch");
+        var listed = (await a.GetFromJsonAsync<JsonElement>("/v1/batches")).GetProperty("data").EnumerateArray().ToList();
+        Assert.Equal(id, Assert.Single(listed).GetProperty("id").GetString());
+
+        // Another tenant, the same key and file: a batch of its own.
+        var (elsewhere, otherBatch) = await KeyedPostAsync(b, AsJsonl(file), key);
+        Assert.Equal(HttpStatusCode.Accepted, elsewhere.StatusCode);
+        Assert.False(elsewhere.Headers.Contains("Idempotent-Replayed"));
+        Assert.NotEqual(id, otherBatch.GetProperty("id").GetString());
+
+        // A job with the key the tenant gave a batch is a job: job keys and batch keys are apart.
+        using var job = new HttpRequestMessage(HttpMethod.Post, "/v1/jobs")
+        {
+            Content = new StringContent(JsonSerializer.Serialize(new
+            {
+                pipeline = "image.embed",
+                input = new { base64 = Convert.ToBase64String(TestImages.Scene(702, 96, 72)) },
+            }), Encoding.UTF8, "application/json"),
+        };
+        job.Headers.TryAddWithoutValidation("Idempotency-Key", key);
+        var submitted = await a.SendAsync(job);
+        Assert.True(submitted.StatusCode == HttpStatusCode.Accepted, await submitted.Content.ReadAsStringAsync());
+        Assert.False(submitted.Headers.Contains("Idempotent-Replayed"));
+
+        // A key that cannot be one: 400 before the body is read, naming the header.
+        var bad = await Problems.AssertAsync((await KeyedPostAsync(a, AsJsonl(file), new string('k', 256))).Response, HttpStatusCode.BadRequest, "input_invalid");
+        Assert.True(bad.GetProperty("errors").TryGetProperty("Idempotency-Key", out _), bad.ToString());
+        Assert.Single((await a.GetFromJsonAsync<JsonElement>("/v1/batches")).GetProperty("data").EnumerateArray());
+    }
+
+    [Fact]
     public async Task The_client_and_the_cli_submit_a_batch_follow_it_and_stream_its_results()
     {
         // The fixture's API (no Hangfire server: the test runs the chunk) and its worker.
@@ -399,6 +490,7 @@ public sealed class BatchTests(ServingFixture serving)
             Pipeline = "image.embed",
             Model = i == 2 ? "no-such-model" : "resnet18",
             Input = Async.Serving.Client.JobInput.FromBytes(TestImages.Scene(500 + i, 96, 72), "scene.jpg"),
+            Priority = i == 3 ? "low" : null,
         });
         var batch = await client.SubmitBatchAsync(items);
         Assert.Equal("validating", batch.Status);
@@ -424,6 +516,8 @@ public sealed class BatchTests(ServingFixture serving)
         Assert.All(results.Where(r => r.CustomId != "client-2"),
             r => Assert.Equal(512, Assert.IsType<Async.Serving.Contracts.Outputs.ImageEmbedOutput>(r.Output).Dims));
         Assert.Contains(batch.Id, (await client.ListBatchesAsync(limit: 100)).Data.Select(b => b.Id));
+        Assert.Equal("normal", (await client.GetAsync(results[0].JobId!)).Priority);
+        Assert.Equal("low", (await client.GetAsync(results[3].JobId!)).Priority);
 
         // The CLI: results as JSONL on stdout; submit a file, then cancel it.
         var folder = Directory.CreateTempSubdirectory("serving-batch-cli-");
@@ -444,6 +538,24 @@ public sealed class BatchTests(ServingFixture serving)
             Assert.Equal("cancelled", JsonDocument.Parse(cancelled.Out).RootElement.GetProperty("status").GetString());
             var shown = await cli.RunAsync("batch", "get", id);
             Assert.Contains("cancelled", shown.Out, StringComparison.Ordinal);
+
+            // --priority: every line that names none gets it; a line's own stays.
+            await File.WriteAllTextAsync(Path.Combine(folder.FullName, "urgent.jsonl"), Jsonl([
+                Image("p-0", 610),
+                new { custom_id = "p-1", pipeline = "image.embed", model = "resnet18", priority = "low",
+                      input = new { base64 = Convert.ToBase64String(TestImages.Scene(611, 96, 72)) } },
+            ]));
+            var prioritised = await cli.RunAsync("batch", "submit", "urgent.jsonl", "--priority", "high", "--json");
+            Assert.True(prioritised.ExitCode == 0, prioritised.Error);
+            var urgent = JsonDocument.Parse(prioritised.Out).RootElement.GetProperty("id").GetString()!;
+            await serving.Api.Services.GetRequiredService<BatchRunner>().RunChunkAsync(urgent, 0, 0, CancellationToken.None);
+            var made = new List<string>();
+            await foreach (var result in client.GetBatchResultsAsync(urgent))
+            {
+                made.Add((await client.GetAsync(result.JobId ?? throw new InvalidOperationException($"{result.CustomId}: {result.Status} {result.Error?.Code}"))).Priority);
+            }
+
+            Assert.Equal(["high", "low"], made);
         }
         finally
         {

@@ -187,6 +187,48 @@ public sealed class CliTests(ServingFixture serving, ITestOutputHelper log) : ID
     }
 
     [Fact]
+    public async Task A_priority_reaches_the_job_and_a_rerun_with_another_priority_is_another_job_not_a_mismatch()
+    {
+        var key = await NewTenantKeyAsync();
+        var photo = Path.Combine(_dir, "urgent.jpg");
+        await File.WriteAllBytesAsync(photo, TestImages.Scene(5601, 160, 120));
+        var cli = new CliRunner(serving, _dir, key);
+        using var client = new ServingClient(serving.Client(key: key));
+        async Task<string> SubmitAsync(params string[] options)
+        {
+            var run = await cli.RunAsync(["submit", "urgent.jpg", "--force", "--json", .. options]);
+            Assert.True(run.ExitCode == 0, run.Out + run.Error);
+            var file = Assert.Single(JsonDocument.Parse(run.Out).RootElement.GetProperty("files").EnumerateArray());
+            Assert.Equal("succeeded", file.GetProperty("status").GetString());
+            return file.GetProperty("job_id").GetString()!;
+        }
+
+        var high = await SubmitAsync("--priority", "high");
+        Assert.Equal("high", (await client.GetAsync(high)).Priority);
+        Assert.Equal("high", ReadJson(photo + ".image.embed.json").GetProperty("priority").GetString());
+
+        // The priority is part of the request the API's key remembers, and so of the CLI's key: the
+        // same file with another priority is another job, not 422 idempotency_mismatch.
+        var low = await SubmitAsync("--priority", "low");
+        Assert.NotEqual(high, low);
+        Assert.Equal("low", (await client.GetAsync(low)).Priority);
+
+        // The first priority again: the first run's key, so its job back, not a third one.
+        Assert.Equal(high, await SubmitAsync("--priority", "high"));
+        Assert.Equal(2, (await JobsOfAsync(client)).Count);
+
+        // None: the tenant's default, and a key of its own.
+        var none = await SubmitAsync();
+        Assert.Equal("normal", (await client.GetAsync(none)).Priority);
+        Assert.Equal(3, (await JobsOfAsync(client)).Count);
+
+        var refused = await cli.RunAsync("submit", "urgent.jpg", "--force", "--priority", "urgent");
+        Assert.Equal(ExitCodes.Usage, refused.ExitCode);
+        Assert.Contains("--priority must be low, normal or high", refused.Error, StringComparison.Ordinal);
+        Assert.Equal(3, (await JobsOfAsync(client)).Count);
+    }
+
+    [Fact]
     public async Task A_problem_code_reaches_the_user_with_a_non_zero_exit_code()
     {
         var cli = new CliRunner(serving, _dir);

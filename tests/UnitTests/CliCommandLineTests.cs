@@ -26,6 +26,9 @@ public sealed class CliCommandLineTests
     [Theory]
     [InlineData("submit")]
     [InlineData("submit", "a.jpg", "--concurrency", "0")]
+    [InlineData("submit", "a.jpg", "--priority", "urgent")]
+    [InlineData("submit", "a.jpg", "--priority", "High")]
+    [InlineData("batch", "submit", "batch.jsonl", "--priority", "")]
     [InlineData("jobs", "--status", "done")]
     [InlineData("frobnicate")]
     [InlineData("webhooks", "test", "not-a-url")]
@@ -35,6 +38,18 @@ public sealed class CliCommandLineTests
 
         Assert.Equal(ExitCodes.Usage, code);
         Assert.StartsWith("error: ", error, StringComparison.Ordinal);
+    }
+
+    [Theory]
+    [InlineData("submit", "a.jpg", "--priority", "urgent")]
+    [InlineData("batch", "submit", "batch.jsonl", "--priority", "urgent")]
+    public async Task A_priority_other_than_low_normal_or_high_is_refused_before_anything_is_sent(params string[] args)
+    {
+        // The client factory of these tests throws: a command that got as far as the API would not exit 2 with this message.
+        var (code, _, error) = await RunAsync(args);
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Contains("--priority must be low, normal or high (lower case), not 'urgent'", error, StringComparison.Ordinal);
     }
 
     [Fact]

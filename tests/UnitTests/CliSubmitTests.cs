@@ -1,5 +1,7 @@
 using System.Text.Json;
+using System.Text;
 using Async.Serving.Cli;
+using Async.Serving.Cli.Batches;
 using Async.Serving.Cli.Submit;
 
 namespace Async.Serving.UnitTests;
@@ -143,5 +145,78 @@ public sealed class CliSubmitTests : IDisposable
             StringComparison.Ordinal);
         Assert.Equal(2, SubmitPlan.Build([photo, twin], null, null, null, false).Count); // next to their inputs they differ
         Assert.Single(SubmitPlan.Build([text], "image.embed", null, null, false));
+    }
+
+    [Fact]
+    public void A_priority_changes_the_key_and_no_priority_keeps_the_key_of_a_run_without_it()
+    {
+        var content = new byte[32];
+        var plain = SubmitKeys.Derive(content, "image.embed", "resnet18", null);
+
+        // The key of earlier runs (without --priority, or before it existed), computed as it was then.
+        var before = SubmitKeys.Prefix + Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(
+            Encoding.UTF8.GetBytes(string.Join('\n', Convert.ToHexStringLower(content), "image.embed", "resnet18", string.Empty))));
+        Assert.Equal(before, plain);
+        Assert.Equal(plain, SubmitKeys.Derive(content, "image.embed", "resnet18", null, priority: null));
+        var high = SubmitKeys.Derive(content, "image.embed", "resnet18", null, "high");
+        Assert.NotEqual(plain, high);
+        Assert.NotEqual(high, SubmitKeys.Derive(content, "image.embed", "resnet18", null, "low"));
+        Assert.Equal(high, SubmitKeys.Derive(content, "image.embed", "resnet18", null, "high"));
+    }
+
+    [Fact]
+    public async Task Batch_priority_is_added_to_each_line_that_names_none_and_every_other_line_passes_unchanged()
+    {
+        string[] lines =
+        [
+            """{"custom_id":"a","pipeline":"image.embed"}""",
+            """  { "custom_id": "b", "priority": "low", "params": {"priority": 1} }""",
+            "",
+            """{"custom_id":"c","params":{"priority":"x"}}""" + "\r",
+            "not json",
+            "[1,2]",
+            "{}",
+            """{"custom_id":"d"} trailing""",
+            """{"custom_id":"e","input":{"base64":"AAAA"}}""",
+        ];
+        var input = new MemoryStream(Encoding.UTF8.GetBytes(string.Join('\n', lines)));
+
+        var rewritten = BatchLinePriority.Apply(input, "high", CancellationToken.None);
+        var text = await new StreamReader(rewritten, Encoding.UTF8).ReadToEndAsync();
+
+        string[] expected =
+        [
+            """{"priority":"high","custom_id":"a","pipeline":"image.embed"}""",
+            """  { "custom_id": "b", "priority": "low", "params": {"priority": 1} }""",
+            "",
+            """{"priority":"high","custom_id":"c","params":{"priority":"x"}}""" + "\r",
+            "not json",
+            "[1,2]",
+            """{"priority":"high"}""",
+            """{"custom_id":"d"} trailing""",
+            """{"priority":"high","custom_id":"e","input":{"base64":"AAAA"}}""",
+        ];
+        Assert.Equal(string.Join('\n', expected), text);
+        Assert.Throws<ArgumentException>(() => BatchLinePriority.Apply(new MemoryStream(), "urgent", CancellationToken.None));
+    }
+
+    [Fact]
+    public async Task Batch_priority_copies_a_file_larger_than_the_pipes_buffers_line_for_line()
+    {
+        var padding = new string('a', 100_000); // each line spans several reads
+        var lines = Enumerable.Range(0, 50).Select(i => $"{{\"custom_id\":\"l{i}\",\"pad\":\"{padding}\"}}").ToList();
+        var input = new MemoryStream(Encoding.UTF8.GetBytes(string.Join('\n', lines) + "\n"));
+
+        var text = await new StreamReader(BatchLinePriority.Apply(input, "low", CancellationToken.None), Encoding.UTF8).ReadToEndAsync();
+
+        var output = text.Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(50, output.Length);
+        Assert.All(output.Select((l, i) => (l, i)), x =>
+        {
+            var line = JsonDocument.Parse(x.l).RootElement;
+            Assert.Equal("low", line.GetProperty("priority").GetString());
+            Assert.Equal($"l{x.i}", line.GetProperty("custom_id").GetString());
+            Assert.Equal(padding.Length, line.GetProperty("pad").GetString()!.Length);
+        });
     }
 }

@@ -85,6 +85,36 @@ public sealed class ClientTests
     }
 
     [Fact]
+    public async Task A_batch_carries_an_idempotency_key_and_a_file_is_retried_with_it_while_items_are_not()
+    {
+        const string batchJson = """{"id":"batch_1","status":"validating","total":1,"counts":{"pending":1,"queued":0,"running":0,"succeeded":0,"failed":0,"cancelled":0,"expired":0,"errored":0},"progress":0,"created_at":"2026-01-01T00:00:00Z"}""";
+        await using var stub = await ApiStub.StartAsync();
+        stub.Answers.Enqueue(Problem(503, "broker_unavailable", retryAfter: 1));
+        stub.Answers.Enqueue(Json(202, batchJson));
+        stub.Answers.Enqueue(Problem(503, "broker_unavailable", retryAfter: 1));
+        stub.Answers.Enqueue(Json(202, batchJson));
+        using var client = Client(stub);
+        using var timeout = new CancellationTokenSource(TestWait);
+
+        // A file (a stream that seeks): sent again from its start, with the same key.
+        Assert.Equal("batch_1", (await client.SubmitBatchAsync(new MemoryStream("""{"custom_id":"a"}"""u8.ToArray()), cancellationToken: timeout.Token)).Id);
+        // Items are not replayed: the 503 comes back.
+        var refused = await Assert.ThrowsAsync<ServingApiException>(() => client.SubmitBatchAsync(
+            [new BatchItem { CustomId = "a", Pipeline = "image.embed", Input = JobInput.FromBytes(new byte[] { 0xFF, 0xD8, 0xFF }, "a.jpg") }],
+            cancellationToken: timeout.Token));
+        await client.SubmitBatchAsync(new MemoryStream("""{"custom_id":"a"}"""u8.ToArray()), new BatchSubmitOptions { IdempotencyKey = "nightly 2026-12-02" }, timeout.Token);
+
+        Assert.Equal((503, "broker_unavailable"), (refused.Status, refused.Code));
+        Assert.All(stub.Requests, r => Assert.Equal("/v1/batches", r.PathAndQuery));
+        var keys = stub.Requests.Select(r => r.IdempotencyKey).ToList();
+        Assert.Equal(4, keys.Count);
+        Assert.All(keys, k => Assert.False(string.IsNullOrEmpty(k)));
+        Assert.Equal(keys[0], keys[1]);
+        Assert.NotEqual(keys[0], keys[2]);
+        Assert.Equal("nightly 2026-12-02", keys[3]);
+    }
+
+    [Fact]
     public async Task A_busy_idempotency_key_is_retried_and_a_plain_conflict_is_not()
     {
         await using var stub = await ApiStub.StartAsync();

@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Globalization;
 using System.IO.Pipelines;
+using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
 using Async.Serving.Api.Errors;
@@ -28,15 +29,22 @@ public sealed record BatchWebhook
     public string? Url { get; init; }
 }
 
+/// <summary>A batch stored by this request, or (<see cref="Replayed"/>) the one that an earlier request with the same <c>Idempotency-Key</c> and the same batch made.</summary>
+internal sealed record BatchCreated(BatchRecord Batch, bool Replayed);
+
 /// <summary>
 /// Reads <c>POST /v1/batches</c>: a JSONL body (or the <c>file</c> part of a multipart body) is read
 /// line by line and each line copied into PostgreSQL as it arrives, so memory holds one line whatever
 /// the file's size. Only the framing is checked here (each line one JSON object with a unique
 /// <c>custom_id</c>, the line count, the byte limit); each line's fields are checked when it becomes a
 /// job (<see cref="BatchRunner"/>), and a line that fails then is an error of that line, not of the batch.
+/// With an <c>Idempotency-Key</c> the bytes of the file are hashed as they are read (never held), and
+/// the key is claimed once the file has been read, before the batch is committed
+/// (<see cref="IdempotencyKeys"/>, <see cref="IdempotencyScope.Batches"/>).
 /// </summary>
 internal sealed class BatchUpload(
     BatchStore store,
+    IdempotencyKeys idempotency,
     WebhookUrlCheck webhookUrls,
     IOptions<BatchOptions> options,
     IOptions<JobLimitsOptions> limits,
@@ -51,7 +59,8 @@ internal sealed class BatchUpload(
 
     private const int MaxRequestPartBytes = 64 * 1024;
 
-    public async Task<(BatchRecord? Batch, ProblemHttpResult? Problem)> CreateAsync(HttpRequest request, string tenantId, string? webhookUrl, CancellationToken cancellationToken)
+    public async Task<(BatchCreated? Created, ProblemHttpResult? Problem)> CreateAsync(
+        HttpRequest request, string tenantId, string? webhookUrl, string? idempotencyKey, CancellationToken cancellationToken)
     {
         var max = options.Value.MaxBytes;
         if (request.ContentLength > max)
@@ -68,14 +77,16 @@ internal sealed class BatchUpload(
         {
             if (request.HasFormContentType)
             {
-                return await ReadMultipartAsync(request, tenantId, webhookUrl, cancellationToken).ConfigureAwait(false);
+                return await ReadMultipartAsync(request, tenantId, webhookUrl, idempotencyKey, cancellationToken).ConfigureAwait(false);
             }
 
             if (request.ContentType is { } type && MediaTypeHeaderValue.TryParse(type, out var media)
                 && JsonlTypes.Contains(media.MediaType.Value, StringComparer.OrdinalIgnoreCase))
             {
                 var (fields, problem) = await CheckFieldsAsync(new BatchRequest { Webhook = webhookUrl is null ? null : new BatchWebhook { Url = webhookUrl } }, cancellationToken).ConfigureAwait(false);
-                return problem is not null ? (null, problem) : await ReadLinesAsync(request.Body, tenantId, fields!.Value, cancellationToken).ConfigureAwait(false);
+                return problem is not null
+                    ? (null, problem)
+                    : await ReadLinesAsync(request, request.Body, tenantId, fields!.Value, idempotencyKey, cancellationToken).ConfigureAwait(false);
             }
 
             return (null, ApiProblems.Problem(StatusCodes.Status415UnsupportedMediaType, ApiProblems.UnsupportedMediaType, "Unsupported request type.",
@@ -101,7 +112,8 @@ internal sealed class BatchUpload(
         }
     }
 
-    private async Task<(BatchRecord?, ProblemHttpResult?)> ReadMultipartAsync(HttpRequest request, string tenantId, string? webhookUrl, CancellationToken cancellationToken)
+    private async Task<(BatchCreated?, ProblemHttpResult?)> ReadMultipartAsync(
+        HttpRequest request, string tenantId, string? webhookUrl, string? idempotencyKey, CancellationToken cancellationToken)
     {
         var boundary = MediaTypeHeaderValue.TryParse(request.ContentType, out var media) ? HeaderUtilities.RemoveQuotes(media.Boundary).Value : null;
         if (boundary is not { Length: > 0 and <= 70 })
@@ -145,7 +157,9 @@ internal sealed class BatchUpload(
             else if (name == "file")
             {
                 var (checkedFields, problem) = await CheckFieldsAsync(fields, cancellationToken).ConfigureAwait(false);
-                return problem is not null ? (null, problem) : await ReadLinesAsync(section.Body, tenantId, checkedFields!.Value, cancellationToken).ConfigureAwait(false);
+                return problem is not null
+                    ? (null, problem)
+                    : await ReadLinesAsync(request, section.Body, tenantId, checkedFields!.Value, idempotencyKey, cancellationToken).ConfigureAwait(false);
             }
         }
 
@@ -195,8 +209,8 @@ internal sealed class BatchUpload(
     /// Reads the JSONL stream line by line: each non-blank line is checked for its framing and copied
     /// into the batch's rows; the batch is committed only when every line passed.
     /// </summary>
-    private async Task<(BatchRecord?, ProblemHttpResult?)> ReadLinesAsync(
-        Stream body, string tenantId, (string? WebhookUrl, string? MetadataJson) fields, CancellationToken cancellationToken)
+    private async Task<(BatchCreated?, ProblemHttpResult?)> ReadLinesAsync(
+        HttpRequest request, Stream body, string tenantId, (string? WebhookUrl, string? MetadataJson) fields, string? idempotencyKey, CancellationToken cancellationToken)
     {
         var o = options.Value;
         // A line holds at most a job's JSON body: its input as base64 and its other fields.
@@ -209,7 +223,10 @@ internal sealed class BatchUpload(
         var number = 0;
         var count = 0;
         var skipping = false;
-        var pipe = PipeReader.Create(body, new StreamPipeReaderOptions(bufferSize: 64 * 1024, leaveOpen: true));
+        // With a key: the file's SHA-256, computed from the bytes as they pass (complete once the stream has ended).
+        using var fileHash = idempotencyKey is null ? null : SHA256.Create();
+        await using var hashing = fileHash is null ? null : new CryptoStream(body, fileHash, CryptoStreamMode.Read, leaveOpen: true);
+        var pipe = PipeReader.Create(hashing ?? body, new StreamPipeReaderOptions(bufferSize: 64 * 1024, leaveOpen: true));
         await using var writer = await store.BeginUploadAsync(id, cancellationToken).ConfigureAwait(false);
         try
         {
@@ -298,11 +315,18 @@ internal sealed class BatchUpload(
         var now = DateTimeOffset.FromUnixTimeMilliseconds(clock.GetUtcNow().ToUnixTimeMilliseconds());
         var batch = new BatchRecord(id, tenantId, BatchStatuses.Validating, count, fields.WebhookUrl, fields.MetadataJson, now, null, null, null,
             new Dictionary<string, int>(StringComparer.Ordinal) { [BatchLineStatuses.Pending] = count });
-        await writer.CommitAsync(batch, cancellationToken).ConfigureAwait(false);
-        return (batch, null);
+        if (idempotencyKey is null)
+        {
+            await writer.CommitAsync(batch, cancellationToken).ConfigureAwait(false);
+            return (new BatchCreated(batch, Replayed: false), null);
+        }
+
+        var fileSha256 = fileHash!.Hash ?? throw new InvalidOperationException("The batch file was not read to its end.");
+        return await CommitOnceAsync(request, writer, batch, idempotencyKey, Fingerprint(fileSha256, fields.WebhookUrl, fields.MetadataJson), cancellationToken)
+            .ConfigureAwait(false);
 
         // One line: null to go on, or the answer when reading must stop.
-        async Task<(BatchRecord?, ProblemHttpResult?)?> LineAsync(ReadOnlySequence<byte> line)
+        async Task<(BatchCreated?, ProblemHttpResult?)?> LineAsync(ReadOnlySequence<byte> line)
         {
             if (line.Length > maxLine)
             {
@@ -366,6 +390,68 @@ internal sealed class BatchUpload(
                 ? $"The batch file is not valid; the first {MaxListedErrors} errors are listed by line number. No job was created."
                 : $"The batch file is not valid: {errors.Count} line(s) listed by line number. No job was created.",
             errors);
+    }
+
+    /// <summary>
+    /// What an <c>Idempotency-Key</c> remembers of a batch: the SHA-256 of the file's bytes as sent (the
+    /// JSONL body, or the <c>file</c> part: the same file matches either way) and the batch-level
+    /// fields, the webhook URL (as normalised) and the metadata (as JSON text as sent).
+    /// </summary>
+    internal static string Fingerprint(ReadOnlySpan<byte> fileSha256, string? webhookUrl, string? metadataJson) =>
+        Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(
+            string.Join('\n', "batch", Convert.ToHexString(fileSha256), webhookUrl ?? string.Empty, metadataJson ?? string.Empty))));
+
+    /// <summary>
+    /// The file has been read and its lines copied (not yet committed): claims the key, then commits
+    /// and points the key at the batch; or rolls the copy back and answers the batch the key already
+    /// names, or the mismatch. The key is completed after the commit, so that a concurrent duplicate,
+    /// which waits while the key is pending, never finds it naming a batch it cannot read yet.
+    /// </summary>
+    private async Task<(BatchCreated?, ProblemHttpResult?)> CommitOnceAsync(
+        HttpRequest request, BatchUploadWriter writer, BatchRecord batch, string key, string fingerprint, CancellationToken cancellationToken)
+    {
+        var tenantId = batch.TenantId;
+        IdempotencyKeys.Claim claim;
+        try
+        {
+            claim = await idempotency.ClaimAsync(IdempotencyScope.Batches, tenantId, key, fingerprint,
+                async id => await store.HeadAsync(id, cancellationToken).ConfigureAwait(false) is { } head && head.TenantId == tenantId,
+                cancellationToken).ConfigureAwait(false);
+        }
+        catch (IdempotencyKeyBusyException ex)
+        {
+            request.HttpContext.Response.Headers.RetryAfter = "1";
+            return (null, ApiProblems.Problem(StatusCodes.Status409Conflict, ApiProblems.Conflict, "Idempotency-Key in use.", $"{ex.Message} Retry later."));
+        }
+
+        switch (claim)
+        {
+            case IdempotencyKeys.Claim.Mismatch:
+                return (null, ApiProblems.Problem(StatusCodes.Status422UnprocessableEntity, ApiProblems.IdempotencyMismatch,
+                    "Idempotency-Key reused with another request.",
+                    "This Idempotency-Key was first used with a different batch (file, webhook or metadata); use a new key for a new batch. No batch was created."));
+            case IdempotencyKeys.Claim.Replay replay:
+                // The lines copied for this request are rolled back when the writer is disposed.
+                var first = await store.GetAsync(replay.JobId, tenantId, cancellationToken).ConfigureAwait(false);
+                return first is null
+                    ? (null, ApiProblems.Problem(StatusCodes.Status404NotFound, ApiProblems.NotFound, "Batch not found.",
+                        $"This Idempotency-Key made batch '{replay.JobId}', which no longer exists."))
+                    : (new BatchCreated(first, Replayed: true), null);
+        }
+
+        try
+        {
+            await writer.CommitAsync(batch, cancellationToken).ConfigureAwait(false);
+        }
+        catch
+        {
+            // No batch: the key must not stay pending (should this not reach Redis, the next claim takes it over after a minute).
+            await idempotency.ReleaseAsync(IdempotencyScope.Batches, tenantId, key).ConfigureAwait(false);
+            throw;
+        }
+
+        await idempotency.CompleteAsync(IdempotencyScope.Batches, tenantId, key, fingerprint, batch.Id).ConfigureAwait(false);
+        return (new BatchCreated(batch, Replayed: false), null);
     }
 
     private static ReadOnlyMemory<byte> TrimEnd(ReadOnlyMemory<byte> bytes)

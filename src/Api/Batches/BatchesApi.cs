@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Async.Serving.Api.Auth;
 using Async.Serving.Api.Errors;
+using Async.Serving.Api.Jobs;
 using Async.Serving.Api.OpenApi;
 using Async.Serving.Jobs;
 using Hangfire;
@@ -23,8 +24,9 @@ public static class BatchesApi
         group.MapPost("/", CreateAsync).WithName("CreateBatch")
             .DisableAntiforgery()
             .Accepts<BatchRequest>("application/jsonl", "application/x-ndjson", "multipart/form-data")
-            .ProducesProblems(400, 413, 415, 422)
-            .WithSummary("Submit many jobs as a JSONL file (one job per line, each with a custom_id); answers 202 with the batch once the file is stored, before its jobs exist.");
+            .ProducesProblems(400, 409, 413, 415, 422)
+            .WithSummary("Submit many jobs as a JSONL file (one job per line, each with a custom_id); answers 202 with the batch once the file is stored, before its jobs exist. "
+                + "With an Idempotency-Key, the same key and the same batch answer the first batch again (Idempotent-Replayed: true); another batch with that key is 422.");
         group.MapGet("/", ListAsync).WithName("ListBatches").ProducesProblems(400).WithSummary("The tenant's batches, newest first, cursor paging.");
         group.MapGet("/{id}", GetAsync).WithName("GetBatch").ProducesProblems(404).WithSummary("A batch's status, its lines counted by status, and its progress.");
         group.MapPost("/{id}/cancel", CancelAsync).WithName("CancelBatch").ProducesProblems(404, 409)
@@ -40,17 +42,33 @@ public static class BatchesApi
         BatchUpload upload,
         IBackgroundJobClient hangfire,
         [FromQuery(Name = "webhook_url")] string? webhookUrl,
+        [FromHeader(Name = "Idempotency-Key")] string? idempotencyKey,
         CancellationToken cancellationToken)
     {
-        var (batch, problem) = await upload.CreateAsync(http.Request, http.User.TenantId(), webhookUrl, cancellationToken).ConfigureAwait(false);
+        // Checked before the body is read, as for a job.
+        if (JobIntake.CheckIdempotencyKey(idempotencyKey) is { } badKey)
+        {
+            return badKey;
+        }
+
+        var (created, problem) = await upload.CreateAsync(http.Request, http.User.TenantId(), webhookUrl, idempotencyKey, cancellationToken).ConfigureAwait(false);
         if (problem is not null)
         {
             return problem;
         }
 
-        // Should this fail (the batch is stored), the sweep starts the batch within minutes.
-        BatchRunner.Enqueue(hangfire, batch!.Id);
-        var resource = BatchResource.From(batch);
+        if (created!.Replayed)
+        {
+            // The first batch as it is now, answered as a first submit is (202), like a replayed job.
+            http.Response.Headers["Idempotent-Replayed"] = "true";
+        }
+        else
+        {
+            // Should this fail (the batch is stored), the sweep starts the batch within minutes.
+            BatchRunner.Enqueue(hangfire, created.Batch.Id);
+        }
+
+        var resource = BatchResource.From(created.Batch);
         return TypedResults.Accepted(resource.Links.Self, resource);
     }
 

@@ -5,12 +5,20 @@ using StackExchange.Redis;
 
 namespace Async.Serving.Api.Jobs;
 
+/// <summary>What an <c>Idempotency-Key</c> makes: a key given to <c>POST /v1/jobs</c> and the same key given to <c>POST /v1/batches</c> are two keys.</summary>
+internal enum IdempotencyScope
+{
+    Jobs,
+    Batches,
+}
+
 /// <summary>
-/// <c>Idempotency-Key</c>, per tenant, kept 24 h: the first request with a key claims it (SET NX)
+/// <c>Idempotency-Key</c>, per tenant and <see cref="IdempotencyScope"/>, kept 24 h: the first request with a key claims it (SET NX)
 /// and records its job as soon as the job is stored, before its message is sent, so that no
 /// failure after the send can leave the key free for a second job; a repeat with the same
 /// fingerprint gets that job, a repeat with another fingerprint is a mismatch. Concurrent
-/// duplicates wait for the first to record its job, so they make one job between them.
+/// duplicates wait for the first to record its job, so they make one job between them. Batches
+/// (<see cref="IdempotencyScope.Batches"/>) work the same way with a batch in place of the job.
 /// </summary>
 internal sealed class IdempotencyKeys(IConnectionMultiplexer redis, TimeProvider clock)
 {
@@ -85,9 +93,9 @@ internal sealed class IdempotencyKeys(IConnectionMultiplexer redis, TimeProvider
     /// Redis) is taken over, compare-and-set, so a client's retry is never refused for it.
     /// </summary>
     public async Task<Claim> ClaimAsync(
-        string tenantId, string key, string fingerprint, Func<string, Task<bool>> jobExists, CancellationToken cancellationToken)
+        IdempotencyScope scope, string tenantId, string key, string fingerprint, Func<string, Task<bool>> jobExists, CancellationToken cancellationToken)
     {
-        var redisKey = RedisKeyOf(tenantId, key);
+        var redisKey = RedisKeyOf(scope, tenantId, key);
         var deadline = DateTime.UtcNow + PendingWait;
         while (true)
         {
@@ -130,17 +138,19 @@ internal sealed class IdempotencyKeys(IConnectionMultiplexer redis, TimeProvider
         }
     }
 
-    /// <summary>Points the claimed key at its job: called once the job is stored, before its message is sent.</summary>
-    public Task CompleteAsync(string tenantId, string key, string fingerprint, string jobId) =>
-        _db.StringSetAsync(RedisKeyOf(tenantId, key), $"{fingerprint}:{jobId}", Lifetime);
+    /// <summary>Points the claimed key at its job (or batch): called once the job is stored, before its message is sent.</summary>
+    public Task CompleteAsync(IdempotencyScope scope, string tenantId, string key, string fingerprint, string jobId) =>
+        _db.StringSetAsync(RedisKeyOf(scope, tenantId, key), $"{fingerprint}:{jobId}", Lifetime);
 
-    public Task ReleaseAsync(string tenantId, string key) => _db.KeyDeleteAsync(RedisKeyOf(tenantId, key));
+    public Task ReleaseAsync(IdempotencyScope scope, string tenantId, string key) => _db.KeyDeleteAsync(RedisKeyOf(scope, tenantId, key));
 
     private string PendingValue(string fingerprint) =>
         $"{fingerprint}:{Pending}:{clock.GetUtcNow().ToUnixTimeMilliseconds().ToString(CultureInfo.InvariantCulture)}";
 
-    private static RedisKey RedisKeyOf(string tenantId, string key) =>
-        $"idem:{tenantId}:{Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(key)))}";
+    // Jobs keep the name they had before batches took keys, so keys taken then still hold. No job key
+    // starts with "idem-batch:", whatever the tenant's id.
+    private static RedisKey RedisKeyOf(IdempotencyScope scope, string tenantId, string key) =>
+        $"{(scope == IdempotencyScope.Batches ? "idem-batch" : "idem")}:{tenantId}:{Convert.ToHexString(SHA256.HashData(Encoding.UTF8.GetBytes(key)))}";
 }
 
 /// <summary>The first request with this key is still submitting after <c>PendingWait</c>: the client should retry.</summary>

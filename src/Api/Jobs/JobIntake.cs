@@ -94,7 +94,7 @@ internal sealed class JobIntake(
             IdempotencyKeys.Claim claim;
             try
             {
-                claim = await idempotency.ClaimAsync(tenant, idempotencyKey, fingerprint!,
+                claim = await idempotency.ClaimAsync(IdempotencyScope.Jobs, tenant, idempotencyKey, fingerprint!,
                     async id => await store.GetAsync(id, includeOutput: false).ConfigureAwait(false) is not null, cancellationToken).ConfigureAwait(false);
             }
             catch (IdempotencyKeyBusyException ex)
@@ -188,7 +188,7 @@ internal sealed class JobIntake(
         {
             // The key points at the job before its message is sent: from then on a retry gets this job.
             var job = await publisher.SubmitAsync(submission, tenant,
-                idempotencyKey is null ? null : id => idempotency.CompleteAsync(tenant, idempotencyKey, fingerprint!, id), ticket).ConfigureAwait(false);
+                idempotencyKey is null ? null : id => idempotency.CompleteAsync(IdempotencyScope.Jobs, tenant, idempotencyKey, fingerprint!, id), ticket).ConfigureAwait(false);
             return new SubmitOutcome.Created(job);
         }
         catch (BrokerUnavailableException ex)
@@ -205,6 +205,6 @@ internal sealed class JobIntake(
             throw;
         }
 
-        Task ReleaseAsync() => idempotencyKey is null ? Task.CompletedTask : idempotency.ReleaseAsync(tenant, idempotencyKey);
+        Task ReleaseAsync() => idempotencyKey is null ? Task.CompletedTask : idempotency.ReleaseAsync(IdempotencyScope.Jobs, tenant, idempotencyKey);
     }
 }

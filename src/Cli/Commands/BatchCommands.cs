@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
+using Async.Serving.Cli.Batches;
 using Async.Serving.Cli.Output;
 using Async.Serving.Client;
 
@@ -12,12 +13,15 @@ internal static class BatchCommands
     {
         var file = new Argument<string>("file") { Description = "A JSONL file: one job per line, each with a custom_id." };
         var webhook = new Option<Uri?>("--webhook") { Description = "Where batch.completed is delivered once every line has ended." };
-        var submit = new Command("submit", "Upload a JSONL file as a batch; its lines become jobs after the answer.") { file, webhook };
+        var priority = PriorityOption.Create("The priority of every line that names none: low, normal or high (default: the tenant's default).");
+        var submit = new Command("submit", "Upload a JSONL file as a batch; its lines become jobs after the answer.") { file, webhook, priority };
         submit.SetAction(cli.Action(async (scope, cancellationToken) =>
         {
-            var stream = File.OpenRead(Path.GetFullPath(scope.Parse.GetRequiredValue(file), scope.CurrentDirectory));
-            await using (stream.ConfigureAwait(false))
+            var opened = File.OpenRead(Path.GetFullPath(scope.Parse.GetRequiredValue(file), scope.CurrentDirectory));
+            await using (opened.ConfigureAwait(false))
             {
+                var stream = scope.Parse.GetValue(priority) is { } p ? BatchLinePriority.Apply(opened, p, cancellationToken) : opened;
+                await using var disposeLines = stream.ConfigureAwait(false);
                 var batch = await scope.Client.SubmitBatchAsync(stream, new BatchSubmitOptions { WebhookUrl = scope.Parse.GetValue(webhook) }, cancellationToken)
                     .ConfigureAwait(false);
                 Write(scope.Output, batch);

@@ -25,6 +25,8 @@ internal static class SubmitCommand
             Description = "A job parameter as key=value (the value is read as JSON when it is JSON); repeat for more.",
             AllowMultipleArgumentsPerToken = false,
         };
+        var priority = PriorityOption.Create(
+            "The jobs' priority: low, normal or high (default: the tenant's default). Part of each file's key: another priority is another job.");
         var paramsJson = new Option<string?>("--params") { Description = "The job parameters as a JSON object; --param values override its keys." };
         var concurrency = new Option<int>("--concurrency", "-j") { Description = "Jobs in flight at once.", DefaultValueFactory = _ => 8 };
         concurrency.Validators.Add(r =>
@@ -43,7 +45,7 @@ internal static class SubmitCommand
 
         var command = new Command("submit", "Submit files, folders or globs; follow the jobs with progress bars; write each result as <file>.<pipeline>.json.")
         {
-            inputs, pipeline, model, param, paramsJson, concurrency, output, force, retryFailed,
+            inputs, pipeline, model, priority, param, paramsJson, concurrency, output, force, retryFailed,
         };
         command.SetAction(cli.Action(async (scope, cancellationToken) =>
         {
@@ -52,7 +54,7 @@ internal static class SubmitCommand
             var files = InputExpander.Expand(parse.GetRequiredValue(inputs), scope.CurrentDirectory);
             var outDir = parse.GetValue(output) is { } o ? Path.GetFullPath(o, scope.CurrentDirectory) : null;
             var plan = SubmitPlan.Build(files, parse.GetValue(pipeline), parse.GetValue(model), outDir, parse.GetValue(force));
-            var run = new SubmitRun(scope.Client, parameters, parse.GetValue(retryFailed), scope.CurrentDirectory);
+            var run = new SubmitRun(scope.Client, parameters, parse.GetValue(priority), parse.GetValue(retryFailed), scope.CurrentDirectory);
             var toRun = plan.Count(i => !i.Skip);
 
             SubmitSummary summary;

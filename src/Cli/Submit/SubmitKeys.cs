@@ -6,9 +6,11 @@ namespace Async.Serving.Cli.Submit;
 
 /// <summary>
 /// Idempotency keys derived from what a job is: the SHA-256 of the file's bytes, the pipeline, the
-/// model and the parameters (canonical JSON, so key order does not matter). The same file submitted
-/// the same way gets the same key on every run, so a rerun after Ctrl-C gets the job the first run
-/// made (the API keeps a key 24 h) instead of a second one.
+/// model, the parameters (canonical JSON, so key order does not matter) and the priority when one is
+/// given. The same file submitted the same way gets the same key on every run, so a rerun after
+/// Ctrl-C gets the job the first run made (the API keeps a key 24 h) instead of a second one; a
+/// rerun that changes any of them (another <c>--model</c>, another <c>--priority</c>) gets another
+/// key, and so another job, rather than the API's <c>idempotency_mismatch</c> for the old key.
 /// </summary>
 public static class SubmitKeys
 {
@@ -23,10 +25,16 @@ public static class SubmitKeys
         }
     }
 
-    public static string Derive(ReadOnlySpan<byte> contentSha256, string pipeline, string? model, JsonElement? parameters)
+    public static string Derive(ReadOnlySpan<byte> contentSha256, string pipeline, string? model, JsonElement? parameters, string? priority = null)
     {
         var text = string.Join('\n',
             Convert.ToHexStringLower(contentSha256), pipeline, model ?? string.Empty, parameters is { } p ? Canonical(p) : string.Empty);
+        if (priority is not null)
+        {
+            // Only then, so that the keys of runs without --priority (and of runs before it existed) stay the same.
+            text += "\npriority:" + priority;
+        }
+
         return Prefix + Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(text)));
     }
 

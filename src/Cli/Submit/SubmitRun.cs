@@ -13,7 +13,7 @@ namespace Async.Serving.Cli.Submit;
 /// its result written. Ctrl-C stops it at once: submitted jobs stay on the server, and the next
 /// run with the same arguments attaches to them through the same keys.
 /// </summary>
-internal sealed class SubmitRun(ServingClient client, JsonElement? parameters, bool retryFailed, string currentDirectory)
+internal sealed class SubmitRun(ServingClient client, JsonElement? parameters, string? priority, bool retryFailed, string currentDirectory)
 {
     /// <summary>With <c>--retry-failed</c>: new attempts after a job that did not succeed.</summary>
     public const int MaxRetries = 2;
@@ -64,7 +64,7 @@ internal sealed class SubmitRun(ServingClient client, JsonElement? parameters, b
             return Outcome(item, OutcomeStatus.Refused) with { ErrorCode = "file_unreadable", ErrorMessage = ex.Message };
         }
 
-        var key = SubmitKeys.Derive(hash, item.Pipeline, item.Model, parameters);
+        var key = SubmitKeys.Derive(hash, item.Pipeline, item.Model, parameters, priority);
         Job job;
         for (var attempt = 0; ; attempt++)
         {
@@ -117,6 +117,8 @@ internal sealed class SubmitRun(ServingClient client, JsonElement? parameters, b
             Model = item.Model,
             Input = JobInput.FromFile(item.Input.FullPath),
             Params = parameters,
+            // Null: the tenant's default, decided by the API (and then no part of the key on either side).
+            Priority = priority,
             IdempotencyKey = key,
         };
         for (var attempt = 1; ; attempt++)
