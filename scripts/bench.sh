@@ -28,6 +28,9 @@ prepare
 dotnet tool restore --tool-manifest "$ROOT/.config/dotnet-tools.json" >&2 || die "dotnet tool restore failed"
 fetch_test_photos
 export SERVING_RABBIT_MGMT_PORT="$RABBIT_MGMT_PORT" SERVING_CONFIGURATION="$CONFIGURATION"
+# The load client only (the benchmark takes it out of the API's and worker's environment):
+# socket completions on the socket threads, fewer hand-offs in the load generator (docs/benchmarks.md).
+export DOTNET_SYSTEM_NET_SOCKETS_INLINE_COMPLETIONS=1
 
 OUT="$ROOT/artifacts/bench"
 mkdir -p "$OUT"

@@ -17,7 +17,7 @@ namespace Async.Serving.Benchmark;
 internal sealed record EndToEndFigure(
     string Model, int Jobs, int Concurrency, int Succeeded, int Failed, int Refused, int Unfinished,
     double JobsPerSecond, double SubmitPerSecond, double SubmitP50Ms, double SubmitP99Ms,
-    double? MeanBatchSize, long? WorkerPeakRssBytes, CpuSplit Cpu);
+    double? MeanBatchSize, long? WorkerPeakRssBytes, CpuSplit Cpu, Dictionary<string, long>? RedisCalls = null);
 
 internal sealed record MemoryFigure(
     int Jobs, int Refused, double SubmitPerSecond, double SubmitP50Ms, double SubmitP99Ms, long? QueueDepthAfterSubmit,
@@ -279,11 +279,13 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
 
             var before = await AllBatchMetricsAsync(metricsPort).ConfigureAwait(false);
             var loadEnded = duringLoad is null ? null : await duringLoad(worker).ConfigureAwait(false);
+            var redisBefore = await RedisCallsAsync().ConfigureAwait(false);
             var profile = new CpuProfile(CpuGroups(worker));
             var load = await _client.SubmitManyAsync(model, files, contentType, jobs, options.Concurrency).ConfigureAwait(false);
             _jobIds.AddRange(load.Jobs.Select(j => j.Id));
             var finished = await _client.WaitAllAsync(load.Jobs, TimeSpan.FromSeconds(300)).ConfigureAwait(false);
             var cpu = profile.Stop();
+            var redisCalls = Delta(redisBefore, await RedisCallsAsync().ConfigureAwait(false));
             if (loadEnded is not null)
             {
                 await loadEnded().ConfigureAwait(false);
@@ -300,10 +302,18 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
                 load.Jobs.Count - finished.Count, Math.Round(succeeded.Count / seconds, 2),
                 Math.Round(load.Jobs.Count / Math.Max(0.001, load.SubmitSeconds), 1),
                 Percentile(latencies, 0.50), Percentile(latencies, 0.99),
-                MeanBatch(before, after, l => l == $"{model}@1"), ProcStats.StatusBytes(worker.Pid, "VmHWM"), cpu);
+                MeanBatch(before, after, l => l == $"{model}@1"), ProcStats.StatusBytes(worker.Pid, "VmHWM"), cpu, redisCalls);
             Console.WriteLine($"  {figure.JobsPerSecond:F1} jobs/s end to end ({succeeded.Count}/{jobs} succeeded in {seconds:F2} s), submit p50 {figure.SubmitP50Ms:F1} ms p99 {figure.SubmitP99Ms:F1} ms, mean batch {figure.MeanBatchSize?.ToString("F2", CultureInfo.InvariantCulture) ?? "n/a"}");
             Console.WriteLine($"  CPU share of {cpu.Cores} cores over {cpu.WallSeconds:F1} s: {string.Join(", ", cpu.ShareOfMachine.Select(s => $"{s.Key} {s.Value:P0}"))}");
             Console.WriteLine($"  CPU per succeeded job: {string.Join(", ", cpu.CpuSeconds.Select(s => $"{s.Key} {s.Value * 1e6 / Math.Max(1, succeeded.Count):F0} µs"))}; all {cpu.MachineBusySeconds * 1e6 / Math.Max(1, succeeded.Count):F0} µs");
+            // Counts, unlike CPU time, do not change with what else the host runs: they compare code across runs.
+            double PerJob(long n) => (double)n / Math.Max(1, succeeded.Count);
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  context switches per succeeded job: {string.Join(", ", cpu.ContextSwitches!.Select(s => $"{s.Key} {PerJob(s.Value):F1}"))}"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  read/write syscalls per succeeded job: {string.Join(", ", cpu.ReadWriteSyscalls!.Select(s => $"{s.Key} {PerJob(s.Value):F1}"))}"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  Redis commands per succeeded job: {PerJob(redisCalls.Values.Sum()):F1} ({string.Join(", ", redisCalls.OrderByDescending(c => c.Value).Take(8).Select(c => $"{c.Key} {PerJob(c.Value):F2}"))})"));
             return figure;
         }
         finally
@@ -548,6 +558,27 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
 
         return count > 0 ? Math.Round(sum / count, 2) : null;
     }
+
+    /// <summary>Calls per Redis command since the server started (<c>INFO commandstats</c>; the whole server, so other clients' too).</summary>
+    private async Task<Dictionary<string, long>> RedisCallsAsync()
+    {
+        var info = (string)(await _redis!.GetDatabase().ExecuteAsync("INFO", "commandstats").ConfigureAwait(false))!;
+        var calls = new Dictionary<string, long>(StringComparer.Ordinal);
+        foreach (var line in info.Split('\n'))
+        {
+            // cmdstat_evalsha:calls=123,usec=...
+            if (line.StartsWith("cmdstat_", StringComparison.Ordinal) && line.IndexOf(":calls=", StringComparison.Ordinal) is > 0 and var colon)
+            {
+                var value = line[(colon + ":calls=".Length)..];
+                calls[line["cmdstat_".Length..colon]] = long.Parse(value[..value.IndexOf(',', StringComparison.Ordinal)], CultureInfo.InvariantCulture);
+            }
+        }
+
+        return calls;
+    }
+
+    private static Dictionary<string, long> Delta(Dictionary<string, long> before, Dictionary<string, long> after) =>
+        after.Select(a => (a.Key, Value: a.Value - before.GetValueOrDefault(a.Key))).Where(a => a.Value > 0).ToDictionary(a => a.Key, a => a.Value, StringComparer.Ordinal);
 
     private async Task<long> UsedMemoryAsync()
     {

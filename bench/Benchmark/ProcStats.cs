@@ -45,6 +45,55 @@ internal static class ProcStats
         return null;
     }
 
+    /// <summary>
+    /// Context switches of every thread of a process (voluntary: it waited; involuntary: it was
+    /// preempted), summed over <c>/proc/&lt;pid&gt;/task/*/status</c>; threads that ended are not counted.
+    /// </summary>
+    public static long ContextSwitches(int pid)
+    {
+        long total = 0;
+        try
+        {
+            foreach (var task in Directory.EnumerateDirectories($"/proc/{pid}/task"))
+            {
+                try
+                {
+                    foreach (var line in File.ReadLines(Path.Combine(task, "status")))
+                    {
+                        if (line.StartsWith("voluntary_ctxt_switches:", StringComparison.Ordinal) || line.StartsWith("nonvoluntary_ctxt_switches:", StringComparison.Ordinal))
+                        {
+                            total += long.Parse(line[(line.IndexOf(':', StringComparison.Ordinal) + 1)..].Trim(), CultureInfo.InvariantCulture);
+                        }
+                    }
+                }
+                catch (IOException)
+                {
+                    // the thread ended while being read
+                }
+            }
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+        }
+
+        return total;
+    }
+
+    /// <summary>Read and write system calls of a process (<c>syscr</c> + <c>syscw</c> of <c>/proc/&lt;pid&gt;/io</c>: every thread's, sockets included), or 0 when unreadable.</summary>
+    public static long ReadWriteSyscalls(int pid)
+    {
+        try
+        {
+            return File.ReadLines($"/proc/{pid}/io")
+                .Where(l => l.StartsWith("syscr:", StringComparison.Ordinal) || l.StartsWith("syscw:", StringComparison.Ordinal))
+                .Sum(l => long.Parse(l[6..].Trim(), CultureInfo.InvariantCulture));
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+            return 0;
+        }
+    }
+
     /// <summary>Busy ticks of the whole machine (all CPUs, everything but idle and iowait).</summary>
     public static long MachineBusyTicks()
     {
@@ -88,6 +137,8 @@ internal sealed class CpuProfile
 {
     private readonly Dictionary<string, int[]> _groups;
     private readonly Dictionary<string, long> _start;
+    private readonly Dictionary<string, long> _switchesStart;
+    private readonly Dictionary<string, long> _syscallsStart;
     private readonly long _machineStart;
     private readonly long _wallStart = System.Diagnostics.Stopwatch.GetTimestamp();
 
@@ -95,6 +146,8 @@ internal sealed class CpuProfile
     {
         _groups = groups;
         _start = groups.ToDictionary(g => g.Key, g => g.Value.Sum(ProcStats.CpuTicks));
+        _switchesStart = groups.ToDictionary(g => g.Key, g => g.Value.Sum(ProcStats.ContextSwitches));
+        _syscallsStart = groups.ToDictionary(g => g.Key, g => g.Value.Sum(ProcStats.ReadWriteSyscalls));
         _machineStart = ProcStats.MachineBusyTicks();
     }
 
@@ -104,13 +157,17 @@ internal sealed class CpuProfile
         var wall = System.Diagnostics.Stopwatch.GetElapsedTime(_wallStart).TotalSeconds;
         var seconds = _groups.ToDictionary(g => g.Key, g => (g.Value.Sum(ProcStats.CpuTicks) - _start[g.Key]) / ProcStats.TicksPerSecond);
         var machine = (ProcStats.MachineBusyTicks() - _machineStart) / ProcStats.TicksPerSecond;
+        var switches = _groups.ToDictionary(g => g.Key, g => g.Value.Sum(ProcStats.ContextSwitches) - _switchesStart[g.Key]);
+        var syscalls = _groups.ToDictionary(g => g.Key, g => g.Value.Sum(ProcStats.ReadWriteSyscalls) - _syscallsStart[g.Key]);
         seconds["other"] = Math.Max(0, machine - seconds.Values.Sum());
         return new CpuSplit(Math.Round(wall, 2), Environment.ProcessorCount, Math.Round(machine, 2),
             seconds.ToDictionary(s => s.Key, s => Math.Round(s.Value, 2)),
-            seconds.ToDictionary(s => s.Key, s => Math.Round(s.Value / (wall * Environment.ProcessorCount), 3)));
+            seconds.ToDictionary(s => s.Key, s => Math.Round(s.Value / (wall * Environment.ProcessorCount), 3)),
+            switches, syscalls);
     }
 }
 
 internal sealed record CpuSplit(
     double WallSeconds, int Cores, double MachineBusySeconds,
-    Dictionary<string, double> CpuSeconds, Dictionary<string, double> ShareOfMachine);
+    Dictionary<string, double> CpuSeconds, Dictionary<string, double> ShareOfMachine,
+    Dictionary<string, long>? ContextSwitches = null, Dictionary<string, long>? ReadWriteSyscalls = null);
