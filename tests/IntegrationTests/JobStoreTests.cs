@@ -28,14 +28,17 @@ public sealed class JobStoreTests
 
     private static async Task<JobRecord> CreateAsync(RedisJobStore store, string tenant, string? webhookEvents = "\"started\",\"progress\",\"completed\"", string model = "resnet18@1")
     {
+        var id = RedisJobStore.NewJobId();
         var job = new JobRecord
         {
-            Id = RedisJobStore.NewJobId(),
+            Id = id,
             TenantId = tenant,
             Status = JobStatuses.Queued,
             Pipeline = "image.embed",
             Model = model,
-            CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()),
+            // The instant in the id (UUIDv7), which the store's queued-by-model index reads back: a clock
+            // read after making the id may be a millisecond later.
+            CreatedAt = RedisJobStore.CreatedAtOf(id)!.Value,
             ExpiresAt = DateTimeOffset.UtcNow.AddHours(1),
             WebhookJson = webhookEvents is null ? null : $$"""{"url":"https://example.com/h","events":[{{webhookEvents}}]}""",
         };
