@@ -6,6 +6,7 @@ using System.Text;
 using System.Text.Json;
 using Async.Serving.Api.Auth;
 using Async.Serving.Api.Batches;
+using Async.Serving.Cli;
 using Microsoft.AspNetCore.Http;
 using Microsoft.Extensions.DependencyInjection;
 using Npgsql;
@@ -476,6 +477,58 @@ public sealed class BatchTests(ServingFixture serving)
         var bad = await Problems.AssertAsync((await KeyedPostAsync(a, AsJsonl(file), new string('k', 256))).Response, HttpStatusCode.BadRequest, "input_invalid");
         Assert.True(bad.GetProperty("errors").TryGetProperty("Idempotency-Key", out _), bad.ToString());
         Assert.Single((await a.GetFromJsonAsync<JsonElement>("/v1/batches")).GetProperty("data").EnumerateArray());
+    }
+
+    [Fact]
+    public async Task The_cli_run_again_with_the_same_idempotency_key_gives_the_first_batch_back_with_or_without_priority()
+    {
+        // A tenant of its own, so that its batch list holds only what this test made.
+        var keys = serving.Api.Services.GetRequiredService<ApiKeyStore>();
+        var tenant = await keys.CreateAsync("idem-cli-" + Guid.NewGuid().ToString("N")[..8], "cli", null, CancellationToken.None);
+        var folder = Directory.CreateTempSubdirectory("serving-batch-key-");
+        try
+        {
+            var cli = new CliRunner(serving, folder.FullName, tenant.Key);
+            await File.WriteAllTextAsync(Path.Combine(folder.FullName, "nightly.jsonl"), Jsonl([Image("n-0", 720), Image("n-1", 721)]));
+            await File.WriteAllTextAsync(Path.Combine(folder.FullName, "other.jsonl"), Jsonl([Image("o-0", 722)]));
+
+            async Task<string> SubmitAsync(params string[] args)
+            {
+                var run = await cli.RunAsync(["batch", "submit", .. args, "--json"]);
+                Assert.True(run.ExitCode == ExitCodes.Ok, run.Error);
+                return JsonDocument.Parse(run.Out).RootElement.GetProperty("id").GetString()!;
+            }
+
+            // The file as it is (a stream the client could replay itself), twice with one key: one batch.
+            var key = "nightly-" + Guid.NewGuid().ToString("N");
+            var first = await SubmitAsync("nightly.jsonl", "--idempotency-key", key);
+            Assert.Equal(first, await SubmitAsync("nightly.jsonl", "--idempotency-key", key));
+
+            // --priority rewrites the lines while they stream (no replay by the client): a rerun sends the
+            // same rewritten bytes, so the fingerprint matches and the key gives that batch back.
+            var priorityKey = "urgent-" + Guid.NewGuid().ToString("N");
+            var prioritised = await SubmitAsync("nightly.jsonl", "--priority", "high", "--idempotency-key", priorityKey);
+            Assert.NotEqual(first, prioritised);
+            Assert.Equal(prioritised, await SubmitAsync("nightly.jsonl", "--priority", "high", "--idempotency-key", priorityKey));
+
+            // The key with another file: the API's idempotency_mismatch, exit 3, no batch.
+            var mismatch = await cli.RunAsync("batch", "submit", "other.jsonl", "--idempotency-key", key, "--json");
+            Assert.Equal(ExitCodes.ApiError, mismatch.ExitCode);
+            Assert.Contains("idempotency_mismatch", mismatch.Error, StringComparison.Ordinal);
+
+            // A key the API would refuse: a usage error before anything is sent.
+            var tooLong = await cli.RunAsync("batch", "submit", "other.jsonl", "--idempotency-key", new string('k', 256));
+            Assert.Equal(ExitCodes.Usage, tooLong.ExitCode);
+            Assert.Contains("--idempotency-key must be 1 to 255 visible ASCII characters or spaces: it has 256.", tooLong.Error, StringComparison.Ordinal);
+
+            using var http = serving.Client(key: tenant.Key);
+            using var client = new Async.Serving.Client.ServingClient(http);
+            Assert.Equal([prioritised, first], (await client.ListBatchesAsync(limit: 100)).Data.Select(b => b.Id));
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
+        }
     }
 
     [Fact]

@@ -1,3 +1,5 @@
+using System.Security.Cryptography;
+using Async.Serving.Blobs;
 using Async.Serving.Jobs;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
@@ -162,6 +164,39 @@ public sealed class JobStoreTests
         {
             await db.KeyDeleteAsync(stream);
         }
+    }
+
+    [Theory]
+    [MemberData(nameof(Servers))]
+    public async Task An_output_that_is_a_blob_reference_is_not_cached_and_a_json_output_is(string server)
+    {
+        // The finish script tells a reference by BlobReference's prefix: were the two to differ, the
+        // reference would be cached (and outlive its blob).
+        using var redis = Connect(server);
+        var store = Store(redis);
+        var tenant = "store-" + Guid.NewGuid().ToString("N")[..8];
+
+        async Task<string> FinishLeaderAsync(Func<string, string> output)
+        {
+            var ticket = new CacheTicket(Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(32)), TimeSpan.FromMinutes(5), 1 << 20, 1 << 20, SingleFlight: true);
+            var job = new JobRecord
+            {
+                Id = RedisJobStore.NewJobIdIn(ticket.Key),
+                TenantId = tenant,
+                Status = JobStatuses.Queued,
+                Pipeline = "image.embed",
+                Model = "resnet18@1",
+                CreatedAt = DateTimeOffset.FromUnixTimeMilliseconds(DateTimeOffset.UtcNow.ToUnixTimeMilliseconds()),
+                ExpiresAt = DateTimeOffset.UtcNow.AddHours(1),
+            };
+            Assert.IsType<CachedCreate.Lead>(await store.CreateCachedAsync(job, [1, 2, 3], ticket, []));
+            Assert.True((await store.TryStartAsync(job.Id, "w1")).Started);
+            Assert.True(await store.CompleteAsync(job.Id, output(job.Id), 7));
+            return ticket.Key;
+        }
+
+        Assert.False(await store.CacheHoldsAsync(await FinishLeaderAsync(id => BlobReference.EncodeText(BlobNames.Output(id)))));
+        Assert.True(await store.CacheHoldsAsync(await FinishLeaderAsync(_ => """{"dims":1}""")));
     }
 
     [Theory]

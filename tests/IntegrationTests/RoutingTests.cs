@@ -3,6 +3,7 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using Async.Serving.Api.Auth;
 using Async.Serving.Api.Routing;
+using Async.Serving.Breakers;
 using Async.Serving.Models;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.AspNetCore.TestHost;
@@ -291,7 +292,7 @@ public sealed class RoutingTests(ServingFixture serving) : IAsyncLifetime
     [Fact]
     public async Task An_unavailable_version_is_skipped_while_another_weighted_version_is_available()
     {
-        var availability = new Unavailable($"{Name}@2");
+        var availability = new Unavailable(DateTimeOffset.UtcNow.AddMinutes(10), $"{Name}@2");
         await using var api = CreateApi().WithWebHostBuilder(b => b.ConfigureTestServices(s => s.AddSingleton<IModelAvailability>(availability)));
         using var client = serving.Client(api);
         await SetWeightsAsync(client, new Dictionary<string, int> { ["1"] = 10, ["2"] = 90 });
@@ -304,6 +305,32 @@ public sealed class RoutingTests(ServingFixture serving) : IAsyncLifetime
         Assert.Equal($"{Name}@2", await RoutedAsync(client, $"{Name}@2"));
         await SetWeightsAsync(client, new Dictionary<string, int> { ["2"] = 100 });
         Assert.Equal($"{Name}@2", await RoutedAsync(client, Name));
+    }
+
+    [Fact]
+    public async Task A_routed_submit_reads_the_breaker_once_and_when_no_version_is_available_answers_503_with_what_routing_read()
+    {
+        // Every version unavailable by routing's reads, while their real breakers (which the intake reads
+        // for a pinned submit) are closed: a 503 for a routed submit can only come from routing's answer.
+        var retryAt = DateTimeOffset.FromUnixTimeSeconds(DateTimeOffset.UtcNow.AddMinutes(10).ToUnixTimeSeconds());
+        var availability = new Unavailable(retryAt, $"{Name}@1", $"{Name}@2");
+        await using var api = CreateApi().WithWebHostBuilder(b => b.ConfigureTestServices(s => s.AddSingleton<IModelAvailability>(availability)));
+        using var client = serving.Client(api);
+        await SetWeightsAsync(client, new Dictionary<string, int> { ["1"] = 10, ["2"] = 90 });
+
+        var key = KeysBetween(10, 100, 1)[0];
+        var refused = await client.PostAsJsonAsync("/v1/jobs", new { pipeline = "image.embed", model = Name, routing_key = key, input = new { base64 = Image } });
+        var problem = await Problems.AssertAsync(refused, HttpStatusCode.ServiceUnavailable, "model_unavailable");
+        Assert.Equal(
+            $"{Name}@2 failed on every recent batch and is marked unavailable until {retryAt:yyyy-MM-ddTHH:mm:ssZ}; "
+            + "no job was created. Retry later, or submit to another version (GET /v1/models shows which are available).",
+            problem.GetProperty("detail").GetString());
+        Assert.InRange(refused.Headers.RetryAfter!.Delta!.Value.TotalSeconds, 300, 600); // from routing's RetryAt, not the floor of 1 s
+        Assert.Equal(2, availability.Reads); // the chosen version, then the other: none by the intake
+
+        // A pinned submit is not routed: the intake reads the (closed) breaker itself, and the job is made.
+        Assert.Equal($"{Name}@2", await RoutedAsync(client, $"{Name}@2"));
+        Assert.Equal(2, availability.Reads);
     }
 
     [Fact]
@@ -411,8 +438,17 @@ public sealed class RoutingTests(ServingFixture serving) : IAsyncLifetime
         Assert.Equal(20, (await client.GetFromJsonAsync<JsonElement>($"/v1/models/{Name}/routing")).GetProperty("weights").GetProperty("2").GetInt32());
     }
 
-    private sealed class Unavailable(string modelId) : IModelAvailability
+    /// <summary>Says the versions named are unavailable until <paramref name="retryAt"/>, any other available, and counts the reads.</summary>
+    private sealed class Unavailable(DateTimeOffset retryAt, params string[] modelIds) : IModelAvailability
     {
-        public ValueTask<bool> IsAvailableAsync(string id, CancellationToken cancellationToken) => ValueTask.FromResult(id != modelId);
+        private int _reads;
+
+        public int Reads => Volatile.Read(ref _reads);
+
+        public Task<ModelAvailability> CheckAsync(string modelId, CancellationToken cancellationToken)
+        {
+            Interlocked.Increment(ref _reads);
+            return Task.FromResult(modelIds.Contains(modelId) ? new ModelAvailability(false, BreakerState.Open, retryAt) : ModelAvailability.Closed);
+        }
     }
 }

@@ -52,6 +52,31 @@ public sealed class CliCommandLineTests
         Assert.Contains("--priority must be low, normal or high (lower case), not 'urgent'", error, StringComparison.Ordinal);
     }
 
+    [Theory]
+    [InlineData("", "it is empty")]
+    [InlineData("nightly\t1", "character 8 is U+0009")]
+    [InlineData("nächtlich", "character 2 is U+00E4")]
+    [InlineData(null, "it has 256")]
+    public async Task An_idempotency_key_the_api_would_refuse_is_a_usage_error_before_anything_is_sent(string? key, string problem)
+    {
+        // The client factory of these tests throws: a command that got as far as the API would not exit 2 with this message.
+        var (code, _, error) = await RunAsync("batch", "submit", "batch.jsonl", "--idempotency-key", key ?? new string('k', 256));
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Contains($"--idempotency-key must be 1 to 255 visible ASCII characters or spaces: {problem}.", error, StringComparison.Ordinal);
+    }
+
+    [Fact]
+    public async Task An_idempotency_key_of_255_visible_characters_and_spaces_passes_the_command_line()
+    {
+        // It gets past parsing, to the connection, which these tests do not have.
+        var (code, _, error) = await RunAsync("batch", "submit", "batch.jsonl", "--idempotency-key", "a key ~" + new string('k', 248));
+
+        Assert.Equal(ExitCodes.Usage, code);
+        Assert.Contains("No API address", error, StringComparison.Ordinal);
+        Assert.DoesNotContain("--idempotency-key", error, StringComparison.Ordinal);
+    }
+
     [Fact]
     public async Task Without_a_url_anywhere_the_command_says_where_to_set_one()
     {

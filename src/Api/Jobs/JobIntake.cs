@@ -30,10 +30,10 @@ public abstract record SubmitOutcome
 /// Turns a checked <see cref="Submission"/> into a job: the webhook URL guard, the
 /// <c>Idempotency-Key</c>, routing a bare model name to a version (<see cref="ModelRouter"/>; after
 /// the key, so a replay returns the first job whatever routing would choose now; a version whose
-/// circuit breaker is open is skipped when the name has another), the chosen version's breaker, the
-/// queue-full check (all of the model's priority lanes), the priority (the tenant's default when the
-/// submit names none) and the confirmed publish, in that order, with the
-/// key released on every path that makes no job. The one way a job is created: <c>POST /v1/jobs</c>
+/// circuit breaker is open is skipped when the name has another), the chosen version's breaker (read
+/// once: what routing read of it, when it did), the queue-full check (all of the model's priority
+/// lanes), the priority (the tenant's default when the submit names none) and the confirmed publish,
+/// in that order, with the key released on every path that makes no job. The one way a job is created: <c>POST /v1/jobs</c>
 /// is an HTTP adapter over it, and so is every other way of submitting.
 /// </summary>
 internal sealed class JobIntake(
@@ -122,7 +122,7 @@ internal sealed class JobIntake(
         ModelAvailability model;
         try
         {
-            var routed = await router.RouteAsync(submission, cancellationToken).ConfigureAwait(false);
+            var (routed, routedAvailability) = await router.RouteAsync(submission, cancellationToken).ConfigureAwait(false);
             if (routed.Id != submission.Model.Id)
             {
                 if (SubmissionReader.CheckRouted(submission, routed) is { } notForRouted)
@@ -141,6 +141,12 @@ internal sealed class JobIntake(
             if (cached)
             {
                 (model, full) = (ModelAvailability.Closed, false);
+            }
+            else if (routedAvailability is { } seen)
+            {
+                // Routing read this version's breaker in this submit: not read again.
+                model = seen;
+                full = model.Available && await queues.IsFullAsync(submission.Model, cancellationToken).ConfigureAwait(false);
             }
             else
             {

@@ -14,7 +14,9 @@ internal static class BatchCommands
         var file = new Argument<string>("file") { Description = "A JSONL file: one job per line, each with a custom_id." };
         var webhook = new Option<Uri?>("--webhook") { Description = "Where batch.completed is delivered once every line has ended." };
         var priority = PriorityOption.Create("The priority of every line that names none: low, normal or high (default: the tenant's default).");
-        var submit = new Command("submit", "Upload a JSONL file as a batch; its lines become jobs after the answer.") { file, webhook, priority };
+        var key = IdempotencyKeyOption.Create(
+            "The upload's Idempotency-Key: the same command run again with the same key gives back the batch the first run made, not a second one (default: a new key per run).");
+        var submit = new Command("submit", "Upload a JSONL file as a batch; its lines become jobs after the answer.") { file, webhook, priority, key };
         submit.SetAction(cli.Action(async (scope, cancellationToken) =>
         {
             var opened = File.OpenRead(Path.GetFullPath(scope.Parse.GetRequiredValue(file), scope.CurrentDirectory));
@@ -22,8 +24,10 @@ internal static class BatchCommands
             {
                 var stream = scope.Parse.GetValue(priority) is { } p ? BatchLinePriority.Apply(opened, p, cancellationToken) : opened;
                 await using var disposeLines = stream.ConfigureAwait(false);
-                var batch = await scope.Client.SubmitBatchAsync(stream, new BatchSubmitOptions { WebhookUrl = scope.Parse.GetValue(webhook) }, cancellationToken)
-                    .ConfigureAwait(false);
+                // With --priority the upload is a stream that cannot seek, so the client does not retry it;
+                // a rerun with the same key sends the same rewritten bytes, and so the same fingerprint.
+                var options = new BatchSubmitOptions { WebhookUrl = scope.Parse.GetValue(webhook), IdempotencyKey = scope.Parse.GetValue(key) };
+                var batch = await scope.Client.SubmitBatchAsync(stream, options, cancellationToken).ConfigureAwait(false);
                 Write(scope.Output, batch);
             }
 

@@ -16,6 +16,9 @@ public static class BlobNames
     /// <summary>The folder of writes in progress (temporary files renamed into place on commit).</summary>
     public const string Partial = ".partial/";
 
+    /// <summary>The longest name <see cref="IsValid"/> accepts.</summary>
+    public const int MaxLength = 600;
+
     private static readonly SearchValues<char> Allowed = SearchValues.Create("abcdefghijklmnopqrstuvwxyz0123456789-_.");
 
     /// <summary>A staged upload: a fresh id, not a job's.</summary>
@@ -32,7 +35,7 @@ public static class BlobNames
     /// </summary>
     public static bool IsValid(string? name)
     {
-        if (string.IsNullOrEmpty(name) || name.Length > 600)
+        if (string.IsNullOrEmpty(name) || name.Length > MaxLength)
         {
             return false;
         }

@@ -13,7 +13,13 @@ namespace Async.Serving.Blobs;
 /// </summary>
 public static class BlobReference
 {
-    private const string Prefix = "blob:";
+    /// <summary>What every reference starts with; the job store's scripts test an output for it too (<c>RedisJobStore</c>).</summary>
+    public const string Prefix = "blob:";
+
+    /// <summary>The longest reference: the prefix and the longest name (<see cref="BlobNames.MaxLength"/>).</summary>
+    private static readonly int MaxLength = Prefix.Length + BlobNames.MaxLength;
+
+    private static readonly byte[] PrefixBytes = Encoding.ASCII.GetBytes(Prefix);
 
     public static byte[] Encode(string name)
     {
@@ -30,7 +36,7 @@ public static class BlobReference
     /// <summary>The blob a stored value refers to, or null when the value is the bytes themselves.</summary>
     public static string? Decode(ReadOnlySpan<byte> value)
     {
-        if (value.Length <= Prefix.Length || value.Length > Prefix.Length + 600 || !value.StartsWith("blob:"u8))
+        if (value.Length <= Prefix.Length || value.Length > MaxLength || !value.StartsWith(PrefixBytes))
         {
             return null;
         }
@@ -41,7 +47,7 @@ public static class BlobReference
 
     /// <summary>The blob a stored text (an output) refers to, or null when it is the text itself.</summary>
     public static string? Decode(string? value) =>
-        value is { Length: > 5 and <= 605 } && value.StartsWith(Prefix, StringComparison.Ordinal) && BlobNames.IsValid(value[Prefix.Length..])
+        value is not null && value.Length > Prefix.Length && value.Length <= MaxLength && value.StartsWith(Prefix, StringComparison.Ordinal) && BlobNames.IsValid(value[Prefix.Length..])
             ? value[Prefix.Length..]
             : null;
 }

@@ -61,11 +61,10 @@ public sealed partial class ModelBreakers(
     public async Task<bool> IsOpenAsync(string modelId, CancellationToken cancellationToken) =>
         !(await CheckAsync(modelId, cancellationToken).ConfigureAwait(false)).Available;
 
-    /// <summary>For routing between versions: a version whose breaker is open is skipped.</summary>
-    async ValueTask<bool> IModelAvailability.IsAvailableAsync(string modelId, CancellationToken cancellationToken) =>
-        (await CheckAsync(modelId, cancellationToken).ConfigureAwait(false)).Available;
-
-    /// <summary>As <see cref="IsOpenAsync"/>, with the state and, when unavailable, when the version is tried again (for Retry-After).</summary>
+    /// <summary>
+    /// As <see cref="IsOpenAsync"/>, with the state and, when unavailable, when the version is tried again (for Retry-After).
+    /// For routing between versions (<see cref="IModelAvailability"/>: a version whose breaker is open is skipped) and the intake.
+    /// </summary>
     public async Task<ModelAvailability> CheckAsync(string modelId, CancellationToken cancellationToken)
     {
         if (!Enabled)

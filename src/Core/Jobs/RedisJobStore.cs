@@ -26,7 +26,8 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     // while the API or PostgreSQL is down. announce(): the outbox entry for the webhook relay
     // (Api/Webhooks/JobEventRelay), only for an event the job's webhook subscribed to; extra fields
     // make the entry self-describing, so a relayed event reads the same however late it is relayed.
-    private const string Shared = """
+    // The blob reference's prefix comes from BlobReference, so that the scripts and the C# side cannot drift apart.
+    private static readonly string Shared = $$"""
         local function ledgerOf(id, status)
           redis.call('XADD', @ledger, 'MAXLEN', '~', @streamCap, '*', 'id', id, 'status', status, 'at', @now)
         end
@@ -115,7 +116,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
           if redis.call('HGET', @cacheFlights, key) == @id then redis.call('HDEL', @cacheFlights, key) end
           local executionMs = redis.call('HGET', @job, 'execution_ms') or '0'
           -- An output in the blob store (a reference) is not cached: the blob lives as long as the job's result.
-          if status == 'succeeded' and @output ~= '' and string.sub(@output, 1, 5) ~= 'blob:' then
+          if status == 'succeeded' and @output ~= '' and string.sub(@output, 1, {{BlobReference.Prefix.Length}}) ~= '{{BlobReference.Prefix}}' then
             -- The shard's limits (@cacheLimits); a job stored before them holds its own copy.
             local function limit(field, old) return tonumber(redis.call('HGET', @job, old) or redis.call('HGET', @cacheLimits, field) or '0') end
             storeEntry(key, executionMs .. ' ' .. @output, limit('ttl_ms', 'cache_ttl_ms'), limit('max_bytes', 'cache_max_bytes'), limit('max_entry', 'cache_max_entry'))
