@@ -61,30 +61,15 @@ public sealed class FleetLimitsTests(ServingFixture serving)
     public async Task Two_api_instances_fill_a_models_queue_only_to_its_limit_between_two_measurements()
     {
         const int maxDepth = 3;
-        using var models = new PrivateModels(); // no worker serves it: what is admitted stays queued
-        var settings = new Dictionary<string, string?>
-        {
-            ["Serving:Models:Path"] = models.Path,
-            ["Serving:Queues:MaxDepth"] = maxDepth.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            // One measurement (the empty queue) for the whole test: only the shared count of admitted
-            // submits can stop the second instance; a cache in each process would let each admit 3.
-            ["Serving:Queues:DepthCacheTime"] = "00:01:00",
-        };
-        await using var first = serving.CreateApi(settings);
-        await using var second = serving.CreateApi(settings);
-        using var a = serving.Client(first);
-        using var b = serving.Client(second);
+        // One measurement (the empty queue) for the whole test: only the shared count of admitted
+        // submits can stop the second instance; a cache in each process would let each admit 3.
+        await using var fleet = new QueueLimitedFleet(serving, maxDepth);
 
         var statuses = new List<HttpStatusCode>();
         HttpResponseMessage? full = null;
         for (var i = 0; i < 4 * maxDepth; i++)
         {
-            var response = await (i % 2 == 0 ? a : b).PostAsJsonAsync("/v1/jobs", new
-            {
-                pipeline = "image.embed",
-                model = models.Name,
-                input = new { base64 = Convert.ToBase64String(TestImages.Scene(900 + i, 64, 48)) },
-            });
+            var response = await fleet.SubmitAsync(i, seed: 900);
             statuses.Add(response.StatusCode);
             if (response.StatusCode == HttpStatusCode.ServiceUnavailable)
             {
@@ -108,32 +93,16 @@ public sealed class FleetLimitsTests(ServingFixture serving)
         const int maxDepth = 2_000;
         const int room = 5;
         Assert.Equal(2, Async.Serving.Api.Jobs.QueueDepthProbe.ChunkOf(maxDepth));
-        using var models = new PrivateModels(); // no worker serves it: what is admitted stays queued
-        var settings = new Dictionary<string, string?>
-        {
-            ["Serving:Models:Path"] = models.Path,
-            ["Serving:Queues:MaxDepth"] = maxDepth.ToString(System.Globalization.CultureInfo.InvariantCulture),
-            ["Serving:Queues:DepthCacheTime"] = "00:01:00",
-        };
-        await using var first = serving.CreateApi(settings);
-        await using var second = serving.CreateApi(settings);
-        using var a = serving.Client(first);
-        using var b = serving.Client(second);
-        var redis = first.Services.GetRequiredService<StackExchange.Redis.IConnectionMultiplexer>().GetDatabase();
-        var shared = (StackExchange.Redis.RedisKey)$"queue-depth:{models.Name}@1";
+        await using var fleet = new QueueLimitedFleet(serving, maxDepth);
+        var redis = fleet.First.Services.GetRequiredService<StackExchange.Redis.IConnectionMultiplexer>().GetDatabase();
+        var shared = (StackExchange.Redis.RedisKey)$"queue-depth:{fleet.Models.Name}@1";
         await redis.HashSetAsync(shared, [new("depth", maxDepth - room), new("admitted", 0)]);
         await redis.KeyExpireAsync(shared, TimeSpan.FromMinutes(1));
 
         var statuses = new List<HttpStatusCode>();
         for (var i = 0; i < 4 * room; i++)
         {
-            var response = await (i % 2 == 0 ? a : b).PostAsJsonAsync("/v1/jobs", new
-            {
-                pipeline = "image.embed",
-                model = models.Name,
-                input = new { base64 = Convert.ToBase64String(TestImages.Scene(950 + i, 64, 48)) },
-            });
-            statuses.Add(response.StatusCode);
+            statuses.Add((await fleet.SubmitAsync(i, seed: 950)).StatusCode);
             if (i == 0)
             {
                 // The first submit took a whole chunk from the fleet's count, not one admission.
@@ -145,5 +114,52 @@ public sealed class FleetLimitsTests(ServingFixture serving)
         Assert.Equal(room, statuses.Count(s => s == HttpStatusCode.Accepted));
         Assert.All(statuses, s => Assert.Contains(s, new[] { HttpStatusCode.Accepted, HttpStatusCode.ServiceUnavailable }));
         Assert.Equal(room, (long)await redis.HashGetAsync(shared, "admitted"));
+    }
+
+    /// <summary>
+    /// Two API instances with a queue limit of <c>maxDepth</c> and one depth measurement for a minute,
+    /// on a model of their own that no worker serves (what is admitted stays queued); submits alternate between them.
+    /// </summary>
+    private sealed class QueueLimitedFleet : IAsyncDisposable
+    {
+        private readonly HttpClient _a;
+        private readonly HttpClient _b;
+        private readonly Microsoft.AspNetCore.Mvc.Testing.WebApplicationFactory<Program> _second;
+
+        public QueueLimitedFleet(ServingFixture serving, int maxDepth)
+        {
+            var settings = new Dictionary<string, string?>
+            {
+                ["Serving:Models:Path"] = Models.Path,
+                ["Serving:Queues:MaxDepth"] = maxDepth.ToString(System.Globalization.CultureInfo.InvariantCulture),
+                ["Serving:Queues:DepthCacheTime"] = "00:01:00",
+            };
+            First = serving.CreateApi(settings);
+            _second = serving.CreateApi(settings);
+            _a = serving.Client(First);
+            _b = serving.Client(_second);
+        }
+
+        public PrivateModels Models { get; } = new();
+
+        public Microsoft.AspNetCore.Mvc.Testing.WebApplicationFactory<Program> First { get; }
+
+        /// <summary>The <paramref name="i"/>-th submit, to the first instance when even, the second when odd.</summary>
+        public Task<HttpResponseMessage> SubmitAsync(int i, int seed) =>
+            (i % 2 == 0 ? _a : _b).PostAsJsonAsync("/v1/jobs", new
+            {
+                pipeline = "image.embed",
+                model = Models.Name,
+                input = new { base64 = Convert.ToBase64String(TestImages.Scene(seed + i, 64, 48)) },
+            });
+
+        public async ValueTask DisposeAsync()
+        {
+            _a.Dispose();
+            _b.Dispose();
+            await First.DisposeAsync();
+            await _second.DisposeAsync();
+            Models.Dispose();
+        }
     }
 }
