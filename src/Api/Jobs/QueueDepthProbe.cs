@@ -135,6 +135,9 @@ internal sealed class QueueDepthProbe(
     /// <remarks>Shared by the submits waiting for it, so no one submit's cancellation stops it: the broker's and Redis's own timeouts bound it.</remarks>
     private async Task<bool> RefillAsync(ModelEntry model, Grant grant)
     {
+        // Called under the grant's lock to become its Refill: nothing runs before the caller has stored
+        // the task, so the finally below can never clear Refill before it is set (and leave it set for good).
+        await Task.Yield();
         try
         {
             var take = ChunkOf(options.Value.MaxDepth);
