@@ -45,12 +45,7 @@ public sealed partial class ServingClient
         form.Add(new StringContent(JsonSerializer.Serialize(request, ServingClientJsonContext.Default.BatchRequestBody), Encoding.UTF8, "application/json"), "request");
         form.Add(file, "file", "batch.jsonl");
         using var message = new HttpRequestMessage(HttpMethod.Post, new Uri("v1/batches", UriKind.Relative)) { Content = form };
-        message.Headers.TryAddWithoutValidation("Idempotency-Key", options?.IdempotencyKey ?? Guid.NewGuid().ToString("N"));
-        if (!retriable)
-        {
-            message.Options.Set(NotRetriable, true);
-        }
-
+        MarkCreate(message, options?.IdempotencyKey, retriable);
         return await SendAsync(message, ServingClientJsonContext.Default.Batch, cancellationToken).ConfigureAwait(false);
     }
 

@@ -94,12 +94,7 @@ public sealed partial class ServingClient : IDisposable
         try
         {
             message.Content = SubmitContent(request, out retriable);
-            message.Headers.TryAddWithoutValidation("Idempotency-Key", request.IdempotencyKey ?? Guid.NewGuid().ToString("N"));
-            if (!retriable)
-            {
-                message.Options.Set(NotRetriable, true);
-            }
-
+            MarkCreate(message, request.IdempotencyKey, retriable);
             return await SendAsync(message, ServingClientJsonContext.Default.Job, cancellationToken).ConfigureAwait(false);
         }
         finally
@@ -243,6 +238,19 @@ public sealed partial class ServingClient : IDisposable
         var json = JsonSerializer.Serialize(SubmitBody.From(request, input: null), ServingClientJsonContext.Default.SubmitBody);
         form.Add(new StringContent(json, Encoding.UTF8, "application/json"), "request");
         return form;
+    }
+
+    /// <summary>
+    /// A request that creates (a job, a batch): its <c>Idempotency-Key</c>, the caller's or else a new
+    /// one, so that the client's own retries never create twice; and not retried when its body cannot be sent again.
+    /// </summary>
+    private static void MarkCreate(HttpRequestMessage message, string? idempotencyKey, bool retriable)
+    {
+        message.Headers.TryAddWithoutValidation("Idempotency-Key", idempotencyKey ?? Guid.NewGuid().ToString("N"));
+        if (!retriable)
+        {
+            message.Options.Set(NotRetriable, true);
+        }
     }
 
     private Task<T> GetAsync<T>(string path, JsonTypeInfo<T> type, CancellationToken cancellationToken) =>

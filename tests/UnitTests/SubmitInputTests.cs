@@ -62,7 +62,7 @@ public sealed class SubmitInputTests
     [InlineData("", false)]
     [InlineData("caf\u00e9", false)]
     [InlineData("tab\there", false)]
-    public void An_idempotency_key_is_visible_ascii(string key, bool valid) => Assert.Equal(valid, IdempotencyKeys.IsWellFormed(key));
+    public void An_idempotency_key_is_visible_ascii(string key, bool valid) => Assert.Equal(valid, Async.Serving.Contracts.IdempotencyKeyRule.IsWellFormed(key));
 
     [Theory]
     [InlineData("203.0.113.9", "203.0.113.9")]

@@ -421,7 +421,7 @@ internal sealed class BatchUpload(
         catch (IdempotencyKeyBusyException ex)
         {
             request.HttpContext.Response.Headers.RetryAfter = "1";
-            return (null, ApiProblems.Problem(StatusCodes.Status409Conflict, ApiProblems.Conflict, "Idempotency-Key in use.", $"{ex.Message} Retry later."));
+            return (null, ApiProblems.IdempotencyKeyInUse(ex.Message));
         }
 
         switch (claim)

@@ -106,6 +106,10 @@ public static class ApiProblems
     public static ProblemHttpResult Invalid(string detail, IDictionary<string, string[]>? errors = null) =>
         Problem(StatusCodes.Status400BadRequest, InputInvalid, "The request is not valid.", detail, errors);
 
+    /// <summary>409: the first request with this <c>Idempotency-Key</c> (a job's or a batch's) is still being processed; answered with <c>Retry-After: 1</c>.</summary>
+    public static ProblemHttpResult IdempotencyKeyInUse(string reason) =>
+        Problem(StatusCodes.Status409Conflict, Conflict, "Idempotency-Key in use.", $"{reason} Retry later.");
+
     public static ProblemHttpResult JobNotFound(string id) =>
         Problem(StatusCodes.Status404NotFound, NotFound, "No such job.", $"There is no job '{id}'.");
 }

@@ -22,7 +22,6 @@ internal enum IdempotencyScope
 /// </summary>
 internal sealed class IdempotencyKeys(IConnectionMultiplexer redis, TimeProvider clock)
 {
-    public const int MaxKeyLength = 255;
     private const string Pending = "pending";
     private static readonly TimeSpan Lifetime = TimeSpan.FromHours(24);
     private static readonly TimeSpan PendingWait = TimeSpan.FromSeconds(15);
@@ -49,10 +48,6 @@ internal sealed class IdempotencyKeys(IConnectionMultiplexer redis, TimeProvider
 
         public sealed record Mismatch : Claim;
     }
-
-    /// <summary>1 to <see cref="MaxKeyLength"/> characters from space to <c>~</c>: what a header value may safely hold.</summary>
-    public static bool IsWellFormed(string key) =>
-        key.Length is > 0 and <= MaxKeyLength && key.All(c => c is >= ' ' and <= '~');
 
     /// <summary>
     /// A fingerprint of everything that makes a submission what it is (the input by its hash), as the

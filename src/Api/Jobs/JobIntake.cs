@@ -3,6 +3,7 @@ using Async.Serving.Api.Errors;
 using Async.Serving.Api.Routing;
 using Async.Serving.Api.Webhooks;
 using Async.Serving.Breakers;
+using Async.Serving.Contracts;
 using Async.Serving.Jobs;
 using Microsoft.AspNetCore.Http.HttpResults;
 using Microsoft.Extensions.Options;
@@ -52,10 +53,10 @@ internal sealed class JobIntake(
 {
     /// <summary>The <c>Idempotency-Key</c> header's value is unusable: the problem to answer with, else null.</summary>
     public static ProblemHttpResult? CheckIdempotencyKey(string? key) =>
-        key is null || IdempotencyKeys.IsWellFormed(key)
+        key is null || IdempotencyKeyRule.IsWellFormed(key)
             ? null
-            : ApiProblems.Invalid($"Idempotency-Key must be 1 to {IdempotencyKeys.MaxKeyLength} visible ASCII characters (or spaces).",
-                new Dictionary<string, string[]> { ["Idempotency-Key"] = [key.Length is 0 or > IdempotencyKeys.MaxKeyLength ? "Length out of range." : "Only visible ASCII characters and spaces."] });
+            : ApiProblems.Invalid($"Idempotency-Key must be 1 to {IdempotencyKeyRule.MaxLength} visible ASCII characters (or spaces).",
+                new Dictionary<string, string[]> { ["Idempotency-Key"] = [key.Length is 0 or > IdempotencyKeyRule.MaxLength ? "Length out of range." : "Only visible ASCII characters and spaces."] });
 
     /// <remarks>A submit that makes no job (refused, replayed, failed) deletes its staged input, if it has one in the blob store.</remarks>
     public async Task<SubmitOutcome> SubmitAsync(Submission submission, string tenant, string? idempotencyKey, CancellationToken cancellationToken)
@@ -99,8 +100,7 @@ internal sealed class JobIntake(
             }
             catch (IdempotencyKeyBusyException ex)
             {
-                return new SubmitOutcome.Refused(
-                    ApiProblems.Problem(StatusCodes.Status409Conflict, ApiProblems.Conflict, "Idempotency-Key in use.", $"{ex.Message} Retry later."), 1);
+                return new SubmitOutcome.Refused(ApiProblems.IdempotencyKeyInUse(ex.Message), 1);
             }
 
             switch (claim)
