@@ -3,6 +3,7 @@ using System.Diagnostics;
 using System.Globalization;
 using Async.Serving.Messaging;
 using Async.Serving.Models;
+using Async.Serving.Redis;
 using Microsoft.Extensions.Options;
 using RabbitMQ.Client;
 using RabbitMQ.Client.Exceptions;
@@ -50,7 +51,7 @@ internal sealed class QueueDepthProbe(
     // Returns {the fleet's depth (measured + admitted since), the admissions granted (up to @take,
     // at most what @max leaves; counted as admitted), the measurement's remaining life in ms};
     // {-1, 0, 0} when no measurement is fresh and none was given (@measured is '').
-    private static readonly LuaScript AdmitScript = LuaScript.Prepare("""
+    private static readonly RedisScript AdmitScript = RedisScript.Prepare("""
         local depth = redis.call('HGET', @key, 'depth')
         if not depth then
           if @measured == '' then return {-1, 0, 0} end
@@ -198,7 +199,7 @@ internal sealed class QueueDepthProbe(
     private async Task<(long Total, long Granted, long TtlMs)> AdmitAsync(ModelEntry model, long? measured, long take)
     {
         var settings = options.Value;
-        var result = (RedisResult[])(await redis.GetDatabase().ScriptEvaluateAsync(AdmitScript, new
+        var result = (RedisResult[])(await AdmitScript.EvaluateAsync(redis.GetDatabase(), new
         {
             key = SharedKey(model),
             measured = measured?.ToString(CultureInfo.InvariantCulture) ?? string.Empty,

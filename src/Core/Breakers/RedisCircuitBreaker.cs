@@ -1,4 +1,5 @@
 using System.Globalization;
+using Async.Serving.Redis;
 using StackExchange.Redis;
 
 namespace Async.Serving.Breakers;
@@ -76,7 +77,7 @@ public sealed class RedisCircuitBreaker(IConnectionMultiplexer redis, string fam
         """;
 
     // Returns {decision, retryAtMs, enteredState}; enteredState is '' when nothing changed.
-    private static readonly LuaScript AcquireScript = LuaScript.Prepare(Shared + """
+    private static readonly RedisScript AcquireScript = RedisScript.Prepare(Shared + """
         local state = redis.call('HGET', @breaker, 'state') or 'closed'
         if state == 'closed' then return {'allow', '0', ''} end
         if state == 'open' then
@@ -93,7 +94,7 @@ public sealed class RedisCircuitBreaker(IConnectionMultiplexer redis, string fam
         """);
 
     // Returns the state entered ('' for none) and, when it closed, the held members it released.
-    private static readonly LuaScript ReportScript = LuaScript.Prepare(Shared + """
+    private static readonly RedisScript ReportScript = RedisScript.Prepare(Shared + """
         local state = redis.call('HGET', @breaker, 'state') or 'closed'
         if @success == '1' then
           if state == 'open' then return {''} end
@@ -121,7 +122,7 @@ public sealed class RedisCircuitBreaker(IConnectionMultiplexer redis, string fam
         """);
 
     // An operator's close: whatever the state; returns whether it was not closed, and the held members released.
-    private static readonly LuaScript CloseScript = LuaScript.Prepare(Shared + """
+    private static readonly RedisScript CloseScript = RedisScript.Prepare(Shared + """
         local state = redis.call('HGET', @breaker, 'state') or 'closed'
         redis.call('DEL', @breaker)
         redis.call('ZREM', @index, @name)

@@ -1,5 +1,6 @@
 using System.Globalization;
 using Async.Serving.Blobs;
+using Async.Serving.Redis;
 using Microsoft.Extensions.Options;
 using StackExchange.Redis;
 
@@ -159,7 +160,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
 
         """;
 
-    private static readonly LuaScript StartScript = LuaScript.Prepare(Shared + """
+    private static readonly RedisScript StartScript = RedisScript.Prepare(Shared + """
         local status = redis.call('HGET', @job, 'status')
         if not status then return 'missing' end
         if status ~= 'queued' and status ~= 'running' then return status end
@@ -183,7 +184,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
 
     // allowedFrom: the statuses the change may start from, space separated. holder: the worker that
     // must still hold the job ('' for any). keepInput: '1' keeps the input (a dead-lettered job may be requeued).
-    private static readonly LuaScript FinishScript = LuaScript.Prepare(Shared + """
+    private static readonly RedisScript FinishScript = RedisScript.Prepare(Shared + """
         local status = redis.call('HGET', @job, 'status')
         if not status then return 'missing' end
         if not string.find(' ' .. @allowedFrom .. ' ', ' ' .. status .. ' ', 1, true) then return status end
@@ -201,7 +202,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         """);
 
     // Progress is no state change: no ledger entry, an outbox event only for a webhook that asked for it.
-    private static readonly LuaScript ProgressScript = LuaScript.Prepare(Shared + """
+    private static readonly RedisScript ProgressScript = RedisScript.Prepare(Shared + """
         if redis.call('HGET', @job, 'status') ~= 'running' then return 0 end
         if @worker ~= '' and redis.call('HGET', @job, 'worker') ~= @worker then return 0 end
         redis.call('HSET', @job, 'progress', @progress)
@@ -211,7 +212,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         """);
 
     // queued → cancelled at once; running → flagged, and workers are told on the cancel channel.
-    private static readonly LuaScript CancelScript = LuaScript.Prepare(Shared + """
+    private static readonly RedisScript CancelScript = RedisScript.Prepare(Shared + """
         local status = redis.call('HGET', @job, 'status')
         if not status then return 'missing' end
         if status == 'queued' then
@@ -229,7 +230,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
 
     // failed → queued again, for an operator's requeue: only while the input is still stored. The
     // job starts over (attempts from 0) in a new round, so its next completion is a new event.
-    private static readonly LuaScript RequeueScript = LuaScript.Prepare(Shared + """
+    private static readonly RedisScript RequeueScript = RedisScript.Prepare(Shared + """
         local status = redis.call('HGET', @job, 'status')
         if not status then return 'missing' end
         if status ~= 'failed' then return status end
@@ -252,7 +253,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     // @followerFields: more of them, stored for a follower only (what its message is made from if its
     // leader ends without an output). @inputKeptUntil: set for an input in the blob store (the
     // input_blob field), else @inputBytes go to the input key.
-    private static readonly LuaScript CreateCachedScript = LuaScript.Prepare(Shared + """
+    private static readonly RedisScript CreateCachedScript = RedisScript.Prepare(Shared + """
         local fields = cjson.decode(@fields)
         local value = redis.call('HGET', @cacheEntries, @cacheKey)
         if value then
@@ -308,7 +309,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         """);
 
     // A job removed because its publish failed: a flight it led ends, and its followers are released.
-    private static readonly LuaScript AbandonScript = LuaScript.Prepare(Shared + """
+    private static readonly RedisScript AbandonScript = RedisScript.Prepare(Shared + """
         if redis.call('EXISTS', @job) == 1 then settleFlight('deleted') end
         return 'ok'
         """);
@@ -758,7 +759,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
     }
 
     // Members whose score (when they may be taken) has come, given a new score: the end of the lease.
-    private static readonly LuaScript ClaimReleasedScript = LuaScript.Prepare("""
+    private static readonly RedisScript ClaimReleasedScript = RedisScript.Prepare("""
         local ids = redis.call('ZRANGEBYSCORE', @released, '-inf', @now, 'LIMIT', 0, @max)
         for _, id in ipairs(ids) do redis.call('ZADD', @released, @until, id) end
         return ids
@@ -1085,7 +1086,7 @@ public sealed class RedisJobStore(IConnectionMultiplexer redis, IOptions<JobStor
         return reply == "ok";
     }
 
-    private Task<RedisResult> EvaluateAsync(LuaScript script, ScriptArgs args) => script.EvaluateAsync(_db, args);
+    private Task<RedisResult> EvaluateAsync(RedisScript script, ScriptArgs args) => script.EvaluateAsync(_db, args);
 
     /// <summary>The keys and arguments every script may name, for job <paramref name="id"/> now.</summary>
     private ScriptArgs Args(string id)
