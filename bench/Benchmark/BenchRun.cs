@@ -17,7 +17,7 @@ namespace Async.Serving.Benchmark;
 internal sealed record EndToEndFigure(
     string Model, int Jobs, int Concurrency, int Succeeded, int Failed, int Refused, int Unfinished,
     double JobsPerSecond, double SubmitPerSecond, double SubmitP50Ms, double SubmitP99Ms,
-    double? MeanBatchSize, long? WorkerPeakRssBytes, CpuSplit Cpu, Dictionary<string, long>? RedisCalls = null);
+    double? MeanBatchSize, long? WorkerPeakRssBytes, CpuSplit Cpu, Dictionary<string, long>? RedisCalls = null, CpuSplit? LoadCpu = null);
 
 internal sealed record MemoryFigure(
     int Jobs, int Refused, double SubmitPerSecond, double SubmitP50Ms, double SubmitP99Ms, long? QueueDepthAfterSubmit,
@@ -256,6 +256,8 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             ["api"] = [_api!.Pid],
             ["rabbitmq"] = [.. ProcStats.FindByName("beam.smp")],
             ["redis"] = [.. ProcStats.FindByName("redis-server")],
+            // The ledger's writes and Hangfire's queue polls (its connections are pooled: the processes live through the step).
+            ["postgres"] = [.. ProcStats.FindByName("postgres")],
             ["bench_client"] = [Environment.ProcessId],
         };
         if (worker is not null)
@@ -281,8 +283,12 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             var loadEnded = duringLoad is null ? null : await duringLoad(worker).ConfigureAwait(false);
             var redisBefore = await RedisCallsAsync().ConfigureAwait(false);
             var profile = new CpuProfile(CpuGroups(worker));
+            var endedBefore = await JobsEndedAsync(metricsPort).ConfigureAwait(false);
             var load = await _client.SubmitManyAsync(model, files, contentType, jobs, options.Concurrency).ConfigureAwait(false);
             _jobIds.AddRange(load.Jobs.Select(j => j.Id));
+            // The CPU of the window jobs/s is measured over (until the worker ended the last job), apart
+            // from the polls that then read every result once.
+            var loadCpu = await UntilEndedAsync(metricsPort, endedBefore + load.Jobs.Count, profile).ConfigureAwait(false);
             var finished = await _client.WaitAllAsync(load.Jobs, TimeSpan.FromSeconds(300)).ConfigureAwait(false);
             var cpu = profile.Stop();
             var redisCalls = Delta(redisBefore, await RedisCallsAsync().ConfigureAwait(false));
@@ -302,10 +308,11 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
                 load.Jobs.Count - finished.Count, Math.Round(succeeded.Count / seconds, 2),
                 Math.Round(load.Jobs.Count / Math.Max(0.001, load.SubmitSeconds), 1),
                 Percentile(latencies, 0.50), Percentile(latencies, 0.99),
-                MeanBatch(before, after, l => l == $"{model}@1"), ProcStats.StatusBytes(worker.Pid, "VmHWM"), cpu, redisCalls);
+                MeanBatch(before, after, l => l == $"{model}@1"), ProcStats.StatusBytes(worker.Pid, "VmHWM"), cpu, redisCalls, loadCpu);
             Console.WriteLine($"  {figure.JobsPerSecond:F1} jobs/s end to end ({succeeded.Count}/{jobs} succeeded in {seconds:F2} s), submit p50 {figure.SubmitP50Ms:F1} ms p99 {figure.SubmitP99Ms:F1} ms, mean batch {figure.MeanBatchSize?.ToString("F2", CultureInfo.InvariantCulture) ?? "n/a"}");
             Console.WriteLine($"  CPU share of {cpu.Cores} cores over {cpu.WallSeconds:F1} s: {string.Join(", ", cpu.ShareOfMachine.Select(s => $"{s.Key} {s.Value:P0}"))}");
             Console.WriteLine($"  CPU per succeeded job: {string.Join(", ", cpu.CpuSeconds.Select(s => $"{s.Key} {s.Value * 1e6 / Math.Max(1, succeeded.Count):F0} µs"))}; all {cpu.MachineBusySeconds * 1e6 / Math.Max(1, succeeded.Count):F0} µs");
+            Console.WriteLine($"    of which during the load (submits and runs, {loadCpu.WallSeconds:F1} s, until the worker ended the last job; the rest is one poll per job after it): {string.Join(", ", loadCpu.CpuSeconds.Select(s => $"{s.Key} {s.Value * 1e6 / Math.Max(1, succeeded.Count):F0} µs"))}; all {loadCpu.MachineBusySeconds * 1e6 / Math.Max(1, succeeded.Count):F0} µs");
             // Counts, unlike CPU time, do not change with what else the host runs: they compare code across runs.
             double PerJob(long n) => (double)n / Math.Max(1, succeeded.Count);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -592,6 +599,41 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
 
     /// <summary>serving_batch_size sum and count of every batcher (label <c>model</c>) from the worker's /metrics.</summary>
     private static Task<IReadOnlyDictionary<string, (double Sum, double Count)>> AllBatchMetricsAsync(int port) => HistogramAsync(port, "serving_batch_size");
+
+    /// <summary>Jobs the worker ended so far, any outcome (<c>serving_worker_jobs_total</c> over its labels).</summary>
+    private static async Task<double> JobsEndedAsync(int port)
+    {
+        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+        var text = await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics")).ConfigureAwait(false);
+        return WorkerJobsLine().Matches(text).Sum(m => double.Parse(m.Groups["value"].Value, CultureInfo.InvariantCulture));
+    }
+
+    /// <summary>
+    /// Reads the worker's count of ended jobs every 100 ms until it reaches <paramref name="target"/> (or
+    /// stops moving for 10 s), then the CPU of <paramref name="profile"/> so far.
+    /// </summary>
+    private static async Task<CpuSplit> UntilEndedAsync(int port, double target, CpuProfile profile)
+    {
+        var (last, lastMoved) = (-1.0, System.Diagnostics.Stopwatch.GetTimestamp());
+        while (await JobsEndedAsync(port).ConfigureAwait(false) is var ended && ended < target)
+        {
+            if (ended != last)
+            {
+                (last, lastMoved) = (ended, System.Diagnostics.Stopwatch.GetTimestamp());
+            }
+            else if (System.Diagnostics.Stopwatch.GetElapsedTime(lastMoved) > TimeSpan.FromSeconds(10))
+            {
+                break;
+            }
+
+            await Task.Delay(100).ConfigureAwait(false);
+        }
+
+        return profile.Stop();
+    }
+
+    [GeneratedRegex("""^serving_worker_jobs_total\{[^}]*\} (?<value>\S+)$""", RegexOptions.Multiline)]
+    private static partial Regex WorkerJobsLine();
 
     /// <summary>Sum and count of a histogram labelled by <c>model</c> alone, per label, from the worker's /metrics.</summary>
     private static async Task<IReadOnlyDictionary<string, (double Sum, double Count)>> HistogramAsync(int port, string metric)
