@@ -74,7 +74,7 @@ public sealed class RedisScript
                 return;
             }
         }
-        catch (Exception ex) when (ex is RedisException or TimeoutException or InvalidOperationException)
+        catch (Exception ex) when (ex is RedisException or TimeoutException or InvalidOperationException or ObjectDisposedException)
         {
             // Tried again on a later call.
         }
