@@ -283,12 +283,14 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             var loadEnded = duringLoad is null ? null : await duringLoad(worker).ConfigureAwait(false);
             var redisBefore = await RedisCallsAsync().ConfigureAwait(false);
             var profile = new CpuProfile(CpuGroups(worker));
-            var endedBefore = await JobsEndedAsync(metricsPort).ConfigureAwait(false);
+            // One connection for the reads of the worker's count, rather than one per read inside the window measured.
+            using var metrics = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
+            var endedBefore = await JobsEndedAsync(metrics, metricsPort).ConfigureAwait(false);
             var load = await _client.SubmitManyAsync(model, files, contentType, jobs, options.Concurrency).ConfigureAwait(false);
             _jobIds.AddRange(load.Jobs.Select(j => j.Id));
             // The CPU of the window jobs/s is measured over (until the worker ended the last job), apart
             // from the polls that then read every result once.
-            var loadCpu = await UntilEndedAsync(metricsPort, endedBefore + load.Jobs.Count, profile).ConfigureAwait(false);
+            var loadCpu = await UntilEndedAsync(metrics, metricsPort, endedBefore + load.Jobs.Count, profile).ConfigureAwait(false);
             var finished = await _client.WaitAllAsync(load.Jobs, TimeSpan.FromSeconds(300)).ConfigureAwait(false);
             var cpu = profile.Stop();
             var redisCalls = Delta(redisBefore, await RedisCallsAsync().ConfigureAwait(false));
@@ -316,9 +318,9 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             // Counts, unlike CPU time, do not change with what else the host runs: they compare code across runs.
             double PerJob(long n) => (double)n / Math.Max(1, succeeded.Count);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"  context switches per succeeded job: {string.Join(", ", cpu.ContextSwitches!.Select(s => $"{s.Key} {PerJob(s.Value):F1}"))}"));
+                $"  context switches per succeeded job: {string.Join(", ", cpu.ContextSwitches.Select(s => $"{s.Key} {PerJob(s.Value):F1}"))}"));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"  read/write syscalls per succeeded job: {string.Join(", ", cpu.ReadWriteSyscalls!.Select(s => $"{s.Key} {PerJob(s.Value):F1}"))}"));
+                $"  read/write syscalls per succeeded job: {string.Join(", ", cpu.ReadWriteSyscalls.Select(s => $"{s.Key} {PerJob(s.Value):F1}"))}"));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"  Redis commands per succeeded job: {PerJob(redisCalls.Values.Sum()):F1} ({string.Join(", ", redisCalls.OrderByDescending(c => c.Value).Take(8).Select(c => $"{c.Key} {PerJob(c.Value):F2}"))})"));
             return figure;
@@ -601,9 +603,8 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
     private static Task<IReadOnlyDictionary<string, (double Sum, double Count)>> AllBatchMetricsAsync(int port) => HistogramAsync(port, "serving_batch_size");
 
     /// <summary>Jobs the worker ended so far, any outcome (<c>serving_worker_jobs_total</c> over its labels).</summary>
-    private static async Task<double> JobsEndedAsync(int port)
+    private static async Task<double> JobsEndedAsync(HttpClient http, int port)
     {
-        using var http = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
         var text = await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics")).ConfigureAwait(false);
         return WorkerJobsLine().Matches(text).Sum(m => double.Parse(m.Groups["value"].Value, CultureInfo.InvariantCulture));
     }
@@ -612,10 +613,10 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
     /// Reads the worker's count of ended jobs every 100 ms until it reaches <paramref name="target"/> (or
     /// stops moving for 10 s), then the CPU of <paramref name="profile"/> so far.
     /// </summary>
-    private static async Task<CpuSplit> UntilEndedAsync(int port, double target, CpuProfile profile)
+    private static async Task<CpuSplit> UntilEndedAsync(HttpClient http, int port, double target, CpuProfile profile)
     {
         var (last, lastMoved) = (-1.0, System.Diagnostics.Stopwatch.GetTimestamp());
-        while (await JobsEndedAsync(port).ConfigureAwait(false) is var ended && ended < target)
+        while (await JobsEndedAsync(http, port).ConfigureAwait(false) is var ended && ended < target)
         {
             if (ended != last)
             {

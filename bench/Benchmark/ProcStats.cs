@@ -136,18 +136,14 @@ internal static class ProcStats
 internal sealed class CpuProfile
 {
     private readonly Dictionary<string, int[]> _groups;
-    private readonly Dictionary<string, long> _start;
-    private readonly Dictionary<string, long> _switchesStart;
-    private readonly Dictionary<string, long> _syscallsStart;
+    private readonly Dictionary<string, Counters> _start;
     private readonly long _machineStart;
     private readonly long _wallStart = System.Diagnostics.Stopwatch.GetTimestamp();
 
     public CpuProfile(Dictionary<string, int[]> groups)
     {
         _groups = groups;
-        _start = groups.ToDictionary(g => g.Key, g => g.Value.Sum(ProcStats.CpuTicks));
-        _switchesStart = groups.ToDictionary(g => g.Key, g => g.Value.Sum(ProcStats.ContextSwitches));
-        _syscallsStart = groups.ToDictionary(g => g.Key, g => g.Value.Sum(ProcStats.ReadWriteSyscalls));
+        _start = groups.ToDictionary(g => g.Key, g => Counters.Of(g.Value));
         _machineStart = ProcStats.MachineBusyTicks();
     }
 
@@ -155,19 +151,27 @@ internal sealed class CpuProfile
     public CpuSplit Stop()
     {
         var wall = System.Diagnostics.Stopwatch.GetElapsedTime(_wallStart).TotalSeconds;
-        var seconds = _groups.ToDictionary(g => g.Key, g => (g.Value.Sum(ProcStats.CpuTicks) - _start[g.Key]) / ProcStats.TicksPerSecond);
+        var spent = _groups.ToDictionary(g => g.Key, g => Counters.Of(g.Value) - _start[g.Key]);
         var machine = (ProcStats.MachineBusyTicks() - _machineStart) / ProcStats.TicksPerSecond;
-        var switches = _groups.ToDictionary(g => g.Key, g => g.Value.Sum(ProcStats.ContextSwitches) - _switchesStart[g.Key]);
-        var syscalls = _groups.ToDictionary(g => g.Key, g => g.Value.Sum(ProcStats.ReadWriteSyscalls) - _syscallsStart[g.Key]);
+        var seconds = spent.ToDictionary(s => s.Key, s => s.Value.Ticks / ProcStats.TicksPerSecond);
         seconds["other"] = Math.Max(0, machine - seconds.Values.Sum());
         return new CpuSplit(Math.Round(wall, 2), Environment.ProcessorCount, Math.Round(machine, 2),
             seconds.ToDictionary(s => s.Key, s => Math.Round(s.Value, 2)),
             seconds.ToDictionary(s => s.Key, s => Math.Round(s.Value / (wall * Environment.ProcessorCount), 3)),
-            switches, syscalls);
+            spent.ToDictionary(s => s.Key, s => s.Value.Switches), spent.ToDictionary(s => s.Key, s => s.Value.Syscalls));
+    }
+
+    /// <summary>A group's CPU ticks, context switches and read/write system calls, summed over its processes.</summary>
+    private readonly record struct Counters(long Ticks, long Switches, long Syscalls)
+    {
+        public static Counters Of(int[] pids) =>
+            new(pids.Sum(ProcStats.CpuTicks), pids.Sum(ProcStats.ContextSwitches), pids.Sum(ProcStats.ReadWriteSyscalls));
+
+        public static Counters operator -(Counters a, Counters b) => new(a.Ticks - b.Ticks, a.Switches - b.Switches, a.Syscalls - b.Syscalls);
     }
 }
 
 internal sealed record CpuSplit(
     double WallSeconds, int Cores, double MachineBusySeconds,
     Dictionary<string, double> CpuSeconds, Dictionary<string, double> ShareOfMachine,
-    Dictionary<string, long>? ContextSwitches = null, Dictionary<string, long>? ReadWriteSyscalls = null);
+    Dictionary<string, long> ContextSwitches, Dictionary<string, long> ReadWriteSyscalls);

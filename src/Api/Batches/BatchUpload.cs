@@ -427,8 +427,7 @@ internal sealed class BatchUpload(
         switch (claim)
         {
             case IdempotencyKeys.Claim.Mismatch:
-                return (null, ApiProblems.Problem(StatusCodes.Status422UnprocessableEntity, ApiProblems.IdempotencyMismatch,
-                    "Idempotency-Key reused with another request.",
+                return (null, ApiProblems.IdempotencyKeyMismatch(
                     "This Idempotency-Key was first used with a different batch (file, webhook or metadata); use a new key for a new batch. No batch was created."));
             case IdempotencyKeys.Claim.Replay replay:
                 // The lines copied for this request are rolled back when the writer is disposed.

@@ -110,6 +110,10 @@ public static class ApiProblems
     public static ProblemHttpResult IdempotencyKeyInUse(string reason) =>
         Problem(StatusCodes.Status409Conflict, Conflict, "Idempotency-Key in use.", $"{reason} Retry later.");
 
+    /// <summary>422: the <c>Idempotency-Key</c> was first used with another request (<paramref name="detail"/> says what differs and what to do).</summary>
+    public static ProblemHttpResult IdempotencyKeyMismatch(string detail) =>
+        Problem(StatusCodes.Status422UnprocessableEntity, IdempotencyMismatch, "Idempotency-Key reused with another request.", detail);
+
     public static ProblemHttpResult JobNotFound(string id) =>
         Problem(StatusCodes.Status404NotFound, NotFound, "No such job.", $"There is no job '{id}'.");
 }

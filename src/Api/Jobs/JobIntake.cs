@@ -106,8 +106,7 @@ internal sealed class JobIntake(
             switch (claim)
             {
                 case IdempotencyKeys.Claim.Mismatch:
-                    return new SubmitOutcome.Refused(ApiProblems.Problem(StatusCodes.Status422UnprocessableEntity, ApiProblems.IdempotencyMismatch,
-                        "Idempotency-Key reused with another request.",
+                    return new SubmitOutcome.Refused(ApiProblems.IdempotencyKeyMismatch(
                         "This Idempotency-Key was first used with a different request body; use a new key for a new job."));
                 case IdempotencyKeys.Claim.Replay replay:
                     var first = await store.GetAsync(replay.JobId).ConfigureAwait(false);
