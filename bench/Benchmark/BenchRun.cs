@@ -17,7 +17,8 @@ namespace Async.Serving.Benchmark;
 internal sealed record EndToEndFigure(
     string Model, int Jobs, int Concurrency, int Succeeded, int Failed, int Refused, int Unfinished,
     double JobsPerSecond, double SubmitPerSecond, double SubmitP50Ms, double SubmitP99Ms,
-    double? MeanBatchSize, long? WorkerPeakRssBytes, CpuSplit Cpu, Dictionary<string, long>? RedisCalls = null, CpuSplit? LoadCpu = null);
+    double? MeanBatchSize, long? WorkerPeakRssBytes, CpuSplit Cpu, Dictionary<string, long>? RedisCalls = null, CpuSplit? LoadCpu = null,
+    Dictionary<string, double>? ThreadPoolItemsPerJob = null);
 
 internal sealed record MemoryFigure(
     int Jobs, int Refused, double SubmitPerSecond, double SubmitP50Ms, double SubmitP99Ms, long? QueueDepthAfterSubmit,
@@ -55,6 +56,7 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
     private readonly string _apiKey = "sk_bench_" + Convert.ToHexStringLower(RandomNumberGenerator.GetBytes(16));
     private string? _repository;
     private ServingProcess? _api;
+    private int _apiManagementPort;
     private LoadClient? _client;
     private ConnectionMultiplexer? _redis;
 
@@ -206,7 +208,8 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         var port = ServingProcess.FreePort();
         var env = ServiceEnvironment();
         env["ASPNETCORE_URLS"] = $"http://127.0.0.1:{port}";
-        env["Serving__Management__Port"] = ServingProcess.FreePort().ToString(CultureInfo.InvariantCulture); // not a running stack's 9465
+        _apiManagementPort = ServingProcess.FreePort();
+        env["Serving__Management__Port"] = _apiManagementPort.ToString(CultureInfo.InvariantCulture); // not a running stack's 9465
         env["Serving__Auth__DevelopmentKey"] = _apiKey;
         env["Serving__Auth__DevelopmentTenant"] = BenchTenant;
         // The load generator is one key: the per-key limit would measure itself, not the system.
@@ -286,11 +289,13 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             // One connection for the reads of the worker's count, rather than one per read inside the window measured.
             using var metrics = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
             var endedBefore = await JobsEndedAsync(metrics, metricsPort).ConfigureAwait(false);
+            var poolBefore = await ThreadPoolItemsAsync(metrics, metricsPort).ConfigureAwait(false);
             var load = await _client.SubmitManyAsync(model, files, contentType, jobs, options.Concurrency).ConfigureAwait(false);
             _jobIds.AddRange(load.Jobs.Select(j => j.Id));
             // The CPU of the window jobs/s is measured over (until the worker ended the last job), apart
             // from the polls that then read every result once.
             var loadCpu = await UntilEndedAsync(metrics, metricsPort, endedBefore + load.Jobs.Count, profile).ConfigureAwait(false);
+            var poolAfter = await ThreadPoolItemsAsync(metrics, metricsPort).ConfigureAwait(false);
             var finished = await _client.WaitAllAsync(load.Jobs, TimeSpan.FromSeconds(300)).ConfigureAwait(false);
             var cpu = profile.Stop();
             var redisCalls = Delta(redisBefore, await RedisCallsAsync().ConfigureAwait(false));
@@ -310,7 +315,8 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
                 load.Jobs.Count - finished.Count, Math.Round(succeeded.Count / seconds, 2),
                 Math.Round(load.Jobs.Count / Math.Max(0.001, load.SubmitSeconds), 1),
                 Percentile(latencies, 0.50), Percentile(latencies, 0.99),
-                MeanBatch(before, after, l => l == $"{model}@1"), ProcStats.StatusBytes(worker.Pid, "VmHWM"), cpu, redisCalls, loadCpu);
+                MeanBatch(before, after, l => l == $"{model}@1"), ProcStats.StatusBytes(worker.Pid, "VmHWM"), cpu, redisCalls, loadCpu,
+                poolAfter.ToDictionary(p => p.Key, p => Math.Round((p.Value - poolBefore[p.Key]) / Math.Max(1, succeeded.Count), 2)));
             Console.WriteLine($"  {figure.JobsPerSecond:F1} jobs/s end to end ({succeeded.Count}/{jobs} succeeded in {seconds:F2} s), submit p50 {figure.SubmitP50Ms:F1} ms p99 {figure.SubmitP99Ms:F1} ms, mean batch {figure.MeanBatchSize?.ToString("F2", CultureInfo.InvariantCulture) ?? "n/a"}");
             Console.WriteLine($"  CPU share of {cpu.Cores} cores over {cpu.WallSeconds:F1} s: {string.Join(", ", cpu.ShareOfMachine.Select(s => $"{s.Key} {s.Value:P0}"))}");
             Console.WriteLine($"  CPU per succeeded job: {string.Join(", ", cpu.CpuSeconds.Select(s => $"{s.Key} {s.Value * 1e6 / Math.Max(1, succeeded.Count):F0} µs"))}; all {cpu.MachineBusySeconds * 1e6 / Math.Max(1, succeeded.Count):F0} µs");
@@ -319,6 +325,8 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             double PerJob(long n) => (double)n / Math.Max(1, succeeded.Count);
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"  context switches per succeeded job: {string.Join(", ", cpu.ContextSwitches.Select(s => $"{s.Key} {PerJob(s.Value):F1}"))}"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  thread pool work items per succeeded job, during the load (hand-offs between threads): {string.Join(", ", figure.ThreadPoolItemsPerJob!.Select(p => $"{p.Key} {p.Value:F1}"))}"));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"  read/write syscalls per succeeded job: {string.Join(", ", cpu.ReadWriteSyscalls.Select(s => $"{s.Key} {PerJob(s.Value):F1}"))}"));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -632,6 +640,22 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
 
         return profile.Stop();
     }
+
+    /// <summary>Work items the API's and the worker's thread pools have run so far (<c>dotnet_threadpool_completed_items_total</c>).</summary>
+    private async Task<Dictionary<string, double>> ThreadPoolItemsAsync(HttpClient http, int workerPort)
+    {
+        var figures = new Dictionary<string, double>(StringComparer.Ordinal);
+        foreach (var (name, port) in new[] { ("api", _apiManagementPort), ("worker", workerPort) })
+        {
+            var text = await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics")).ConfigureAwait(false);
+            figures[name] = ThreadPoolItemsLine().Match(text) is { Success: true } m ? double.Parse(m.Groups["value"].Value, CultureInfo.InvariantCulture) : 0;
+        }
+
+        return figures;
+    }
+
+    [GeneratedRegex("""^dotnet_threadpool_completed_items_total (?<value>\S+)$""", RegexOptions.Multiline)]
+    private static partial Regex ThreadPoolItemsLine();
 
     [GeneratedRegex("""^serving_worker_jobs_total\{[^}]*\} (?<value>\S+)$""", RegexOptions.Multiline)]
     private static partial Regex WorkerJobsLine();

@@ -20,6 +20,7 @@ public static class ServingDefaults
     {
         builder.AddServingLogging();
         ServingMetrics.SuppressLibraryBridges();
+        ServingMetrics.AddRuntimeMetrics();
         builder.Services.AddOptionsWithValidateOnStart<JobStoreOptions>()
             .BindConfiguration(JobStoreOptions.Section)
             .ValidateDataAnnotations();

@@ -7,7 +7,8 @@ namespace Async.Serving.Hosting;
 /// project's own <c>serving_*</c> metrics, prometheus-net's process metrics and the API's HTTP
 /// metrics are scraped: the bridges that republish every .NET Meter and EventCounter (MassTransit
 /// counters as gauges without <c>_total</c>, durations in milliseconds, dozens of <c>msquic</c>
-/// series) are off. Those meters go out over OTLP instead.
+/// series) are off. Those meters go out over OTLP instead. The runtime's thread pool and lock
+/// counters are exported on their own (<see cref="AddRuntimeMetrics"/>).
 /// </summary>
 public static class ServingMetrics
 {
@@ -24,4 +25,33 @@ public static class ServingMetrics
             SuppressDebugMetrics = true,
             SuppressProcessMetrics = false,
         });
+
+    private static int _runtimeAdded;
+
+    /// <summary>
+    /// The runtime's thread pool and lock counters, read at each scrape: <c>dotnet_threadpool_completed_items_total</c>
+    /// (work items the pool ran: every continuation handed from one thread to another is one, so per job it
+    /// counts the hand-offs a job costs, whatever else the host runs; docs/benchmarks.md),
+    /// <c>dotnet_threadpool_queue_length</c> (waiting: growing means starvation), <c>dotnet_threadpool_threads</c>
+    /// and <c>dotnet_lock_contentions_total</c>. Once per process.
+    /// </summary>
+    public static void AddRuntimeMetrics()
+    {
+        if (Interlocked.Exchange(ref _runtimeAdded, 1) == 1)
+        {
+            return;
+        }
+
+        var completed = Metrics.CreateCounter("dotnet_threadpool_completed_items_total", "Work items the .NET thread pool has run since the process started (each a hand-off of work between threads).");
+        var queued = Metrics.CreateGauge("dotnet_threadpool_queue_length", "Work items waiting in the .NET thread pool's queues.");
+        var threads = Metrics.CreateGauge("dotnet_threadpool_threads", "Threads of the .NET thread pool.");
+        var contentions = Metrics.CreateCounter("dotnet_lock_contentions_total", "Times a thread waited for a lock (Monitor) another thread held, since the process started.");
+        Metrics.DefaultRegistry.AddBeforeCollectCallback(() =>
+        {
+            completed.IncTo(ThreadPool.CompletedWorkItemCount);
+            queued.Set(ThreadPool.PendingWorkItemCount);
+            threads.Set(ThreadPool.ThreadCount);
+            contentions.IncTo(Monitor.LockContentionCount);
+        });
+    }
 }
