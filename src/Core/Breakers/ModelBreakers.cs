@@ -86,6 +86,37 @@ public sealed partial class ModelBreakers(
     }
 
     /// <summary>
+    /// Whether the breaker of every one of <paramref name="modelIds"/> is closed (always, when breakers are
+    /// off), asking Redis for all of them at once: then <see cref="AcquireAsync"/> would allow each without
+    /// changing anything. It changes nothing itself, so a worker asks it together with the job's start
+    /// script and waits once for both; false (a breaker not closed, or Redis failing) sends the caller to
+    /// <see cref="AcquireAsync"/>, which decides.
+    /// </summary>
+    public async Task<bool> AllClosedAsync(IReadOnlyList<string> modelIds)
+    {
+        ArgumentNullException.ThrowIfNull(modelIds);
+        if (!Enabled)
+        {
+            return true;
+        }
+
+        try
+        {
+            var reads = new Task<bool>[modelIds.Count];
+            for (var i = 0; i < reads.Length; i++)
+            {
+                reads[i] = _breakers.IsClosedAsync(modelIds[i]);
+            }
+
+            return (await Task.WhenAll(reads).ConfigureAwait(false)).All(closed => closed);
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>
     /// For a worker about to run a job of <paramref name="modelId"/>: may it run (closed), run as the
     /// probe (half-open), or must it fail at once (open, or another job probes)?
     /// </summary>

@@ -52,6 +52,10 @@ internal sealed partial class RunInferenceConsumer(
         }
 
         using var cancel = cancellations.Register(job.JobId);
+        // The model's breakers are read alongside the start script, so the job waits once for both;
+        // only a breaker that is not closed costs a step of its own (UnavailableAsync).
+        var breakerIds = BreakerIdsOf(modelId);
+        var closed = breakers.AllClosedAsync(breakerIds);
         var start = await store.TryStartAsync(job.JobId, heartbeat.WorkerId).ConfigureAwait(false);
         if (!start.Started)
         {
@@ -66,7 +70,7 @@ internal sealed partial class RunInferenceConsumer(
         var ended = false;
         try
         {
-            ended = await RunStartedAsync(context, job, modelId, start, cancel.Token).ConfigureAwait(false);
+            ended = await RunStartedAsync(context, job, modelId, start, breakerIds, closed, cancel.Token).ConfigureAwait(false);
         }
         finally
         {
@@ -78,7 +82,9 @@ internal sealed partial class RunInferenceConsumer(
     }
 
     /// <summary>Runs a started job and writes its outcome; true when this worker ended the job (its outcome was written).</summary>
-    private async Task<bool> RunStartedAsync(ConsumeContext<RunInference> context, RunInference job, string modelId, StartOutcome start, CancellationToken cancelToken)
+    private async Task<bool> RunStartedAsync(
+        ConsumeContext<RunInference> context, RunInference job, string modelId, StartOutcome start,
+        IReadOnlyList<string> breakerIds, Task<bool> breakersClosed, CancellationToken cancelToken)
     {
         if (start.Attempt > options.Value.MaxAttempts)
         {
@@ -93,7 +99,7 @@ internal sealed partial class RunInferenceConsumer(
             return await FailAsync(context, "unknown_model", $"This worker does not serve {modelId} for {job.Pipeline}.", null).ConfigureAwait(false);
         }
 
-        if (await UnavailableAsync(modelId, context.CancellationToken).ConfigureAwait(false) is { } unavailable)
+        if (!await breakersClosed.ConfigureAwait(false) && await UnavailableAsync(breakerIds, context.CancellationToken).ConfigureAwait(false) is { } unavailable)
         {
             return await FailAsync(context, JobErrorCodes.ModelUnavailable, unavailable, null).ConfigureAwait(false);
         }
@@ -197,13 +203,16 @@ internal sealed partial class RunInferenceConsumer(
         }
     }
 
+    /// <summary>The breakers a job of <paramref name="modelId"/> needs closed: its model version's, and those of the models it runs through (a video model's embedding and OCR models).</summary>
+    private List<string> BreakerIdsOf(string modelId) =>
+        repository.Resolve(modelId) is { } entry ? [modelId, .. repository.Dependencies(entry).Select(d => d.Id)] : [modelId];
+
     /// <summary>
-    /// Why the job must not run now, or null: the circuit breaker of its model version, or of a model
-    /// it runs through (a video model's embedding and OCR models), is open, or another job probes it.
+    /// Why the job must not run now, or null: the circuit breaker of one of <paramref name="ids"/>
+    /// (<see cref="BreakerIdsOf"/>) is open, or another job probes it.
     /// </summary>
-    private async Task<string?> UnavailableAsync(string modelId, CancellationToken cancellationToken)
+    private async Task<string?> UnavailableAsync(IReadOnlyList<string> ids, CancellationToken cancellationToken)
     {
-        IEnumerable<string> ids = repository.Resolve(modelId) is { } entry ? [modelId, .. repository.Dependencies(entry).Select(d => d.Id)] : [modelId];
         foreach (var id in ids)
         {
             var permit = await breakers.AcquireAsync(id, cancellationToken).ConfigureAwait(false);
