@@ -104,6 +104,12 @@ public sealed partial class MetricsTests : IDisposable
             Assert.DoesNotContain("msquic", text, StringComparison.OrdinalIgnoreCase);          // the .NET Meter / EventCounter bridges are off
             Assert.DoesNotContain("masstransit", text, StringComparison.OrdinalIgnoreCase);
             Assert.DoesNotContain("_milliseconds", text, StringComparison.Ordinal);
+            // The runtime's thread pool, exported on its own (ServingMetrics.AddRuntimeMetrics): it has run work by now.
+            foreach (var runtime in (string[])["dotnet_threadpool_completed_items_total", "dotnet_threadpool_threads"])
+            {
+                var sample = Regex.Match(text, $"^{runtime} (?<value>\\S+)$", RegexOptions.Multiline);
+                Assert.True(sample.Success && double.Parse(sample.Groups["value"].Value, CultureInfo.InvariantCulture) > 0, $"{runtime} on the {name}'s /metrics: {sample.Value}");
+            }
         }
 
         Assert.Contains($"serving_queue_depth{{pipeline=\"image.embed\",model=\"{model}\"}} 0", apiText, StringComparison.Ordinal);
