@@ -85,7 +85,7 @@ public sealed class ModelBreakerTests(ServingFixture serving) : IAsyncLifetime
         Assert.Equal("closed", healthy.GetProperty("state").GetString());
         Assert.True(healthy.GetProperty("available").GetBoolean());
         // What a worker reads alongside a job's start: every breaker the job needs closed (a model never seen has none).
-        Assert.True(await breakers.AllClosedAsync([ModelId, "never-seen@1"]));
+        Assert.True(await breakers.ReadAhead([ModelId, "never-seen@1"]).AllClosedAsync());
 
         // Every run fails: two failed batches in a row open the breaker.
         model.TerminateRuns(true);
@@ -102,7 +102,7 @@ public sealed class ModelBreakerTests(ServingFixture serving) : IAsyncLifetime
         Assert.Contains(ModelId, problem.GetProperty("detail").GetString(), StringComparison.Ordinal);
         Assert.InRange(refused.Headers.RetryAfter!.Delta!.Value.TotalSeconds, 1, 15);
         Assert.True(await breakers.IsOpenAsync(ModelId, CancellationToken.None));
-        Assert.False(await breakers.AllClosedAsync(["never-seen@1", ModelId]));
+        Assert.False(await breakers.ReadAhead(["never-seen@1", ModelId]).AllClosedAsync());
         var open = await ModelResourceAsync(client);
         Assert.Equal("open", open.GetProperty("state").GetString());
         Assert.False(open.GetProperty("available").GetBoolean());
@@ -125,7 +125,7 @@ public sealed class ModelBreakerTests(ServingFixture serving) : IAsyncLifetime
         var closed = await ModelResourceAsync(client);
         Assert.Equal("closed", closed.GetProperty("state").GetString());
         Assert.True(closed.GetProperty("available").GetBoolean());
-        Assert.True(await breakers.AllClosedAsync([ModelId]));
+        Assert.True(await breakers.ReadAhead([ModelId]).AllClosedAsync());
         Assert.Equal("succeeded", (await RunAsync(client, 407)).GetProperty("status").GetString());
     }
 

@@ -86,34 +86,27 @@ public sealed partial class ModelBreakers(
     }
 
     /// <summary>
-    /// Whether the breaker of every one of <paramref name="modelIds"/> is closed (always, when breakers are
-    /// off), asking Redis for all of them at once: then <see cref="AcquireAsync"/> would allow each without
-    /// changing anything. It changes nothing itself, so a worker asks it together with the job's start
-    /// script and waits once for both; false (a breaker not closed, or Redis failing) sends the caller to
-    /// <see cref="AcquireAsync"/>, which decides.
+    /// Sends the reads of the breakers of <paramref name="modelIds"/> now, to be looked at later
+    /// (<see cref="BreakerReads.AllClosedAsync"/>): a worker sends them with a job's start script and
+    /// looks once the start has answered, when their answers are already in, so the job waits once
+    /// for both and no thread is woken for the reads. Closed everywhere: <see cref="AcquireAsync"/> would
+    /// allow each without changing anything; otherwise the caller goes to <see cref="AcquireAsync"/>.
     /// </summary>
-    public async Task<bool> AllClosedAsync(IReadOnlyList<string> modelIds)
+    public BreakerReads ReadAhead(IReadOnlyList<string> modelIds)
     {
         ArgumentNullException.ThrowIfNull(modelIds);
         if (!Enabled)
         {
-            return true;
+            return BreakerReads.Closed;
         }
 
-        try
+        var reads = new Task<RedisValue>[modelIds.Count];
+        for (var i = 0; i < reads.Length; i++)
         {
-            var reads = new Task<bool>[modelIds.Count];
-            for (var i = 0; i < reads.Length; i++)
-            {
-                reads[i] = _breakers.IsClosedAsync(modelIds[i]);
-            }
+            reads[i] = _breakers.ReadStateAsync(modelIds[i]);
+        }
 
-            return (await Task.WhenAll(reads).ConfigureAwait(false)).All(closed => closed);
-        }
-        catch (Exception ex) when (ex is RedisException or TimeoutException)
-        {
-            return false;
-        }
+        return new BreakerReads(reads);
     }
 
     /// <summary>
@@ -289,4 +282,44 @@ public sealed partial class ModelBreakers(
 
     [LoggerMessage(EventId = 162, Level = LogLevel.Warning, Message = "Model breaker of {Model} not read or updated (taken as available): {Reason}")]
     private static partial void LogUnavailable(ILogger logger, string model, string reason);
+}
+
+/// <summary>Breaker states read ahead by <see cref="ModelBreakers.ReadAhead"/>.</summary>
+public sealed class BreakerReads
+{
+    internal static readonly BreakerReads Closed = new([]);
+
+    private readonly Task<RedisValue>[] _reads;
+
+    internal BreakerReads(Task<RedisValue>[] reads) => _reads = reads;
+
+    /// <summary>Whether every breaker read is closed; false when one is not, or when Redis failed (the caller then asks <see cref="ModelBreakers.AcquireAsync"/>).</summary>
+    public async ValueTask<bool> AllClosedAsync()
+    {
+        try
+        {
+            foreach (var read in _reads)
+            {
+                if (!RedisCircuitBreaker.IsClosed(await read.ConfigureAwait(false)))
+                {
+                    return false;
+                }
+            }
+
+            return true;
+        }
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
+        {
+            return false;
+        }
+    }
+
+    /// <summary>For reads that will not be looked at (the job did not start): a failed one is observed here rather than left to the finalizer.</summary>
+    public void Abandon()
+    {
+        foreach (var read in _reads)
+        {
+            _ = read.ContinueWith(static t => _ = t.Exception, CancellationToken.None, TaskContinuationOptions.OnlyOnFaulted | TaskContinuationOptions.ExecuteSynchronously, TaskScheduler.Default);
+        }
+    }
 }

@@ -141,14 +141,13 @@ public sealed class RedisCircuitBreaker(IConnectionMultiplexer redis, string fam
     private RedisKey IndexKey => Tag + ":index";
 
     /// <summary>
-    /// Whether the breaker is closed, by one <c>HGET</c> of its state: when true, <see cref="AcquireAsync"/>
-    /// would allow the call without running its script. Changes nothing, so it may be asked ahead of time.
+    /// The breaker's state field, by one <c>HGET</c>: <see cref="IsClosed"/> of it means <see cref="AcquireAsync"/>
+    /// would allow the call without running its script. Changes nothing, so it may be read ahead of time.
     /// </summary>
-    public async Task<bool> IsClosedAsync(string name)
-    {
-        var state = await _db.HashGetAsync(BreakerKey(name), "state").ConfigureAwait(false);
-        return state.IsNull || state == "closed";
-    }
+    public Task<RedisValue> ReadStateAsync(string name) => _db.HashGetAsync(BreakerKey(name), "state");
+
+    /// <summary>Whether a state read by <see cref="ReadStateAsync"/> is closed (no hash: never failed, or closed since).</summary>
+    public static bool IsClosed(RedisValue state) => state.IsNull || state == "closed";
 
     /// <summary>Whether a call to <paramref name="name"/> may go now; a probe holds a lease of <paramref name="probeLease"/> for its call.</summary>
     /// <remarks>
@@ -157,7 +156,7 @@ public sealed class RedisCircuitBreaker(IConnectionMultiplexer redis, string fam
     /// </remarks>
     public async Task<BreakerPermit> AcquireAsync(string name, TimeSpan probeLease, CancellationToken cancellationToken)
     {
-        if (await IsClosedAsync(name).WaitAsync(cancellationToken).ConfigureAwait(false))
+        if (IsClosed(await ReadStateAsync(name).WaitAsync(cancellationToken).ConfigureAwait(false)))
         {
             return BreakerPermit.Allowed;
         }

@@ -55,10 +55,11 @@ internal sealed partial class RunInferenceConsumer(
         // The model's breakers are read alongside the start script, so the job waits once for both;
         // only a breaker that is not closed costs a step of its own (UnavailableAsync).
         var breakerIds = BreakerIdsOf(modelId);
-        var closed = breakers.AllClosedAsync(breakerIds);
+        var breakerReads = breakers.ReadAhead(breakerIds);
         var start = await store.TryStartAsync(job.JobId, heartbeat.WorkerId).ConfigureAwait(false);
         if (!start.Started)
         {
+            breakerReads.Abandon();
             // Finished, cancelled or expired before this delivery: nothing to run. A cancel request
             // left by a worker that died ends the job here (the start script announced it).
             LogSkipped(logger, job.JobId, start.Status);
@@ -70,7 +71,7 @@ internal sealed partial class RunInferenceConsumer(
         var ended = false;
         try
         {
-            ended = await RunStartedAsync(context, job, modelId, start, breakerIds, closed, cancel.Token).ConfigureAwait(false);
+            ended = await RunStartedAsync(context, job, modelId, start, breakerIds, breakerReads, cancel.Token).ConfigureAwait(false);
         }
         finally
         {
@@ -84,7 +85,7 @@ internal sealed partial class RunInferenceConsumer(
     /// <summary>Runs a started job and writes its outcome; true when this worker ended the job (its outcome was written).</summary>
     private async Task<bool> RunStartedAsync(
         ConsumeContext<RunInference> context, RunInference job, string modelId, StartOutcome start,
-        IReadOnlyList<string> breakerIds, Task<bool> breakersClosed, CancellationToken cancelToken)
+        IReadOnlyList<string> breakerIds, BreakerReads breakerReads, CancellationToken cancelToken)
     {
         if (start.Attempt > options.Value.MaxAttempts)
         {
@@ -99,7 +100,7 @@ internal sealed partial class RunInferenceConsumer(
             return await FailAsync(context, "unknown_model", $"This worker does not serve {modelId} for {job.Pipeline}.", null).ConfigureAwait(false);
         }
 
-        if (!await breakersClosed.ConfigureAwait(false) && await UnavailableAsync(breakerIds, context.CancellationToken).ConfigureAwait(false) is { } unavailable)
+        if (!await breakerReads.AllClosedAsync().ConfigureAwait(false) && await UnavailableAsync(breakerIds, context.CancellationToken).ConfigureAwait(false) is { } unavailable)
         {
             return await FailAsync(context, JobErrorCodes.ModelUnavailable, unavailable, null).ConfigureAwait(false);
         }

@@ -120,21 +120,24 @@ internal sealed class DetectionBatcher : IAsyncDisposable
             throw new ObjectDisposedException(Name, "The detection batcher is stopped.");
         }
 
-        if (cancellationToken.CanBeCanceled)
-        {
-            // Only an image no batch has taken yet is let go; one in a running batch finishes with it.
-            var registration = cancellationToken.Register(static state =>
-            {
-                var (r, token) = ((Request, CancellationToken))state!;
-                if (Interlocked.CompareExchange(ref r.State, Cancelled, Queued) == Queued)
-                {
-                    r.Completion.TrySetCanceled(token);
-                }
-            }, (request, cancellationToken));
-            request.Completion.Task.ContinueWith(static (_, r) => ((CancellationTokenRegistration)r!).Dispose(), registration, TaskScheduler.Default);
-        }
+        return cancellationToken.CanBeCanceled ? CancellableAsync(request, cancellationToken) : request.Completion.Task;
+    }
 
-        return request.Completion.Task;
+    /// <summary>
+    /// Only an image no batch has taken yet is let go on a cancel; one in a running batch finishes with
+    /// it. The registration is disposed by the continuation that hands the result on (as in <see cref="Batching.DynamicBatcher"/>).
+    /// </summary>
+    private static async Task CancellableAsync(Request request, CancellationToken cancellationToken)
+    {
+        using var registration = cancellationToken.Register(static state =>
+        {
+            var (r, token) = ((Request, CancellationToken))state!;
+            if (Interlocked.CompareExchange(ref r.State, Cancelled, Queued) == Queued)
+            {
+                r.Completion.TrySetCanceled(token);
+            }
+        }, (request, cancellationToken));
+        await request.Completion.Task.ConfigureAwait(false);
     }
 
     public async ValueTask DisposeAsync()
