@@ -103,7 +103,14 @@ public sealed partial class ModelBreakers(
         var reads = new Task<RedisValue>[modelIds.Count];
         for (var i = 0; i < reads.Length; i++)
         {
-            reads[i] = _breakers.ReadStateAsync(modelIds[i]);
+            try
+            {
+                reads[i] = _breakers.ReadStateAsync(modelIds[i]);
+            }
+            catch (Exception ex) when (ex is RedisException or TimeoutException)
+            {
+                reads[i] = Task.FromException<RedisValue>(ex); // looked at as not closed: the acquire path decides
+            }
         }
 
         return new BreakerReads(reads);
