@@ -288,14 +288,13 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             var profile = new CpuProfile(CpuGroups(worker));
             // One connection for the reads of the worker's count, rather than one per read inside the window measured.
             using var metrics = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
-            var endedBefore = await JobsEndedAsync(metrics, metricsPort).ConfigureAwait(false);
-            var poolBefore = await ThreadPoolItemsAsync(metrics, metricsPort).ConfigureAwait(false);
+            var (endedBefore, poolBefore) = await CountersAsync(metrics, metricsPort).ConfigureAwait(false);
             var load = await _client.SubmitManyAsync(model, files, contentType, jobs, options.Concurrency).ConfigureAwait(false);
             _jobIds.AddRange(load.Jobs.Select(j => j.Id));
             // The CPU of the window jobs/s is measured over (until the worker ended the last job), apart
             // from the polls that then read every result once.
             var loadCpu = await UntilEndedAsync(metrics, metricsPort, endedBefore + load.Jobs.Count, profile).ConfigureAwait(false);
-            var poolAfter = await ThreadPoolItemsAsync(metrics, metricsPort).ConfigureAwait(false);
+            var (_, poolAfter) = await CountersAsync(metrics, metricsPort).ConfigureAwait(false);
             var finished = await _client.WaitAllAsync(load.Jobs, TimeSpan.FromSeconds(300)).ConfigureAwait(false);
             var cpu = profile.Stop();
             var redisCalls = Delta(redisBefore, await RedisCallsAsync().ConfigureAwait(false));
@@ -610,12 +609,15 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
     /// <summary>serving_batch_size sum and count of every batcher (label <c>model</c>) from the worker's /metrics.</summary>
     private static Task<IReadOnlyDictionary<string, (double Sum, double Count)>> AllBatchMetricsAsync(int port) => HistogramAsync(port, "serving_batch_size");
 
+    private static Task<string> ScrapeAsync(HttpClient http, int port) => http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics"));
+
+    /// <summary>The sum of the samples <paramref name="line"/> matches in a scrape (0 when none).</summary>
+    private static double SumOf(Regex line, string scrape) =>
+        line.Matches(scrape).Sum(m => double.Parse(m.Groups["value"].Value, CultureInfo.InvariantCulture));
+
     /// <summary>Jobs the worker ended so far, any outcome (<c>serving_worker_jobs_total</c> over its labels).</summary>
-    private static async Task<double> JobsEndedAsync(HttpClient http, int port)
-    {
-        var text = await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics")).ConfigureAwait(false);
-        return WorkerJobsLine().Matches(text).Sum(m => double.Parse(m.Groups["value"].Value, CultureInfo.InvariantCulture));
-    }
+    private static async Task<double> JobsEndedAsync(HttpClient http, int port) =>
+        SumOf(WorkerJobsLine(), await ScrapeAsync(http, port).ConfigureAwait(false));
 
     /// <summary>
     /// Reads the worker's count of ended jobs every 100 ms until it reaches <paramref name="target"/> (or
@@ -641,17 +643,19 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         return profile.Stop();
     }
 
-    /// <summary>Work items the API's and the worker's thread pools have run so far (<c>dotnet_threadpool_completed_items_total</c>).</summary>
-    private async Task<Dictionary<string, double>> ThreadPoolItemsAsync(HttpClient http, int workerPort)
+    /// <summary>
+    /// From one scrape of each process: the jobs the worker ended so far, and the work items the API's and
+    /// the worker's thread pools have run so far (<c>dotnet_threadpool_completed_items_total</c>).
+    /// </summary>
+    private async Task<(double Ended, Dictionary<string, double> PoolItems)> CountersAsync(HttpClient http, int workerPort)
     {
-        var figures = new Dictionary<string, double>(StringComparer.Ordinal);
-        foreach (var (name, port) in new[] { ("api", _apiManagementPort), ("worker", workerPort) })
+        var worker = await ScrapeAsync(http, workerPort).ConfigureAwait(false);
+        var api = await ScrapeAsync(http, _apiManagementPort).ConfigureAwait(false);
+        return (SumOf(WorkerJobsLine(), worker), new(StringComparer.Ordinal)
         {
-            var text = await http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics")).ConfigureAwait(false);
-            figures[name] = ThreadPoolItemsLine().Match(text) is { Success: true } m ? double.Parse(m.Groups["value"].Value, CultureInfo.InvariantCulture) : 0;
-        }
-
-        return figures;
+            ["api"] = SumOf(ThreadPoolItemsLine(), api),
+            ["worker"] = SumOf(ThreadPoolItemsLine(), worker),
+        });
     }
 
     [GeneratedRegex("""^dotnet_threadpool_completed_items_total (?<value>\S+)$""", RegexOptions.Multiline)]
