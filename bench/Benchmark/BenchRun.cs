@@ -288,13 +288,13 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             var profile = new CpuProfile(CpuGroups(worker));
             // One connection for the reads of the worker's count, rather than one per read inside the window measured.
             using var metrics = new HttpClient { Timeout = TimeSpan.FromSeconds(10) };
-            var (endedBefore, poolBefore) = await CountersAsync(metrics, metricsPort).ConfigureAwait(false);
+            var (endedBefore, poolBefore, messagesBefore) = await CountersAsync(metrics, metricsPort).ConfigureAwait(false);
             var load = await _client.SubmitManyAsync(model, files, contentType, jobs, options.Concurrency).ConfigureAwait(false);
             _jobIds.AddRange(load.Jobs.Select(j => j.Id));
             // The CPU of the window jobs/s is measured over (until the worker ended the last job), apart
             // from the polls that then read every result once.
             var loadCpu = await UntilEndedAsync(metrics, metricsPort, endedBefore + load.Jobs.Count, profile).ConfigureAwait(false);
-            var (_, poolAfter) = await CountersAsync(metrics, metricsPort).ConfigureAwait(false);
+            var (_, poolAfter, messagesAfter) = await CountersAsync(metrics, metricsPort).ConfigureAwait(false);
             var finished = await _client.WaitAllAsync(load.Jobs, TimeSpan.FromSeconds(300)).ConfigureAwait(false);
             var cpu = profile.Stop();
             var redisCalls = Delta(redisBefore, await RedisCallsAsync().ConfigureAwait(false));
@@ -326,6 +326,8 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
                 $"  context switches per succeeded job: {string.Join(", ", cpu.ContextSwitches.Select(s => $"{s.Key} {PerJob(s.Value):F1}"))}"));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"  thread pool work items per succeeded job, during the load (hand-offs between threads): {string.Join(", ", figure.ThreadPoolItemsPerJob!.Select(p => $"{p.Key} {p.Value:F1}"))}"));
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  jobs per broker message (the API's submits, during the load): {load.Jobs.Count / Math.Max(1, messagesAfter - messagesBefore):F2}"));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"  read/write syscalls per succeeded job: {string.Join(", ", cpu.ReadWriteSyscalls.Select(s => $"{s.Key} {PerJob(s.Value):F1}"))}"));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -647,7 +649,7 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
     /// From one scrape of each process: the jobs the worker ended so far, and the work items the API's and
     /// the worker's thread pools have run so far (<c>dotnet_threadpool_completed_items_total</c>).
     /// </summary>
-    private async Task<(double Ended, Dictionary<string, double> PoolItems)> CountersAsync(HttpClient http, int workerPort)
+    private async Task<(double Ended, Dictionary<string, double> PoolItems, double Messages)> CountersAsync(HttpClient http, int workerPort)
     {
         var worker = await ScrapeAsync(http, workerPort).ConfigureAwait(false);
         var api = await ScrapeAsync(http, _apiManagementPort).ConfigureAwait(false);
@@ -655,8 +657,11 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         {
             ["api"] = SumOf(ThreadPoolItemsLine(), api),
             ["worker"] = SumOf(ThreadPoolItemsLine(), worker),
-        });
+        }, SumOf(JobMessagesLine(), api));
     }
+
+    [GeneratedRegex("""^serving_api_job_messages_total\{[^}]*\} (?<value>\S+)$""", RegexOptions.Multiline)]
+    private static partial Regex JobMessagesLine();
 
     [GeneratedRegex("""^dotnet_threadpool_completed_items_total (?<value>\S+)$""", RegexOptions.Multiline)]
     private static partial Regex ThreadPoolItemsLine();

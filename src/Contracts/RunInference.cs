@@ -25,4 +25,10 @@ public sealed record RunInference
     /// priorities has none and reads as normal.
     /// </summary>
     public string Priority { get; init; } = JobPriorities.Normal;
+
+    /// <summary>
+    /// The W3C <c>traceparent</c> of the job's submit: in a <see cref="RunInferenceBatch"/>, whose
+    /// message carries one trace for all its jobs, the worker runs each job in its own trace from it.
+    /// </summary>
+    public string? TraceParent { get; init; }
 }

@@ -155,6 +155,79 @@ public sealed class JobsApiTests(ServingFixture serving)
         Assert.Equal(first.GetProperty("completed_at").GetString(), again.GetProperty("completed_at").GetString());
     }
 
+    private static double JobMessagesSent(string metrics) =>
+        System.Text.RegularExpressions.Regex.Matches(metrics, """^serving_api_job_messages_total\{model="resnet18@1"\} (\S+)$""", System.Text.RegularExpressions.RegexOptions.Multiline)
+            .Sum(m => double.Parse(m.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture));
+
+    [Fact]
+    public async Task Concurrent_submits_to_a_model_share_broker_messages_and_each_job_runs_once()
+    {
+        using var client = serving.Client();
+        using var management = ServingFixture.ManagementClient(serving.Api);
+        var before = JobMessagesSent(await management.GetStringAsync("/metrics"));
+
+        const int jobs = 24;
+        var ids = await Task.WhenAll(Enumerable.Range(0, jobs).Select(n => SubmitAsync(client, TestImages.Scene(60 + n))));
+        var sent = JobMessagesSent(await management.GetStringAsync("/metrics")) - before;
+
+        // resnet18's batches hold 8: submits that waited behind a send to its queue went up to 8 in one message.
+        Assert.InRange(sent, Math.Ceiling(jobs / 8.0), jobs - 1);
+        foreach (var id in ids)
+        {
+            var job = await ServingFixture.WaitForTerminalAsync(client, id);
+            Assert.Equal("succeeded", job.GetProperty("status").GetString());
+            Assert.Equal(1, job.GetProperty("attempts").GetInt32());
+            Assert.Equal(512, job.GetProperty("output").GetProperty("dims").GetInt32());
+        }
+    }
+
+    [Fact]
+    public async Task A_message_of_several_jobs_ends_each_on_its_own_and_a_bad_input_fails_alone()
+    {
+        using var client = serving.Client();
+        var store = serving.Api.Services.GetRequiredService<RedisJobStore>();
+        var model = serving.Api.Services.GetRequiredService<Async.Serving.Models.ModelRepository>().Resolve("resnet18@1")!;
+
+        // A job that already succeeded: its redelivered copy in the batch changes nothing.
+        var done = await SubmitAsync(client, TestImages.Scene(90));
+        var doneBefore = await ServingFixture.WaitForTerminalAsync(client, done);
+        var alone = Embedding(doneBefore);
+
+        async Task<string> StoreAsync(byte[] input)
+        {
+            var job = new JobRecord
+            {
+                Id = RedisJobStore.NewJobId(), TenantId = serving.Tenant, Status = JobStatuses.Queued, Pipeline = "image.embed", Model = "resnet18@1",
+                CreatedAt = DateTimeOffset.UtcNow,
+            };
+            await store.CreateAsync(job, input);
+            return job.Id;
+        }
+
+        var same = await StoreAsync(TestImages.Scene(90));
+        var bad = await StoreAsync("not an image at all"u8.ToArray());
+        var other = await StoreAsync(TestImages.Scene(91));
+        RunInference Message(string id) => new()
+        {
+            JobId = id, TenantId = serving.Tenant, Pipeline = "image.embed", Model = "resnet18", ModelVersion = "1",
+            InputKey = RedisJobStore.InputKey(id).ToString(), SubmittedAt = DateTimeOffset.UtcNow, TimeoutSeconds = 60,
+        };
+        var sender = serving.Api.Services.GetRequiredService<Async.Serving.Api.Jobs.JobSender>();
+        await sender.SendAsync(new RunInferenceBatch { Jobs = [Message(same), Message(bad), Message(done), Message(other)] }, model.LaneQueue(JobPriorities.Normal));
+
+        var sameEnded = await ServingFixture.WaitForTerminalAsync(client, same);
+        Assert.Equal("succeeded", sameEnded.GetProperty("status").GetString());
+        Assert.True(Cosine(alone, Embedding(sameEnded)) > 0.9999, "the same image in a batch message embeds as it did alone");
+        Assert.Equal("succeeded", (await ServingFixture.WaitForTerminalAsync(client, other)).GetProperty("status").GetString());
+        var badEnded = await ServingFixture.WaitForTerminalAsync(client, bad);
+        Assert.Equal("failed", badEnded.GetProperty("status").GetString());
+        Assert.Equal("input_invalid", badEnded.GetProperty("error").GetProperty("code").GetString());
+
+        var doneAfter = await client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{done}");
+        Assert.Equal(1, doneAfter.GetProperty("attempts").GetInt32());
+        Assert.Equal(doneBefore.GetProperty("completed_at").GetString(), doneAfter.GetProperty("completed_at").GetString());
+    }
+
     [Fact]
     public async Task Requests_without_a_valid_key_get_401_problem_details()
     {

@@ -1,4 +1,5 @@
 using System.Text;
+using System.Text.Json;
 using Async.Serving.Api.DeadLetters;
 using Async.Serving.Api.Webhooks;
 using Async.Serving.Jobs;
@@ -72,9 +73,21 @@ public sealed class JobEventTests
     [InlineData("", null)]
     public void A_dead_letter_names_its_job_only_when_it_really_does(string body, string? expected)
     {
-        var (jobId, json) = DeadLetterSweeper.ReadJob(Encoding.UTF8.GetBytes(body));
-        Assert.Equal(expected, jobId);
-        Assert.Equal(expected is null, json is null);
+        var jobs = DeadLetterSweeper.ReadJobs(Encoding.UTF8.GetBytes(body));
+        Assert.Equal(expected, jobs.SingleOrDefault().JobId);
+        Assert.Equal(expected is null, jobs.Count == 0);
+    }
+
+    [Fact]
+    public void A_dead_letter_of_several_jobs_names_each_with_its_own_message()
+    {
+        var body = """{"messageType":["urn:message:Async.Serving.Contracts:RunInferenceBatch"],"message":{"jobs":[{"jobId":"0192abc","tenantId":"t"},{"jobId":"0192abd","tenantId":"u"}]}}""";
+        var jobs = DeadLetterSweeper.ReadJobs(Encoding.UTF8.GetBytes(body));
+        Assert.Equal(["0192abc", "0192abd"], jobs.Select(j => j.JobId));
+        Assert.Equal("u", JsonDocument.Parse(jobs[1].MessageJson).RootElement.GetProperty("tenantId").GetString());
+
+        // One job that names none makes the whole message unreadable (parked, never half-handled).
+        Assert.Empty(DeadLetterSweeper.ReadJobs(Encoding.UTF8.GetBytes("""{"message":{"jobs":[{"jobId":"0192abc"},{"jobId":"../x"}]}}""")));
     }
 
     [Theory]

@@ -131,8 +131,8 @@ public sealed partial class DeadLetterSweeper(
         }
 
         reason = reason.Length > 500 ? reason[..500] + "…" : reason;
-        var (jobId, messageJson) = ReadJob(message.Body);
-        if (jobId is null)
+        var jobs = ReadJobs(message.Body);
+        if (jobs.Count == 0)
         {
             await ParkAsync(message, channel).ConfigureAwait(false);
             Swept.WithLabels("unreadable").Inc();
@@ -140,6 +140,15 @@ public sealed partial class DeadLetterSweeper(
             return;
         }
 
+        // A message of several jobs (RunInferenceBatch): each ends, is kept and can be requeued on its own.
+        foreach (var (jobId, messageJson) in jobs)
+        {
+            await EndAsync(queue, reason, jobId, messageJson).ConfigureAwait(false);
+        }
+    }
+
+    private async Task EndAsync(string queue, string reason, string jobId, string messageJson)
+    {
         await deadLetters.SaveAsync(new DeadLetterRecord(jobId, queue, reason, clock.GetUtcNow(), messageJson)).ConfigureAwait(false);
         var text = $"The job's message could not be processed and was moved to {queue}: {reason}";
         if (await store.FailDeadLetteredAsync(jobId, Code, text).ConfigureAwait(false))
@@ -159,27 +168,48 @@ public sealed partial class DeadLetterSweeper(
         LogAlreadyEnded(logger, jobId, queue);
     }
 
-    /// <summary>The job id and the message JSON of a MassTransit envelope (or of a raw JSON message); nulls when there is none.</summary>
-    internal static (string? JobId, string? MessageJson) ReadJob(ReadOnlyMemory<byte> body)
+    /// <summary>
+    /// The jobs a dead-lettered message names, each with its own message JSON (a <c>RunInference</c>):
+    /// one for a MassTransit envelope of a job (or a raw JSON message), each of a <c>RunInferenceBatch</c>'s
+    /// <c>jobs</c>; none when it names none. A batch with one job that names none counts as unreadable whole.
+    /// </summary>
+    internal static IReadOnlyList<(string JobId, string MessageJson)> ReadJobs(ReadOnlyMemory<byte> body)
     {
         try
         {
             using var document = JsonDocument.Parse(body);
             var root = document.RootElement;
             var message = root.ValueKind == JsonValueKind.Object && root.TryGetProperty("message", out var inner) && inner.ValueKind == JsonValueKind.Object ? inner : root;
-            if (message.ValueKind == JsonValueKind.Object
-                && message.TryGetProperty("jobId", out var id) && id.ValueKind == JsonValueKind.String
-                && id.GetString() is { Length: > 0 and <= 64 } jobId && jobId.All(char.IsAsciiLetterOrDigit))
+            if (message.ValueKind == JsonValueKind.Object && message.TryGetProperty("jobs", out var batch) && batch.ValueKind == JsonValueKind.Array)
             {
-                return (jobId, message.GetRawText());
+                var jobs = new List<(string, string)>(batch.GetArrayLength());
+                foreach (var job in batch.EnumerateArray())
+                {
+                    if (JobOf(job) is not { } one)
+                    {
+                        return [];
+                    }
+
+                    jobs.Add(one);
+                }
+
+                return jobs;
             }
+
+            return JobOf(message) is { } single ? [single] : [];
         }
         catch (JsonException)
         {
+            return [];
         }
-
-        return (null, null);
     }
+
+    private static (string JobId, string MessageJson)? JobOf(JsonElement message) =>
+        message.ValueKind == JsonValueKind.Object
+        && message.TryGetProperty("jobId", out var id) && id.ValueKind == JsonValueKind.String
+        && id.GetString() is { Length: > 0 and <= 64 } jobId && jobId.All(char.IsAsciiLetterOrDigit)
+            ? (jobId, message.GetRawText())
+            : null;
 
     private async Task ParkAsync(BasicGetResult message, IChannel channel)
     {

@@ -49,4 +49,13 @@ public sealed class JobLimitsOptions
     /// <summary>How long the API waits for the broker to confirm a publish before it answers 503.</summary>
     [Range(typeof(TimeSpan), "00:00:00.100", "00:01:00")]
     public TimeSpan PublishTimeout { get; set; } = TimeSpan.FromSeconds(5);
+
+    /// <summary>
+    /// Most jobs one message to a job queue carries: submits to a queue that arrive while the API's
+    /// previous send to it awaits the broker's confirm go together in the next message (no more than
+    /// the model's <c>max_batch_size</c>; OCR and video jobs always go one per message). 1 sends one
+    /// message per job. See docs/worker.md, "Jobs per message".
+    /// </summary>
+    [Range(1, 256)]
+    public int MaxJobsPerMessage { get; set; } = 8;
 }

@@ -3,9 +3,6 @@ using Async.Serving.Blobs;
 using Async.Serving.Contracts;
 using Async.Serving.Hosting;
 using Async.Serving.Jobs;
-using Async.Serving.Messaging;
-using MassTransit;
-using Microsoft.Extensions.Options;
 
 namespace Async.Serving.Api.Jobs;
 
@@ -25,9 +22,7 @@ public sealed class BrokerUnavailableException(string message, Exception inner) 
 internal sealed partial class JobPublisher(
     RedisJobStore store,
     IBlobStore blobs,
-    ISendEndpointProvider sendEndpoints,
-    JobQueueDeclarer queues,
-    IOptions<JobLimitsOptions> limits,
+    JobSender sender,
     TimeProvider clock,
     ILogger<JobPublisher> logger)
 {
@@ -110,7 +105,7 @@ internal sealed partial class JobPublisher(
 
         try
         {
-            await SendAsync(new RunInference
+            await sender.SubmitAsync(new RunInference
             {
                 JobId = job.Id,
                 TenantId = tenantId,
@@ -124,7 +119,8 @@ internal sealed partial class JobPublisher(
                 ExpiresAt = job.ExpiresAt,
                 TimeoutSeconds = submission.TimeoutSeconds,
                 Priority = priority,
-            }, submission.Model.LaneQueue(priority)).ConfigureAwait(false);
+                TraceParent = job.TraceParent,
+            }, submission.Model, submission.Model.LaneQueue(priority)).ConfigureAwait(false);
         }
         catch (Exception ex)
         {
@@ -217,35 +213,10 @@ internal sealed partial class JobPublisher(
     }
 
     /// <summary>
-    /// Sends a job's message to its model's queue (declared first, as a quorum queue) and waits for
-    /// the broker's confirm, within <see cref="JobLimitsOptions.PublishTimeout"/>. Throws when the
-    /// broker did not take it; a returned message (the queue was deleted) makes the next send declare
-    /// the queue again. The one way a job's message is sent: at submit, and on an operator's requeue.
+    /// Sends a job's message on its own (an operator's requeue, a released cache follower) and waits
+    /// for the broker's confirm (<see cref="JobSender.SendAsync{T}"/>).
     /// </summary>
-    public async Task SendAsync(RunInference message, string queue)
-    {
-        ArgumentNullException.ThrowIfNull(message);
-        try
-        {
-            using var timeout = new CancellationTokenSource(limits.Value.PublishTimeout);
-            await queues.EnsureDeclaredAsync(queue, timeout.Token).ConfigureAwait(false);
-            var endpoint = await sendEndpoints.GetSendEndpoint(JobQueues.SendAddress(queue)).ConfigureAwait(false);
-            await endpoint.Send(message, Pipe.Execute<SendContext<RunInference>>(Mandatory), timeout.Token).ConfigureAwait(false);
-        }
-        catch (MessageReturnedException)
-        {
-            queues.Forget(queue);
-            throw;
-        }
-    }
-
-    private static void Mandatory(SendContext context)
-    {
-        if (context.TryGetPayload(out RabbitMqSendContext? rabbit))
-        {
-            rabbit.Mandatory = true;
-        }
-    }
+    public Task SendAsync(RunInference message, string queue) => sender.SendAsync(message, queue);
 
     [LoggerMessage(EventId = 300, Level = LogLevel.Warning, Message = "Publish of job {JobId} failed, job removed: {Reason}")]
     private static partial void LogPublishFailed(ILogger logger, string jobId, string reason);

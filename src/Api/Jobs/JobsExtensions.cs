@@ -30,6 +30,7 @@ public static class JobsExtensions
         builder.Services.AddSingleton<InputFetcher>();
         builder.Services.AddSingleton<SubmissionReader>();
         builder.Services.AddSingleton<JobQueueDeclarer>();
+        builder.Services.AddSingleton<JobSender>();
         builder.Services.AddSingleton<JobPublisher>();
         builder.Services.AddSingleton<JobIntake>();
         builder.Services.AddSingleton<JobWaiter>();

@@ -36,14 +36,20 @@ internal sealed partial class RunInferenceConsumer(
     TimeProvider clock,
     ILogger<RunInferenceConsumer> logger) : IConsumer<RunInference>
 {
-    public async Task Consume(ConsumeContext<RunInference> context)
+    public Task Consume(ConsumeContext<RunInference> context) => RunAsync(context.Message, context.CancellationToken);
+
+    /// <summary>
+    /// Runs one job, of a message of its own or of a <see cref="RunInferenceBatch"/>
+    /// (<see cref="RunInferenceBatchConsumer"/>); <paramref name="stopping"/> is the consume's token,
+    /// cancelled when the worker stops. Throws only for an infrastructure failure (the message is retried).
+    /// </summary>
+    public async Task RunAsync(RunInference job, CancellationToken stopping)
     {
-        var job = context.Message;
         var modelId = ModelIdOf(job);
         using var scope = logger.BeginJobScope(job.JobId, job.TenantId, modelId);
         // One of the model's in-flight slots, shared by its priority lanes and granted by priority
         // (docs/priorities.md); taken before anything else, so started_at follows the grant order.
-        using var slot = await gates.AcquireAsync(modelId, job.Priority, context.CancellationToken).ConfigureAwait(false);
+        using var slot = await gates.AcquireAsync(modelId, job.Priority, stopping).ConfigureAwait(false);
         // The TTL bounds the wait in the queue only: a redelivered job that was already running goes on.
         if (job.ExpiresAt is { } expiresAt && clock.GetUtcNow() > expiresAt && await store.ExpireAsync(job.JobId).ConfigureAwait(false))
         {
@@ -71,7 +77,7 @@ internal sealed partial class RunInferenceConsumer(
         var ended = false;
         try
         {
-            ended = await RunStartedAsync(context, job, modelId, start, breakerIds, breakerReads, cancel.Token).ConfigureAwait(false);
+            ended = await RunStartedAsync(job, stopping, modelId, start, breakerIds, breakerReads, cancel.Token).ConfigureAwait(false);
         }
         finally
         {
@@ -84,12 +90,12 @@ internal sealed partial class RunInferenceConsumer(
 
     /// <summary>Runs a started job and writes its outcome; true when this worker ended the job (its outcome was written).</summary>
     private async Task<bool> RunStartedAsync(
-        ConsumeContext<RunInference> context, RunInference job, string modelId, StartOutcome start,
+        RunInference job, CancellationToken stopping, string modelId, StartOutcome start,
         IReadOnlyList<string> breakerIds, BreakerReads breakerReads, CancellationToken cancelToken)
     {
         if (start.Attempt > options.Value.MaxAttempts)
         {
-            return await FailAsync(context, JobErrorCodes.InternalError,
+            return await FailAsync(job, JobErrorCodes.InternalError,
                 $"The job was delivered {start.Attempt} times without finishing (a worker stopped while running it).", null).ConfigureAwait(false);
         }
 
@@ -97,24 +103,24 @@ internal sealed partial class RunInferenceConsumer(
         var pipeline = pipelines.Find(job.Pipeline, modelId);
         if (pipeline is null)
         {
-            return await FailAsync(context, "unknown_model", $"This worker does not serve {modelId} for {job.Pipeline}.", null).ConfigureAwait(false);
+            return await FailAsync(job, "unknown_model", $"This worker does not serve {modelId} for {job.Pipeline}.", null).ConfigureAwait(false);
         }
 
-        if (!await breakerReads.AllClosedAsync().ConfigureAwait(false) && await UnavailableAsync(breakerIds, context.CancellationToken).ConfigureAwait(false) is { } unavailable)
+        if (!await breakerReads.AllClosedAsync().ConfigureAwait(false) && await UnavailableAsync(breakerIds, stopping).ConfigureAwait(false) is { } unavailable)
         {
-            return await FailAsync(context, JobErrorCodes.ModelUnavailable, unavailable, null).ConfigureAwait(false);
+            return await FailAsync(job, JobErrorCodes.ModelUnavailable, unavailable, null).ConfigureAwait(false);
         }
 
         if (start.Input is null)
         {
-            return await FailAsync(context, JobErrorCodes.InputMissing, "The job's input is no longer stored (it expired before a worker took the job).", null).ConfigureAwait(false);
+            return await FailAsync(job, JobErrorCodes.InputMissing, "The job's input is no longer stored (it expired before a worker took the job).", null).ConfigureAwait(false);
         }
 
         var input = JobInputSource.FromStored(start.Input, blobs);
         WorkerMetrics.QueueDelay.WithLabels(job.Pipeline, modelId).Observe(Math.Max(0, (start.At - job.SubmittedAt).TotalSeconds));
         using var inFlight = WorkerMetrics.InFlight.WithLabels(job.Pipeline, modelId).TrackInProgress();
         var timeout = TimeSpan.FromSeconds(job.TimeoutSeconds > 0 ? job.TimeoutSeconds : options.Value.DefaultTimeoutSeconds);
-        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(context.CancellationToken, cancelToken);
+        using var deadline = CancellationTokenSource.CreateLinkedTokenSource(stopping, cancelToken);
         deadline.CancelAfter(timeout);
         var began = Stopwatch.GetTimestamp();
         string output;
@@ -125,7 +131,7 @@ internal sealed partial class RunInferenceConsumer(
         }
         catch (JobFailureException ex)
         {
-            return await FailAsync(context, ex.Code, ex.Message, Elapsed(began)).ConfigureAwait(false);
+            return await FailAsync(job, ex.Code, ex.Message, Elapsed(began)).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (cancelToken.IsCancellationRequested)
         {
@@ -139,14 +145,14 @@ internal sealed partial class RunInferenceConsumer(
 
             return false;
         }
-        catch (OperationCanceledException) when (deadline.IsCancellationRequested && !context.CancellationToken.IsCancellationRequested)
+        catch (OperationCanceledException) when (deadline.IsCancellationRequested && !stopping.IsCancellationRequested)
         {
-            return await FailAsync(context, JobErrorCodes.Timeout, $"The job ran longer than its timeout of {timeout.TotalSeconds:F0} s.", Elapsed(began)).ConfigureAwait(false);
+            return await FailAsync(job, JobErrorCodes.Timeout, $"The job ran longer than its timeout of {timeout.TotalSeconds:F0} s.", Elapsed(began)).ConfigureAwait(false);
         }
 
         var executionMs = Elapsed(began);
         WorkerMetrics.Execution.WithLabels(job.Pipeline, modelId).Observe(executionMs / 1000.0);
-        var stored = await StoreOutputAsync(job.JobId, output, context.CancellationToken).ConfigureAwait(false);
+        var stored = await StoreOutputAsync(job.JobId, output, stopping).ConfigureAwait(false);
         if (!await WriteResultAsync(JobStatuses.Succeeded, () => store.CompleteAsync(job.JobId, stored, executionMs)).ConfigureAwait(false))
         {
             if (!ReferenceEquals(stored, output))
@@ -232,9 +238,8 @@ internal sealed partial class RunInferenceConsumer(
 
     private static long Elapsed(long began) => (long)Stopwatch.GetElapsedTime(began).TotalMilliseconds;
 
-    private async Task<bool> FailAsync(ConsumeContext<RunInference> context, string code, string message, long? executionMs)
+    private async Task<bool> FailAsync(RunInference job, string code, string message, long? executionMs)
     {
-        var job = context.Message;
         LogFailed(logger, job.JobId, code, message);
         WorkerMetrics.Jobs.WithLabels(job.Pipeline, ModelIdOf(job), JobStatuses.Failed).Inc();
         return await WriteResultAsync(JobStatuses.Failed, () => store.FailAsync(job.JobId, code, message, executionMs)).ConfigureAwait(false);

@@ -54,7 +54,9 @@ public static class WorkerHostExtensions
     /// model's <see cref="PriorityGate"/>, which its lanes share. Each lane prefetches twice that: its
     /// jobs in slots, and as many waiting at the gate, so that a freed slot finds the highest lane's
     /// jobs already in the process (a slot is freed before its message is acknowledged and the broker
-    /// refills the lane). See docs/priorities.md.
+    /// refills the lane). See docs/priorities.md. Prefetch counts messages: under load one carries
+    /// several jobs (<see cref="RunInferenceBatchConsumer"/>; docs/worker.md, "Jobs per message"), which
+    /// wait at the gate like the jobs of messages of their own.
     /// </summary>
     public static IHostApplicationBuilder AddWorkerBus(this IHostApplicationBuilder builder)
     {
@@ -66,7 +68,11 @@ public static class WorkerHostExtensions
             host.StopTimeout = worker.Value.ShutdownTimeout;
         });
         builder.Services.AddServingBus(
-            x => x.AddConsumer<RunInferenceConsumer, RunInferenceConsumerDefinition>(),
+            x =>
+            {
+                x.AddConsumer<RunInferenceConsumer, RunInferenceConsumerDefinition>();
+                x.AddConsumer<RunInferenceBatchConsumer, RunInferenceBatchConsumerDefinition>();
+            },
             (context, cfg) =>
             {
                 var options = context.GetRequiredService<IOptions<WorkerOptions>>().Value;
@@ -84,6 +90,7 @@ public static class WorkerHostExtensions
                             e.ConfigureConsumeTopology = false;
                             JobQueues.ConfigureReceiveEndpoint(e);
                             e.ConfigureConsumer<RunInferenceConsumer>(context);
+                            e.ConfigureConsumer<RunInferenceBatchConsumer>(context);
                         });
                     }
                 }
