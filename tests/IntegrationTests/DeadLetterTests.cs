@@ -168,6 +168,44 @@ public sealed class DeadLetterTests(ServingFixture serving)
     }
 
     [Fact]
+    public async Task A_dead_letter_of_several_jobs_ends_each_and_each_can_be_requeued_on_its_own()
+    {
+        using var models = new PrivateModels();
+        await using var api = CreateApi(models);
+        using var client = serving.Client(api);
+        await WithWorkerAsync(models, async () =>
+        {
+            // A message of several jobs that no consumer takes, as a worker older than RunInferenceBatch would meet one.
+            var first = await CreateQueuedJobAsync(api, models);
+            var second = await CreateQueuedJobAsync(api, models);
+            await SendRawAsync(api.Services, models.Queue, Envelope("RunInferenceBatchV0", new
+            {
+                jobs = new[] { Message(first, models, DateTimeOffset.UtcNow), Message(second, models, DateTimeOffset.UtcNow) },
+            }));
+
+            foreach (var id in new[] { first, second })
+            {
+                var job = await SweepUntilEndedAsync(api, client, id);
+                Assert.Equal("failed", job.GetProperty("status").GetString());
+                Assert.Equal("dead_letter", job.GetProperty("error").GetProperty("code").GetString());
+                Assert.Contains(models.Queue + "_skipped", job.GetProperty("error").GetProperty("message").GetString()!, StringComparison.Ordinal);
+                var record = await api.Services.GetRequiredService<DeadLetterStore>().GetAsync(id);
+                Assert.NotNull(record);
+                Assert.Contains(id, record.MessageJson!, StringComparison.Ordinal);
+            }
+
+            // Each was kept with a message of its own: one requeued runs alone, the other stays failed.
+            var (requeued, outcome) = await api.Services.GetRequiredService<DeadLetterRequeue>().RequeueAsync(second);
+            Assert.True(requeued, outcome);
+            var done = await ServingFixture.WaitForTerminalAsync(client, second);
+            Assert.Equal("succeeded", done.GetProperty("status").GetString());
+            Assert.Equal(1, done.GetProperty("attempts").GetInt32());
+            Assert.Equal("failed", (await client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{first}")).GetProperty("status").GetString());
+            Assert.NotNull(await api.Services.GetRequiredService<DeadLetterStore>().GetAsync(first));
+        });
+    }
+
+    [Fact]
     public async Task A_dead_letter_that_names_no_job_is_moved_aside_not_dropped()
     {
         using var models = new PrivateModels();

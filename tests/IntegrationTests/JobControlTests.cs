@@ -268,6 +268,33 @@ public sealed class JobControlTests(ServingFixture serving)
     }
 
     [Fact]
+    public async Task A_full_queue_counts_jobs_not_broker_messages()
+    {
+        const int maxDepth = 16;
+        using var models = new PrivateModels(); // no worker serves it: every job stays queued
+        await using var api = serving.CreateApi(new Dictionary<string, string?>
+        {
+            ["Serving:Models:Path"] = models.Path,
+            ["Serving:Queues:MaxDepth"] = maxDepth.ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["Serving:Queues:DepthCacheTime"] = "00:00:00",
+        });
+        using var client = serving.Client(api);
+        using var management = ServingFixture.ManagementClient(api);
+
+        // Submitted at once, they share broker messages (up to 8 in one): fewer messages than jobs wait.
+        await Task.WhenAll(Enumerable.Range(0, maxDepth).Select(n => SubmitAsync(client, Body(models.Name, 200 + n))));
+        var metrics = await management.GetStringAsync("/metrics");
+        var messages = System.Text.RegularExpressions.Regex.Match(metrics, $$"""serving_api_job_messages_total\{model="{{models.Name}}@1"\} (\S+)""");
+        Assert.True(messages.Success, "no message count for the model");
+        Assert.InRange(double.Parse(messages.Groups[1].Value, System.Globalization.CultureInfo.InvariantCulture), 2, maxDepth - 1);
+
+        // The queue holds maxDepth jobs, in fewer messages: the next submit is refused at once.
+        var response = await client.PostAsJsonAsync("/v1/jobs", Body(models.Name, 299));
+        Assert.Equal(HttpStatusCode.ServiceUnavailable, response.StatusCode);
+        Assert.Equal("queue_full", (await JsonAsync(response)).GetProperty("code").GetString());
+    }
+
+    [Fact]
     public async Task The_job_list_is_newest_first_filtered_and_paged()
     {
         var tenant = "list-" + Guid.NewGuid().ToString("N")[..8];

@@ -1,12 +1,10 @@
 using System.ComponentModel.DataAnnotations;
 using System.Diagnostics;
 using System.Globalization;
-using Async.Serving.Messaging;
+using Async.Serving.Jobs;
 using Async.Serving.Models;
 using Async.Serving.Redis;
 using Microsoft.Extensions.Options;
-using RabbitMQ.Client;
-using RabbitMQ.Client.Exceptions;
 using StackExchange.Redis;
 
 namespace Async.Serving.Api.Jobs;
@@ -30,9 +28,10 @@ public sealed class QueueOptions
 }
 
 /// <summary>
-/// Whether a model's queues are full, for the whole fleet of API instances. The depth (each priority
-/// lane's ready messages, summed) is read from the broker with passive declares on this instance's
-/// own broker connection, and shared through Redis for <see cref="QueueOptions.DepthCacheTime"/>:
+/// Whether a model's queues are full, for the whole fleet of API instances. The depth (the model's
+/// queued jobs, every priority lane: submitted and not started, from the job store's queued-by-model
+/// index) is measured in jobs, not broker messages, since under load one message carries several
+/// jobs (docs/worker.md, "Jobs per message"); it is shared through Redis for <see cref="QueueOptions.DepthCacheTime"/>:
 /// hash <c>queue-depth:&lt;model id&gt;</c> holds the measured <c>depth</c> and the submits any
 /// instance <c>admitted</c> since, so that within one cache window the instances together admit no
 /// more than the limit leaves (a per-process cache would let each of N instances admit that much).
@@ -41,12 +40,11 @@ public sealed class QueueOptions
 /// at a time (<see cref="ChunkOf"/>: a thousandth of the limit, at most 100) and spends them without
 /// asking Redis until the measurement they were counted against expires; near the limit, and for
 /// limits under 2,000, one at a time. The fleet still admits no more than the limit leaves: a chunk
-/// is counted in Redis when it is taken. When the broker cannot be asked, the depth is unknown
-/// and submits go on: the publish itself then fails with <c>broker_unavailable</c>. With a cache
-/// time of zero every submit asks the broker, and nothing is shared or counted.
+/// is counted in Redis when it is taken. When the job store cannot be read, the depth is unknown
+/// and submits go on (storing the job then fails on its own). With a cache time of zero every
+/// submit measures, and nothing is shared or counted.
 /// </summary>
-internal sealed class QueueDepthProbe(
-    IOptions<RabbitMqOptions> rabbit, IOptions<QueueOptions> options, IConnectionMultiplexer redis) : IAsyncDisposable
+internal sealed class QueueDepthProbe(RedisJobStore store, IOptions<QueueOptions> options, IConnectionMultiplexer redis) : IDisposable
 {
     // Returns {the fleet's depth (measured + admitted since), the admissions granted (up to @take,
     // at most what @max leaves; counted as admitted), the measurement's remaining life in ms};
@@ -67,7 +65,6 @@ internal sealed class QueueDepthProbe(
 
     private readonly SemaphoreSlim _gate = new(1, 1);
     private readonly System.Collections.Concurrent.ConcurrentDictionary<string, Grant> _grants = new(StringComparer.Ordinal);
-    private IConnection? _connection;
 
     /// <summary>
     /// Admissions this instance took from the fleet's count and has not spent yet, usable until the
@@ -91,8 +88,8 @@ internal sealed class QueueDepthProbe(
     }
 
     /// <summary>
-    /// Whether the model's backlog, its ready messages summed over every priority lane plus what the
-    /// fleet admitted since they were counted, reached <see cref="QueueOptions.MaxDepth"/>. A submit
+    /// Whether the model's backlog, its queued jobs over every priority lane plus what the fleet
+    /// admitted since they were counted, reached <see cref="QueueOptions.MaxDepth"/>. A submit
     /// told "not full" is counted as admitted.
     /// </summary>
     public async Task<bool> IsFullAsync(ModelEntry model, CancellationToken cancellationToken)
@@ -145,7 +142,7 @@ internal sealed class QueueDepthProbe(
             var admit = await AdmitAsync(model, null, take).ConfigureAwait(false);
             if (admit.Total < 0)
             {
-                // No fresh measurement: one submit per instance at a time asks the broker; the others
+                // No fresh measurement: one submit per instance at a time measures; the others
                 // then find what it (or another instance) wrote.
                 await _gate.WaitAsync(CancellationToken.None).ConfigureAwait(false);
                 try
@@ -155,7 +152,7 @@ internal sealed class QueueDepthProbe(
                     {
                         if (await MeasureAsync(model, CancellationToken.None).ConfigureAwait(false) is not { } measured)
                         {
-                            // Unknown: the publish decides. One admission, for this round only.
+                            // Unknown: storing the job decides. One admission, for this round only.
                             admit = (0, 1, 0);
                         }
                         else
@@ -173,7 +170,7 @@ internal sealed class QueueDepthProbe(
             lock (grant)
             {
                 // Admissions live as long as the measurement they were counted against; the one given
-                // without a measurement (the broker could not be asked) only as long as its waiters need.
+                // without a measurement (the job store could not be read) only as long as its waiters need.
                 grant.Remaining = admit.Granted;
                 var lifeMs = admit.TtlMs > 0 ? admit.TtlMs : 10;
                 grant.UntilTimestamp = Stopwatch.GetTimestamp() + (lifeMs * Stopwatch.Frequency / 1000);
@@ -190,11 +187,7 @@ internal sealed class QueueDepthProbe(
         }
     }
 
-    public async ValueTask DisposeAsync()
-    {
-        await ResetAsync().ConfigureAwait(false);
-        _gate.Dispose();
-    }
+    public void Dispose() => _gate.Dispose();
 
     private async Task<(long Total, long Granted, long TtlMs)> AdmitAsync(ModelEntry model, long? measured, long take)
     {
@@ -210,50 +203,20 @@ internal sealed class QueueDepthProbe(
         return ((long)result[0], (long)result[1], (long)result[2]);
     }
 
-    /// <summary>The ready messages of the model's lanes, summed; null when the broker cannot be asked.</summary>
+    /// <summary>
+    /// The model's queued jobs, every lane (the job store's queued-by-model index: one pipelined read
+    /// per shard); null when Redis cannot be read.
+    /// </summary>
     private async Task<long?> MeasureAsync(ModelEntry model, CancellationToken cancellationToken)
-    {
-        long depth = 0;
-        foreach (var lane in model.LaneQueues)
-        {
-            if (await DepthAsync(lane, cancellationToken).ConfigureAwait(false) is not { } one)
-            {
-                return null;
-            }
-
-            depth += one;
-        }
-
-        return depth;
-    }
-
-    private async Task<long?> DepthAsync(string queue, CancellationToken cancellationToken)
     {
         try
         {
-            _connection ??= await Factory().CreateConnectionAsync(cancellationToken).ConfigureAwait(false);
-            await using var channel = await _connection.CreateChannelAsync(cancellationToken: cancellationToken).ConfigureAwait(false);
-            return (await channel.QueueDeclarePassiveAsync(queue, cancellationToken).ConfigureAwait(false)).MessageCount;
+            var queued = await store.QueuedByModelAsync([model.Id]).WaitAsync(cancellationToken).ConfigureAwait(false);
+            return queued[model.Id].Queued;
         }
-        catch (OperationInterruptedException ex) when (ex.ShutdownReason?.ReplyCode == 404)
+        catch (Exception ex) when (ex is RedisException or TimeoutException)
         {
-            return 0; // not declared yet: nothing waits in it
-        }
-        catch (Exception ex) when (ex is BrokerUnreachableException or AlreadyClosedException or OperationInterruptedException or System.Net.Sockets.SocketException)
-        {
-            await ResetAsync().ConfigureAwait(false);
             return null;
-        }
-    }
-
-    private ConnectionFactory Factory() => rabbit.Value.ConnectionFactory("async-serving-api-queue-depth");
-
-    private async Task ResetAsync()
-    {
-        if (_connection is not null)
-        {
-            await _connection.DisposeAsync().ConfigureAwait(false);
-            _connection = null;
         }
     }
 }
