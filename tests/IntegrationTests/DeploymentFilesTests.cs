@@ -211,6 +211,10 @@ public sealed partial class DeploymentFilesTests
 
         Assert.Equal(models.Count, deployments.Count);   // no worker for a model that is gone
         Assert.Equal(models.Count, scaled.Count);
+
+        // The triggers count messages: the API sends one job per message, so they count jobs.
+        var settings = (YamlMappingNode)documents.Single(d => Scalar(d["kind"]) == "ConfigMap" && Scalar(d["metadata"]["name"]) == "serving-config")["data"];
+        Assert.Equal("1", Scalar(settings["Serving__Limits__MaxJobsPerMessage"]));
     }
 
     [Fact]
