@@ -144,6 +144,52 @@ public sealed class TracingTests(ServingFixture serving) : IAsyncLifetime
     }
 
     [Fact]
+    public async Task Each_job_of_a_message_of_several_runs_in_its_own_trace()
+    {
+        var spans = new SpanCollector();
+        await using var api = serving.CreateApi(new Dictionary<string, string?> { ["Serving:Models:Path"] = Models.Path })
+            .WithWebHostBuilder(b => b.ConfigureTestServices(s => s.ConfigureOpenTelemetryTracerProvider(t => t.AddInMemoryExporter(spans))));
+        using var client = serving.Client(api);
+        var store = api.Services.GetRequiredService<Async.Serving.Jobs.RedisJobStore>();
+
+        // Two jobs, each stored with the traceparent of a submit of its own, sent together in one message.
+        var jobs = new List<(string Id, ActivityTraceId Trace, ActivitySpanId Submit)>();
+        for (var i = 0; i < 2; i++)
+        {
+            var (trace, submit) = (ActivityTraceId.CreateRandom(), ActivitySpanId.CreateRandom());
+            var job = new Async.Serving.Jobs.JobRecord
+            {
+                Id = Async.Serving.Jobs.RedisJobStore.NewJobId(), TenantId = serving.Tenant, Status = Async.Serving.Contracts.JobStatuses.Queued,
+                Pipeline = "image.embed", Model = Models.Name + "@1", CreatedAt = DateTimeOffset.UtcNow, TraceParent = $"00-{trace}-{submit}-01",
+            };
+            await store.CreateAsync(job, TestImages.Scene(120 + i, 320, 240));
+            jobs.Add((job.Id, trace, submit));
+        }
+
+        var model = api.Services.GetRequiredService<Async.Serving.Models.ModelRepository>().Resolve(Models.Name + "@1")!;
+        await api.Services.GetRequiredService<Async.Serving.Api.Jobs.JobSender>().SendAsync(new Async.Serving.Contracts.RunInferenceBatch
+        {
+            Jobs = [.. jobs.Select(j => new Async.Serving.Contracts.RunInference
+            {
+                JobId = j.Id, TenantId = serving.Tenant, Pipeline = "image.embed", Model = Models.Name, ModelVersion = "1",
+                InputKey = Async.Serving.Jobs.RedisJobStore.InputKey(j.Id).ToString(), SubmittedAt = DateTimeOffset.UtcNow,
+                TraceParent = $"00-{j.Trace}-{j.Submit}-01",
+            })],
+        }, model.LaneQueue(Async.Serving.Contracts.JobPriorities.Normal));
+
+        foreach (var (id, trace, submit) in jobs)
+        {
+            Assert.Equal("succeeded", (await ServingFixture.WaitForTerminalAsync(client, id)).GetProperty("status").GetString());
+            var ofJob = await spans.WaitForAsync(trace.ToHexString(), s => s.Any(a => a.OperationName == "job.result.write"), Wait);
+            var consume = Assert.Single(ofJob, a => a.OperationName == "job.consume");
+            Assert.Equal((submit, ActivityKind.Consumer, id), (consume.ParentSpanId, consume.Kind, consume.GetTagItem(ServingTelemetry.JobIdTag)));
+            Assert.True(consume.HasRemoteParent, "the job's span continues its submit, carried in the message");
+            var inference = Assert.Single(ofJob, a => a.OperationName == "job.inference");
+            Assert.Contains(consume.SpanId, Ancestors(ofJob, inference).Select(a => a.SpanId));
+        }
+    }
+
+    [Fact]
     public async Task With_an_OTLP_endpoint_set_the_API_exports_the_jobs_trace_and_metrics_over_OTLP()
     {
         // A stand-in collector: records what arrives on the OTLP/HTTP paths.
