@@ -12,8 +12,9 @@ namespace Async.Serving.Api.Jobs;
 /// Sends job messages to their queues and waits for the broker's confirm, committing the submits
 /// of one queue in groups: a submit that finds no send in flight to its queue sends its job at once,
 /// in a <see cref="RunInference"/> of its own; submits that arrive while a send is in flight wait,
-/// and the next send carries all of them (up to the model's limit, <see cref="JobsPerMessage"/>) in
-/// one <see cref="RunInferenceBatch"/>. A lone submit therefore costs what it did before, and under
+/// and the next send carries them (up to the model's limit, <see cref="JobsPerMessage"/>) in one
+/// <see cref="RunInferenceBatch"/>; a whole message's worth goes at once, beside the sends in flight
+/// (<see cref="Lane"/>). A lone submit therefore costs what it did before, and under
 /// load the broker, the API and the worker handle one message for several jobs (docs/worker.md,
 /// "Jobs per message"). Each submit learns whether its own job was confirmed: a send that fails or
 /// times out fails every submit it carried, and each removes its job (<see cref="JobPublisher"/>).
@@ -30,11 +31,10 @@ internal sealed partial class JobSender(
 
     private readonly ConcurrentDictionary<string, Lane> _lanes = new(StringComparer.Ordinal);
 
-
     /// <summary>
     /// How many jobs one message to <paramref name="model"/>'s queues may carry: up to
     /// <see cref="JobLimitsOptions.MaxJobsPerMessage"/>, and no more than one batch of the model
-    /// (a worker prefetches messages, so a message's jobs are at most one batch more per message);
+    /// (a worker prefetches messages, so each message it holds is at most one batch of jobs);
     /// one for OCR and video models, whose jobs each hold many batch slots for long.
     /// </summary>
     public int JobsPerMessage(ModelEntry model) =>
