@@ -295,8 +295,8 @@ public sealed class BlobStoreTests(ServingFixture serving)
                 CreatedAt = DateTimeOffset.UtcNow,
             };
             await store2.CreateAsync(job, Encoding.ASCII.GetBytes("blob:../../../../etc/passwd"));
-            var publisher = serving.Api.Services.GetRequiredService<Async.Serving.Api.Jobs.JobPublisher>();
-            await publisher.SendAsync(new RunInference
+            var sender = serving.Api.Services.GetRequiredService<Async.Serving.Api.Jobs.JobSender>();
+            await sender.SendAsync(new RunInference
             {
                 JobId = job.Id, TenantId = job.TenantId, Pipeline = job.Pipeline, Model = "resnet18", ModelVersion = "1",
                 InputKey = RedisJobStore.InputKey(job.Id).ToString(), SubmittedAt = job.CreatedAt, TimeoutSeconds = 60,

@@ -282,7 +282,8 @@ public sealed class JobControlTests(ServingFixture serving)
         using var management = ServingFixture.ManagementClient(api);
 
         // Submitted at once, they share broker messages (up to 8 in one): fewer messages than jobs wait.
-        await Task.WhenAll(Enumerable.Range(0, maxDepth).Select(n => SubmitAsync(client, Body(models.Name, 200 + n))));
+        var bodies = Enumerable.Range(0, maxDepth).Select(n => Body(models.Name, 200 + n)).ToList(); // made first: the submits go out together
+        await Task.WhenAll(bodies.Select(body => SubmitAsync(client, body)));
         var metrics = await management.GetStringAsync("/metrics");
         var messages = System.Text.RegularExpressions.Regex.Match(metrics, $$"""serving_api_job_messages_total\{model="{{models.Name}}@1"\} (\S+)""");
         Assert.True(messages.Success, "no message count for the model");

@@ -41,7 +41,8 @@ public sealed class JobSenderTests
             }
         }
 
-        public void Confirm() => _confirms.Release();
+        /// <summary>Lets <paramref name="count"/> of the sends waiting have their confirms.</summary>
+        public void Confirm(int count = 1) => _confirms.Release(count);
 
         public async Task UntilSentAsync(int messages)
         {
@@ -99,10 +100,7 @@ public sealed class JobSenderTests
         // Each whole message's worth went at once, beside the send in flight; the last 4 wait for a confirm.
         await broker.UntilSentAsync(3);
         Assert.DoesNotContain(submits, s => s.IsCompleted);
-        for (var i = 0; i < 3; i++)
-        {
-            broker.Confirm();
-        }
+        broker.Confirm(3);
 
         // The last of them to end finds nobody else in flight and takes the rest.
         await broker.UntilSentAsync(4);
@@ -123,10 +121,7 @@ public sealed class JobSenderTests
         await broker.UntilSentAsync(JobSender.Lane.MaxInFlight);
         await Task.Delay(100);
         Assert.Equal(JobSender.Lane.MaxInFlight, broker.Messages.Count);
-        for (var i = 0; i < 12; i++)
-        {
-            broker.Confirm();
-        }
+        broker.Confirm(12);
 
         await Task.WhenAll(submits).WaitAsync(TimeSpan.FromSeconds(10));
         Assert.Equal(12, broker.Messages.SelectMany(m => m).Distinct().Count());
@@ -141,10 +136,7 @@ public sealed class JobSenderTests
 
         var submits = Enumerable.Range(0, 6).Select(n => lane.SendAsync(Job(n))).ToList();
         await broker.UntilSentAsync(6);
-        for (var i = 0; i < 6; i++)
-        {
-            broker.Confirm();
-        }
+        broker.Confirm(6);
 
         await Task.WhenAll(submits).WaitAsync(TimeSpan.FromSeconds(10));
         Assert.All(broker.Messages, m => Assert.Single(m));

@@ -14,7 +14,7 @@ namespace Async.Serving.Api.Cache;
 /// (or it is no longer queued), so a failed send is tried again when the lease ends.
 /// </summary>
 internal sealed partial class FollowerReleaser(
-    RedisJobStore store, JobPublisher publisher, IOptions<CacheOptions> options, ILogger<FollowerReleaser> logger) : BackgroundService
+    RedisJobStore store, JobSender sender, IOptions<CacheOptions> options, ILogger<FollowerReleaser> logger) : BackgroundService
 {
     /// <summary>How long a claimed follower is left to this API before another may send it.</summary>
     private static readonly TimeSpan Lease = TimeSpan.FromSeconds(30);
@@ -56,7 +56,7 @@ internal sealed partial class FollowerReleaser(
             {
                 string? Text(string name) => fields.TryGetValue(name, out var v) && v.Length > 0 ? v : null;
                 DateTimeOffset? Time(string name) => Text(name) is { } ms ? DateTimeOffset.FromUnixTimeMilliseconds(long.Parse(ms, CultureInfo.InvariantCulture)) : null;
-                await publisher.SendAsync(new RunInference
+                await sender.SendAsync(new RunInference
                 {
                     JobId = id,
                     TenantId = fields["tenant"],

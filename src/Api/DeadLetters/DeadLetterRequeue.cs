@@ -13,7 +13,7 @@ namespace Async.Serving.Api.DeadLetters;
 /// still stored; a message that never deserialized cannot be sent again.
 /// </summary>
 internal sealed partial class DeadLetterRequeue(
-    DeadLetterStore deadLetters, RedisJobStore store, JobPublisher publisher, TimeProvider clock, ILogger<DeadLetterRequeue> logger)
+    DeadLetterStore deadLetters, RedisJobStore store, JobSender sender, TimeProvider clock, ILogger<DeadLetterRequeue> logger)
 {
     /// <summary>What happened, in words for the dashboard; <c>Requeued</c> true when the job is queued again.</summary>
     public async Task<(bool Requeued, string Outcome)> RequeueAsync(string jobId)
@@ -53,7 +53,7 @@ internal sealed partial class DeadLetterRequeue(
         try
         {
             // Not cancelled with the operator's request: the job is queued again, its message must follow.
-            await publisher.SendAsync(message with { ExpiresAt = null, SubmittedAt = clock.GetUtcNow() }, queue).ConfigureAwait(false);
+            await sender.SendAsync(message with { ExpiresAt = null, SubmittedAt = clock.GetUtcNow() }, queue).ConfigureAwait(false);
         }
         catch (Exception ex) when (ex is not OutOfMemoryException)
         {

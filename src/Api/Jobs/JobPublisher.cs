@@ -212,12 +212,6 @@ internal sealed partial class JobPublisher(
         return (BlobReference.Encode(name), input.Length);
     }
 
-    /// <summary>
-    /// Sends a job's message on its own (an operator's requeue, a released cache follower) and waits
-    /// for the broker's confirm (<see cref="JobSender.SendAsync{T}"/>).
-    /// </summary>
-    public Task SendAsync(RunInference message, string queue) => sender.SendAsync(message, queue);
-
     [LoggerMessage(EventId = 300, Level = LogLevel.Warning, Message = "Publish of job {JobId} failed, job removed: {Reason}")]
     private static partial void LogPublishFailed(ILogger logger, string jobId, string reason);
 }

@@ -38,7 +38,7 @@ internal sealed partial class JobSender(
     /// one for OCR and video models, whose jobs each hold many batch slots for long.
     /// </summary>
     public int JobsPerMessage(ModelEntry model) =>
-        model.Config.Ocr is not null || model.Config.Video is not null ? 1 : Math.Max(1, Math.Min(limits.Value.MaxJobsPerMessage, model.Config.MaxBatchSize));
+        model.Config.Ocr is not null || model.Config.Video is not null ? 1 : Math.Min(limits.Value.MaxJobsPerMessage, model.Config.MaxBatchSize);
 
     /// <summary>Sends a submitted job to <paramref name="queue"/>, with the submits that wait for the same queue; completes when the broker confirmed its message.</summary>
     public Task SubmitAsync(RunInference message, ModelEntry model, string queue) =>
@@ -66,7 +66,8 @@ internal sealed partial class JobSender(
     /// Sends one message to <paramref name="queue"/> (declared first, as a quorum queue) and waits for
     /// the broker's confirm, within <see cref="JobLimitsOptions.PublishTimeout"/>. Throws when the
     /// broker did not take it; a returned message (the queue was deleted) makes the next send declare
-    /// the queue again. The one way a job's message is sent.
+    /// the queue again. The one way a job's message is sent: for submits (in <see cref="SubmitAsync"/>'s
+    /// groups), and alone for an operator's requeue and a released cache follower.
     /// </summary>
     public async Task SendAsync<T>(T message, string queue)
         where T : class
