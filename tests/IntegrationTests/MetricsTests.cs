@@ -110,12 +110,17 @@ public sealed partial class MetricsTests : IDisposable
                 var sample = Regex.Match(text, $"^{runtime} (?<value>\\S+)$", RegexOptions.Multiline);
                 Assert.True(sample.Success && double.Parse(sample.Groups["value"].Value, CultureInfo.InvariantCulture) > 0, $"{runtime} on the {name}'s /metrics: {sample.Value}");
             }
+
+            var paused = Regex.Match(text, "^dotnet_gc_pause_seconds_total (?<value>\\S+)$", RegexOptions.Multiline);
+            Assert.True(paused.Success && double.Parse(paused.Groups["value"].Value, CultureInfo.InvariantCulture) >= 0, $"dotnet_gc_pause_seconds_total on the {name}'s /metrics: {paused.Value}");
         }
 
         Assert.Contains($"serving_queue_depth{{pipeline=\"image.embed\",model=\"{model}\"}} 0", apiText, StringComparison.Ordinal);
         Assert.Contains($"serving_queue_oldest_age_seconds{{pipeline=\"image.embed\",model=\"{model}\"}} 0", apiText, StringComparison.Ordinal);
         Assert.Contains($"serving_model_workers{{pipeline=\"image.embed\",model=\"{model}\"}} 1", apiText, StringComparison.Ordinal);
         Assert.Contains($"serving_api_jobs_submitted_total{{pipeline=\"image.embed\",model=\"{model}\"}} 3", apiText, StringComparison.Ordinal);
+        // Each submit waited for the broker's confirm of the message carrying its job, once.
+        Assert.Contains($"serving_api_job_send_seconds_count{{model=\"{model}\"}} 3", apiText, StringComparison.Ordinal);
         Assert.Contains("serving_webhook_deliveries_total{outcome=\"delivered\"}", apiText, StringComparison.Ordinal);
         Assert.Contains($"serving_worker_jobs_total{{pipeline=\"image.embed\",model=\"{model}\",status=\"succeeded\"}} 3", workerText, StringComparison.Ordinal);
         Assert.Contains($"serving_job_queue_seconds_count{{pipeline=\"image.embed\",model=\"{model}\"}} 3", workerText, StringComparison.Ordinal);

@@ -29,6 +29,10 @@ internal sealed partial class JobSender(
         "serving_api_job_messages_total", "Messages the API sent to the job queues for submits (each carries one or more jobs; see serving_api_jobs_submitted_total).",
         new Prometheus.CounterConfiguration { LabelNames = ["model"] });
 
+    private static readonly Prometheus.Histogram SendWait = Prometheus.Metrics.CreateHistogram(
+        "serving_api_job_send_seconds", "From a submit handing its job to the sender until the broker confirmed the message carrying it: the wait for a send in flight, the send and the confirm.",
+        new Prometheus.HistogramConfiguration { LabelNames = ["model"], Buckets = Prometheus.Histogram.ExponentialBuckets(0.00025, 2, 13) });
+
     private readonly ConcurrentDictionary<string, Lane> _lanes = new(StringComparer.Ordinal);
 
     /// <summary>
@@ -41,8 +45,12 @@ internal sealed partial class JobSender(
         model.Config.Ocr is not null || model.Config.Video is not null ? 1 : Math.Min(limits.Value.MaxJobsPerMessage, model.Config.MaxBatchSize);
 
     /// <summary>Sends a submitted job to <paramref name="queue"/>, with the submits that wait for the same queue; completes when the broker confirmed its message.</summary>
-    public Task SubmitAsync(RunInference message, ModelEntry model, string queue) =>
-        _lanes.GetOrAdd(queue, static (q, state) => state.Sender.LaneOf(q, state.Model), (Sender: this, Model: model)).SendAsync(message);
+    public async Task SubmitAsync(RunInference message, ModelEntry model, string queue)
+    {
+        var began = Stopwatch.GetTimestamp();
+        await _lanes.GetOrAdd(queue, static (q, state) => state.Sender.LaneOf(q, state.Model), (Sender: this, Model: model)).SendAsync(message).ConfigureAwait(false);
+        SendWait.WithLabels(model.Id).Observe(Stopwatch.GetElapsedTime(began).TotalSeconds);
+    }
 
     private Lane LaneOf(string queue, ModelEntry model)
     {

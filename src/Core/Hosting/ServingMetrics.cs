@@ -32,8 +32,9 @@ public static class ServingMetrics
     /// The runtime's thread pool and lock counters, read at each scrape: <c>dotnet_threadpool_completed_items_total</c>
     /// (work items the pool ran: every continuation handed from one thread to another is one, so per job it
     /// counts the hand-offs a job costs, whatever else the host runs; docs/benchmarks.md),
-    /// <c>dotnet_threadpool_queue_length</c> (waiting: growing means starvation), <c>dotnet_threadpool_threads</c>
-    /// and <c>dotnet_lock_contentions_total</c>. Once per process.
+    /// <c>dotnet_threadpool_queue_length</c> (waiting: growing means starvation), <c>dotnet_threadpool_threads</c>,
+    /// <c>dotnet_lock_contentions_total</c> and <c>dotnet_gc_pause_seconds_total</c> (time every thread of the
+    /// process stood still for a collection: what the garbage collector adds to a request's latency). Once per process.
     /// </summary>
     public static void AddRuntimeMetrics()
     {
@@ -46,8 +47,10 @@ public static class ServingMetrics
         var queued = Metrics.CreateGauge("dotnet_threadpool_queue_length", "Work items waiting in the .NET thread pool's queues.");
         var threads = Metrics.CreateGauge("dotnet_threadpool_threads", "Threads of the .NET thread pool.");
         var contentions = Metrics.CreateCounter("dotnet_lock_contentions_total", "Times a thread waited for a lock (Monitor) another thread held, since the process started.");
+        var paused = Metrics.CreateCounter("dotnet_gc_pause_seconds_total", "Time the process's threads were paused for garbage collections since it started.");
         Metrics.DefaultRegistry.AddBeforeCollectCallback(() =>
         {
+            paused.IncTo(GC.GetTotalPauseDuration().TotalSeconds);
             completed.IncTo(ThreadPool.CompletedWorkItemCount);
             queued.Set(ThreadPool.PendingWorkItemCount);
             threads.Set(ThreadPool.ThreadCount);
