@@ -18,7 +18,32 @@ internal sealed record EndToEndFigure(
     string Model, int Jobs, int Concurrency, int Succeeded, int Failed, int Refused, int Unfinished,
     double JobsPerSecond, double SubmitPerSecond, double SubmitP50Ms, double SubmitP99Ms,
     double? MeanBatchSize, long? WorkerPeakRssBytes, CpuSplit Cpu, Dictionary<string, long>? RedisCalls = null, CpuSplit? LoadCpu = null,
-    Dictionary<string, double>? ThreadPoolItemsPerJob = null);
+    Dictionary<string, double>? ThreadPoolItemsPerJob = null, SubmitTimes? SubmitTimes = null);
+
+/// <summary>What the bench reads from the API's and the worker's /metrics at each end of a timed load (<c>BenchRun.CountersAsync</c>).</summary>
+internal sealed record Counters(
+    double Ended, Dictionary<string, double> PoolItems, double Messages,
+    (double Sum, double Count) SubmitDurations, (double Sum, double Count) Sends, double ApiGcPauseSeconds);
+
+/// <summary>
+/// Where a timed load's submits spent their time, as means (which add up, unlike percentiles): at the
+/// client, inside the API (from its first middleware to its response), and of that, from handing the job
+/// to the sender until the broker confirmed its message; and how long the API stood still for its GC.
+/// </summary>
+internal sealed record SubmitTimes(double ClientMs, double ApiMs, double SendMs, double ApiGcPauseSeconds)
+{
+    public static SubmitTimes Between(LoadResult load, Counters before, Counters after)
+    {
+        static double MeanMs((double Sum, double Count) a, (double Sum, double Count) b) =>
+            b.Count > a.Count ? Math.Round((b.Sum - a.Sum) / (b.Count - a.Count) * 1000, 2) : 0;
+
+        return new SubmitTimes(
+            load.Jobs.Count > 0 ? Math.Round(load.Jobs.Average(j => j.LatencyMs), 2) : 0,
+            MeanMs(before.SubmitDurations, after.SubmitDurations),
+            MeanMs(before.Sends, after.Sends),
+            Math.Round(after.ApiGcPauseSeconds - before.ApiGcPauseSeconds, 3));
+    }
+}
 
 internal sealed record MemoryFigure(
     int Jobs, int Refused, double SubmitPerSecond, double SubmitP50Ms, double SubmitP99Ms, long? QueueDepthAfterSubmit,
@@ -285,7 +310,7 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             // promoted to its optimised tier, before the window rather than in its first second.
             for (var round = 0; round < 2 && warmUp > 0; round++)
             {
-                var (warmEnded, _, _) = await CountersAsync(metrics, metricsPort).ConfigureAwait(false);
+                var warmEnded = (await CountersAsync(metrics, metricsPort).ConfigureAwait(false)).Ended;
                 var warm = await _client!.SubmitManyAsync(model, files, contentType, (warmUp + 1 - round) / 2, options.Concurrency).ConfigureAwait(false);
                 _jobIds.AddRange(warm.Jobs.Select(j => j.Id));
                 await WaitEndedAsync(metrics, metricsPort, warmEnded + warm.Jobs.Count).ConfigureAwait(false);
@@ -299,13 +324,13 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             var loadEnded = duringLoad is null ? null : await duringLoad(worker).ConfigureAwait(false);
             var redisBefore = await RedisCallsAsync().ConfigureAwait(false);
             var profile = new CpuProfile(CpuGroups(worker));
-            var (endedBefore, poolBefore, messagesBefore) = await CountersAsync(metrics, metricsPort).ConfigureAwait(false);
+            var countersBefore = await CountersAsync(metrics, metricsPort).ConfigureAwait(false);
             var load = await _client!.SubmitManyAsync(model, files, contentType, jobs, options.Concurrency).ConfigureAwait(false);
             _jobIds.AddRange(load.Jobs.Select(j => j.Id));
             // The CPU of the window jobs/s is measured over (until the worker ended the last job), apart
             // from the polls that then read every result once.
-            var loadCpu = await UntilEndedAsync(metrics, metricsPort, endedBefore + load.Jobs.Count, profile).ConfigureAwait(false);
-            var (_, poolAfter, messagesAfter) = await CountersAsync(metrics, metricsPort).ConfigureAwait(false);
+            var loadCpu = await UntilEndedAsync(metrics, metricsPort, countersBefore.Ended + load.Jobs.Count, profile).ConfigureAwait(false);
+            var countersAfter = await CountersAsync(metrics, metricsPort).ConfigureAwait(false);
             var finished = await _client.WaitAllAsync(load.Jobs, TimeSpan.FromSeconds(300)).ConfigureAwait(false);
             var cpu = profile.Stop();
             var redisCalls = Delta(redisBefore, await RedisCallsAsync().ConfigureAwait(false));
@@ -326,7 +351,8 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
                 Math.Round(load.Jobs.Count / Math.Max(0.001, load.SubmitSeconds), 1),
                 Percentile(latencies, 0.50), Percentile(latencies, 0.99),
                 MeanBatch(before, after, l => l == $"{model}@1"), ProcStats.StatusBytes(worker.Pid, "VmHWM"), cpu, redisCalls, loadCpu,
-                poolAfter.ToDictionary(p => p.Key, p => Math.Round((p.Value - poolBefore[p.Key]) / Math.Max(1, succeeded.Count), 2)));
+                countersAfter.PoolItems.ToDictionary(p => p.Key, p => Math.Round((p.Value - countersBefore.PoolItems[p.Key]) / Math.Max(1, succeeded.Count), 2)),
+                SubmitTimes.Between(load, countersBefore, countersAfter));
             Console.WriteLine($"  {figure.JobsPerSecond:F1} jobs/s end to end ({succeeded.Count}/{jobs} succeeded in {seconds:F2} s), submit p50 {figure.SubmitP50Ms:F1} ms p99 {figure.SubmitP99Ms:F1} ms, mean batch {figure.MeanBatchSize?.ToString("F2", CultureInfo.InvariantCulture) ?? "n/a"}");
             Console.WriteLine($"  CPU share of {cpu.Cores} cores over {cpu.WallSeconds:F1} s: {string.Join(", ", cpu.ShareOfMachine.Select(s => $"{s.Key} {s.Value:P0}"))}");
             Console.WriteLine($"  CPU per succeeded job: {string.Join(", ", cpu.CpuSeconds.Select(s => $"{s.Key} {s.Value * 1e6 / Math.Max(1, succeeded.Count):F0} µs"))}; all {cpu.MachineBusySeconds * 1e6 / Math.Max(1, succeeded.Count):F0} µs");
@@ -338,7 +364,10 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"  thread pool work items per succeeded job, during the load (hand-offs between threads): {string.Join(", ", figure.ThreadPoolItemsPerJob!.Select(p => $"{p.Key} {p.Value:F1}"))}"));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                $"  jobs per broker message (the API's submits, during the load): {load.Jobs.Count / Math.Max(1, messagesAfter - messagesBefore):F2}"));
+                $"  jobs per broker message (the API's submits, during the load): {load.Jobs.Count / Math.Max(1, countersAfter.Messages - countersBefore.Messages):F2}"));
+            var times = figure.SubmitTimes!;
+            Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"  a submit's mean latency: {times.ClientMs:F1} ms at the client, {times.ApiMs:F1} ms in the API (http_request_duration_seconds), of which {times.SendMs:F1} ms from handing its job to the sender until the broker confirmed it (serving_api_job_send_seconds); the API paused for GC {times.ApiGcPauseSeconds:F2} s"));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
                 $"  read/write syscalls per succeeded job: {string.Join(", ", cpu.ReadWriteSyscalls.Select(s => $"{s.Key} {PerJob(s.Value):F1}"))}"));
             Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
@@ -676,19 +705,40 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
     }
 
     /// <summary>
-    /// From one scrape of each process: the jobs the worker ended so far, and the work items the API's and
-    /// the worker's thread pools have run so far (<c>dotnet_threadpool_completed_items_total</c>).
+    /// From one scrape of each process: the jobs the worker ended so far, the work items the API's and
+    /// the worker's thread pools have run so far (<c>dotnet_threadpool_completed_items_total</c>), the
+    /// API's job messages, the sums and counts of its submits' durations and sends, and its GC pauses.
     /// </summary>
-    private async Task<(double Ended, Dictionary<string, double> PoolItems, double Messages)> CountersAsync(HttpClient http, int workerPort)
+    private async Task<Counters> CountersAsync(HttpClient http, int workerPort)
     {
         var worker = await ScrapeAsync(http, workerPort).ConfigureAwait(false);
         var api = await ScrapeAsync(http, _apiManagementPort).ConfigureAwait(false);
-        return (SumOf(WorkerJobsLine(), worker), new(StringComparer.Ordinal)
+        return new Counters(SumOf(WorkerJobsLine(), worker), new(StringComparer.Ordinal)
         {
             ["api"] = SumOf(ThreadPoolItemsLine(), api),
             ["worker"] = SumOf(ThreadPoolItemsLine(), worker),
-        }, SumOf(JobMessagesLine(), api));
+        }, SumOf(JobMessagesLine(), api),
+            (SumOf(SubmitDurationSumLine(), api), SumOf(SubmitDurationCountLine(), api)),
+            (SumOf(SendSumLine(), api), SumOf(SendCountLine(), api)),
+            SumOf(GcPauseLine(), api));
     }
+
+    // The submits answered 202 (POST /v1/jobs), as ASP.NET Core's HTTP metrics time them: from the
+    // request's first middleware to its response, so without the wait in the kernel and Kestrel before it.
+    [GeneratedRegex("""^http_request_duration_seconds_sum\{code="202",method="POST",[^}]*endpoint="/v1/jobs/"\} (?<value>\S+)$""", RegexOptions.Multiline)]
+    private static partial Regex SubmitDurationSumLine();
+
+    [GeneratedRegex("""^http_request_duration_seconds_count\{code="202",method="POST",[^}]*endpoint="/v1/jobs/"\} (?<value>\S+)$""", RegexOptions.Multiline)]
+    private static partial Regex SubmitDurationCountLine();
+
+    [GeneratedRegex("""^serving_api_job_send_seconds_sum\{[^}]*\} (?<value>\S+)$""", RegexOptions.Multiline)]
+    private static partial Regex SendSumLine();
+
+    [GeneratedRegex("""^serving_api_job_send_seconds_count\{[^}]*\} (?<value>\S+)$""", RegexOptions.Multiline)]
+    private static partial Regex SendCountLine();
+
+    [GeneratedRegex("""^dotnet_gc_pause_seconds_total (?<value>\S+)$""", RegexOptions.Multiline)]
+    private static partial Regex GcPauseLine();
 
     [GeneratedRegex("""^serving_api_job_messages_total\{[^}]*\} (?<value>\S+)$""", RegexOptions.Multiline)]
     private static partial Regex JobMessagesLine();
