@@ -17,6 +17,7 @@
 #                        dotnet-trace (tool manifest .config/dotnet-tools.json) samples the API and the
 #                        worker for S seconds of the load (docs/benchmarks.md, "Orchestration: where the CPU goes")
 #   --warm-up-jobs 20000 trivial jobs before step 3's timed load (JIT tiering takes that long on 2 cores)
+#   --resnet-warm-up-jobs 1000  ResNet jobs before steps 2 and 4 (the same reason)
 #   --only preprocess    CPU per image of preprocessing before and now, and the in-process limit with
 #                        decode beside ONNX Runtime alone (docs/benchmarks.md, "Preprocessing"); no services used
 #   --blob-videos 20     videos of 50-100 MiB queued by the large-input step (0 skips it)

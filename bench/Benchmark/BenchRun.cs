@@ -104,10 +104,10 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
         await StartApiAsync().ConfigureAwait(false);
 
         Console.WriteLine($"2. end to end, image.embed on ResNet-18, batching on: {options.ResNetJobs} jobs, {options.Concurrency} clients");
-        var batched = await EndToEndAsync(BenchRepository.ResNet, photos, "image/jpeg", options.ResNetJobs, warmUp: 96).ConfigureAwait(false);
+        var batched = await EndToEndAsync(BenchRepository.ResNet, photos, "image/jpeg", options.ResNetJobs, warmUp: options.ResNetWarmUpJobs).ConfigureAwait(false);
 
         Console.WriteLine($"4. end to end, batching off (max_batch_size 1): {options.ResNetJobs} jobs");
-        var unbatched = await EndToEndAsync(BenchRepository.ResNetNoBatch, photos, "image/jpeg", options.ResNetJobs, warmUp: 96).ConfigureAwait(false);
+        var unbatched = await EndToEndAsync(BenchRepository.ResNetNoBatch, photos, "image/jpeg", options.ResNetJobs, warmUp: options.ResNetWarmUpJobs).ConfigureAwait(false);
 
         Console.WriteLine($"3. orchestration-bound, trivial model: {options.TrivialJobs} jobs, {options.Concurrency} clients");
         var trivial = await EndToEndAsync(BenchRepository.Trivial, pngs, "image/png", options.TrivialJobs, warmUp: options.WarmUpJobs).ConfigureAwait(false);
