@@ -667,13 +667,22 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
 
     private static Task<string> ScrapeAsync(HttpClient http, int port) => http.GetStringAsync(new Uri($"http://127.0.0.1:{port}/metrics"));
 
-    /// <summary>The sum of the samples <paramref name="line"/> matches in a scrape (0 when none).</summary>
-    private static double SumOf(Regex line, string scrape) =>
-        line.Matches(scrape).Sum(m => double.Parse(m.Groups["value"].Value, CultureInfo.InvariantCulture));
+    /// <summary>
+    /// The sum of the samples named <paramref name="name"/> in a scrape whose labels contain each of
+    /// <paramref name="labels"/> (0 when none).
+    /// </summary>
+    private static double SumOf(string scrape, string name, params string[] labels) =>
+        SampleLine().Matches(scrape)
+            .Where(m => m.Groups["name"].ValueSpan.SequenceEqual(name) && labels.All(l => m.Groups["labels"].Value.Contains(l, StringComparison.Ordinal)))
+            .Sum(m => double.Parse(m.Groups["value"].Value, CultureInfo.InvariantCulture));
+
+    /// <summary>One sample of a Prometheus text scrape: its name, its labels as written, its value.</summary>
+    [GeneratedRegex("""^(?<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?<labels>[^}]*)\})? (?<value>\S+)$""", RegexOptions.Multiline)]
+    private static partial Regex SampleLine();
 
     /// <summary>Jobs the worker ended so far, any outcome (<c>serving_worker_jobs_total</c> over its labels).</summary>
     private static async Task<double> JobsEndedAsync(HttpClient http, int port) =>
-        SumOf(WorkerJobsLine(), await ScrapeAsync(http, port).ConfigureAwait(false));
+        SumOf(await ScrapeAsync(http, port).ConfigureAwait(false), "serving_worker_jobs_total");
 
     /// <summary>
     /// Reads the worker's count of ended jobs every 100 ms until it reaches <paramref name="target"/> (or
@@ -713,41 +722,19 @@ internal sealed partial class BenchRun(BenchOptions options) : IAsyncDisposable
     {
         var worker = await ScrapeAsync(http, workerPort).ConfigureAwait(false);
         var api = await ScrapeAsync(http, _apiManagementPort).ConfigureAwait(false);
-        return new Counters(SumOf(WorkerJobsLine(), worker), new(StringComparer.Ordinal)
+        return new Counters(SumOf(worker, "serving_worker_jobs_total"), new(StringComparer.Ordinal)
         {
-            ["api"] = SumOf(ThreadPoolItemsLine(), api),
-            ["worker"] = SumOf(ThreadPoolItemsLine(), worker),
-        }, SumOf(JobMessagesLine(), api),
-            (SumOf(SubmitDurationSumLine(), api), SumOf(SubmitDurationCountLine(), api)),
-            (SumOf(SendSumLine(), api), SumOf(SendCountLine(), api)),
-            SumOf(GcPauseLine(), api));
+            ["api"] = SumOf(api, "dotnet_threadpool_completed_items_total"),
+            ["worker"] = SumOf(worker, "dotnet_threadpool_completed_items_total"),
+        }, SumOf(api, "serving_api_job_messages_total"),
+            (SumOf(api, "http_request_duration_seconds_sum", SubmitLabels), SumOf(api, "http_request_duration_seconds_count", SubmitLabels)),
+            (SumOf(api, "serving_api_job_send_seconds_sum"), SumOf(api, "serving_api_job_send_seconds_count")),
+            SumOf(api, "dotnet_gc_pause_seconds_total"));
     }
 
     // The submits answered 202 (POST /v1/jobs), as ASP.NET Core's HTTP metrics time them: from the
     // request's first middleware to its response, so without the wait in the kernel and Kestrel before it.
-    [GeneratedRegex("""^http_request_duration_seconds_sum\{code="202",method="POST",[^}]*endpoint="/v1/jobs/"\} (?<value>\S+)$""", RegexOptions.Multiline)]
-    private static partial Regex SubmitDurationSumLine();
-
-    [GeneratedRegex("""^http_request_duration_seconds_count\{code="202",method="POST",[^}]*endpoint="/v1/jobs/"\} (?<value>\S+)$""", RegexOptions.Multiline)]
-    private static partial Regex SubmitDurationCountLine();
-
-    [GeneratedRegex("""^serving_api_job_send_seconds_sum\{[^}]*\} (?<value>\S+)$""", RegexOptions.Multiline)]
-    private static partial Regex SendSumLine();
-
-    [GeneratedRegex("""^serving_api_job_send_seconds_count\{[^}]*\} (?<value>\S+)$""", RegexOptions.Multiline)]
-    private static partial Regex SendCountLine();
-
-    [GeneratedRegex("""^dotnet_gc_pause_seconds_total (?<value>\S+)$""", RegexOptions.Multiline)]
-    private static partial Regex GcPauseLine();
-
-    [GeneratedRegex("""^serving_api_job_messages_total\{[^}]*\} (?<value>\S+)$""", RegexOptions.Multiline)]
-    private static partial Regex JobMessagesLine();
-
-    [GeneratedRegex("""^dotnet_threadpool_completed_items_total (?<value>\S+)$""", RegexOptions.Multiline)]
-    private static partial Regex ThreadPoolItemsLine();
-
-    [GeneratedRegex("""^serving_worker_jobs_total\{[^}]*\} (?<value>\S+)$""", RegexOptions.Multiline)]
-    private static partial Regex WorkerJobsLine();
+    private static readonly string[] SubmitLabels = ["code=\"202\",method=\"POST\"", "endpoint=\"/v1/jobs/\""];
 
     /// <summary>Sum and count of a histogram labelled by <c>model</c> alone, per label, from the worker's /metrics.</summary>
     private static async Task<IReadOnlyDictionary<string, (double Sum, double Count)>> HistogramAsync(int port, string metric)
