@@ -6,7 +6,13 @@ stop_pid() { # name pidfile
   if pid_alive "$2"; then
     log "stopping $1"
     kill "$(cat "$2")" 2>/dev/null || true
-    for _ in $(seq 1 100); do pid_alive "$2" || break; sleep 0.1; done
+    # SIGTERM again each second: Redis refuses one while it writes an AOF it was just switched to
+    # (lib.sh's redis_make_durable), and honours the next once that is written.
+    for i in $(seq 1 100); do
+      pid_alive "$2" || break
+      [ $((i % 10)) -ne 0 ] || kill "$(cat "$2")" 2>/dev/null || true
+      sleep 0.1
+    done
     pid_alive "$2" && kill -9 "$(cat "$2")" 2>/dev/null || true
   fi
   rm -f "$2"

@@ -42,10 +42,29 @@ internal static class ScriptRunner
         {
             process.Kill(entireProcessTree: true);
             await process.WaitForExitAsync();
-            return new Result(-1, await output, await error + $"\n(killed after {timeout.TotalSeconds} s)");
+            var (killedOutput, killedError) = await OutputsAsync(output, error);
+            return new Result(-1, killedOutput, killedError + $"\n(killed after {timeout.TotalSeconds} s)");
         }
 
-        return new Result(process.ExitCode, await output, await error);
+        var (stdout, stderr) = await OutputsAsync(output, error);
+        return new Result(process.ExitCode, stdout, stderr);
+    }
+
+    /// <summary>
+    /// What the script wrote, once its pipes close. A daemon it started (outside its process tree, so
+    /// not killed with it) may hold them open; after 10 s the test goes on without them, rather than
+    /// waiting for as long as that daemon lives.
+    /// </summary>
+    private static async Task<(string Output, string Error)> OutputsAsync(Task<string> output, Task<string> error)
+    {
+        var both = Task.WhenAll(output, error);
+        if (await Task.WhenAny(both, Task.Delay(TimeSpan.FromSeconds(10))) != both)
+        {
+            return (output.IsCompletedSuccessfully ? output.Result : "", (error.IsCompletedSuccessfully ? error.Result : "")
+                + "\n(its output was still held open 10 s after it ended, by a process it started)");
+        }
+
+        return (await output, await error);
     }
 
     /// <summary>A loopback TCP port that nothing listens on right now.</summary>

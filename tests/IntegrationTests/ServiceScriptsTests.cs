@@ -14,7 +14,8 @@ public sealed class ServiceScriptsTests : IDisposable
     /// <c>settings</c> (the Redis on <c>$REDIS_PORT</c>) and <c>started</c> (waits until it answers).
     /// </summary>
     private const string Helpers = """
-        stop() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null || return 0; local pid; pid=$(cat "$1"); kill "$pid"; while kill -0 "$pid" 2>/dev/null; do sleep 0.1; done; }
+        # SIGTERM again until it is gone: Redis refuses one while it writes the AOF it was just switched to.
+        stop() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null || return 0; local pid; pid=$(cat "$1"); while kill -0 "$pid" 2>/dev/null; do kill "$pid" 2>/dev/null; sleep 0.2; done; }
         cli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
         setting() { cli CONFIG GET "$1" | sed -n 2p; }
         settings() { echo "appendonly=$(setting appendonly) appendfsync=$(setting appendfsync) policy=$(setting maxmemory-policy) maxmemory=$(setting maxmemory)"; }
@@ -65,7 +66,7 @@ public sealed class ServiceScriptsTests : IDisposable
     {
         var port = ScriptRunner.FreePort();
         var result = await ScriptRunner.RunAsync(Helpers + $"""
-            redis-server --bind 127.0.0.1 --port {port} --dir "$STATE" --daemonize yes --pidfile "$STATE/old-redis.pid" --save '' --appendonly no
+            redis-server --bind 127.0.0.1 --port {port} --dir "$STATE" --daemonize yes --pidfile "$STATE/old-redis.pid" --save '' --appendonly no 4>&-
             trap 'stop "$STATE/old-redis.pid"' EXIT
             started
             start_redis
