@@ -62,6 +62,23 @@ wait_for() {
 
 pid_alive() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null; }
 
+# stop_pid <name> <pidfile>: SIGTERM, up to 10 s for it to go, then SIGKILL; the pidfile is removed.
+stop_pid() {
+  if pid_alive "$2"; then
+    log "stopping $1"
+    kill "$(cat "$2")" 2>/dev/null || true
+    # SIGTERM again each second: Redis refuses one while it writes an AOF it was just switched to
+    # (redis_make_durable), and honours the next once that is written.
+    for i in $(seq 1 100); do
+      pid_alive "$2" || break
+      [ $((i % 10)) -ne 0 ] || kill "$(cat "$2")" 2>/dev/null || true
+      sleep 0.1
+    done
+    pid_alive "$2" && kill -9 "$(cat "$2")" 2>/dev/null || true
+  fi
+  rm -f "$2"
+}
+
 # install_packages [extra Debian package ...]: the stack's packages plus any a caller needs
 # (test.sh adds the test-only ones from TEST_PACKAGES).
 install_packages() {

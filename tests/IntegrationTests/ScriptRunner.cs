@@ -57,8 +57,11 @@ internal static class ScriptRunner
     /// </summary>
     private static async Task<(string Output, string Error)> OutputsAsync(Task<string> output, Task<string> error)
     {
-        var both = Task.WhenAll(output, error);
-        if (await Task.WhenAny(both, Task.Delay(TimeSpan.FromSeconds(10))) != both)
+        try
+        {
+            await Task.WhenAll(output, error).WaitAsync(TimeSpan.FromSeconds(10));
+        }
+        catch (TimeoutException)
         {
             return (output.IsCompletedSuccessfully ? output.Result : "", (error.IsCompletedSuccessfully ? error.Result : "")
                 + "\n(its output was still held open 10 s after it ended, by a process it started)");

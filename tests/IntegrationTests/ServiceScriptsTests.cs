@@ -10,12 +10,10 @@ public sealed class ServiceScriptsTests : IDisposable
     private static readonly TimeSpan ScriptTimeout = TimeSpan.FromMinutes(2);
 
     /// <summary>
-    /// Defines <c>stop &lt;pidfile&gt;</c> (SIGTERM, then waits for the process to exit), <c>cli</c> and
-    /// <c>settings</c> (the Redis on <c>$REDIS_PORT</c>) and <c>started</c> (waits until it answers).
+    /// Defines <c>cli</c> and <c>settings</c> (the Redis on <c>$REDIS_PORT</c>) and <c>started</c> (waits
+    /// until it answers); Redis is stopped with lib.sh's <c>stop_pid</c>, as <c>scripts/down.sh</c> stops it.
     /// </summary>
     private const string Helpers = """
-        # SIGTERM again until it is gone: Redis refuses one while it writes the AOF it was just switched to.
-        stop() { [ -f "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null || return 0; local pid; pid=$(cat "$1"); while kill -0 "$pid" 2>/dev/null; do kill "$pid" 2>/dev/null; sleep 0.2; done; }
         cli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
         setting() { cli CONFIG GET "$1" | sed -n 2p; }
         settings() { echo "appendonly=$(setting appendonly) appendfsync=$(setting appendfsync) policy=$(setting maxmemory-policy) maxmemory=$(setting maxmemory)"; }
@@ -46,11 +44,11 @@ public sealed class ServiceScriptsTests : IDisposable
     public async Task Redis_started_by_the_scripts_keeps_acknowledged_writes_across_a_restart_and_never_evicts()
     {
         var result = await ScriptRunner.RunAsync(Helpers + """
-            trap 'stop "$STATE/redis.pid"' EXIT
+            trap 'stop_pid redis "$STATE/redis.pid"' EXIT
             start_redis
             cli SET job:durable finished >/dev/null
             settings
-            stop "$STATE/redis.pid"
+            stop_pid redis "$STATE/redis.pid"
             start_redis
             echo "after restart: $(cli GET job:durable)"
             """, Settings(), ScriptTimeout);
@@ -67,7 +65,7 @@ public sealed class ServiceScriptsTests : IDisposable
         var port = ScriptRunner.FreePort();
         var result = await ScriptRunner.RunAsync(Helpers + $"""
             redis-server --bind 127.0.0.1 --port {port} --dir "$STATE" --daemonize yes --pidfile "$STATE/old-redis.pid" --save '' --appendonly no 4>&-
-            trap 'stop "$STATE/old-redis.pid"' EXIT
+            trap 'stop_pid "the running Redis" "$STATE/old-redis.pid"' EXIT
             started
             start_redis
             settings
