@@ -14,15 +14,18 @@ public sealed class CliRunner(ServingFixture serving, string workingDirectory, s
 {
     public sealed record Result(int ExitCode, string Out, string Error);
 
+    /// <summary>A terminal (ANSI and interactive: live progress bars) rather than a pipe or a log.</summary>
+    public bool Terminal { get; init; }
+
     public async Task<Result> RunAsync(CancellationToken cancellationToken, params string[] args)
     {
         var output = new StringWriter();
         var error = new StringWriter();
         var console = AnsiConsole.Create(new AnsiConsoleSettings
         {
-            Ansi = AnsiSupport.No,
+            Ansi = Terminal ? AnsiSupport.Yes : AnsiSupport.No,
             ColorSystem = ColorSystemSupport.NoColors,
-            Interactive = InteractionSupport.No,
+            Interactive = Terminal ? InteractionSupport.Yes : InteractionSupport.No,
             // Spectre refreshes progress from its own thread.
             Out = new AnsiConsoleOutput(TextWriter.Synchronized(output)),
         });

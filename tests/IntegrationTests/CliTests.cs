@@ -79,10 +79,13 @@ public sealed class CliTests(ServingFixture serving, ITestOutputHelper log) : ID
         Assert.Equal(2, video.GetProperty("output").GetProperty("shots").GetArrayLength());
         Assert.Equal(4, video.GetProperty("output").GetProperty("sample_fps").GetDouble());
 
-        // The overall bar, the video's own bar, and the summary.
-        Assert.Contains("51 file(s)", run.Out, StringComparison.Ordinal);
-        Assert.Contains("clip.mp4", run.Out, StringComparison.Ordinal);
-        Assert.Contains("succeeded", run.Out, StringComparison.Ordinal);
+        // Not a terminal: a line for every file as it ends, counted, then the summary.
+        var lines = run.Out.Split('\n');
+        Assert.Equal(51, lines.Count(l => l.StartsWith('[') && l.EndsWith(": succeeded", StringComparison.Ordinal)));
+        Assert.Contains(lines, l => l.StartsWith("[51/51] ", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.EndsWith(" photos/clip.mp4: succeeded", StringComparison.Ordinal));
+        Assert.Contains(lines, l => l.EndsWith(" photos/img049.jpg: succeeded", StringComparison.Ordinal));
+        Assert.Matches(@"│ 51\s+│ 51\s+│ 0\s+│ 0\s+│ 0\s+│", run.Out);
         Assert.Empty(run.Error);
 
         // A second run finds every result and sends nothing.
@@ -91,6 +94,26 @@ public sealed class CliTests(ServingFixture serving, ITestOutputHelper log) : ID
         var summary = JsonDocument.Parse(again.Out).RootElement;
         Assert.Equal(51, summary.GetProperty("skipped").GetInt32());
         Assert.Equal(0, summary.GetProperty("succeeded").GetInt32());
+    }
+
+    [Fact]
+    public async Task On_a_terminal_the_run_shows_an_overall_bar_and_a_bar_for_each_video_and_no_file_lines()
+    {
+        var media = WriteImages("terminal", 2, firstSeed: 5700);
+        await File.WriteAllBytesAsync(Path.Combine(media, "clip.mp4"), await TestVideos.ShotsAsync([(5771, 1.0), (5772, 1.0)]));
+
+        var run = await new CliRunner(serving, _dir) { Terminal = true }.RunAsync("submit", "terminal", "--param", "sample_fps=4");
+        log.WriteLine(run.Out);
+
+        Assert.Equal(ExitCodes.Ok, run.ExitCode);
+        Assert.Equal(2, Results(media, "image.embed").Length);
+        Assert.Single(Results(media, "video.analyze"));
+        // The bars' last frame stays on screen: the whole run done, and the video's bar with its final status.
+        Assert.Contains("3 file(s)", run.Out, StringComparison.Ordinal);
+        Assert.Contains("terminal/clip.mp4 succeeded", run.Out, StringComparison.Ordinal);
+        Assert.Contains("100%", run.Out, StringComparison.Ordinal);
+        Assert.DoesNotContain("[1/3]", run.Out, StringComparison.Ordinal);
+        Assert.Empty(run.Error);
     }
 
     [Fact]
@@ -261,6 +284,13 @@ public sealed class CliTests(ServingFixture serving, ITestOutputHelper log) : ID
         var broken = files.Single(f => f.GetProperty("file").GetString() == "broken.jpg");
         Assert.NotEqual("succeeded", broken.GetProperty("status").GetString());
         Assert.False(string.IsNullOrEmpty(broken.GetProperty("error_code").GetString()));
+
+        // Not a terminal: the file's line carries its status, code and message.
+        var line = await cli.RunAsync("submit", "broken.jpg");
+        Assert.Equal(1, line.ExitCode);
+        Assert.Matches(
+            $@"^\[1/1\] broken\.jpg: {broken.GetProperty("status").GetString()} {broken.GetProperty("error_code").GetString()}: \S",
+            line.Out.Split('\n')[0]);
 
         var usage = await cli.RunAsync("submit");
         Assert.Equal(2, usage.ExitCode);

@@ -57,18 +57,23 @@ internal static class SubmitCommand
             var run = new SubmitRun(scope.Client, parameters, parse.GetValue(priority), parse.GetValue(retryFailed), scope.CurrentDirectory);
             var toRun = plan.Count(i => !i.Skip);
 
+            var console = scope.Output.Console;
             SubmitSummary summary;
             if (scope.Output.Json || toRun == 0)
             {
                 summary = await run.RunAsync(plan, parse.GetValue(concurrency), SubmitProgress.None, cancellationToken).ConfigureAwait(false);
             }
+            else if (console.Profile.Capabilities is not { Interactive: true, Ansi: true })
+            {
+                summary = await run.RunAsync(plan, parse.GetValue(concurrency), SubmitProgress.Lines(console, toRun), cancellationToken).ConfigureAwait(false);
+            }
             else
             {
-                summary = await scope.Output.Console.Progress()
+                summary = await console.Progress()
                     .AutoClear(false)
                     .HideCompleted(false)
                     .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new SpinnerColumn())
-                    .StartAsync(ctx => run.RunAsync(plan, parse.GetValue(concurrency), new SubmitProgress(ctx, toRun), cancellationToken))
+                    .StartAsync(ctx => run.RunAsync(plan, parse.GetValue(concurrency), SubmitProgress.Bars(ctx, toRun), cancellationToken))
                     .ConfigureAwait(false);
             }
 

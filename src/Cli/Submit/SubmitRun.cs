@@ -39,8 +39,9 @@ internal sealed class SubmitRun(ServingClient client, JsonElement? parameters, s
                 new ParallelOptions { MaxDegreeOfParallelism = concurrency, CancellationToken = cancellationToken },
                 async (item, ct) =>
                 {
-                    outcomes[item] = await RunOneAsync(item, progress, ct).ConfigureAwait(false);
-                    progress.FileDone();
+                    var outcome = await RunOneAsync(item, progress, ct).ConfigureAwait(false);
+                    outcomes[item] = outcome;
+                    progress.FileDone(outcome);
                 }).ConfigureAwait(false);
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
