@@ -3,6 +3,7 @@ using System.Text;
 using Async.Serving.Cli;
 using Async.Serving.Cli.Batches;
 using Async.Serving.Cli.Submit;
+using Spectre.Console;
 
 namespace Async.Serving.UnitTests;
 
@@ -218,5 +219,36 @@ public sealed class CliSubmitTests : IDisposable
             Assert.Equal($"l{x.i}", line.GetProperty("custom_id").GetString());
             Assert.Equal(padding.Length, line.GetProperty("pad").GetString()!.Length);
         });
+    }
+
+    [Fact]
+    public void Without_a_terminal_each_file_that_ends_gets_one_counted_line_with_a_failures_code_and_message()
+    {
+        var output = new StringWriter();
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Ansi = AnsiSupport.No,
+            Interactive = InteractionSupport.No,
+            Out = new AnsiConsoleOutput(TextWriter.Synchronized(output)),
+        });
+        var progress = SubmitProgress.Lines(console, 12);
+
+        Parallel.For(0, 11, i => progress.FileDone(new FileOutcome { File = $"f{i:D2}.jpg", Pipeline = "image.embed", Status = "succeeded" }));
+        progress.FileDone(new FileOutcome
+        {
+            File = "bad.jpg",
+            Pipeline = "image.embed",
+            Status = "failed",
+            ErrorCode = "input_invalid",
+            ErrorMessage = "not an image:\nno decoder",
+        });
+
+        var lines = output.ToString().Split(Environment.NewLine, StringSplitOptions.RemoveEmptyEntries);
+        Assert.Equal(12, lines.Length);
+        Assert.Equal([.. Enumerable.Range(1, 12).Select(i => $"[{i,2}/12]")], lines.Select(l => l[..7]));
+        Assert.Equal(11, lines.Take(11).Count(l => l.EndsWith(".jpg: succeeded", StringComparison.Ordinal)));
+        Assert.Equal(11, lines.Take(11).Select(l => l[8..11]).Distinct().Count());
+        Assert.Equal("[12/12] bad.jpg: failed input_invalid: not an image: no decoder", lines[11]);
+        Assert.Null(progress.Job("clip.mp4")); // no bars in a log
     }
 }

@@ -1,3 +1,4 @@
+using System.Globalization;
 using Spectre.Console;
 
 namespace Async.Serving.Cli.Submit;
@@ -43,17 +44,18 @@ internal abstract class SubmitProgress
     private sealed class LineProgress(IAnsiConsole console, int total) : SubmitProgress
     {
         private readonly Lock _lock = new();
-        private readonly int _width = total.ToString(System.Globalization.CultureInfo.InvariantCulture).Length;
+        private readonly int _width = total.ToString(CultureInfo.InvariantCulture).Length;
         private int _done;
 
         public override void FileDone(FileOutcome outcome)
         {
-            var error = outcome.ErrorCode is null ? "" : $" {outcome.ErrorCode}: {outcome.ErrorMessage}";
+            // One line per file, whatever the message holds.
+            var error = outcome.ErrorCode is null ? "" : $" {outcome.ErrorCode}: {outcome.ErrorMessage?.ReplaceLineEndings(" ")}";
             lock (_lock)
             {
                 _done++;
-                var count = _done.ToString(System.Globalization.CultureInfo.InvariantCulture).PadLeft(_width);
-                console.Profile.Out.Writer.WriteLine($"[{count}/{total}] {outcome.File}: {outcome.Status}{error}");
+                var count = _done.ToString(CultureInfo.InvariantCulture).PadLeft(_width);
+                console.Profile.Out.Writer.WriteLine($"[{count}/{total}] {outcome.File.ReplaceLineEndings(" ")}: {outcome.Status}{error}");
             }
         }
     }
