@@ -319,6 +319,8 @@ public sealed class CliTests(ServingFixture serving, ITestOutputHelper log) : ID
 
         var table = await cli.RunAsync("watch", job.Id);
         Assert.Equal(0, table.ExitCode);
+        // Not a terminal: a line for the step it saw (the job had ended), then the job.
+        Assert.StartsWith($"{job.Id} succeeded 100%", table.Out, StringComparison.Ordinal);
         Assert.Contains("2 shot(s)", table.Out, StringComparison.Ordinal);
 
         var ended = await cli.RunAsync("cancel", job.Id);

@@ -1,4 +1,5 @@
 using System.CommandLine;
+using System.Globalization;
 using Async.Serving.Cli.Output;
 using Async.Serving.Client;
 using Spectre.Console;
@@ -39,7 +40,7 @@ internal static class JobCommands
     public static Command Watch(ServingCli cli)
     {
         var id = JobId();
-        var command = new Command("watch", "Follow a job live (server-sent events) with a progress bar until it ends; --json writes one event per line.") { id };
+        var command = new Command("watch", "Follow a job live (server-sent events) with a progress bar until it ends (a line per status or tenth of progress when the output is not a terminal); --json writes one event per line.") { id };
         command.SetAction(cli.Action(async (scope, cancellationToken) =>
         {
             var jobId = scope.Parse.GetRequiredValue(id);
@@ -53,25 +54,58 @@ internal static class JobCommands
                 return ExitCodeOf(await scope.Client.GetAsync(jobId, cancellationToken).ConfigureAwait(false));
             }
 
-            await scope.Output.Console.Progress()
-                .AutoClear(false)
-                .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new SpinnerColumn())
-                .StartAsync(async ctx =>
-                {
-                    var bar = ctx.AddTask(Markup.Escape(jobId), maxValue: 100);
-                    await foreach (var e in scope.Client.EventsAsync(jobId, cancellationToken: cancellationToken).ConfigureAwait(false))
-                    {
-                        bar.Value = Math.Clamp(e.Job.Progress, 0, 1) * 100;
-                        bar.Description = $"{Markup.Escape(jobId)} {Tables.Status(e.Job.Status)}";
-                    }
+            if (!scope.Output.Bars)
+            {
+                await WatchLinesAsync(scope.Client, scope.Output.Out, jobId, cancellationToken).ConfigureAwait(false);
+            }
+            else
+            {
+                await BarAsync(scope.Client, scope.Output.Console, jobId, cancellationToken).ConfigureAwait(false);
+            }
 
-                    bar.StopTask();
-                }).ConfigureAwait(false);
             var job = await scope.Client.GetAsync(jobId, cancellationToken).ConfigureAwait(false);
             Tables.WriteJob(scope.Output.Console, job);
             return ExitCodeOf(job);
         }));
         return command;
+    }
+
+    /// <summary>On a terminal: one live bar, its status in its description.</summary>
+    private static Task BarAsync(ServingClient client, IAnsiConsole console, string jobId, CancellationToken cancellationToken) =>
+        console.Progress()
+            .AutoClear(false)
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new ElapsedTimeColumn(), new SpinnerColumn())
+            .StartAsync(async ctx =>
+            {
+                var bar = ctx.AddTask(Markup.Escape(jobId), maxValue: 100);
+                await foreach (var e in client.EventsAsync(jobId, cancellationToken: cancellationToken).ConfigureAwait(false))
+                {
+                    bar.Value = Math.Clamp(e.Job.Progress, 0, 1) * 100;
+                    bar.Description = $"{Markup.Escape(jobId)} {Tables.Status(e.Job.Status)}";
+                }
+
+                bar.StopTask();
+            });
+
+    /// <summary>
+    /// Without a terminal: a line whenever the job's status changes or its progress passes another
+    /// tenth (<c>job_… running 40%</c>), so a log shows every step however fast the job ends.
+    /// </summary>
+    private static async Task WatchLinesAsync(ServingClient client, TextWriter output, string jobId, CancellationToken cancellationToken)
+    {
+        var (status, tenth) = ((string?)null, -1);
+        await foreach (var e in client.EventsAsync(jobId, cancellationToken: cancellationToken).ConfigureAwait(false))
+        {
+            var now = (int)Math.Floor(Math.Clamp(e.Job.Progress, 0, 1) * 10);
+            if (e.Job.Status == status && now == tenth)
+            {
+                continue;
+            }
+
+            (status, tenth) = (e.Job.Status, now);
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"{jobId} {status} {now * 10}%"));
+            output.Flush();
+        }
     }
 
     public static Command Cancel(ServingCli cli)

@@ -63,7 +63,7 @@ internal static class SubmitCommand
             {
                 summary = await run.RunAsync(plan, parse.GetValue(concurrency), SubmitProgress.None, cancellationToken).ConfigureAwait(false);
             }
-            else if (console.Profile.Capabilities is not { Interactive: true, Ansi: true })
+            else if (!scope.Output.Bars)
             {
                 summary = await run.RunAsync(plan, parse.GetValue(concurrency), SubmitProgress.Lines(console, toRun), cancellationToken).ConfigureAwait(false);
             }

@@ -32,6 +32,13 @@ public sealed class CliOutput(IAnsiConsole console, TextWriter error, bool json)
 
     public bool Json { get; } = json;
 
+    /// <summary>
+    /// Whether live bars can be drawn: an interactive console that understands ANSI. Elsewhere (a pipe,
+    /// a CI log) Spectre's fallback prints a bar only at percentage milestones, once a second, so
+    /// commands write a plain line for each change instead.
+    /// </summary>
+    public bool Bars => Console.Profile.Capabilities is { Interactive: true, Ansi: true };
+
     public void WriteJson<T>(T value)
     {
         Out.WriteLine(JsonSerializer.Serialize(value, JsonOptions));
