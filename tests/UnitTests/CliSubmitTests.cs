@@ -251,4 +251,13 @@ public sealed class CliSubmitTests : IDisposable
         Assert.Equal("[12/12] bad.jpg: failed input_invalid: not an image: no decoder", lines[11]);
         Assert.Null(progress.Job("clip.mp4")); // no bars in a log
     }
+
+    [Fact]
+    public void A_file_is_named_relative_to_the_current_directory_when_under_it_and_by_its_full_path_otherwise()
+    {
+        var here = Path.Combine(_root, "work");
+        Assert.Equal(Path.Combine("photos", "cat.jpg"), SubmitRun.DisplayPath(here, Path.Combine(here, "photos", "cat.jpg")));
+        Assert.Equal(Path.Combine(here, "..photos", "cat.jpg")[(here.Length + 1)..], SubmitRun.DisplayPath(here, Path.Combine(here, "..photos", "cat.jpg")));
+        Assert.Equal(Path.Combine(_root, "elsewhere", "cat.jpg"), SubmitRun.DisplayPath(here, Path.Combine(_root, "elsewhere", "cat.jpg")));
+    }
 }

@@ -180,5 +180,13 @@ internal sealed class SubmitRun(ServingClient client, JsonElement? parameters, s
         Status = status,
     };
 
-    private string Display(SubmitItem item) => Path.GetRelativePath(currentDirectory, item.Input.FullPath);
+    /// <summary>The file as the run names it: relative to the current directory when under it (<c>photos/cat.jpg</c>), else its full path.</summary>
+    private string Display(SubmitItem item) => DisplayPath(currentDirectory, item.Input.FullPath);
+
+    internal static string DisplayPath(string currentDirectory, string fullPath)
+    {
+        var relative = Path.GetRelativePath(currentDirectory, fullPath);
+        var outside = relative == ".." || relative.StartsWith(".." + Path.DirectorySeparatorChar, StringComparison.Ordinal) || Path.IsPathRooted(relative);
+        return outside ? fullPath : relative;
+    }
 }
