@@ -192,10 +192,34 @@ public sealed class VideoTests(ServingFixture serving, ITestOutputHelper output)
         var failed = await ServingFixture.WaitForTerminalAsync(client, corrupt);
         Assert.Equal("failed", failed.GetProperty("status").GetString());
         Assert.Equal("input_invalid", failed.GetProperty("error").GetProperty("code").GetString());
-        Assert.Contains("not a decodable video", failed.GetProperty("error").GetProperty("message").GetString(), StringComparison.Ordinal);
+        var message = failed.GetProperty("error").GetProperty("message").GetString();
+        Assert.Contains("not a decodable video", message, StringComparison.Ordinal);
+        Assert.DoesNotContain("async-serving-video", message, StringComparison.Ordinal); // ffmpeg's words name "input", not the worker's file
 
         Assert.Equal(2, (await SucceededAsync(client, good)).GetProperty("shots").GetArrayLength());
         Assert.Equal(512, (await SucceededAsync(client, image)).GetProperty("dims").GetInt32());
+    }
+
+    [Fact]
+    public async Task A_10_bit_4_4_4_video_is_analysed_as_its_8_bit_original_and_a_single_frame_is_a_video_of_one_shot()
+    {
+        // A camera's 10-bit or a screen recording's 4:4:4 footage decodes to more than 8 bits per
+        // channel, and a still made into an MP4 is one frame shorter than half a sampling interval:
+        // before, the first failed each attempt inside the worker and the second found no frame.
+        var original = await TestVideos.ShotsAsync([(41, 2.0), (42, 2.0)]);
+        var deep = await SceneVideos.TranscodeAsync(original, "mkv", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv444p10le");
+        var still = await SceneVideos.TranscodeAsync(original, "mp4", "-frames:v", "1", "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p");
+        using var client = serving.Client();
+        var ids = new[] { original, deep, still }.Select(v => SubmitAsync(client, Body(v, new { sample_fps = 4 }))).ToArray();
+
+        var (a, b, one) = (await SucceededAsync(client, await ids[0]), await SucceededAsync(client, await ids[1]), await SucceededAsync(client, await ids[2]));
+
+        Assert.Equal(a.GetProperty("frames_analyzed").GetInt32(), b.GetProperty("frames_analyzed").GetInt32());
+        var (shotsA, shotsB) = (a.GetProperty("shots").EnumerateArray().ToArray(), b.GetProperty("shots").EnumerateArray().ToArray());
+        Assert.Equal(2, shotsA.Length);
+        Assert.Equal(shotsA.Select(s => s.GetProperty("start_s").GetDouble()), shotsB.Select(s => s.GetProperty("start_s").GetDouble()));
+        Assert.Equal(1, one.GetProperty("frames_analyzed").GetInt32());
+        Assert.Single(one.GetProperty("shots").EnumerateArray());
     }
 
     [Fact]

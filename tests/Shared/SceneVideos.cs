@@ -72,6 +72,28 @@ internal static class SceneVideos
         }
     }
 
+    /// <summary>
+    /// <paramref name="video"/> encoded again by ffmpeg with <paramref name="outputArguments"/> (codec,
+    /// pixel format, frames) into a file of type <paramref name="extension"/>: the same scenes in
+    /// another form, such as a 10-bit 4:4:4 Matroska or a single frame.
+    /// </summary>
+    public static async Task<byte[]> TranscodeAsync(byte[] video, string extension, params string[] outputArguments)
+    {
+        var dir = Directory.CreateTempSubdirectory("serving-test-video-");
+        try
+        {
+            var input = Path.Combine(dir.FullName, "input.mp4");
+            var output = Path.Combine(dir.FullName, "output." + extension);
+            await File.WriteAllBytesAsync(input, video);
+            await RunAsync("ffmpeg", ["-hide_banner", "-loglevel", "error", "-y", "-i", input, .. outputArguments, output]);
+            return await File.ReadAllBytesAsync(output);
+        }
+        finally
+        {
+            dir.Delete(recursive: true);
+        }
+    }
+
     private static string F(double value) => value.ToString(CultureInfo.InvariantCulture);
 
     private static async Task RunAsync(string program, IEnumerable<string> arguments)

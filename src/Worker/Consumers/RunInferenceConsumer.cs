@@ -149,6 +149,17 @@ internal sealed partial class RunInferenceConsumer(
         {
             return await FailAsync(job, JobErrorCodes.Timeout, $"The job ran longer than its timeout of {timeout.TotalSeconds:F0} s.", Elapsed(began)).ConfigureAwait(false);
         }
+        catch (Exception ex) when (ex is not OperationCanceledException && !stopping.IsCancellationRequested && start.Attempt >= options.Value.MaxAttempts)
+        {
+            // An unexpected error on the last attempt allowed: the job ends here, naming it, rather than
+            // being retried into a start that could only fail it as if a worker had died. Earlier
+            // attempts rethrow (a Redis or broker blip is retried). The message names the exception's
+            // type only; its text, which can name hosts and paths, goes to the worker's log.
+            LogUnexpected(logger, ex, job.JobId, start.Attempt, options.Value.MaxAttempts);
+            return await FailAsync(job, JobErrorCodes.InternalError,
+                $"Running the job failed with an unexpected error in the worker ({ex.GetType().Name}) on its last attempt ({start.Attempt} of {options.Value.MaxAttempts}); the worker's log has the details.",
+                Elapsed(began)).ConfigureAwait(false);
+        }
 
         var executionMs = Elapsed(began);
         WorkerMetrics.Execution.WithLabels(job.Pipeline, modelId).Observe(executionMs / 1000.0);
@@ -285,6 +296,9 @@ internal sealed partial class RunInferenceConsumer(
 
     [LoggerMessage(EventId = 204, Level = LogLevel.Warning, Message = "Blob {Blob} not deleted (the API's blob sweep will): {Reason}")]
     private static partial void LogBlobKept(ILogger logger, string blob, string reason);
+
+    [LoggerMessage(EventId = 205, Level = LogLevel.Error, Message = "Job {JobId} failed with an unexpected error on attempt {Attempt} of {MaxAttempts}")]
+    private static partial void LogUnexpected(ILogger logger, Exception exception, string jobId, int attempt, int maxAttempts);
 
     [LoggerMessage(EventId = 202, Level = LogLevel.Information, Message = "Job {JobId} failed: {Code}: {Message}")]
     private static partial void LogFailed(ILogger logger, string jobId, string code, string message);

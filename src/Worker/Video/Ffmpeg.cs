@@ -37,7 +37,7 @@ internal static class Ffmpeg
             TimeSpan.FromSeconds(30), cancellationToken).ConfigureAwait(false);
         if (exitCode != 0)
         {
-            throw NotAVideo(stderr);
+            throw NotAVideo(stderr, path);
         }
 
         using var json = JsonDocument.Parse(stdout);
@@ -72,7 +72,7 @@ internal static class Ffmpeg
             TimeSpan.FromSeconds(60), cancellationToken).ConfigureAwait(false);
         if (exitCode != 0)
         {
-            throw NotAVideo(stderr);
+            throw NotAVideo(stderr, path);
         }
 
         double first = double.MaxValue, last = double.MinValue;
@@ -97,11 +97,10 @@ internal static class Ffmpeg
     public static async IAsyncEnumerable<VideoFrame> ReadFramesAsync(
         string path, double fps, FrameShape shape, [EnumeratorCancellation] CancellationToken cancellationToken)
     {
-        var rate = fps.ToString("0.######", CultureInfo.InvariantCulture);
         using var process = Start("ffmpeg",
         [
             "-nostdin", "-hide_banner", "-loglevel", "error", "-i", path, "-map", "0:v:0", "-an", "-sn", "-dn",
-            "-vf", $"fps={rate},{shape.Filter}", "-f", "image2pipe", "-c:v", "ppm", "pipe:1",
+            "-vf", FrameFilter(fps, shape), "-f", "image2pipe", "-c:v", "ppm", "pipe:1",
         ]);
         var stderr = DrainAsync(process.StandardError);
         await using var kill = cancellationToken.Register(static p => Kill((Process)p!), process).ConfigureAwait(false);
@@ -149,13 +148,24 @@ internal static class Ffmpeg
         var errors = await stderr.ConfigureAwait(false);
         if (index == 0)
         {
-            throw NotAVideo(errors);
+            throw NotAVideo(errors, path);
         }
     }
 
-    private static JobFailureException NotAVideo(string stderr)
+    /// <summary>
+    /// The filter chain behind <see cref="ReadFramesAsync"/>: sample at <paramref name="fps"/>, scale,
+    /// then 8-bit RGB. Without <c>format=rgb24</c> a 10-bit, 12-bit or 4:4:4 video (a camera's HDR or
+    /// log footage, a screen recording) comes out as a 16-bit PPM; without <c>eof_action=pass</c> a
+    /// video shorter than half a sampling interval (a single frame, a still made into an MP4) yields
+    /// no frame at all, since its one frame rounds to after the end.
+    /// </summary>
+    internal static string FrameFilter(double fps, FrameShape shape) =>
+        $"fps={fps.ToString("0.######", CultureInfo.InvariantCulture)}:eof_action=pass,{shape.Filter},format=rgb24";
+
+    /// <summary>An <c>input_invalid</c> failure with ffmpeg's last word, the worker's temporary file named "input" in it.</summary>
+    internal static JobFailureException NotAVideo(string stderr, string path)
     {
-        var detail = stderr.Trim().Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault()?.Trim();
+        var detail = stderr.Trim().Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault()?.Trim().Replace(path, "input", StringComparison.Ordinal);
         return new JobFailureException(JobErrorCodes.InputInvalid,
             "The input is not a decodable video" + (string.IsNullOrEmpty(detail) ? "." : $" (ffmpeg: {Truncate(detail, 200)})."));
     }
