@@ -141,7 +141,9 @@ public sealed class CliSubmitTests : IDisposable
         var text = new InputFile(Path.Combine(_root, "notes.bin"), "notes.bin");
 
         Assert.Contains("--pipeline", Assert.Throws<CliUsageException>(() => SubmitPlan.Build([photo], null, "resnet18", null, false)).Message, StringComparison.Ordinal);
-        Assert.Contains("notes.bin", Assert.Throws<CliUsageException>(() => SubmitPlan.Build([text], null, null, null, false)).Message, StringComparison.Ordinal);
+        var unknown = Assert.Throws<CliUsageException>(() => SubmitPlan.Build([text], null, null, null, false)).Message;
+        Assert.Contains("notes.bin", unknown, StringComparison.Ordinal);
+        Assert.Contains("JPEG, PNG, WebP, GIF or BMP", unknown, StringComparison.Ordinal);
         Assert.Contains("same result", Assert.Throws<CliUsageException>(() => SubmitPlan.Build([photo, twin], null, null, Path.Combine(_root, "out"), false)).Message,
             StringComparison.Ordinal);
         Assert.Equal(2, SubmitPlan.Build([photo, twin], null, null, null, false).Count); // next to their inputs they differ

@@ -25,7 +25,8 @@ public static class SubmitPlan
         foreach (var input in inputs)
         {
             var itemPipeline = pipeline ?? MediaKinds.DefaultPipeline(input.Kind)
-                ?? throw new CliUsageException($"Cannot tell whether '{input.FullPath}' is an image or a video by its name; give --pipeline.");
+                ?? throw new CliUsageException(
+                    $"Cannot tell whether '{input.FullPath}' is an image or a video by its name; give --pipeline. (The API takes images as JPEG, PNG, WebP, GIF or BMP: not TIFF, HEIC or SVG.)");
             var resultPath = ResultPaths.For(input, itemPipeline, outDirectory);
             if (!results.TryAdd(resultPath, input))
             {
