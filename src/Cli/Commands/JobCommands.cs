@@ -54,15 +54,9 @@ internal static class JobCommands
                 return ExitCodeOf(await scope.Client.GetAsync(jobId, cancellationToken).ConfigureAwait(false));
             }
 
-            if (!scope.Output.Bars)
-            {
-                await WatchLinesAsync(scope.Client, scope.Output.Out, jobId, cancellationToken).ConfigureAwait(false);
-            }
-            else
-            {
-                await BarAsync(scope.Client, scope.Output.Console, jobId, cancellationToken).ConfigureAwait(false);
-            }
-
+            await (scope.Output.Bars
+                ? BarAsync(scope.Client, scope.Output.Console, jobId, cancellationToken)
+                : WatchLinesAsync(scope.Client, scope.Output.Out, jobId, cancellationToken)).ConfigureAwait(false);
             var job = await scope.Client.GetAsync(jobId, cancellationToken).ConfigureAwait(false);
             Tables.WriteJob(scope.Output.Console, job);
             return ExitCodeOf(job);

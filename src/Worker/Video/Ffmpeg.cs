@@ -159,11 +159,11 @@ internal static class Ffmpeg
     /// video shorter than half a sampling interval (a single frame, a still made into an MP4) yields
     /// no frame at all, since its one frame rounds to after the end.
     /// </summary>
-    internal static string FrameFilter(double fps, FrameShape shape) =>
+    private static string FrameFilter(double fps, FrameShape shape) =>
         $"fps={fps.ToString("0.######", CultureInfo.InvariantCulture)}:eof_action=pass,{shape.Filter},format=rgb24";
 
     /// <summary>An <c>input_invalid</c> failure with ffmpeg's last word, the worker's temporary file named "input" in it.</summary>
-    internal static JobFailureException NotAVideo(string stderr, string path)
+    private static JobFailureException NotAVideo(string stderr, string path)
     {
         var detail = stderr.Trim().Split('\n', StringSplitOptions.RemoveEmptyEntries).LastOrDefault()?.Trim().Replace(path, "input", StringComparison.Ordinal);
         return new JobFailureException(JobErrorCodes.InputInvalid,
