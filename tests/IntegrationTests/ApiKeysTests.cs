@@ -21,7 +21,7 @@ public sealed class ApiKeysTests(ServingFixture serving)
             pipeline = "image.embed",
             input = new { base64 = Convert.ToBase64String(TestImages.Scene(40, 64, 48)) },
         });
-        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        await Problems.AssertStatusAsync(response, HttpStatusCode.Accepted);
         return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
     }
 

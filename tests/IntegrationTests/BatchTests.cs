@@ -310,7 +310,7 @@ public sealed class BatchTests(ServingFixture serving)
         Assert.Equal(7, jobIds.Count);
 
         var cancel = await client.PostAsync($"/v1/batches/{id}/cancel", null);
-        Assert.Equal(HttpStatusCode.Accepted, cancel.StatusCode);
+        await Problems.AssertStatusAsync(cancel, HttpStatusCode.Accepted);
         var cancelled = await cancel.Content.ReadFromJsonAsync<JsonElement>();
         Assert.Equal("cancelled", cancelled.GetProperty("status").GetString()); // queued jobs end at once
         Assert.Equal(20, Count(cancelled, "cancelled"));
@@ -434,7 +434,7 @@ public sealed class BatchTests(ServingFixture serving)
 
         // The same key and the same file: the first batch again, with the answer of a first submit.
         var (again, replayed) = await KeyedPostAsync(a, AsJsonl(file), key);
-        Assert.Equal(HttpStatusCode.Accepted, again.StatusCode);
+        await Problems.AssertStatusAsync(again, HttpStatusCode.Accepted);
         Assert.Equal("true", Assert.Single(again.Headers.GetValues("Idempotent-Replayed")));
         Assert.Equal(id, replayed.GetProperty("id").GetString());
         Assert.Equal($"/v1/batches/{id}", again.Headers.Location?.OriginalString);
@@ -442,7 +442,7 @@ public sealed class BatchTests(ServingFixture serving)
 
         // The same file as a multipart upload (another framing, a boundary of its own): the same batch.
         var (framed, framedBody) = await KeyedPostAsync(a, Multipart(file), key);
-        Assert.Equal(HttpStatusCode.Accepted, framed.StatusCode);
+        await Problems.AssertStatusAsync(framed, HttpStatusCode.Accepted);
         Assert.Equal(id, framedBody.GetProperty("id").GetString());
 
         // Another file, or the same file with other batch fields: 422, and no batch made.
@@ -455,7 +455,7 @@ public sealed class BatchTests(ServingFixture serving)
 
         // Another tenant, the same key and file: a batch of its own.
         var (elsewhere, otherBatch) = await KeyedPostAsync(b, AsJsonl(file), key);
-        Assert.Equal(HttpStatusCode.Accepted, elsewhere.StatusCode);
+        await Problems.AssertStatusAsync(elsewhere, HttpStatusCode.Accepted);
         Assert.False(elsewhere.Headers.Contains("Idempotent-Replayed"));
         Assert.NotEqual(id, otherBatch.GetProperty("id").GetString());
 

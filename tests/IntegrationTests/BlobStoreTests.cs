@@ -331,7 +331,7 @@ public sealed class BlobStoreTests(ServingFixture serving)
         Assert.False(File.Exists(BlobPath(blobApi, "inputs/" + leader)));
         var follower = await SubmitMultipartAsync(blobClient, models.Name, remote.Image);
         var fetched = await blobClient.PostAsJsonAsync("/v1/jobs", new { pipeline = "image.embed", model = models.Name, input = new { url = remote.Url("/image.jpg") } });
-        Assert.Equal(HttpStatusCode.Accepted, fetched.StatusCode);
+        await Problems.AssertStatusAsync(fetched, HttpStatusCode.Accepted);
         var fetchedId = (await fetched.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
 
         var store = blobApi.Services.GetRequiredService<RedisJobStore>();
@@ -360,7 +360,7 @@ public sealed class BlobStoreTests(ServingFixture serving)
         form.Add(new StringContent(JsonSerializer.Serialize(new { pipeline = "image.embed", model, ttl_seconds = ttlSeconds })), "request");
         form.Add(new ByteArrayContent(image) { Headers = { ContentType = new MediaTypeHeaderValue("image/jpeg") } }, "file", "a.jpg");
         var response = await client.PostAsync("/v1/jobs", form);
-        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        await Problems.AssertStatusAsync(response, HttpStatusCode.Accepted);
         return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
     }
 

@@ -56,7 +56,7 @@ public sealed class CacheTests(ServingFixture serving)
     private static async Task<JsonElement> SubmitAsync(HttpClient client, object body)
     {
         var response = await client.PostAsJsonAsync("/v1/jobs", body);
-        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        await Problems.AssertStatusAsync(response, HttpStatusCode.Accepted);
         return await response.Content.ReadFromJsonAsync<JsonElement>();
     }
 
@@ -342,7 +342,7 @@ public sealed class CacheTests(ServingFixture serving)
         var cancelled = await SubmitAsync(client, Body(worker.Models, image));
         var follower = await SubmitAsync(client, Body(worker.Models, image));
         var cancel = await client.PostAsync($"/v1/jobs/{cancelled.GetProperty("id").GetString()}/cancel", null);
-        Assert.Equal(HttpStatusCode.Accepted, cancel.StatusCode);
+        await Problems.AssertStatusAsync(cancel, HttpStatusCode.Accepted);
         Assert.Equal("queued", (await client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{leader.GetProperty("id").GetString()}")).GetProperty("status").GetString());
 
         // A leader cancelled: its followers are sent on their own, each computing its output.
@@ -350,7 +350,7 @@ public sealed class CacheTests(ServingFixture serving)
         var cancelledLeader = await SubmitAsync(client, Body(worker.Models, other));
         var released = await Task.WhenAll(Enumerable.Range(0, 2).Select(_ => SubmitAsync(client, Body(worker.Models, other))));
         cancel = await client.PostAsync($"/v1/jobs/{cancelledLeader.GetProperty("id").GetString()}/cancel", null);
-        Assert.Equal(HttpStatusCode.Accepted, cancel.StatusCode);
+        await Problems.AssertStatusAsync(cancel, HttpStatusCode.Accepted);
 
         await worker.StartAsync();
         var leaderDone = await ServingFixture.WaitForTerminalAsync(client, leader.GetProperty("id").GetString()!);

@@ -56,7 +56,7 @@ public sealed partial class DashboardBrowserTests(ServingFixture serving)
             input = new { base64 = Convert.ToBase64String(TestImages.Scene(611, 64, 48)) },
             webhook = new { url },
         });
-        Assert.Equal(HttpStatusCode.Accepted, submitted.StatusCode);
+        await Problems.AssertStatusAsync(submitted, HttpStatusCode.Accepted);
         var id = (await submitted.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
         await EventuallyAsync(async () => await api.Services.GetRequiredService<LedgerStore>().GetAsync(id, CancellationToken.None) is not null,
             "the job's ledger row");

@@ -190,7 +190,7 @@ public sealed class DashboardManagementTests(ServingFixture serving)
             model = models.Name,
             input = new { base64 = Convert.ToBase64String(TestImages.Scene(612, 64, 48)) },
         });
-        Assert.Equal(HttpStatusCode.Accepted, submitted.StatusCode);
+        await Problems.AssertStatusAsync(submitted, HttpStatusCode.Accepted);
         var id = (await submitted.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
         var ledger = api.Services.GetRequiredService<Async.Serving.Api.Ledger.LedgerStore>();
         await EventuallyAsync(async () => await ledger.GetAsync(id, CancellationToken.None) is not null, "the job's ledger row");

@@ -44,7 +44,7 @@ public sealed partial class DependencyOutageTests(ServingFixture serving)
 
         Assert.Equal(HttpStatusCode.OK, (await verifiedClient.GetAsync("/v1/models")).StatusCode);
         var submitted = await verifiedClient.PostAsync("/v1/jobs", ImageJob(70));
-        Assert.Equal(HttpStatusCode.Accepted, submitted.StatusCode);
+        await Problems.AssertStatusAsync(submitted, HttpStatusCode.Accepted);
 
         using var uncheckedClient = serving.Client(api, unchecked_.Key);
         var refused = await uncheckedClient.PostAsync("/v1/jobs", ImageJob(71));

@@ -42,7 +42,7 @@ public sealed class IdempotencyTests(ServingFixture serving)
         using var client = serving.Client();
         var key = "idem-" + Guid.NewGuid().ToString("N");
         var first = await SubmitAsync(client, key, 120);
-        Assert.Equal(HttpStatusCode.Accepted, first.StatusCode);
+        await Problems.AssertStatusAsync(first, HttpStatusCode.Accepted);
         var removed = await IdAsync(first);
         await ServingFixture.WaitForTerminalAsync(client, removed);
 
@@ -50,7 +50,7 @@ public sealed class IdempotencyTests(ServingFixture serving)
         await serving.Api.Services.GetRequiredService<RedisJobStore>().DeleteAsync(removed, serving.Tenant);
 
         var retry = await SubmitAsync(client, key, 120);
-        Assert.Equal(HttpStatusCode.Accepted, retry.StatusCode);
+        await Problems.AssertStatusAsync(retry, HttpStatusCode.Accepted);
         var id = await IdAsync(retry);
         Assert.NotEqual(removed, id);
         Assert.False(retry.Headers.Contains("Idempotent-Replayed"));
@@ -67,14 +67,14 @@ public sealed class IdempotencyTests(ServingFixture serving)
         var db = serving.Api.Services.GetRequiredService<IConnectionMultiplexer>().GetDatabase();
         var key = "idem-" + Guid.NewGuid().ToString("N");
         var first = await SubmitAsync(client, key, 121);
-        Assert.Equal(HttpStatusCode.Accepted, first.StatusCode);
+        await Problems.AssertStatusAsync(first, HttpStatusCode.Accepted);
         var fingerprint = ((string)(await db.StringGetAsync(KeyOf(key)))!).Split(':')[0];
 
         // An API that stopped right after claiming the key, two minutes ago.
         var stopped = DateTimeOffset.UtcNow.AddMinutes(-2).ToUnixTimeMilliseconds();
         await db.StringSetAsync(KeyOf(key), $"{fingerprint}:pending:{stopped}", TimeSpan.FromHours(24));
         var retry = await SubmitAsync(client, key, 121);
-        Assert.Equal(HttpStatusCode.Accepted, retry.StatusCode);
+        await Problems.AssertStatusAsync(retry, HttpStatusCode.Accepted);
         Assert.NotEqual(await IdAsync(first), await IdAsync(retry));
 
         // A claim that may still be submitting is waited for, then answered 409 with Retry-After, never a second job.

@@ -103,8 +103,8 @@ public sealed class InputUrlTests(ServingFixture serving)
         var direct = await SubmitUrlAsync(client, remote.Url("/image.jpg").ToString());
         var redirected = await SubmitUrlAsync(client, remote.Url("/redirect/3").ToString());
 
-        Assert.Equal(HttpStatusCode.Accepted, direct.StatusCode);
-        Assert.Equal(HttpStatusCode.Accepted, redirected.StatusCode);
+        await Problems.AssertStatusAsync(direct, HttpStatusCode.Accepted);
+        await Problems.AssertStatusAsync(redirected, HttpStatusCode.Accepted);
         Assert.Equal(["/image.jpg", "/redirect/3", "/redirect/2", "/redirect/1", "/redirect/0"], remote.Requests);
         foreach (var ticket in new[] { direct, redirected })
         {

@@ -24,7 +24,7 @@ public sealed class JobControlTests(ServingFixture serving)
     private static async Task<string> SubmitAsync(HttpClient client, object body)
     {
         var response = await client.PostAsJsonAsync("/v1/jobs", body);
-        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        await Problems.AssertStatusAsync(response, HttpStatusCode.Accepted);
         return (await JsonAsync(response)).GetProperty("id").GetString()!;
     }
 
@@ -73,7 +73,7 @@ public sealed class JobControlTests(ServingFixture serving)
 
         var started = DateTime.UtcNow;
         var response = await client.PostAsJsonAsync("/v1/jobs?wait=1", Body(models.Name, 42));
-        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        await Problems.AssertStatusAsync(response, HttpStatusCode.Accepted);
         Assert.Equal("queued", Status(await JsonAsync(response)));
         Assert.True(DateTime.UtcNow - started >= TimeSpan.FromSeconds(0.9), "the request waited");
     }
@@ -131,7 +131,7 @@ public sealed class JobControlTests(ServingFixture serving)
         var id = await SubmitAsync(client, Body(models.Name, 44));
 
         var cancel = await client.PostAsync($"/v1/jobs/{id}/cancel", null);
-        Assert.Equal(HttpStatusCode.Accepted, cancel.StatusCode);
+        await Problems.AssertStatusAsync(cancel, HttpStatusCode.Accepted);
         Assert.Equal("cancelled", Status(await JsonAsync(cancel)));
 
         var worker = await StartWorkerAsync(models);
@@ -176,7 +176,7 @@ public sealed class JobControlTests(ServingFixture serving)
 
             var cancelledAt = DateTime.UtcNow;
             var cancel = await client.PostAsync($"/v1/jobs/{id}/cancel", null);
-            Assert.Equal(HttpStatusCode.Accepted, cancel.StatusCode);
+            await Problems.AssertStatusAsync(cancel, HttpStatusCode.Accepted);
 
             var job = await client.GetFromJsonAsync<JsonElement>($"/v1/jobs/{id}?wait=8");
             Assert.Equal("cancelled", Status(job));

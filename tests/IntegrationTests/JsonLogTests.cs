@@ -34,7 +34,7 @@ public sealed class JsonLogTests(ServingFixture serving)
             input = new { base64 = Convert.ToBase64String(TestImages.Scene(611, 64, 64)) },
             ttl_seconds = 1,
         });
-        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        await Problems.AssertStatusAsync(response, HttpStatusCode.Accepted);
         var id = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
         await Task.Delay(TimeSpan.FromSeconds(1.2));
 

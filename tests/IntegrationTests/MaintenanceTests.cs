@@ -24,7 +24,7 @@ public sealed class MaintenanceTests(ServingFixture serving)
             input = new { base64 = Convert.ToBase64String(TestImages.Scene(601, 64, 64)) },
             ttl_seconds = 1,
         });
-        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        await Problems.AssertStatusAsync(response, HttpStatusCode.Accepted);
         var id = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
 
         var maintenance = api.Services.GetRequiredService<MaintenanceJobs>();
@@ -177,7 +177,7 @@ public sealed class MaintenanceTests(ServingFixture serving)
                 .Select(id => recurring.TriggerJob(id) ?? throw new InvalidOperationException($"{id} is not scheduled")),
         ];
         var test = await client.PostAsJsonAsync("/v1/webhooks/test", new { url = receiver.NewUrl() });
-        Assert.Equal(HttpStatusCode.Accepted, test.StatusCode);
+        await Problems.AssertStatusAsync(test, HttpStatusCode.Accepted);
         var delivery = (await test.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("hangfire_job").GetString()!;
 
         var monitoring = api.Services.GetRequiredService<Hangfire.JobStorage>().GetMonitoringApi();

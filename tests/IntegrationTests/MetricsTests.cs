@@ -85,7 +85,7 @@ public sealed partial class MetricsTests : IDisposable
         {
             var image = Convert.ToBase64String(TestImages.Scene(7 + i, 96, 96));
             var response = await api.PostAsJsonAsync("/v1/jobs", new { pipeline = "image.embed", model = _models.Name, input = new { base64 = image } });
-            Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+            await Problems.AssertStatusAsync(response, HttpStatusCode.Accepted);
             ids.Add((await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!);
         }
 

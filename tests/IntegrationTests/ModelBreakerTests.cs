@@ -49,7 +49,7 @@ public sealed class ModelBreakerTests(ServingFixture serving) : IAsyncLifetime
     private async Task<JsonElement> RunAsync(HttpClient client, int seed)
     {
         var response = await SubmitAsync(client, seed);
-        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        await Problems.AssertStatusAsync(response, HttpStatusCode.Accepted);
         var id = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
         return await ServingFixture.WaitForTerminalAsync(client, id);
     }

@@ -113,7 +113,7 @@ public sealed class OcrTests(ServingFixture serving, ITestOutputHelper output)
         var jobs = await Task.WhenAll(pages.Append(broken).Select(async image =>
         {
             var response = await client.PostAsJsonAsync("/v1/jobs", Body(image));
-            Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+            await Problems.AssertStatusAsync(response, HttpStatusCode.Accepted);
             return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
         }));
         var finished = await Task.WhenAll(jobs.Select(id => ServingFixture.WaitForTerminalAsync(client, id)));
@@ -153,7 +153,7 @@ public sealed class OcrTests(ServingFixture serving, ITestOutputHelper output)
             input = new { base64 = Convert.ToBase64String(video) },
             @params = new { sample_fps = 2, ocr = true },
         });
-        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        await Problems.AssertStatusAsync(response, HttpStatusCode.Accepted);
         var job = await ServingFixture.WaitForTerminalAsync(client, (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!);
         Assert.True(job.GetProperty("status").GetString() == "succeeded", job.ToString());
         var result = job.GetProperty("output");

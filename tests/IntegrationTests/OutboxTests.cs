@@ -39,7 +39,7 @@ public sealed class OutboxTests(ServingFixture serving)
             input = new { base64 = Convert.ToBase64String(TestImages.Scene(90, 64, 48)) },
             webhook = new { url, events },
         });
-        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        await Problems.AssertStatusAsync(response, HttpStatusCode.Accepted);
         return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
     }
 

@@ -45,7 +45,7 @@ public sealed class PriorityTests(ServingFixture serving)
     private static async Task<JsonElement> SubmitAsync(HttpClient client, object body)
     {
         var response = await client.PostAsJsonAsync("/v1/jobs", body);
-        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        await Problems.AssertStatusAsync(response, HttpStatusCode.Accepted);
         return await response.Content.ReadFromJsonAsync<JsonElement>();
     }
 
@@ -132,7 +132,7 @@ public sealed class PriorityTests(ServingFixture serving)
             form.Add(file, "file", "scene.jpg");
             form.Add(new StringContent($$"""{"pipeline":"image.embed","model":"{{models.Name}}","priority":"high"}""", Encoding.UTF8), "request");
             var response = await client.PostAsync("/v1/jobs", form);
-            Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+            await Problems.AssertStatusAsync(response, HttpStatusCode.Accepted);
             Assert.Equal("high", (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("priority").GetString());
         }
 

@@ -5,6 +5,15 @@ namespace Async.Serving.IntegrationTests;
 
 public static class Problems
 {
+    /// <summary>Asserts the response's status; another status fails with the body, the problem that says why.</summary>
+    public static async Task AssertStatusAsync(HttpResponseMessage response, HttpStatusCode status)
+    {
+        if (response.StatusCode != status)
+        {
+            Assert.Fail($"expected {(int)status}, got {(int)response.StatusCode}: {await response.Content.ReadAsStringAsync()}");
+        }
+    }
+
     /// <summary>Asserts an RFC 9457 problem with the contract's <c>code</c>, and returns it for further checks.</summary>
     public static async Task<JsonElement> AssertAsync(HttpResponseMessage response, HttpStatusCode status, string code)
     {

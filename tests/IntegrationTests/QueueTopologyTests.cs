@@ -60,7 +60,7 @@ public sealed class QueueTopologyTests(ServingFixture serving) : IDisposable
         using var client = serving.Client(api);
 
         var response = await client.PostAsJsonAsync("/v1/jobs", Job(1));
-        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        await Problems.AssertStatusAsync(response, HttpStatusCode.Accepted);
         var id = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
         Assert.Equal("quorum", await _rabbit.QueueTypeAsync(_models.Queue));
 

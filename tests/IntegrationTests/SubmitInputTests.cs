@@ -192,7 +192,7 @@ public sealed class SubmitInputTests(ServingFixture serving)
         var image = ImageBase64(seed);
         var escaped = string.Join("\\n", image.Replace("/", "\\/").Chunk(76).Select(c => new string(c)));
         var response = await client.PostAsync("/v1/jobs", Json($$$"""{"pipeline":"image.embed","input":{"base64":"{{{escaped}}}"}}"""));
-        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        await Problems.AssertStatusAsync(response, HttpStatusCode.Accepted);
         var job = await ServingFixture.WaitForTerminalAsync(client, (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!);
         Assert.Equal("succeeded", job.GetProperty("status").GetString());
     }

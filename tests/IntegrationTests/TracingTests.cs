@@ -69,7 +69,7 @@ public sealed class TracingTests(ServingFixture serving) : IAsyncLifetime
             input = new { base64 = Convert.ToBase64String(TestImages.Scene(90, 320, 240)) },
             webhook = new { url },
         });
-        Assert.Equal(HttpStatusCode.Accepted, submitted.StatusCode);
+        await Problems.AssertStatusAsync(submitted, HttpStatusCode.Accepted);
         var ticket = await submitted.Content.ReadFromJsonAsync<JsonElement>();
         var id = ticket.GetProperty("id").GetString()!;
         var traceId = ticket.GetProperty("trace_id").GetString()!;

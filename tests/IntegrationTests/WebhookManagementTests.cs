@@ -72,7 +72,7 @@ public sealed class WebhookManagementTests(ServingFixture serving)
             input = new { base64 = Convert.ToBase64String(TestImages.Scene(81, 96, 64)) },
             webhook = new { url },
         });
-        Assert.Equal(HttpStatusCode.Accepted, submitted.StatusCode);
+        await Problems.AssertStatusAsync(submitted, HttpStatusCode.Accepted);
         var jobId = (await submitted.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
         var original = Assert.Single(await receiver.WaitForAsync(url, 1, DeliveryWait));
 

@@ -44,7 +44,7 @@ public sealed class WebhookTests(ServingFixture serving)
     private static async Task<string> SubmitAsync(HttpClient client, object body)
     {
         var response = await client.PostAsJsonAsync("/v1/jobs", body);
-        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        await Problems.AssertStatusAsync(response, HttpStatusCode.Accepted);
         return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
     }
 

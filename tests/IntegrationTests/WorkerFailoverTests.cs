@@ -50,7 +50,7 @@ public sealed class WorkerFailoverTests(ServingFixture serving) : IDisposable
             try
             {
                 var response = await client.PostAsJsonAsync("/v1/jobs", new { pipeline = "image.embed", model = name, input = new { base64 = image } });
-                Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+                await Problems.AssertStatusAsync(response, HttpStatusCode.Accepted);
                 return (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
             }
             finally
@@ -90,7 +90,7 @@ public sealed class WorkerFailoverTests(ServingFixture serving) : IDisposable
             input = new { base64 = Convert.ToBase64String(video) },
             @params = new { sample_fps = 10 },
         });
-        Assert.Equal(HttpStatusCode.Accepted, response.StatusCode);
+        await Problems.AssertStatusAsync(response, HttpStatusCode.Accepted);
         var id = (await response.Content.ReadFromJsonAsync<JsonElement>()).GetProperty("id").GetString()!;
 
         JsonElement job = default;
