@@ -4,6 +4,9 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using Async.Serving.Jobs;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -221,6 +224,59 @@ public sealed class SubmitInputTests(ServingFixture serving)
         await Problems.AssertAsync(await client.PostAsync("/v1/jobs", longBoundary), HttpStatusCode.BadRequest, "input_invalid");
 
         await AssertNothingStoredAsync(client);
+    }
+
+    /// <summary>
+    /// Multipart bodies as curl writes them for someone who has not read the docs yet: a file part
+    /// with no filename (<c>-F 'file=&lt;photo.jpg'</c>) is the file; fields sent as parts of their own
+    /// (<c>-F pipeline=…</c>), or a file part under another name, get a 400 that says where things go
+    /// and names the parts it found. Nothing is stored for those.
+    /// </summary>
+    [Fact]
+    public async Task Curl_bodies_a_file_part_without_a_filename_is_the_file_and_parts_under_other_names_are_named()
+    {
+        await using var api = serving.CreateApi(new Dictionary<string, string?> { ["Serving:Auth:DevelopmentTenant"] = NewTenant("curl") });
+        api.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
+        api.StartServer();
+        using var client = serving.Client(api);
+        var url = api.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.Single() + "/v1/jobs";
+        var folder = Directory.CreateTempSubdirectory("serving-curl-");
+        try
+        {
+            var photo = Path.Combine(folder.FullName, "photo.jpg");
+            await File.WriteAllBytesAsync(photo, TestImages.Scene(12, 96, 64));
+
+            async Task<(int Status, JsonElement Body)> CurlAsync(params string[] parts)
+            {
+                var form = string.Concat(parts.Select(p => $" -F '{p}'"));
+                var run = await ScriptRunner.RunAsync($"curl -sS -w '\\n%{{http_code}}' -H 'Authorization: Bearer {serving.ApiKey}'{form} '{url}'",
+                    new Dictionary<string, string>(), TimeSpan.FromMinutes(1));
+                Assert.True(run.ExitCode == 0, run.ToString());
+                var lines = run.Output.TrimEnd().Split('\n');
+                return (int.Parse(lines[^1], System.Globalization.CultureInfo.InvariantCulture), JsonDocument.Parse(string.Join('\n', lines[..^1])).RootElement);
+            }
+
+            var fields = await CurlAsync($"file=@{photo}", "pipeline=image.embed", "model=resnet18");
+            Assert.Equal(400, fields.Status);
+            Assert.Equal("input_invalid", fields.Body.GetProperty("code").GetString());
+            Assert.Contains("no 'request' part (its other parts: 'pipeline', 'model')", fields.Body.GetProperty("detail").GetString(), StringComparison.Ordinal);
+            Assert.True(fields.Body.GetProperty("errors").TryGetProperty("request", out var _));
+
+            var misnamed = await CurlAsync($"image=@{photo}", """request={"pipeline":"image.embed"}""");
+            Assert.Equal(400, misnamed.Status);
+            Assert.Contains("no 'file' part (its other parts: 'image')", misnamed.Body.GetProperty("detail").GetString(), StringComparison.Ordinal);
+            await AssertNothingStoredAsync(client);
+
+            var unnamed = await CurlAsync($"file=<{photo}", """request={"pipeline":"image.embed"}""");
+            Assert.True(unnamed.Status == 202, unnamed.Body.ToString());
+            var job = await ServingFixture.WaitForTerminalAsync(client, unnamed.Body.GetProperty("id").GetString()!);
+            Assert.Equal("succeeded", job.GetProperty("status").GetString());
+            Assert.Equal(512, job.GetProperty("output").GetProperty("dims").GetInt32());
+        }
+        finally
+        {
+            folder.Delete(recursive: true);
+        }
     }
 
     [Fact]

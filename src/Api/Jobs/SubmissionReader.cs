@@ -218,6 +218,8 @@ internal sealed class SubmissionReader(
         StagedInput? file = null;
         string? fileType = null;
         byte[]? requestJson = null;
+        var others = new List<string>();
+        var otherParts = 0;
         var maxBytes = Math.Max(limits.Value.MaxImageBytes, limits.Value.MaxVideoBytes);
         try
         {
@@ -238,9 +240,9 @@ internal sealed class SubmissionReader(
                 }
 
                 var name = Microsoft.Net.Http.Headers.HeaderUtilities.RemoveQuotes(disposition.Name).Value;
-                var isFile = !Microsoft.Extensions.Primitives.StringSegment.IsNullOrEmpty(disposition.FileName)
-                    || !Microsoft.Extensions.Primitives.StringSegment.IsNullOrEmpty(disposition.FileNameStar);
-                if (name == "file" && isFile && file is null)
+                // A 'file' part is the file with or without a filename (curl -F 'file=<photo.jpg' and
+                // Python requests' (None, bytes) send none): its bytes are sniffed like any other.
+                if (name == "file" && file is null)
                 {
                     file = await stager.StageAsync(section.Body, maxBytes, cancellationToken).ConfigureAwait(false);
                     if (file is null)
@@ -258,11 +260,23 @@ internal sealed class SubmissionReader(
                         maxBytes = MaxInputBytes(pipeline);
                     }
                 }
+                else if (++otherParts <= MaxPartsNamed)
+                {
+                    others.Add(PartName(name));
+                }
             }
 
             if (file is null)
             {
-                return (null, ApiProblems.Invalid("The multipart body has no 'file' part.", new Dictionary<string, string[]> { ["file"] = ["Required."] }));
+                return (null, ApiProblems.Invalid($"The multipart body has no 'file' part{Besides(others, otherParts)}.", new Dictionary<string, string[]> { ["file"] = ["Required."] }));
+            }
+
+            if (requestJson is null && others.Count > 0)
+            {
+                // '-F pipeline=image.embed' or a misspelt 'request': nothing of it would be read.
+                return (null, ApiProblems.Invalid(
+                    $"The multipart body has no 'request' part{Besides(others, otherParts)}: the job's fields (pipeline, model, params, …) go as JSON in a part named 'request'.",
+                    new Dictionary<string, string[]> { ["request"] = ["Required when the body has parts other than 'file'."] }));
             }
 
             SubmitRequest body = new();
@@ -298,6 +312,20 @@ internal sealed class SubmissionReader(
             await stager.DiscardAsync(file).ConfigureAwait(false);
         }
     }
+
+    /// <summary>The most names of parts other than 'file' and 'request' an error repeats.</summary>
+    private const int MaxPartsNamed = 5;
+
+    /// <summary>A part's name as an error repeats it: quoted, at most 40 characters, anything but printable ASCII as '?'.</summary>
+    private static string PartName(string? name)
+    {
+        var text = string.Concat((name ?? string.Empty).Take(40).Select(c => c is >= ' ' and <= '~' ? c : '?'));
+        return $"'{text}'";
+    }
+
+    /// <summary>" (its other parts: 'a', 'b')", or nothing when there were none.</summary>
+    private static string Besides(List<string> others, int count) =>
+        count == 0 ? string.Empty : $" (its other parts: {string.Join(", ", others)}{(count > others.Count ? $" and {count - others.Count} more" : string.Empty)})";
 
     /// <summary>A small part's bytes, at most <paramref name="maxBytes"/> (FormOptions.ValueLengthLimit).</summary>
     private static async Task<byte[]> ReadPartAsync(Stream body, int maxBytes, CancellationToken cancellationToken)
