@@ -281,8 +281,12 @@ public sealed class JobsApiTests(ServingFixture serving, ITestOutputHelper outpu
             HttpStatusCode.UnprocessableEntity, "unknown_pipeline");
         await Problems.AssertAsync(await client.PostAsync("/v1/jobs", Multipart(image, """{"pipeline":"image.embed","model":"resnet18@9"}""")),
             HttpStatusCode.UnprocessableEntity, "unknown_model");
-        await Problems.AssertAsync(await client.PostAsync("/v1/jobs", Multipart("%PDF-1.7 not an image"u8.ToArray(), """{"pipeline":"image.embed"}""")),
+        var pdf = await Problems.AssertAsync(await client.PostAsync("/v1/jobs", Multipart("%PDF-1.7 not an image"u8.ToArray(), """{"pipeline":"image.embed"}""")),
             HttpStatusCode.UnprocessableEntity, "input_invalid");
+        Assert.EndsWith("image; they are a PDF document.", pdf.GetProperty("detail").GetString(), StringComparison.Ordinal);
+        var video = await Problems.AssertAsync(await client.PostAsync("/v1/jobs", Multipart(image, """{"pipeline":"video.analyze"}""", "application/octet-stream")),
+            HttpStatusCode.UnprocessableEntity, "input_invalid");
+        Assert.EndsWith("they are a JPEG image: submit it to image.embed or image.ocr.", video.GetProperty("detail").GetString(), StringComparison.Ordinal);
         await Problems.AssertAsync(await client.PostAsync("/v1/jobs", Multipart(image, """{"pipeline":"image.embed"}""", "text/plain")),
             HttpStatusCode.UnsupportedMediaType, "unsupported_media_type");
         await Problems.AssertAsync(await client.PostAsJsonAsync("/v1/jobs", new { pipeline = "image.embed", input = new { base64 = "%%%" } }),

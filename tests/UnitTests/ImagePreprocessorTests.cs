@@ -103,6 +103,32 @@ public sealed class ImagePreprocessorTests
     public void The_sniffer_knows_encoded_images(SKEncodedImageFormat format, string expected) =>
         Assert.Equal(expected, MediaSniffer.ImageType(Solid(8, 8, SKColors.Black, format)));
 
+    [Theory]
+    [InlineData("49492A00080000000E00", "a TIFF image")]
+    [InlineData("4D4D002A00000008000E", "a TIFF image")]
+    [InlineData("0000001C6674797068656963000000006D696631", "a HEIC/HEIF image")]
+    [InlineData("0000001C667479706D696631000000006D696631", "a HEIC/HEIF image")]
+    [InlineData("0000001C6674797061766966000000006D696631", "an AVIF image")]
+    [InlineData("0000000C4A584C200D0A870A", "a JPEG XL image")]
+    [InlineData("FF0AFA7F", "a JPEG XL image")]
+    [InlineData("255044462D312E370A", "a PDF document")]
+    [InlineData("38425053000100000000", "a Photoshop document")]
+    [InlineData("00000100010010100000", "an ICO icon")]
+    [InlineData("000000206674797069736F6D0000020069736F6D", "an MP4 or QuickTime video")]
+    [InlineData("1A45DFA3A34286810142F7", "a WebM or Matroska video")]
+    [InlineData("FFD8FFE000104A464946", "a JPEG image")]
+    [InlineData("0102030405060708", null)]
+    public void The_sniffer_names_what_it_refuses(string hex, string? expected) =>
+        Assert.Equal(expected, MediaSniffer.Describe(Convert.FromHexString(hex))?.Name);
+
+    [Fact]
+    public void The_sniffer_names_an_svg_drawing_however_it_starts()
+    {
+        Assert.Equal("an SVG drawing", MediaSniffer.Describe("\uFEFF<?xml version=\"1.0\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\"/>"u8)?.Name);
+        Assert.Equal("an SVG drawing", MediaSniffer.Describe("  <svg viewBox=\"0 0 1 1\"></svg>"u8)?.Name);
+        Assert.Null(MediaSniffer.Describe("<?xml version=\"1.0\"?><note/>"u8));
+    }
+
     [Fact]
     public void The_sniffer_refuses_other_bytes()
     {

@@ -34,6 +34,56 @@ public static class MediaSniffer
         _ => null,
     };
 
+    /// <summary>
+    /// What a file that no pipeline here takes, or that belongs to the other kind of pipeline, is by
+    /// its first bytes, for the refusal to name ("a TIFF image", "an MP4 or QuickTime video"); null
+    /// when the bytes say nothing known.
+    /// </summary>
+    public static Sniffed? Describe(ReadOnlySpan<byte> data) => data switch
+    {
+        [_, _, _, _, (byte)'f', (byte)'t', (byte)'y', (byte)'p', .. var rest] when rest.Length >= 4 && StillImageBrand(rest[..4]) is { } brand => new(brand, SniffedKind.UnreadImage),
+        [(byte)'I', (byte)'I', 0x2A, 0x00, ..] or [(byte)'M', (byte)'M', 0x00, 0x2A, ..] => new("a TIFF image", SniffedKind.UnreadImage),
+        [0xFF, 0x0A, ..] or [0x00, 0x00, 0x00, 0x0C, (byte)'J', (byte)'X', (byte)'L', (byte)' ', ..] => new("a JPEG XL image", SniffedKind.UnreadImage),
+        [(byte)'8', (byte)'B', (byte)'P', (byte)'S', ..] => new("a Photoshop document", SniffedKind.UnreadImage),
+        [0x00, 0x00, 0x01, 0x00, ..] => new("an ICO icon", SniffedKind.UnreadImage),
+        _ when LooksLikeSvg(data) => new("an SVG drawing", SniffedKind.UnreadImage),
+        [(byte)'%', (byte)'P', (byte)'D', (byte)'F', ..] => new("a PDF document", SniffedKind.Other),
+        _ when ImageType(data) is { } image => new(image switch
+        {
+            "image/jpeg" => "a JPEG image",
+            "image/png" => "a PNG image",
+            "image/gif" => "a GIF image",
+            "image/webp" => "a WebP image",
+            _ => "a BMP image",
+        }, SniffedKind.Image),
+        _ when VideoType(data) is { } video => new(video switch
+        {
+            "video/mp4" or "video/quicktime" => "an MP4 or QuickTime video",
+            "video/x-matroska" => "a WebM or Matroska video",
+            "video/x-msvideo" => "an AVI video",
+            "video/mpeg" or "video/mp2t" => "an MPEG video",
+            "video/x-flv" => "an FLV video",
+            "video/ogg" => "an Ogg video",
+            _ => "an ASF or WMV video",
+        }, SniffedKind.Video),
+        _ => null,
+    };
+
+    /// <summary>An ISO BMFF major brand of a still image (HEIC/HEIF, AVIF), which the video sniffer would take for an MP4.</summary>
+    private static string? StillImageBrand(ReadOnlySpan<byte> brand) => brand switch
+    {
+        [(byte)'h', (byte)'e', (byte)'i', _] or [(byte)'h', (byte)'e', (byte)'v', _] or [(byte)'m', (byte)'i', (byte)'f', (byte)'1'] or [(byte)'m', (byte)'s', (byte)'f', (byte)'1'] => "a HEIC/HEIF image",
+        [(byte)'a', (byte)'v', (byte)'i', _] => "an AVIF image",
+        _ => null,
+    };
+
+    private static bool LooksLikeSvg(ReadOnlySpan<byte> data)
+    {
+        var head = data[..Math.Min(data.Length, 1024)];
+        var trimmed = head.TrimStart("\uFEFF"u8).TrimStart(" \t\r\n"u8);
+        return (trimmed.StartsWith("<?xml"u8) || trimmed.StartsWith("<svg"u8) || trimmed.StartsWith("<!DOCTYPE svg"u8)) && head.IndexOf("<svg"u8) >= 0;
+    }
+
     /// <summary>Declared types a client may send for a video part; anything else is 415.</summary>
     public static bool IsAcceptableVideoContentType(string? contentType) =>
         string.IsNullOrEmpty(contentType)
@@ -46,4 +96,22 @@ public static class MediaSniffer
         string.IsNullOrEmpty(contentType)
         || contentType.StartsWith("image/", StringComparison.OrdinalIgnoreCase)
         || contentType.StartsWith("application/octet-stream", StringComparison.OrdinalIgnoreCase);
+}
+
+/// <summary>What <see cref="MediaSniffer.Describe"/> found: a name to show, and what kind of thing it is.</summary>
+public sealed record Sniffed(string Name, SniffedKind Kind);
+
+public enum SniffedKind
+{
+    /// <summary>An image the image pipelines take.</summary>
+    Image,
+
+    /// <summary>A video container <c>video.analyze</c> takes.</summary>
+    Video,
+
+    /// <summary>An image format no pipeline here decodes (TIFF, HEIC, AVIF, JPEG XL, SVG, …).</summary>
+    UnreadImage,
+
+    /// <summary>Something else that is known by its bytes (a PDF).</summary>
+    Other,
 }

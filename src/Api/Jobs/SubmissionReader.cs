@@ -542,7 +542,13 @@ internal sealed class SubmissionReader(
             if (input.Length == 0 || MediaSniffer.VideoType(input.Head.Span) is not { } container)
             {
                 return (null, ApiProblems.Problem(StatusCodes.Status422UnprocessableEntity, ApiProblems.InputInvalid, "The input is not a video.",
-                    "The input's bytes are not a video container this service reads (MP4, MOV, WebM, MKV, AVI, MPEG, FLV, Ogg, ASF or animated GIF)."));
+                    "The input's bytes are not a video container this service reads (MP4, MOV, WebM, MKV, AVI, MPEG, FLV, Ogg, ASF or animated GIF)"
+                    + MediaSniffer.Describe(input.Head.Span) switch
+                    {
+                        { Kind: SniffedKind.Image } image => $"; they are {image.Name}: submit it to image.embed or image.ocr.",
+                        { } other => $"; they are {other.Name}.",
+                        null => ".",
+                    }));
             }
 
             // What the header declares; the worker checks every video again with ffprobe.
@@ -560,7 +566,14 @@ internal sealed class SubmissionReader(
         if (input.Length == 0 || MediaSniffer.ImageType(input.Head.Span) is not { } sniffed)
         {
             return (null, ApiProblems.Problem(StatusCodes.Status422UnprocessableEntity, ApiProblems.InputInvalid, "The input is not an image.",
-                "The input's bytes are not a JPEG, PNG, WebP, GIF or BMP image."));
+                "The input's bytes are not a JPEG, PNG, WebP, GIF or BMP image"
+                + MediaSniffer.Describe(input.Head.Span) switch
+                {
+                    { Kind: SniffedKind.Video } video => $"; they are {video.Name}: submit it to video.analyze.",
+                    { Kind: SniffedKind.UnreadImage } image => $"; they are {image.Name}, which this service does not decode: convert it to one of those first.",
+                    { } other => $"; they are {other.Name}.",
+                    null => ".",
+                }));
         }
 
         // A staged image's header is read from its head (its first InlineThreshold bytes, at least 64 KiB).
