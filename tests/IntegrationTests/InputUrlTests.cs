@@ -144,6 +144,11 @@ public sealed class InputUrlTests(ServingFixture serving)
             HttpStatusCode.UnprocessableEntity, "input_invalid");
         Assert.Contains("404", Detail(missing), StringComparison.Ordinal);
 
+        // A page's address copied from the browser instead of its image's: the refusal says so.
+        var page = await Problems.AssertAsync(await SubmitUrlAsync(client, remote.Url("/photo-page").ToString()),
+            HttpStatusCode.UnprocessableEntity, "input_invalid");
+        Assert.Contains("they are an HTML page (a web page, not the file it shows: link the file itself)", Detail(page), StringComparison.Ordinal);
+
         var started = DateTime.UtcNow;
         var slow = await Problems.AssertAsync(await SubmitUrlAsync(client, remote.Url("/slow").ToString()),
             HttpStatusCode.UnprocessableEntity, "input_invalid");

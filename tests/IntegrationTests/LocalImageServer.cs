@@ -95,6 +95,7 @@ public sealed class LocalImageServer : IAsyncDisposable
             }
         });
         _app.MapGet("/missing", () => Results.NotFound());
+        _app.MapGet("/photo-page", () => Results.Content("<!DOCTYPE html>\n<html><body><img src=\"/image.jpg\"></body></html>", "text/html"));
         _app.MapGet("/slow", async (HttpContext context) =>
         {
             try

@@ -122,11 +122,13 @@ public sealed class ImagePreprocessorTests
         Assert.Equal(expected, MediaSniffer.Describe(Convert.FromHexString(hex))?.Name);
 
     [Fact]
-    public void The_sniffer_names_an_svg_drawing_however_it_starts()
+    public void The_sniffer_names_an_svg_drawing_and_a_web_page_however_they_start()
     {
         Assert.Equal("an SVG drawing", MediaSniffer.Describe("\uFEFF<?xml version=\"1.0\"?>\n<svg xmlns=\"http://www.w3.org/2000/svg\"/>"u8)?.Name);
         Assert.Equal("an SVG drawing", MediaSniffer.Describe("  <svg viewBox=\"0 0 1 1\"></svg>"u8)?.Name);
         Assert.Null(MediaSniffer.Describe("<?xml version=\"1.0\"?><note/>"u8));
+        Assert.StartsWith("an HTML page", MediaSniffer.Describe("\n  <!DOCTYPE html>\n<html lang=\"en\"><img src=\"cat.jpg\">"u8)?.Name, StringComparison.Ordinal);
+        Assert.StartsWith("an HTML page", MediaSniffer.Describe("<HTML><BODY>"u8)?.Name, StringComparison.Ordinal);
     }
 
     [Fact]

@@ -48,6 +48,7 @@ public static class MediaSniffer
         [0x00, 0x00, 0x01, 0x00, ..] => new("an ICO icon", SniffedKind.UnreadImage),
         _ when LooksLikeSvg(data) => new("an SVG drawing", SniffedKind.UnreadImage),
         [(byte)'%', (byte)'P', (byte)'D', (byte)'F', ..] => new("a PDF document", SniffedKind.Other),
+        _ when LooksLikeHtml(data) => new("an HTML page (a web page, not the file it shows: link the file itself)", SniffedKind.Other),
         _ when ImageType(data) is { } image => new(image switch
         {
             "image/jpeg" => "a JPEG image",
@@ -76,6 +77,20 @@ public static class MediaSniffer
         [(byte)'a', (byte)'v', (byte)'i', _] => "an AVIF image",
         _ => null,
     };
+
+    /// <summary>A web page: what an <c>input.url</c> copied from a browser's address bar often gives instead of the image.</summary>
+    private static bool LooksLikeHtml(ReadOnlySpan<byte> data)
+    {
+        var trimmed = data[..Math.Min(data.Length, 1024)].TrimStart("\uFEFF"u8).TrimStart(" \t\r\n"u8);
+        Span<byte> start = stackalloc byte[14];
+        var n = Math.Min(trimmed.Length, start.Length);
+        for (var i = 0; i < n; i++)
+        {
+            start[i] = (byte)char.ToLowerInvariant((char)trimmed[i]);
+        }
+
+        return start[..n].StartsWith("<!doctype html"u8) || start[..n].StartsWith("<html"u8);
+    }
 
     private static bool LooksLikeSvg(ReadOnlySpan<byte> data)
     {
@@ -112,6 +127,6 @@ public enum SniffedKind
     /// <summary>An image format no pipeline here decodes (TIFF, HEIC, AVIF, JPEG XL, SVG, …).</summary>
     UnreadImage,
 
-    /// <summary>Something else that is known by its bytes (a PDF).</summary>
+    /// <summary>Something else that is known by its bytes (a PDF, a web page).</summary>
     Other,
 }
