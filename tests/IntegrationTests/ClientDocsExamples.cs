@@ -30,10 +30,7 @@ public sealed partial class ClientDocsExamples(ServingFixture serving)
     private (WebApplicationFactory<Program> Api, string BaseUrl) StartApi(IDictionary<string, string?>? overrides = null)
     {
         var api = serving.CreateApi(overrides);
-        api.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
-        api.StartServer();
-        var address = api.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.Single();
-        return (api, address + "/");
+        return (api, ServingFixture.StartKestrel(api) + "/");
     }
 
     [Fact]

@@ -3,9 +3,6 @@ using System.Net.Http.Json;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Async.Serving.Api.Ledger;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Playwright;
@@ -45,7 +42,7 @@ public sealed partial class DashboardBrowserTests(ServingFixture serving)
             ["Serving:Webhooks:RetryDelays:0"] = "00:00:01",
             ["Serving:Webhooks:Timeout"] = "00:00:05",
         });
-        var baseUrl = StartKestrel(api);
+        var baseUrl = ServingFixture.StartKestrel(api);
         using var client = serving.Client(api, key);
 
         var url = receiver.NewUrl();
@@ -143,14 +140,6 @@ public sealed partial class DashboardBrowserTests(ServingFixture serving)
         var again = (await receiver.WaitForAsync(url, 2, Wait))[1];
         Assert.Equal(first.Id, again.Id);
         Assert.Equal(first.Body, again.Body);
-    }
-
-    /// <summary>Serves <paramref name="api"/> on 127.0.0.1 and a free port, for the browser; returns its base URL.</summary>
-    private static string StartKestrel(WebApplicationFactory<Program> api)
-    {
-        api.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
-        api.StartServer();
-        return api.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.Single();
     }
 
     private static async Task EventuallyAsync(Func<Task<bool>> condition, string what)

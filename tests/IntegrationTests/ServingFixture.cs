@@ -1,3 +1,4 @@
+using System.Net;
 using System.Net.Http.Headers;
 using System.Net.Http.Json;
 using System.Security.Cryptography;
@@ -7,6 +8,9 @@ using Async.Serving.Hosting;
 using Async.Serving.Worker.Hosting;
 using Async.Serving.Worker.Inference;
 using Microsoft.AspNetCore.Hosting;
+using Microsoft.AspNetCore.Hosting.Server;
+using Microsoft.AspNetCore.Hosting.Server.Features;
+using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.Configuration;
 using Microsoft.Extensions.DependencyInjection;
@@ -111,6 +115,14 @@ public sealed class ServingFixture : IAsyncLifetime
             b.UseSetting("Logging:LogLevel:Default", "Warning");
             b.UseSetting("Logging:LogLevel:Microsoft.AspNetCore", "Warning");
         });
+    }
+
+    /// <summary>Serves <paramref name="api"/> on 127.0.0.1 and a free port (for a browser, curl or the .NET client); returns its base URL, without a trailing slash.</summary>
+    public static string StartKestrel(WebApplicationFactory<Program> api)
+    {
+        api.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
+        api.StartServer();
+        return api.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.Single();
     }
 
     public HttpClient Client(WebApplicationFactory<Program>? api = null, string? key = null)

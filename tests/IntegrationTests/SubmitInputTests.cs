@@ -4,9 +4,6 @@ using System.Net.Http.Json;
 using System.Text;
 using System.Text.Json;
 using Async.Serving.Jobs;
-using Microsoft.AspNetCore.Hosting.Server;
-using Microsoft.AspNetCore.Hosting.Server.Features;
-using Microsoft.AspNetCore.Http.Features;
 using Microsoft.AspNetCore.Mvc.Testing;
 using Microsoft.Extensions.DependencyInjection;
 
@@ -236,10 +233,8 @@ public sealed class SubmitInputTests(ServingFixture serving)
     public async Task Curl_bodies_a_file_part_without_a_filename_is_the_file_and_parts_under_other_names_are_named()
     {
         await using var api = serving.CreateApi(new Dictionary<string, string?> { ["Serving:Auth:DevelopmentTenant"] = NewTenant("curl") });
-        api.UseKestrel(o => o.Listen(IPAddress.Loopback, 0));
-        api.StartServer();
+        var url = ServingFixture.StartKestrel(api) + "/v1/jobs";
         using var client = serving.Client(api);
-        var url = api.Services.GetRequiredService<IServer>().Features.GetRequiredFeature<IServerAddressesFeature>().Addresses.Single() + "/v1/jobs";
         var folder = Directory.CreateTempSubdirectory("serving-curl-");
         try
         {

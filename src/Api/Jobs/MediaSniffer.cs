@@ -81,23 +81,22 @@ public static class MediaSniffer
     /// <summary>A web page: what an <c>input.url</c> copied from a browser's address bar often gives instead of the image.</summary>
     private static bool LooksLikeHtml(ReadOnlySpan<byte> data)
     {
-        var trimmed = data[..Math.Min(data.Length, 1024)].TrimStart("\uFEFF"u8).TrimStart(" \t\r\n"u8);
-        Span<byte> start = stackalloc byte[14];
-        var n = Math.Min(trimmed.Length, start.Length);
-        for (var i = 0; i < n; i++)
-        {
-            start[i] = (byte)char.ToLowerInvariant((char)trimmed[i]);
-        }
-
-        return start[..n].StartsWith("<!doctype html"u8) || start[..n].StartsWith("<html"u8);
+        var text = TextStart(data);
+        return StartsWithIgnoreCase(text, "<!doctype html"u8) || StartsWithIgnoreCase(text, "<html"u8);
     }
 
     private static bool LooksLikeSvg(ReadOnlySpan<byte> data)
     {
-        var head = data[..Math.Min(data.Length, 1024)];
-        var trimmed = head.TrimStart("\uFEFF"u8).TrimStart(" \t\r\n"u8);
-        return (trimmed.StartsWith("<?xml"u8) || trimmed.StartsWith("<svg"u8) || trimmed.StartsWith("<!DOCTYPE svg"u8)) && head.IndexOf("<svg"u8) >= 0;
+        var text = TextStart(data);
+        return (text.StartsWith("<?xml"u8) || text.StartsWith("<svg"u8) || text.StartsWith("<!DOCTYPE svg"u8)) && text.IndexOf("<svg"u8) >= 0;
     }
+
+    /// <summary>The first KiB of a text file, past a byte order mark and leading white space.</summary>
+    private static ReadOnlySpan<byte> TextStart(ReadOnlySpan<byte> data) =>
+        data[..Math.Min(data.Length, 1024)].TrimStart("\uFEFF"u8).TrimStart(" \t\r\n"u8);
+
+    private static bool StartsWithIgnoreCase(ReadOnlySpan<byte> text, ReadOnlySpan<byte> prefix) =>
+        text.Length >= prefix.Length && System.Text.Ascii.EqualsIgnoreCase(text[..prefix.Length], prefix);
 
     /// <summary>Declared types a client may send for a video part; anything else is 415.</summary>
     public static bool IsAcceptableVideoContentType(string? contentType) =>

@@ -271,7 +271,7 @@ internal sealed class SubmissionReader(
                 return (null, ApiProblems.Invalid($"The multipart body has no 'file' part{Besides(others, otherParts)}.", new Dictionary<string, string[]> { ["file"] = ["Required."] }));
             }
 
-            if (requestJson is null && others.Count > 0)
+            if (requestJson is null && otherParts > 0)
             {
                 // '-F pipeline=image.embed' or a misspelt 'request': nothing of it would be read.
                 return (null, ApiProblems.Invalid(
